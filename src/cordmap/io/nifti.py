@@ -1,0 +1,86 @@
+"""NIfTI (.nii / .nii.gz) reading and writing through nibabel, in canonical RAS+."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from cordmap.anatomy.schema import LabelSchema
+from cordmap.atomic import atomic_file
+from cordmap.errors import CordmapError
+from cordmap.volume import LabelVolume, Volume
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti(path: str | Path) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def read_nifti(path: str | Path) -> Volume:
+    """Load a 3D NIfTI image as a canonical RAS+ `Volume` (float32 unless integer on disk)."""
+    image = _load(Path(path))
+    data = _data(image, path)
+    return Volume.from_any_orientation(data, image.affine)
+
+
+def read_labels(path: str | Path, schema: LabelSchema) -> LabelVolume:
+    """Load a NIfTI label volume (integer ids of `schema`) in canonical RAS+."""
+    image = _load(Path(path))
+    data = _data(image, path)
+    return LabelVolume.from_any_orientation(data, image.affine, schema=schema)
+
+
+def write_nifti(volume: Volume, path: str | Path) -> Path:
+    """Write a volume (image or labels) atomically; labels are stored as uint16."""
+    path = Path(path)
+    if not is_nifti(path):
+        raise CordmapError(f"{path}: a NIfTI file name must end in .nii or .nii.gz")
+    array = volume.array
+    if isinstance(volume, LabelVolume):
+        array = array.astype(np.uint16)
+    image = nib.Nifti1Image(array, volume.affine)
+    image.header.set_xyzt_units("mm")
+    image.set_qform(volume.affine, code=1)
+    image.set_sform(volume.affine, code=1)
+    with atomic_file(path) as tmp:
+        nib.save(image, tmp)
+    return path
+
+
+def _load(path: Path) -> nib.Nifti1Image:
+    if not path.exists():
+        raise CordmapError(f"{path} does not exist")
+    if not is_nifti(path):
+        raise CordmapError(f"{path} is not a NIfTI file (expected .nii or .nii.gz)")
+    try:
+        image = nib.load(path)
+    except Exception as exc:  # nibabel raises many types for corrupt headers
+        raise CordmapError(f"{path} is not a readable NIfTI file ({exc}); re-export it") from None
+    return image
+
+
+def _data(image, path) -> np.ndarray:
+    try:
+        if np.issubdtype(image.get_data_dtype(), np.integer) and _is_unscaled(image):
+            data = np.asanyarray(image.dataobj)
+        else:
+            data = image.get_fdata(dtype=np.float32)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        raise CordmapError(
+            f"{path} is truncated or corrupt ({exc or type(exc).__name__}); copy it again "
+            "from the scanner or PACS export"
+        ) from None
+    data = np.squeeze(data) if data.ndim > 3 else data
+    if data.ndim != 3:
+        raise CordmapError(f"{path} holds a {data.ndim}D image of shape {data.shape}; expected 3D")
+    return data
+
+
+def _is_unscaled(image) -> bool:
+    slope, inter = image.header.get_slope_inter()
+    return slope in (None, 1.0) and inter in (None, 0.0)
