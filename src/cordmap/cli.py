@@ -27,20 +27,28 @@ err_console = Console(stderr=True)
 _state = {"debug": False}
 
 
-def command(func):
-    """Register a command whose CordmapErrors become one-line messages and exit code 1."""
+def command(func_or_name=None, /, **options):
+    """Register a command whose CordmapErrors become one-line messages and exit code 1.
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except CordmapError as exc:
-            if _state["debug"]:
-                raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+    Use as `@command`, `@command()` or `@command("name", help=...)`.
+    """
+    if callable(func_or_name):
+        return command()(func_or_name)
 
-    return app.command()(wrapper)
+    def register(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except CordmapError as exc:
+                if _state["debug"]:
+                    raise
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
+
+        return app.command(func_or_name, **options)(wrapper)
+
+    return register
 
 
 def _version(value: bool):
@@ -56,3 +64,63 @@ def main(
         "--version", callback=_version, is_eager=True, help="Print the version.")] = None,
 ):
     _state["debug"] = debug
+
+
+def _spacing(text: Optional[str]) -> Optional[tuple[float, float, float]]:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) <= 0:
+        raise CordmapError(f"--spacing '{text}' must be three positive mm values: X,Y,SLICE (e.g. 0.8,0.8,3)")
+    return values
+
+
+@command("import")
+def import_(
+    image: Annotated[Path, typer.Argument(help="NIfTI file, DICOM folder or folder of PNG/TIFF slices.")],
+    case_dir: Annotated[Path, typer.Argument(help="Case folder to create or refresh.")],
+    labels: Annotated[Optional[Path], typer.Option(help="Label NIfTI or folder of per-slice masks.")] = None,
+    subject: Annotated[str, typer.Option(help="BIDS subject label.")] = "sub-01",
+    series: Annotated[Optional[str], typer.Option(help="DICOM series: number, UID or description.")] = None,
+    spacing: Annotated[Optional[str], typer.Option(help="Slice stacks: X,Y,SLICE spacing in mm.")] = None,
+    protocol: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
+):
+    """Build a case folder from an MRI and (optionally) its annotations."""
+    from cordmap.ingest import import_case
+
+    result = import_case(image, case_dir, labels_source=labels, subject=subject, series=series,
+                         spacing=_spacing(spacing), protocol=protocol)
+    state = "up to date" if result.up_to_date else "written"
+    console.print(f"case {result.case.root} {state}")
+    _print_summary(result.case.summary())
+
+
+@command()
+def info(case_dir: Annotated[Path, typer.Argument(help="Case folder.")]):
+    """Summarise a case: image geometry, structures and their volumes, stages run."""
+    from cordmap.case import Case
+
+    _print_summary(Case.open(case_dir).summary())
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    image = summary["image"]
+    console.print(
+        f"[bold]{summary['subject']}[/]  image {' x '.join(map(str, image['shape']))} voxels, "
+        f"{' x '.join(f'{s:g}' for s in image['spacing_mm'])} mm, field of view "
+        f"{' x '.join(f'{s:g}' for s in image['field_of_view_mm'])} mm"
+    )
+    for source, structures in summary["labels"].items():
+        table = Table(title=f"labels ({source})", title_justify="left")
+        for column in ("id", "structure", "voxels", "volume mm³"):
+            table.add_column(column, justify="left" if column == "structure" else "right")
+        for name, row in structures.items():
+            table.add_row(str(row["id"]), name, str(row["voxels"]), f"{row['volume_mm3']:.1f}")
+        console.print(table)
+    if summary["stages"]:
+        console.print("stages: " + ", ".join(summary["stages"]))

@@ -1,0 +1,118 @@
+"""Ingest: read an MRI (NIfTI, DICOM series or slice stack) and its annotations into a case folder.
+
+Everything is read and checked in memory first; only then are files written, each
+atomically, so bad input leaves nothing behind. Inputs are never modified. Re-running
+with the same inputs and parameters finds the case up to date and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cordmap import __version__
+from cordmap.anatomy.schema import DEFAULT_PROTOCOL, LabelSchema
+from cordmap.atomic import write_text
+from cordmap.case import MANIFEST, PROTOCOL, Case, check_subject
+from cordmap.errors import CordmapError
+from cordmap.io.nifti import is_nifti, read_labels, read_nifti, write_nifti
+from cordmap.volume import LabelVolume, Volume
+
+SLICE_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def read_image(source: str | Path, *, series: str | None = None,
+               spacing: tuple[float, float, float] | None = None) -> Volume:
+    """Read an MRI from a NIfTI file, a folder holding a DICOM export, or a folder of slices."""
+    source = Path(source)
+    if not source.exists():
+        raise CordmapError(f"{source} does not exist")
+    if source.is_file():
+        if is_nifti(source):
+            return read_nifti(source)
+        raise CordmapError(
+            f"{source} is not a NIfTI file; pass a .nii/.nii.gz file, a DICOM folder or a "
+            "folder of PNG/TIFF slices"
+        )
+    if _has_slices(source):
+        from cordmap.io.slices import read_slice_stack
+
+        if spacing is None:
+            raise CordmapError(
+                f"{source} holds 2D slices, which carry no voxel size; pass --spacing "
+                "PIXEL_X,PIXEL_Y,SLICE (mm), e.g. --spacing 0.8,0.8,3"
+            )
+        return read_slice_stack(source, spacing=spacing)
+    from cordmap.io.dicom import read_dicom
+
+    return read_dicom(source, series=series)
+
+
+def read_annotations(source: str | Path, image: Volume, schema: LabelSchema) -> LabelVolume:
+    """Read labels for `image`: a NIfTI label volume or a folder of per-slice masks."""
+    source = Path(source)
+    if not source.exists():
+        raise CordmapError(f"labels {source} do not exist")
+    if source.is_file():
+        labels = read_labels(source, schema)
+    else:
+        from cordmap.io.slices import read_masks
+
+        labels = read_masks(source, image, schema)
+    image.require_same_grid(labels)
+    labels.require_known_ids()
+    return labels
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    case: Case
+    up_to_date: bool
+
+
+def import_case(image_source: str | Path, out: str | Path, *, labels_source: str | Path | None = None,
+                subject: str = "sub-01", series: str | None = None,
+                spacing: tuple[float, float, float] | None = None,
+                protocol: str | Path | None = None) -> ImportResult:
+    """Build (or refresh) the case folder `out` from an image and optional annotations."""
+    out = Path(out)
+    check_subject(subject)
+    parameters = {"subject": subject, "series": series,
+                  "spacing_mm": list(spacing) if spacing else None,
+                  "protocol": str(protocol) if protocol else None}
+    inputs = [Path(image_source)] + ([Path(labels_source)] if labels_source else [])
+    previous = {}
+    if (out / MANIFEST).is_file():
+        existing = Case.open(out)
+        if existing.is_up_to_date("import", inputs=inputs, parameters=parameters):
+            return ImportResult(existing, True)
+        previous = existing.manifest
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CordmapError(
+            f"{out} exists and is not a cordmap case folder; choose a new or empty folder"
+        )
+
+    schema_file = Path(protocol) if protocol else DEFAULT_PROTOCOL
+    schema = LabelSchema.load(schema_file)
+    image = read_image(image_source, series=series, spacing=spacing)
+    labels = read_annotations(labels_source, image, schema) if labels_source else None
+
+    manifest = {**previous, "subject": subject, "cordmap_version": __version__,
+                "protocol": {"name": schema.name, "version": schema.version, "file": PROTOCOL}}
+    manifest.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    case = Case(out, manifest)
+    write_text(out / PROTOCOL, schema_file.read_text(encoding="utf-8"))
+    write_nifti(image, case.image_path)
+    outputs = [out / PROTOCOL, case.image_path]
+    if labels is not None:
+        write_nifti(labels, case.labels_path("manual"))
+        outputs.append(case.labels_path("manual"))
+    elif case.labels_path("manual").exists():
+        case.labels_path("manual").unlink()  # labels of a previous import no longer apply
+    case.record("import", inputs=inputs, outputs=outputs, parameters=parameters)
+    return ImportResult(case, False)
+
+
+def _has_slices(folder: Path) -> bool:
+    return any(p.suffix.lower() in SLICE_SUFFIXES for p in folder.iterdir() if p.is_file())
