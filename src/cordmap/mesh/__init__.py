@@ -1,0 +1,5 @@
+"""Meshes of every labelled structure, and their export to 3D tools (GLB, PLY, STL, OBJ)."""
+
+from cordmap.mesh.surfaces import MeshStats, mesh_labels, mesh_stats
+
+__all__ = ["MeshStats", "mesh_labels", "mesh_stats"]
