@@ -124,3 +124,38 @@ def _print_summary(summary: dict) -> None:
         console.print(table)
     if summary["stages"]:
         console.print("stages: " + ", ".join(summary["stages"]))
+
+
+@command()
+def agree(
+    labels_a: Annotated[Path, typer.Argument(help="First rater's label NIfTI.")],
+    labels_b: Annotated[Path, typer.Argument(help="Second rater's label NIfTI, same grid.")],
+    worst: Annotated[int, typer.Option(help="How many most-disagreeing axial slices to list.")] = 5,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    protocol: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
+):
+    """Agreement of two labellings: kappa, Dice, IoU, surface distances, worst slices."""
+    import json
+
+    from rich.table import Table
+
+    from cordmap.anatomy.schema import LabelSchema
+    from cordmap.atomic import write_text
+    from cordmap.study.agreement import agree_files
+
+    result = agree_files(labels_a, labels_b, schema=LabelSchema.load(protocol), worst=worst)
+    console.print(f"Cohen's kappa over all voxels: [bold]{result.kappa:.3f}[/]")
+    table = Table(title="per label", title_justify="left")
+    for column in ("id", "label", "voxels A", "voxels B", "kappa", "Dice", "IoU", "mean surf. mm", "HD95 mm"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    mm = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for r in result.labels:
+        table.add_row(str(r.id), r.name, str(r.voxels_a), str(r.voxels_b), f"{r.kappa:.3f}",
+                      f"{r.dice:.3f}", f"{r.iou:.3f}", mm(r.mean_surface_mm), mm(r.hd95_mm))
+    console.print(table)
+    for s in result.worst_slices:
+        console.print(f"slice k={s.k} (S {s.s_mm:.1f} mm): {s.differing_voxels} of {s.labelled_voxels} "
+                      f"labelled voxels differ, mostly {s.confused_a} (A) vs {s.confused_b} (B)")
+    if json_out:
+        write_text(json_out, json.dumps(result.to_dict(), indent=1) + "\n")
+        console.print(f"written {json_out}")

@@ -1,0 +1,1 @@
+"""Study workflow: participant registry, annotation agreement, cohort statistics and reports."""
