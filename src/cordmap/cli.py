@@ -159,3 +159,27 @@ def agree(
     if json_out:
         write_text(json_out, json.dumps(result.to_dict(), indent=1) + "\n")
         console.print(f"written {json_out}")
+
+
+@command()
+def series(folder: Annotated[Path, typer.Argument(help="Folder of a DICOM export (searched recursively).")]):
+    """List the DICOM series in a folder: number, description, orientation, size, spacing."""
+    from rich.table import Table
+
+    from cordmap.io.dicom import list_series
+
+    infos = list_series(folder)
+    table = Table(title=f"{len(infos)} DICOM series in {folder}", title_justify="left")
+    for column in ("#", "description", "modality", "plane", "images", "size", "pixel mm",
+                   "slice mm"):
+        table.add_column(column, justify="left" if column == "description" else "right")
+    for s in infos:
+        pixel = "-" if s.pixel_spacing is None else " x ".join(f"{v:g}" for v in s.pixel_spacing)
+        table.add_row("-" if s.number is None else str(s.number), s.description, s.modality,
+                      s.orientation, str(s.n_files), f"{s.rows} x {s.cols}", pixel,
+                      "-" if s.slice_spacing is None else f"{s.slice_spacing:g}")
+    console.print(table)
+    for s in infos:
+        console.print(f"#{'-' if s.number is None else s.number} UID {s.uid}", highlight=False,
+                      soft_wrap=True)
+    console.print("choose one with --series NUMBER (or a UID, or part of the description)")
