@@ -1,0 +1,57 @@
+"""The viewer of a case folder: build CASE/viewer/ once, then serve it or export it.
+
+CASE/viewer/ holds the precomputed dataset (image, labels, meshes, segment names) and
+`state.json`, the first view. The "view" stage is recorded in case.json with the image
+and labels it was made from, and is rebuilt only when they change.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cordmap.atomic import write_text
+from cordmap.case import Case
+from cordmap.viewer.precomputed import check_labels, write_precomputed
+from cordmap.viewer.server import ViewerServer
+from cordmap.viewer.site import DATA_PATH, Site, export_static
+from cordmap.viewer.state import viewer_state
+
+VIEWER_DIR = "viewer"
+STATE_FILE = "state.json"
+STAGE = "view"
+
+
+def build_case_viewer(case: Case) -> tuple[Path, dict]:
+    """Write (or reuse, when up to date) CASE/viewer/; return its folder and state."""
+    from cordmap.mesh import mesh_labels
+
+    folder = case.path(VIEWER_DIR)
+    labels_path = case.labels_path(case.label_sources()[0]) if case.label_sources() else None
+    inputs = [case.image_path, labels_path]
+    if labels_path and case.is_up_to_date(STAGE, inputs=inputs):
+        return folder, json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    image, labels = case.image(), case.labels()  # no labels: a clear CordmapError
+    check_labels(image, labels)
+    write_precomputed(image, labels, mesh_labels(labels), folder)
+    state = viewer_state(image, labels, DATA_PATH)
+    write_text(folder / STATE_FILE, json.dumps(state, indent=1))
+    case.record(STAGE, inputs=inputs, outputs=[folder])
+    return folder, state
+
+
+def case_site(case_dir: str | Path) -> Site:
+    """The viewer site of a case (building its dataset first when needed)."""
+    case = Case.open(case_dir)
+    folder, state = build_case_viewer(case)
+    return Site(folder, state, title=f"cordmap {case.subject}")
+
+
+def serve_case(case_dir: str | Path, port: int | None = None) -> ViewerServer:
+    """A server for the case's viewer on 127.0.0.1 (free port unless `port`), not started."""
+    return ViewerServer(case_site(case_dir), port)
+
+
+def export_case(case_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write the case's viewer as a self-contained static folder (client + data + index)."""
+    return export_static(case_site(case_dir), out_dir)

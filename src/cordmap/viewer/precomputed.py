@@ -1,0 +1,201 @@
+"""Write a case as a Neuroglancer *precomputed* dataset, by hand with numpy (offline).
+
+Layout of the folder written by `write_precomputed`:
+
+    image/info, image/<scale>/<x0-x1_y0-y1_z0-z1>        the MRI, raw chunks
+    labels/info, labels/<scale>/...                      the label ids (uint16), raw chunks
+    labels/mesh/info, labels/mesh/<id>:0, <id>.frag      legacy meshes: manifest + fragment
+    labels/segment_properties/info                       names from the label schema
+
+Geometry. A precomputed volume lives in its own voxel space: voxel (i, j, k) fills the
+unit cube [i, i+1) x [j, j+1) x [k, k+1), so its centre is at i + 0.5, and the native
+coordinates are voxel indices scaled by `resolution` (nm). The world position lives in
+the layer's *source transform* (see `source_transform`): the direction cosines of the
+affine, rescaled to the output dimensions (one per world axis, RAS+), and the affine's
+translation shifted by half a voxel, so that voxel centres land on `Volume.world(ijk)`.
+Meshes (world RAS+ mm, vertices on voxel centres) are written in the same native space,
+so image, labels and meshes line up exactly. Nanometres appear only in this package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from cordmap.anatomy.schema import LabelSchema
+from cordmap.atomic import atomic_dir
+from cordmap.errors import CordmapError
+from cordmap.volume import LabelVolume, Volume
+
+NM_PER_MM = 1e6
+CHUNK_SIZE = (64, 64, 64)
+IMAGE_DIR, LABELS_DIR = "image", "labels"
+MESH_DIR, PROPERTIES_DIR = "mesh", "segment_properties"
+#: Data types Neuroglancer reads from raw precomputed chunks.
+NEUROGLANCER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32")
+
+
+def output_scales_mm(volume: Volume) -> np.ndarray:
+    """Size (mm) of one unit of each output (world) dimension x, y, z: the voxel spacing.
+
+    The volume is in canonical RAS+ voxel order, so voxel axis n runs closest to world
+    axis n, and one output unit per voxel keeps Neuroglancer's slice stepping natural.
+    Rounded to 1 nm, so that float32 header noise does not show in the viewer.
+    """
+    return np.round(np.asarray(volume.spacing, dtype=float), 6)
+
+
+def source_transform(volume: Volume) -> dict:
+    """Neuroglancer layer source transform of a volume written by `write_precomputed`.
+
+    Input: the source's voxel coordinates (voxel i spans [i, i+1)). Output: world RAS+
+    in units of `output_scales_mm` (dimension names x, y, z). The 3x4 matrix holds the
+    direction cosines times the spacing ratio, and the translation of the voxel corner
+    (the affine's origin shifted by half a voxel).
+    """
+    scales = output_scales_mm(volume)
+    linear = volume.affine[:3, :3]
+    corner = volume.affine[:3, 3] - linear @ np.full(3, 0.5)
+    matrix = np.column_stack([linear, corner]) / scales[:, None]
+    return {
+        "outputDimensions": output_dimensions(volume),
+        "matrix": [[_clean(v) for v in row] for row in matrix],
+    }
+
+
+def output_dimensions(volume: Volume) -> dict:
+    """Neuroglancer coordinate space of the output (world) dimensions, in metres."""
+    return {name: [float(s) * 1e-3, "m"] for name, s in zip("xyz", output_scales_mm(volume))}
+
+
+def world_to_output(volume: Volume, xyz_mm) -> np.ndarray:
+    """World RAS+ mm -> Neuroglancer output coordinates (units of `output_scales_mm`)."""
+    return np.asarray(xyz_mm, dtype=float) / output_scales_mm(volume)
+
+
+def world_to_native_nm(volume: Volume, xyz_mm) -> np.ndarray:
+    """World RAS+ mm -> the precomputed source's native coordinates in nm (mesh space)."""
+    corner_voxels = volume.voxel(xyz_mm) + 0.5
+    return corner_voxels * np.asarray(volume.spacing) * NM_PER_MM
+
+
+def write_precomputed(image: Volume, labels: LabelVolume | None = None,
+                      meshes: Mapping[int, object] | None = None,
+                      out_dir: str | Path = "viewer") -> Path:
+    """Write the image (and labels, meshes, segment names) as precomputed under `out_dir`.
+
+    `meshes` maps label ids to meshes with `.vertices` (world RAS+ mm, on voxel centres)
+    and `.faces`. The folder is replaced atomically: an error leaves no partial dataset.
+    """
+    out_dir = Path(out_dir)
+    if labels is not None:
+        check_labels(image, labels)
+    if meshes and labels is None:
+        raise CordmapError("meshes need their label volume: pass labels to write_precomputed")
+    with atomic_dir(out_dir) as tmp:
+        _write_volume(tmp / IMAGE_DIR, _image_array(image), image, "image")
+        if labels is not None:
+            present = labels.ids()
+            _write_volume(tmp / LABELS_DIR, labels.array.astype("<u2"), labels, "segmentation",
+                          extra={"mesh": MESH_DIR, "segment_properties": PROPERTIES_DIR})
+            _write_json(tmp / LABELS_DIR / PROPERTIES_DIR / "info",
+                        segment_properties(labels.schema, present))
+            _write_meshes(tmp / LABELS_DIR / MESH_DIR, labels, meshes or {}, set(present))
+    return out_dir
+
+
+def check_labels(image: Volume, labels: LabelVolume) -> None:
+    """Refuse labels the viewer cannot show: off the image grid, empty, or unknown ids."""
+    image.require_same_grid(labels)
+    if not labels.ids():
+        raise CordmapError(
+            "the label volume is empty (all background); annotate at least one structure "
+            "or import another label file with `cordmap import ... --labels`"
+        )
+    labels.require_known_ids()
+
+
+def segment_properties(schema: LabelSchema, ids) -> dict:
+    """The schema's Neuroglancer segment properties, restricted to `ids` (present labels)."""
+    wanted = {int(i) for i in ids}
+    info = schema.to_neuroglancer()
+    inline = info["inline"]
+    keep = [n for n, i in enumerate(inline["ids"]) if int(i) in wanted]
+    inline["ids"] = [inline["ids"][n] for n in keep]
+    for prop in inline["properties"]:
+        prop["values"] = [prop["values"][n] for n in keep]
+    return info
+
+
+def _image_array(image: Volume) -> np.ndarray:
+    array = image.array
+    if array.dtype.name not in NEUROGLANCER_DTYPES:
+        array = array.astype(np.float32)
+    return array.astype(array.dtype.newbyteorder("<"), copy=False)
+
+
+def _write_volume(folder: Path, array: np.ndarray, volume: Volume, kind: str,
+                  extra: dict | None = None) -> None:
+    """One scale of raw chunks (x fastest, as Neuroglancer reads them) and its `info`."""
+    resolution = [float(s) * NM_PER_MM for s in volume.spacing]
+    key = "_".join(f"{r:g}" for r in resolution)
+    size = [int(n) for n in array.shape]
+    info = {
+        "@type": "neuroglancer_multiscale_volume",
+        "type": kind,
+        "data_type": array.dtype.name,
+        "num_channels": 1,
+        "scales": [{
+            "key": key, "size": size, "resolution": resolution, "voxel_offset": [0, 0, 0],
+            "chunk_sizes": [list(CHUNK_SIZE)], "encoding": "raw",
+        }],
+        **(extra or {}),
+    }
+    chunk_dir = folder / key
+    chunk_dir.mkdir(parents=True)
+    for x0 in range(0, size[0], CHUNK_SIZE[0]):
+        for y0 in range(0, size[1], CHUNK_SIZE[1]):
+            for z0 in range(0, size[2], CHUNK_SIZE[2]):
+                x1, y1, z1 = (min(a + c, n) for a, c, n in zip((x0, y0, z0), CHUNK_SIZE, size))
+                block = array[x0:x1, y0:y1, z0:z1]
+                (chunk_dir / f"{x0}-{x1}_{y0}-{y1}_{z0}-{z1}").write_bytes(block.tobytes(order="F"))
+    _write_json(folder / "info", info)
+
+
+def _write_meshes(folder: Path, labels: LabelVolume, meshes: Mapping[int, object],
+                  present: set[int]) -> None:
+    """Legacy Neuroglancer meshes: `<id>:0` manifest naming one binary fragment per id."""
+    folder.mkdir(parents=True)
+    _write_json(folder / "info", {"@type": "neuroglancer_legacy_mesh",
+                                  "segment_properties": f"../{PROPERTIES_DIR}"})
+    for label_id, mesh in sorted(meshes.items()):
+        label_id = int(label_id)
+        if label_id not in present:
+            raise CordmapError(
+                f"a mesh was given for label {label_id}, which the label volume does not hold; "
+                "re-mesh the case (`cordmap mesh CASE`) after changing its labels"
+            )
+        vertices = np.asarray(mesh.vertices, dtype=float)
+        faces = np.asarray(mesh.faces)
+        if len(vertices) == 0 or len(faces) == 0:
+            continue
+        fragment = f"{label_id}.frag"
+        native = world_to_native_nm(labels, vertices).astype("<f4")
+        (folder / fragment).write_bytes(
+            np.uint32(len(native)).astype("<u4").tobytes() + native.tobytes()
+            + faces.astype("<u4").tobytes())
+        _write_json(folder / f"{label_id}:0", {"fragments": [fragment]})
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+def _clean(value: float) -> float:
+    """Round away float noise (1e-17) so the state stays readable."""
+    rounded = round(float(value), 9)
+    return 0.0 if rounded == 0 else rounded
