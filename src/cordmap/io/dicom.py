@@ -79,7 +79,10 @@ class SeriesInfo:
 
 def list_series(folder: str | Path) -> list[SeriesInfo]:
     """The image series in `folder` (searched recursively), by series number then UID."""
-    groups = _scan(Path(folder))
+    return _infos(_scan(Path(folder)))
+
+
+def _infos(groups: dict[str, list[tuple[Path, Dataset]]]) -> list[SeriesInfo]:
     infos = [_series_info(uid, members) for uid, members in groups.items()]
     return sorted(infos, key=lambda s: (s.number is None, s.number or 0, s.uid))
 
@@ -143,8 +146,8 @@ def _series_info(uid: str, members: list[tuple[Path, Dataset]]) -> SeriesInfo:
         modality=str(first.get("Modality", "") or ""),
         orientation=orientation,
         n_files=len(members),
-        rows=int(first.Rows),
-        cols=int(first.Columns),
+        rows=_int_or_none(first.get("Rows")) or 0,
+        cols=_int_or_none(first.get("Columns")) or 0,
         pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing else None,
         slice_spacing=_typical_step(members, orientations[0]) if same else None,
         files=tuple(path for path, _ in members),
@@ -184,12 +187,10 @@ def read_dicom_with_info(folder: str | Path, series: str | int | None = None
     """Like `read_dicom`, also returning the SeriesInfo of the series read."""
     folder = Path(folder)
     groups = _scan(folder)
-    infos = [_series_info(uid, members) for uid, members in groups.items()]
-    infos.sort(key=lambda s: (s.number is None, s.number or 0, s.uid))
-    info = select_series(infos, series, folder)
+    info = select_series(_infos(groups), series, folder)
     headers = [header for _, header in groups[info.uid]]
     _require_single_volume(info, headers)
-    names = [path.name for path in info.files]
+    names = [path.relative_to(folder).as_posix() for path in info.files]
     stack = stack_slices(
         [h.ImagePositionPatient for h in headers],
         headers[0].ImageOrientationPatient,
@@ -257,9 +258,12 @@ def _require_single_volume(info: SeriesInfo, headers: list[Dataset]) -> None:
     if not all(
             np.allclose(h.ImageOrientationPatient, headers[0].ImageOrientationPatient,
                         atol=SAME_TOLERANCE) for h in headers):
+        planes = _distinct(headers, _plane)
+        if " and " not in planes:
+            planes = f"{planes} planes at different angles"
         raise CordmapError(
-            f"{info.label} mixes image orientations ({_distinct(headers, _plane)}; a localizer?)"
-            f"; choose another series with --series"
+            f"{info.label} mixes image orientations ({planes}; a localizer?); choose another "
+            "series with --series"
         )
     for what, get in (("image sizes", _size), ("pixel spacings", _pixel_spacing)):
         if len({get(h) for h in headers}) > 1:
@@ -315,8 +319,7 @@ def _read_pixels(info: SeriesInfo, headers: list[Dataset], order) -> np.ndarray:
                 f"{info.rows}x{info.cols}; re-export the series"
             )
         if not identity:
-            pixels = pixels.astype(np.float32) * np.float32(slopes[index]) + np.float32(
-                intercepts[index])
+            pixels = (pixels * slopes[index] + intercepts[index]).astype(np.float32)
         slices.append(pixels.T)
     return np.stack(slices, axis=-1)
 
