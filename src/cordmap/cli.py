@@ -183,3 +183,70 @@ def series(folder: Annotated[Path, typer.Argument(help="Folder of a DICOM export
         console.print(f"#{'-' if s.number is None else s.number} UID {s.uid}", highlight=False,
                       soft_wrap=True)
     console.print("choose one with --series NUMBER (or a UID, or part of the description)")
+
+
+@command("validate")
+def validate_labels(
+    labels: Annotated[Path, typer.Argument(help="Label volume (NIfTI) to check.")],
+    schema: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON to this file.")] = None,
+):
+    """Check a label volume against the annotation protocol; exit status 1 when it has errors."""
+    import json
+
+    from cordmap.anatomy.schema import LabelSchema
+    from cordmap.anatomy.validate import validate
+    from cordmap.atomic import write_text
+    from cordmap.io.nifti import read_labels
+
+    report = validate(read_labels(labels, LabelSchema.load(schema)))
+    console.print(report.as_text(), markup=False, highlight=False, soft_wrap=True)
+    if json_out is not None:
+        write_text(json_out, json.dumps(report.to_dict(), indent=1) + "\n")
+        console.print(f"report written to {json_out}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@command("protocol")
+def protocol_export(
+    format: Annotated[str, typer.Option("--format", help="itksnap, slicer, neuroglancer or table.")] = "table",
+    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of printing.")] = None,
+    schema: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
+):
+    """Print or write the annotation protocol for ITK-SNAP, 3D Slicer, Neuroglancer or as a table."""
+    from cordmap.anatomy.schema import LabelSchema
+    from cordmap.atomic import write_text
+
+    text = LabelSchema.load(schema).export(format)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        write_text(out, text)
+        console.print(f"{format} protocol written to {out}", highlight=False)
+
+
+@command()
+def view(
+    case_dir: Annotated[Path, typer.Argument(help="Case folder (with labels).")],
+    port: Annotated[Optional[int], typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    static: Annotated[Optional[Path], typer.Option(
+        "--static", help="Write a self-contained site (client + data + index.html) here instead.")] = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a web browser.")] = False,
+):
+    """Show the case in 3D in Neuroglancer, served from this machine (offline)."""
+    from cordmap.viewer import export_case, serve_case
+
+    if static is not None:
+        folder = export_case(case_dir, static)
+        console.print(f"viewer site written to {folder}; host the folder on any web server "
+                      "and open its index.html")
+        return
+    server = serve_case(case_dir, port)
+    console.print(f"viewer at {server.url}  (Ctrl-C to stop)")
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    server.serve_until_interrupted()
+    console.print("viewer stopped")

@@ -20,6 +20,8 @@ DEFAULT_PROTOCOL = Path(__file__).with_name("protocol.json")
 #: Structure classes a protocol may use, from the cord outwards.
 CLASSES = ("cord", "segment", "conus", "csf", "dorsal_root", "ventral_root", "vertebra", "disc")
 SIDES = (None, "left", "right")
+#: Export formats of `LabelSchema.export`.
+EXPORT_FORMATS = ("itksnap", "slicer", "neuroglancer", "table")
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,28 @@ class LabelSchema:
         raise CordmapError(f"the protocol '{self.name}' has no {structure} label {where}".strip())
 
     # -- exports -----------------------------------------------------------------------
+    def export(self, fmt: str) -> str:
+        """The protocol as text in one of `EXPORT_FORMATS`."""
+        if fmt == "itksnap":
+            return self.to_itksnap()
+        if fmt == "slicer":
+            return self.to_slicer()
+        if fmt == "neuroglancer":
+            return json.dumps(self.to_neuroglancer(), indent=1) + "\n"
+        if fmt == "table":
+            return self.to_table()
+        raise CordmapError(f"unknown protocol format '{fmt}'; use one of {', '.join(EXPORT_FORMATS)}")
+
+    def to_table(self) -> str:
+        """Markdown table of the labels with their PAM50 / TotalSpineSeg / SCT codes."""
+        lines = ["| id | name | class | level | side | colour | PAM50 | TotalSpineSeg | SCT |",
+                 "| ---: | --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
+        for label in self:
+            cells = [label.id, label.name, label.structure, label.level or "", label.side or "",
+                     f"`{label.hex}`", *(_blank(label.code(c)) for c in ("pam50", "totalspineseg", "sct"))]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        return "\n".join(lines) + "\n"
+
     def to_itksnap(self) -> str:
         """ITK-SNAP label description file (File > Import label descriptions)."""
         lines = [
@@ -184,3 +208,7 @@ def _parse_label(item: dict) -> Label:
 def default_schema() -> LabelSchema:
     """The protocol shipped with cordmap (read once)."""
     return LabelSchema._from_file(DEFAULT_PROTOCOL)
+
+
+def _blank(value) -> str:
+    return "" if value is None else str(value)

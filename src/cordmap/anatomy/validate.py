@@ -1,0 +1,301 @@
+"""Check a label volume against its annotation protocol.
+
+`validate(labels)` returns a `ValidationReport`: findings (errors and warnings, each
+with a code, a message, the label ids and the axial slices involved) and a per-label
+summary of voxel counts and volumes. Slices are the canonical axial slice indices k
+(`array[:, :, k]`, 0 = most inferior). Checks:
+
+| code                 | severity | what                                                       |
+| -------------------- | -------- | ---------------------------------------------------------- |
+| unknown-id           | error    | an id the protocol does not define                          |
+| required-missing     | error    | a required structure (protocol `required`) has no voxels    |
+| segment-outside-cord | error    | cord segment voxels in an island apart from the cord         |
+| cord-island          | warning  | cord / conus voxels in an island apart from the cord         |
+| segment-order        | error    | segments not in PAM50 order going caudally (along -S)       |
+| root-inside-cord     | error    | root voxels enclosed by the cord in an axial slice          |
+| vertebra-order       | error    | vertebrae not in T..L..sacrum order going caudally          |
+| disc-position        | error    | a disc not between the two vertebrae it separates           |
+
+The cord is the union of the `cord`, `segment` and `conus` classes; its largest
+26-connected piece is "the cord". Order checks compare the structures' centroids along
+the world S axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from cordmap.anatomy import levels
+from cordmap.anatomy.schema import Label
+from cordmap.errors import CordmapError
+from cordmap.volume import LabelVolume
+
+CORD_CLASSES = ("cord", "segment", "conus")
+ROOT_CLASSES = ("dorsal_root", "ventral_root")
+SEVERITIES = ("error", "warning")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in a label volume."""
+
+    severity: str  # "error" or "warning"
+    code: str
+    message: str
+    label_ids: tuple[int, ...] = ()
+    slices: tuple[int, ...] = ()  # canonical axial slice indices k
+
+    def as_text(self) -> str:
+        where = f" [slices {_ranges(self.slices)}]" if self.slices else ""
+        return f"{self.severity.upper():7s} {self.code}: {self.message}{where}"
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """Size of one label present in the volume."""
+
+    id: int
+    name: str
+    voxels: int
+    volume_mm3: float
+    slices: tuple[int, int]  # first and last axial slice holding it
+
+
+@dataclass
+class ValidationReport:
+    protocol: str
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    findings: list[Finding] = field(default_factory=list)
+    labels: list[LabelSummary] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return not self.errors
+
+    def codes(self) -> set[str]:
+        return {f.code for f in self.findings}
+
+    def as_text(self) -> str:
+        """The report for people: verdict, findings, then the label table."""
+        verdict = "OK" if self.ok else "FAILED"
+        lines = [
+            f"validation against protocol '{self.protocol}': {verdict} "
+            f"({len(self.errors)} errors, {len(self.warnings)} warnings)",
+            f"volume {' x '.join(map(str, self.shape))} voxels of "
+            f"{' x '.join(f'{s:g}' for s in self.spacing_mm)} mm",
+            "",
+        ]
+        lines += [finding.as_text() for finding in self.findings]
+        if self.findings:
+            lines.append("")
+        width = max([len(s.name) for s in self.labels] + [5])
+        lines.append(f"{'id':>5}  {'label':<{width}}  {'voxels':>9}  {'mm3':>10}  slices")
+        for s in self.labels:
+            lines.append(f"{s.id:>5}  {s.name:<{width}}  {s.voxels:>9}  {s.volume_mm3:>10.1f}  "
+                         f"{s.slices[0]}-{s.slices[1]}")
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "protocol": self.protocol,
+            "ok": self.ok,
+            "shape": list(self.shape),
+            "spacing_mm": list(self.spacing_mm),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "findings": [{**asdict(f), "label_ids": list(f.label_ids), "slices": list(f.slices)}
+                         for f in self.findings],
+            "labels": [{**asdict(s), "slices": list(s.slices)} for s in self.labels],
+        }
+
+
+@dataclass(frozen=True)
+class _Extent:
+    """Where one label lies: voxel count, centroid (RAS+ mm) and axial slices."""
+
+    voxels: int
+    centroid: np.ndarray
+    slices: tuple[int, ...]
+
+
+def validate(labels: LabelVolume) -> ValidationReport:
+    """Check `labels` against its schema; see the module docstring for the checks."""
+    schema = labels.schema
+    array = labels.array
+    extents = _extents(labels)
+    report = ValidationReport(schema.name, labels.shape, labels.spacing)
+    for label_id, extent in extents.items():
+        name = schema[label_id].name if label_id in schema else f"unknown id {label_id}"
+        report.labels.append(LabelSummary(
+            label_id, name, extent.voxels, round(extent.voxels * labels.voxel_volume, 3),
+            (extent.slices[0], extent.slices[-1])))
+
+    findings = report.findings
+    unknown = labels.unknown_ids()
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
+        voxels = sum(extents[i].voxels for i in unknown)
+        hint = "; is this an image rather than labels?" if len(unknown) > 10 else ""
+        findings.append(Finding(
+            "error", "unknown-id",
+            f"label ids {shown} ({voxels} voxels) are not in the protocol "
+            f"'{schema.name}': relabel them (see `cordmap protocol`){hint}",
+            tuple(unknown), tuple(sorted({k for i in unknown for k in extents[i].slices}))))
+    known = {i: schema[i] for i in extents if i in schema}
+    findings += _missing_required(labels, known)
+    cord = np.isin(array, [i for i, label in known.items() if label.structure in CORD_CLASSES])
+    findings += _cord_islands(labels, cord, known)
+    findings += _order(known, extents, "segment", "segment-order",
+                       key=lambda label: levels.pam50_segment(label.level),
+                       rule="segments must follow PAM50 order going caudally")
+    findings += _order(known, extents, "vertebra", "vertebra-order",
+                       key=lambda label: levels.vertebra_index(label.level),
+                       rule="vertebrae must follow T8..L5, sacrum going caudally")
+    findings += _discs(labels, known, extents)
+    findings += _roots_inside_cord(labels, cord, known)
+    return report
+
+
+def _extents(labels: LabelVolume) -> dict[int, _Extent]:
+    array = labels.array
+    extents = {}
+    boxes = ndimage.find_objects(np.where(array > 0, array, 0))
+    whole = tuple(slice(0, n) for n in array.shape)
+    for label_id in labels.ids():
+        box = boxes[label_id - 1] if label_id > 0 else whole
+        inside = array[box] == label_id
+        ijk = np.argwhere(inside) + [s.start for s in box]
+        slices = np.flatnonzero(inside.any(axis=(0, 1))) + box[2].start
+        extents[label_id] = _Extent(len(ijk), labels.world(ijk.mean(axis=0)),
+                                    tuple(int(k) for k in slices))
+    return extents
+
+
+def _missing_required(labels: LabelVolume, known: dict[int, Label]) -> list[Finding]:
+    present = {label.structure for label in known.values()}
+    return [
+        Finding("error", "required-missing",
+                f"the required structure '{req.structure}' is not annotated (no voxels of "
+                f"class {', '.join(req.classes)}); annotate it as protocol "
+                f"'{labels.schema.name}' asks")
+        for req in labels.schema.required if not present.intersection(req.classes)
+    ]
+
+
+def _cord_islands(labels: LabelVolume, cord: np.ndarray, known: dict[int, Label]) -> list[Finding]:
+    if not cord.any():
+        return []
+    pieces, count = ndimage.label(cord, structure=np.ones((3, 3, 3), bool))
+    if count < 2:
+        return []
+    sizes = np.bincount(pieces.ravel())
+    sizes[0] = 0
+    island = (pieces != np.argmax(sizes)) & cord
+    findings = []
+    for label_id in (int(i) for i in np.unique(labels.array[island])):
+        label = known[label_id]
+        voxels = island & (labels.array == label_id)
+        slices = tuple(int(k) for k in np.flatnonzero(voxels.any(axis=(0, 1))))
+        if label.structure == "segment":
+            findings.append(Finding(
+                "error", "segment-outside-cord",
+                f"{label.name} has {int(voxels.sum())} voxels in an island apart from the cord; "
+                "a segment must be part of the cord: erase or reconnect them",
+                (label_id,), slices))
+        else:
+            findings.append(Finding(
+                "warning", "cord-island",
+                f"{label.name} has {int(voxels.sum())} voxels in an island apart from the cord "
+                "(stray voxels?)", (label_id,), slices))
+    return findings
+
+
+def _order(known: dict[int, Label], extents: dict[int, _Extent], structure: str, code: str,
+           *, key, rule: str) -> list[Finding]:
+    """Consecutive present labels of `structure` (sorted by `key`, rostral first) must lie
+    ever lower along S."""
+    present = sorted((label for label in known.values() if label.structure == structure), key=key)
+    findings = []
+    for upper, lower in zip(present, present[1:]):
+        z_upper = extents[upper.id].centroid[2]
+        z_lower = extents[lower.id].centroid[2]
+        if z_lower >= z_upper:
+            findings.append(Finding(
+                "error", code,
+                f"{lower.name} (centre S {z_lower:.1f} mm) is not below {upper.name} "
+                f"(S {z_upper:.1f} mm); {rule}: check these two labels",
+                (upper.id, lower.id), extents[lower.id].slices))
+    return findings
+
+
+def _discs(labels: LabelVolume, known: dict[int, Label],
+           extents: dict[int, _Extent]) -> list[Finding]:
+    vertebrae = {levels.vertebra(label.level): label
+                 for label in known.values() if label.structure == "vertebra"}
+    findings = []
+    for disc in (label for label in known.values() if label.structure == "disc"):
+        try:
+            upper_name, lower_name = (levels.vertebra(v) for v in disc.level.split("-"))
+        except (AttributeError, ValueError, CordmapError):
+            continue  # a protocol disc without a "U-L" level cannot be placed
+        upper, lower = vertebrae.get(upper_name), vertebrae.get(lower_name)
+        if upper is None or lower is None:
+            continue
+        z = extents[disc.id].centroid[2]
+        z_upper = extents[upper.id].centroid[2]
+        z_lower = extents[lower.id].centroid[2]
+        if not z_lower < z < z_upper:
+            findings.append(Finding(
+                "error", "disc-position",
+                f"{disc.name} (centre S {z:.1f} mm) is not between {upper.name} "
+                f"(S {z_upper:.1f} mm) and {lower.name} (S {z_lower:.1f} mm); relabel the disc "
+                "or the vertebrae",
+                (disc.id, upper.id, lower.id), extents[disc.id].slices))
+    return findings
+
+
+def _roots_inside_cord(labels: LabelVolume, cord: np.ndarray,
+                       known: dict[int, Label]) -> list[Finding]:
+    """Root voxels in holes of the cord's axial cross-section (filled in 2D)."""
+    root_ids = [i for i, label in known.items() if label.structure in ROOT_CLASSES]
+    if not root_ids or not cord.any():
+        return []
+    array = labels.array
+    roots = np.isin(array, root_ids)
+    inside = np.zeros_like(roots)
+    for k in np.flatnonzero(roots.any(axis=(0, 1)) & cord.any(axis=(0, 1))):
+        inside[:, :, k] = ndimage.binary_fill_holes(cord[:, :, k]) & roots[:, :, k]
+    findings = []
+    for label_id in (int(i) for i in np.unique(array[inside])):
+        voxels = inside & (array == label_id)
+        findings.append(Finding(
+            "error", "root-inside-cord",
+            f"{known[label_id].name} has {int(voxels.sum())} voxels inside the cord; roots run "
+            "outside the cord: relabel them as cord or segment",
+            (label_id,), tuple(int(k) for k in np.flatnonzero(voxels.any(axis=(0, 1))))))
+    return findings
+
+
+def _ranges(values) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    parts, start = [], None
+    for a, b in zip(values, list(values[1:]) + [None]):
+        start = a if start is None else start
+        if b != a + 1:
+            parts.append(str(start) if start == a else f"{start}-{a}")
+            start = None
+    return ", ".join(parts)
