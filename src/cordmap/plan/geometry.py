@@ -1,0 +1,300 @@
+"""Cord geometry along its own length: centreline, arc length, cross-sectional area.
+
+Everything in planning is measured along the cord, never along the image's S axis, so that
+a curved cord (lordosis, scoliosis, a tilted acquisition) is handled. Arc length `s` is in
+mm from the rostral end of the cord in the field of view and grows caudally.
+
+Method:
+
+1. Centreline, first pass: the centroid of the cord's voxels in each axial slice, fitted
+   with a smoothing spline parametrised by chord length.
+2. Second pass: every cord voxel is projected onto that curve (its closest centreline
+   point); the centroids of the voxels in 1-slice-thick bins of arc length - slices
+   perpendicular to the cord - are fitted again. This removes the bias of axial slices
+   through a strongly curved cord.
+3. A voxel belongs to the arc length of its closest centreline point. So that coverage does
+   not jump by whole 3 mm slices, each voxel is split into sub-voxels of at most 1 mm per
+   axis, and each sub-voxel's volume is spread uniformly over the arc-length interval it
+   spans (its width along the cord's tangent; exact for a voxel edge parallel to the cord).
+   The volume of any structure between two arc lengths is then an exact piecewise-linear
+   function (`ArcVolume`).
+4. Cross-sectional area at `s` is the cord volume in a short window of arc length divided
+   by the window's length - the area perpendicular to the centreline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.interpolate import splev, splprep
+from scipy.spatial import cKDTree
+
+from cordmap.errors import CordmapError
+from cordmap.volume import LabelVolume
+
+#: Protocol classes whose voxels make up the spinal cord.
+CORD_CLASSES = ("cord", "segment", "conus")
+#: Protocol classes that mark vertebral levels.
+LEVEL_CLASSES = ("vertebra", "disc")
+#: Step (mm) of the dense centreline polyline.
+CENTRELINE_STEP_MM = 0.2
+#: Largest sub-voxel edge (mm) when voxels are split along the cord.
+SUBVOXEL_MM = 1.0
+#: Arc-length window (mm, at least) over which the cross-sectional area is averaged.
+CSA_WINDOW_MM = 2.0
+
+
+@dataclass(frozen=True)
+class Centreline:
+    """A dense polyline along the cord: arc length `s` (mm), points and unit tangents (RAS+),
+    the tangents pointing caudally."""
+
+    s: np.ndarray
+    points: np.ndarray
+    tangents: np.ndarray
+    _tree: cKDTree = field(repr=False, compare=False, default=None)
+
+    def __post_init__(self):
+        if self._tree is None:
+            object.__setattr__(self, "_tree", cKDTree(self.points))
+
+    @property
+    def length(self) -> float:
+        return float(self.s[-1] - self.s[0])
+
+    def project(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Arc length of the closest centreline point of each RAS+ point (..., 3), and the
+        tangent there. Beyond the ends the centreline is extended along its end tangents."""
+        xyz = np.asarray(xyz, dtype=float).reshape(-1, 3)
+        _, nearest = self._tree.query(xyz)
+        tangent = self.tangents[nearest]
+        s = self.s[nearest] + np.einsum("ij,ij->i", xyz - self.points[nearest], tangent)
+        return s, tangent
+
+    def point(self, s) -> np.ndarray:
+        """RAS+ point(s) at arc length(s) `s` (clamped to the centreline's ends)."""
+        s = np.atleast_1d(np.asarray(s, dtype=float))
+        return np.stack([np.interp(s, self.s, self.points[:, i]) for i in range(3)], axis=-1)
+
+    def shifted(self, offset: float) -> "Centreline":
+        """The same curve with arc lengths shifted by `offset` mm."""
+        return Centreline(self.s + offset, self.points, self.tangents, self._tree)
+
+
+class ArcVolume:
+    """Volume (mm³) of a structure as a function of arc length along the cord.
+
+    Built from samples at arc lengths `s`, each of volume `weight` spread uniformly over
+    [s - half_width, s + half_width]. `cumulative(x)` is the volume at arc length < x,
+    exact and piecewise linear, evaluated for many x at once in O(log n) each.
+    """
+
+    def __init__(self, s: np.ndarray, half_width: np.ndarray, weight: np.ndarray):
+        s = np.asarray(s, dtype=float)
+        half_width = np.maximum(np.asarray(half_width, dtype=float), 1e-6)
+        weight = np.broadcast_to(np.asarray(weight, dtype=float), s.shape)
+        self.samples = (s, half_width, weight)
+        self.total = float(weight.sum())
+        self.start = float((s - half_width).min()) if s.size else np.nan
+        self.end = float((s + half_width).max()) if s.size else np.nan
+        rate = weight / (2 * half_width)  # volume per mm of arc length of each sample
+        self._ramps = [self._prefix(s - half_width, rate), self._prefix(s + half_width, rate)]
+
+    @classmethod
+    def concatenate(cls, volumes: list["ArcVolume"]) -> "ArcVolume":
+        """One ArcVolume holding the samples of several."""
+        return cls(*(np.concatenate([v.samples[i] for v in volumes]) for i in range(3)))
+
+    @staticmethod
+    def _prefix(knots, rate):
+        order = np.argsort(knots, kind="stable")
+        knots, rate = knots[order], rate[order]
+        return (knots, np.concatenate([[0.0], np.cumsum(rate)]),
+                np.concatenate([[0.0], np.cumsum(rate * knots)]))
+
+    def cumulative(self, x) -> np.ndarray:
+        """Volume (mm³) lying at arc length below `x` (scalar or array)."""
+        x = np.asarray(x, dtype=float)
+        out = np.zeros_like(x)
+        for sign, (knots, rate_sum, moment_sum) in zip((1.0, -1.0), self._ramps):
+            n = np.searchsorted(knots, x, side="right")
+            out += sign * (x * rate_sum[n] - moment_sum[n])
+        return np.clip(out, 0.0, self.total)
+
+    def between(self, a, b) -> np.ndarray:
+        """Volume (mm³) between arc lengths a and b (a <= b; arrays broadcast)."""
+        return np.maximum(self.cumulative(b) - self.cumulative(a), 0.0)
+
+
+def boundary(upper: ArcVolume, lower: ArcVolume) -> float:
+    """Arc length of the boundary between two consecutive structures (e.g. segments T12 and
+    L1): where the volume of `upper` caudal to it equals the volume of `lower` rostral to
+    it, so that voxels straddling a jagged boundary balance out. Exact for boundaries on
+    voxel faces; the middle of the gap when the two do not meet."""
+    if upper.end <= lower.start:
+        return (upper.end + lower.start) / 2
+    low, high = lower.start, upper.end
+    for _ in range(60):
+        mid = (low + high) / 2
+        if upper.between(mid, upper.end) > lower.between(lower.start, mid):
+            low = mid
+        else:
+            high = mid
+    return float((low + high) / 2)
+
+
+@dataclass(frozen=True)
+class CordGeometry:
+    """The cord of one label volume measured along its centreline (all lengths in mm)."""
+
+    centreline: Centreline
+    cord: ArcVolume  # every cord voxel (classes cord, segment, conus)
+    structures: dict[int, ArcVolume]  # cord label id -> its volume along the cord
+    extents: dict[int, tuple[float, float]]  # any label id present -> arc-length extent
+    csa_s: np.ndarray  # arc lengths at which the cross-sectional area is sampled
+    csa: np.ndarray  # cross-sectional area (mm²) perpendicular to the centreline
+    cut_rostral: bool  # the cord reaches the image's top (most superior) slice
+    cut_caudal: bool  # the cord reaches the image's bottom slice
+
+    @property
+    def length(self) -> float:
+        """Length of the cord in view, rostral end (s = 0) to its caudal tip."""
+        return self.cord.end
+
+    @property
+    def conus_tip(self) -> float | None:
+        """Arc length of the caudal tip of the cord, or None when the image cuts the cord."""
+        return None if self.cut_caudal else self.cord.end
+
+
+def cord_ids(labels: LabelVolume) -> list[int]:
+    """Label ids of the protocol that make up the cord."""
+    return [label.id for label in labels.schema.of_class(*CORD_CLASSES)]
+
+
+def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordGeometry:
+    """Centreline, volumes along it, label extents and cross-sectional area of the cord."""
+    array = labels.array
+    cord_mask = np.isin(array, cord_ids(labels))
+    ijk = np.argwhere(cord_mask)
+    if len(np.unique(ijk[:, 2])) < 2:
+        raise CordmapError(
+            f"{source} has no spinal cord label spanning two or more axial slices "
+            f"(ids {', '.join(map(str, cord_ids(labels)[:3]))}, ...); label the cord first "
+            "(cordmap import --labels, or cordmap segment)"
+        )
+    xyz = labels.world(ijk)
+    spacing = np.array(labels.spacing)
+    centreline = _fit_two_pass(xyz, ijk[:, 2], labels.affine, spacing)
+
+    cord_labels = array[cord_mask]
+    sub_s, sub_half, sub_weight, sub_label = _subvoxel_samples(
+        centreline, ijk, cord_labels, labels.affine)
+    origin = float((sub_s - sub_half).min())
+    centreline = centreline.shifted(-origin)
+    sub_s = sub_s - origin
+
+    cord = ArcVolume(sub_s, sub_half, sub_weight)
+    structures = {}
+    order = np.argsort(sub_label, kind="stable")
+    ids, starts = np.unique(sub_label[order], return_index=True)
+    for label_id, part in zip(ids, np.split(order, starts[1:])):
+        structures[int(label_id)] = ArcVolume(sub_s[part], sub_half[part], sub_weight[part])
+    extents = {i: (v.start, v.end) for i, v in structures.items()}
+    extents.update(_level_extents(centreline, labels))
+
+    window = max(CSA_WINDOW_MM, 2 * float(sub_half.max()))
+    csa_s = np.arange(0.0, cord.end + 1e-9, 0.5)
+    csa = cord.between(csa_s - window / 2, csa_s + window / 2) / window
+    last = array.shape[2] - 1
+    return CordGeometry(centreline, cord, structures, extents, csa_s, csa,
+                        cut_rostral=bool(cord_mask[:, :, last].any()),
+                        cut_caudal=bool(cord_mask[:, :, 0].any()))
+
+
+# -- centreline fitting ---------------------------------------------------------------------
+
+def _fit_two_pass(xyz, k, affine, spacing) -> Centreline:
+    """Axial-slice centroids -> spline -> centroids of perpendicular slabs -> spline."""
+    counts = np.bincount(k)
+    present = np.nonzero(counts)[0]
+    centroids = np.stack([np.bincount(k, weights=xyz[:, i])[present] / counts[present]
+                          for i in range(3)], axis=1)
+    first = _spline(centroids, noise=float(spacing[:2].mean()) / 2)
+    slab = float(abs(affine[2, 2])) or float(spacing[2])  # slice thickness along S
+    s, _ = first.project(xyz)
+    bins = np.floor((s - s.min()) / slab).astype(int)
+    counts = np.bincount(bins)
+    kept = np.nonzero(counts)[0]
+    centroids = np.stack([np.bincount(bins, weights=xyz[:, i])[kept] / counts[kept]
+                          for i in range(3)], axis=1)
+    if len(centroids) < 2:
+        return first
+    return _spline(centroids, noise=float(spacing[:2].mean()) / 2)
+
+
+def _spline(centroids: np.ndarray, noise: float) -> Centreline:
+    """Smoothing spline through ordered centroids, resampled at a fixed arc-length step.
+
+    The centroids are ordered from superior to inferior before fitting, so that arc length
+    grows caudally. `noise` (mm) is the expected scatter of a centroid about the true curve.
+    """
+    if centroids[0, 2] < centroids[-1, 2]:
+        centroids = centroids[::-1]
+    steps = np.linalg.norm(np.diff(centroids, axis=0), axis=1)
+    keep = np.concatenate([[True], steps > 1e-9])
+    centroids = centroids[keep]
+    u = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(centroids, axis=0), axis=1))])
+    degree = min(3, len(centroids) - 1)
+    tck, _ = splprep(centroids.T, u=u, k=degree, s=len(u) * noise ** 2)
+    fine_u = np.linspace(u[0], u[-1], max(int(u[-1] / (CENTRELINE_STEP_MM / 4)), 8))
+    fine = np.stack(splev(fine_u, tck), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(fine, axis=0), axis=1))])
+    s = np.arange(0.0, arc[-1] + 1e-9, CENTRELINE_STEP_MM)
+    if s[-1] < arc[-1] - 1e-9:
+        s = np.append(s, arc[-1])
+    points = np.stack([np.interp(s, arc, fine[:, i]) for i in range(3)], axis=1)
+    tangents = np.gradient(points, s, axis=0)
+    tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
+    return Centreline(s, points, tangents)
+
+
+# -- voxels along the cord ------------------------------------------------------------------
+
+def _subvoxel_samples(centreline, ijk, values, affine):
+    """Split voxels into sub-voxels of at most SUBVOXEL_MM per axis and place each along the
+    cord: arc length, half-width of its arc-length span, volume, label id."""
+    axes = affine[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    splits = np.maximum(np.ceil(spacing / SUBVOXEL_MM - 1e-9).astype(int), 1)
+    grids = [(np.arange(n) + 0.5) / n - 0.5 for n in splits]
+    offsets = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(-1, 3)
+    sub_ijk = (ijk[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
+    xyz = sub_ijk @ axes.T + affine[:3, 3]
+    s, tangent = centreline.project(xyz)
+    sub_axes = axes / splits  # columns: sub-voxel edge vectors
+    half = 0.5 * np.sqrt(((tangent @ sub_axes) ** 2).sum(axis=1))
+    weight = abs(np.linalg.det(axes)) / splits.prod()
+    return s, half, np.full(len(s), weight), np.repeat(values, len(offsets))
+
+
+def _level_extents(centreline, labels: LabelVolume) -> dict[int, tuple[float, float]]:
+    """Arc-length extent of every vertebra and disc label, each voxel placed at its closest
+    centreline point and spanning its width along the tangent."""
+    level_ids = [label.id for label in labels.schema.of_class(*LEVEL_CLASSES)]
+    other = np.isin(labels.array, level_ids)
+    ijk = np.argwhere(other)
+    if not len(ijk):
+        return {}
+    values = labels.array[other]
+    axes = labels.affine[:3, :3]
+    s, tangent = centreline.project(ijk @ axes.T + labels.affine[:3, 3])
+    half = 0.5 * np.sqrt(((tangent @ axes) ** 2).sum(axis=1))
+    lo, hi = s - half, s + half
+    extents = {}
+    order = np.argsort(values, kind="stable")
+    ids, starts = np.unique(values[order], return_index=True)
+    for label_id, part in zip(ids, np.split(order, starts[1:])):
+        extents[int(label_id)] = (float(lo[part].min()), float(hi[part].max()))
+    return extents

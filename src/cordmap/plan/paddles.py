@@ -1,0 +1,122 @@
+"""Paddle electrode models as data: array length, width and contact rows.
+
+The shipped catalogue is `paddles.json` beside this module (Medtronic Specify 5-6-5 is the
+default). A user adds models without code by passing a JSON file of the same form
+(`--paddles FILE`); its models are added to (and may override) the shipped ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cordmap.errors import CordmapError
+
+CATALOGUE = Path(__file__).with_name("paddles.json")
+DEFAULT_PADDLE = "Specify 5-6-5"
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """Contacts at one rostro-caudal position: `offset_mm` is their centre measured from the
+    array's rostral end; `lateral_mm` their centres across the paddle."""
+
+    offset_mm: float
+    lateral_mm: tuple[float, ...]
+    contact_length_mm: float
+    contact_width_mm: float
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """Rostro-caudal extent of the row's contacts, from the array's rostral end (mm)."""
+        half = self.contact_length_mm / 2
+        return self.offset_mm - half, self.offset_mm + half
+
+
+@dataclass(frozen=True)
+class Paddle:
+    name: str
+    manufacturer: str
+    array_length_mm: float
+    width_mm: float
+    rows: tuple[ContactRow, ...]  # rostral to caudal
+    sources: dict
+
+    @property
+    def contacts(self) -> int:
+        return sum(len(row.lateral_mm) for row in self.rows)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "manufacturer": self.manufacturer,
+            "array_length_mm": self.array_length_mm, "width_mm": self.width_mm,
+            "contacts": self.contacts,
+            "rows": [{"row": i + 1, "offset_mm": r.offset_mm, "lateral_mm": list(r.lateral_mm),
+                      "contact_length_mm": r.contact_length_mm,
+                      "contact_width_mm": r.contact_width_mm} for i, r in enumerate(self.rows)],
+        }
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def load_catalogue(extra: str | Path | None = None) -> dict[str, Paddle]:
+    """Paddle models by name: the shipped catalogue plus those of the file `extra`."""
+    models = {}
+    for path in (CATALOGUE, extra):
+        if path is None:
+            continue
+        for paddle, aliases in _read(Path(path)):
+            for alias in (paddle.name, *aliases):
+                models[_key(alias)] = paddle
+    return models
+
+
+def get_paddle(name: str = DEFAULT_PADDLE, extra: str | Path | None = None) -> Paddle:
+    """The paddle model `name` (case, spaces and hyphens ignored)."""
+    models = load_catalogue(extra)
+    try:
+        return models[_key(name)]
+    except KeyError:
+        known = sorted({p.name for p in models.values()})
+        raise CordmapError(
+            f"unknown paddle model '{name}'; known models: {', '.join(known)}. "
+            "Add yours in a JSON file passed with --paddles (see docs/planning.md)"
+        ) from None
+
+
+def _read(path: Path) -> list[tuple[Paddle, list[str]]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CordmapError(f"paddle file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CordmapError(f"paddle file {path} is not valid JSON ({exc})") from None
+    try:
+        return [_parse(item) for item in data["models"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CordmapError(
+            f"paddle file {path} is malformed ({exc}); each model needs name, "
+            "array_length_mm, width_mm and rows (see docs/planning.md)"
+        ) from None
+
+
+def _parse(item: dict) -> tuple[Paddle, list[str]]:
+    name = str(item["name"])
+    rows = sorted((ContactRow(float(r["offset_mm"]), tuple(float(x) for x in r["lateral_mm"]),
+                              float(r["contact_length_mm"]), float(r["contact_width_mm"]))
+                   for r in item["rows"]), key=lambda r: r.offset_mm)
+    length = float(item["array_length_mm"])
+    if length <= 0 or not rows:
+        raise ValueError(f"model '{name}' needs a positive array_length_mm and at least one row")
+    for row in rows:
+        start, end = row.span
+        if start < -1e-9 or end > length + 1e-9 or not row.lateral_mm:
+            raise ValueError(f"model '{name}' has a row at {row.offset_mm} mm outside its "
+                             f"{length} mm array, or without contacts")
+    paddle = Paddle(name, str(item.get("manufacturer", "")), length, float(item["width_mm"]),
+                    tuple(rows), dict(item.get("sources", {})))
+    return paddle, [str(a) for a in item.get("aliases", [])]

@@ -1,0 +1,134 @@
+"""Planning in memory: from a label volume to candidates, and scoring a given placement.
+
+`Planner.prepare` measures once (cord geometry, enlargement, vertebrae, paddle);
+`Planner.plan` proposes the best placements; `Planner.assess` scores one read from X-ray.
+Both return JSON-ready dicts (what plan.json holds). Files are handled in `plan.files`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cordmap import __version__
+from cordmap.errors import CordmapError
+from cordmap.plan.coverage import (PUBLISHED_SLICE_MM, PUBLISHED_SLICES, coverage_at,
+                                   slice_count_coverage)
+from cordmap.plan.enlargement import DEFAULT_ENLARGEMENT, Enlargement, find_enlargement
+from cordmap.plan.geometry import CordGeometry, cord_ids, measure_cord
+from cordmap.plan.paddles import DEFAULT_PADDLE, Paddle, get_paddle
+from cordmap.plan.search import SEARCH_STEP_MM, SEPARATION_MM, best_positions, search_positions
+from cordmap.plan.vertebral import VertebralMap
+from cordmap.volume import LabelVolume
+
+
+@dataclass(frozen=True)
+class Planner:
+    labels: LabelVolume
+    geometry: CordGeometry
+    enlargement: Enlargement
+    vertebral: VertebralMap
+    paddle: Paddle
+    source: str
+
+    @classmethod
+    def prepare(cls, labels: LabelVolume, paddle: str = DEFAULT_PADDLE,
+                paddles_file: str | Path | None = None, enlargement: str = DEFAULT_ENLARGEMENT,
+                source: str = "the label volume") -> "Planner":
+        model = get_paddle(paddle, paddles_file)
+        geometry = measure_cord(labels, source)
+        found = find_enlargement(geometry, labels.schema, enlargement, source)
+        return cls(labels, geometry, found, VertebralMap.from_geometry(geometry, labels.schema),
+                   model, source)
+
+    # -- candidates --------------------------------------------------------------------------
+    def plan(self, top: int = 3, step: float = SEARCH_STEP_MM,
+             separation: float = SEPARATION_MM) -> dict:
+        """The top placements with their coverage and vertebral description, and the curve."""
+        curve = search_positions(self.geometry, self.paddle, self.enlargement, step, self.source)
+        candidates = [dict(rank=rank, **self.placement(s))
+                      for rank, s in enumerate(best_positions(curve, top, separation), start=1)]
+        return {
+            **self._header(),
+            "search": {"step_mm": step, "separation_mm": separation, "top": top},
+            "candidates": candidates,
+            "curve": curve.to_json(),
+        }
+
+    def placement(self, rostral: float) -> dict:
+        """Everything about one position of the array's rostral end (arc length, mm)."""
+        coverage = coverage_at(self.enlargement, self.paddle, rostral)
+        return {
+            "rostral_edge": self.vertebral.describe(coverage.rostral),
+            "caudal_edge": self.vertebral.describe(coverage.caudal),
+            **coverage.to_json(),
+            "slice_count_pct": round(self.slice_count(rostral), 2),
+        }
+
+    def slice_count(self, rostral: float) -> float:
+        """The published 15 x 3 mm axial-slice coverage with the rostral end at `rostral`."""
+        array = self.labels.array
+        if self.enlargement.estimated:
+            mask = np.isin(array, cord_ids(self.labels))
+            start, end = self.geometry.centreline.point([self.enlargement.start,
+                                                          self.enlargement.end])[:, 2]
+            slice_s = self._slice_s()
+            mask = mask & ((slice_s <= start) & (slice_s >= end))[None, None, :]
+        else:
+            ids = [self.labels.schema.find("segment", n).id for n in self.enlargement.segments]
+            mask = np.isin(array, ids)
+        top = float(self.geometry.centreline.point(rostral)[0, 2])
+        return slice_count_coverage(mask, self._slice_s(), top)
+
+    def _slice_s(self) -> np.ndarray:
+        k = np.arange(self.labels.shape[2])
+        centre = (np.array(self.labels.shape[:2]) - 1) / 2
+        return self.labels.world(np.column_stack([np.tile(centre, (len(k), 1)), k]))[:, 2]
+
+    # -- assessment --------------------------------------------------------------------------
+    def position_of(self, rostral: str | None = None, caudal: str | None = None) -> float:
+        """Rostral-end arc length of a placement given by one landmark of either array end."""
+        if (rostral is None) == (caudal is None):
+            raise CordmapError("give the landmark of exactly one end of the array "
+                               "(--rostral or --caudal)")
+        self.vertebral.require("a landmark")
+        if rostral is not None:
+            return self.vertebral.locate(rostral)
+        return self.vertebral.locate(caudal) - self.paddle.array_length_mm
+
+    def assess(self, rostral: str | None = None, caudal: str | None = None,
+               compare: str | None = None) -> dict:
+        """Coverage achieved by a placement read from X-ray landmarks; with `compare` (the
+        rostral-end landmark of another placement), the distance between the two in mm."""
+        position = self.position_of(rostral, caudal)
+        result = {**self._header(),
+                  "landmark": {"rostral": rostral, "caudal": caudal},
+                  "placement": self.placement(position)}
+        if compare is not None:
+            other = self.position_of(rostral=compare)
+            result["compared"] = {"landmark": compare, "placement": self.placement(other),
+                                  "distance_mm": round(abs(position - other), 2)}
+        return result
+
+    def _header(self) -> dict:
+        e = self.enlargement
+        return {
+            "cordmap_version": __version__,
+            "units": "mm along the cord centreline from the rostral end of the cord in view",
+            "paddle": self.paddle.to_json(),
+            "enlargement": {"segments": f"{e.segments[0]}..{e.segments[-1]}",
+                            "estimated": e.estimated,
+                            "extent_mm": [round(e.start, 2), round(e.end, 2)],
+                            "length_mm": round(e.length, 2),
+                            "volume_mm3": round(e.total_volume, 1),
+                            "segment_extents_mm": {k: [round(a, 2), round(b, 2)]
+                                                   for k, (a, b) in e.segment_extents.items()}},
+            "cord": {"length_mm": round(self.geometry.length, 2),
+                     "conus_tip_mm": (None if self.geometry.conus_tip is None
+                                      else round(self.geometry.conus_tip, 2)),
+                     "csa_mm2": {"s_mm": self.geometry.csa_s[::4].round(2).tolist(),
+                                 "area": self.geometry.csa[::4].round(2).tolist()}},
+            "levels": self.vertebral.to_json(),
+        }

@@ -1,0 +1,134 @@
+"""Vertebral landmarks along the cord, in both directions.
+
+- `VertebralMap.describe(s)`: an arc length as a surgeon reads it on X-ray
+  ("lower third of T11 body", "T12/L1 disc", "T11 upper endplate").
+- `VertebralMap.locate(text)`: the reverse, from a landmark written in a small grammar:
+
+      <vertebra> upper endplate | lower endplate | middle | upper third | lower third
+      <vertebra>/<vertebra> disc          e.g. "T12/L1 disc" (also "T12-L1 disc")
+
+  Vertebra names as in `anatomy.levels` (T11, L1, S for the sacrum); "upper" is rostral.
+
+Each vertebra's extent along the cord is that of its voxels projected onto the centreline
+(see `geometry`). A disc is its labelled extent; without disc labels, the gap between two
+adjacent vertebrae, or their shared boundary when they touch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cordmap.anatomy.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
+from cordmap.errors import CordmapError
+from cordmap.plan.geometry import CordGeometry
+
+#: Points within this distance (mm) of a vertebra's end are read as its endplate, and
+#: within it of a boundary between touching vertebrae as the disc.
+ENDPLATE_MM = 1.0
+
+_POSITIONS = {  # landmark -> fraction of the vertebra from its rostral end
+    "upper endplate": 0.0, "upper third": 1 / 6, "middle": 0.5,
+    "lower third": 5 / 6, "lower endplate": 1.0,
+}
+_VERTEBRA = r"([CTL]\d{1,2}|S1?|sacrum)"
+_SIMPLE = re.compile(rf"^{_VERTEBRA}\s+(?:body\s+)?({'|'.join(_POSITIONS)})$", re.I)
+_DISC = re.compile(rf"^{_VERTEBRA}\s*[/-]\s*{_VERTEBRA}\s+disc$", re.I)
+GRAMMAR = ("<vertebra> upper endplate|lower endplate|middle|upper third|lower third, "
+           "or <vertebra>/<vertebra> disc (e.g. 'T11 upper endplate', 'T12/L1 disc')")
+
+
+@dataclass(frozen=True)
+class VertebralMap:
+    """Arc-length extents (mm) of the labelled vertebrae and discs, rostral to caudal."""
+
+    vertebrae: dict[str, tuple[float, float]]
+    discs: dict[str, tuple[float, float]]  # "T12/L1" -> extent (labelled or inferred)
+
+    @classmethod
+    def from_geometry(cls, geometry: CordGeometry, schema) -> "VertebralMap":
+        vertebrae, discs = {}, {}
+        for name in VERTEBRAE:
+            label_id = totalspineseg_vertebra(name)
+            if label_id in schema and label_id in geometry.extents:
+                vertebrae[name] = geometry.extents[label_id]
+        names = list(vertebrae)
+        for upper, lower in zip(VERTEBRAE, VERTEBRAE[1:]):
+            disc_id = totalspineseg_disc(upper, lower)
+            if disc_id in schema and disc_id in geometry.extents:
+                discs[f"{upper}/{lower}"] = geometry.extents[disc_id]
+            elif upper in names and lower in names:
+                gap = (vertebrae[upper][1], vertebrae[lower][0])
+                discs[f"{upper}/{lower}"] = (min(gap), max(gap))
+        return cls(vertebrae, discs)
+
+    def require(self, what: str = "this") -> None:
+        if not self.vertebrae:
+            raise CordmapError(
+                f"the labels have no vertebrae, so {what} cannot be given in vertebral terms; "
+                "label the vertebrae (T8..sacrum) first"
+            )
+
+    # -- arc length -> words ---------------------------------------------------------------
+    def describe(self, s: float) -> str:
+        """Where arc length `s` falls, in the words of an X-ray reading."""
+        if not self.vertebrae:
+            return f"{s:.1f} mm along the cord (no vertebrae labelled)"
+        for name, (a, b) in self.discs.items():
+            if a - ENDPLATE_MM / 2 <= s <= b + ENDPLATE_MM / 2:
+                return f"{name} disc"
+        for name, (a, b) in self.vertebrae.items():
+            if a <= s <= b:
+                if s - a <= ENDPLATE_MM:
+                    return f"{_body(name)} upper endplate"
+                if b - s <= ENDPLATE_MM:
+                    return f"{_body(name)} lower endplate"
+                third = ("upper", "middle", "lower")[min(int(3 * (s - a) / (b - a)), 2)]
+                return f"{third} third of {_body(name)} body"
+        first, last = next(iter(self.vertebrae)), list(self.vertebrae)[-1]
+        if s < self.vertebrae[first][0]:
+            return f"{self.vertebrae[first][0] - s:.0f} mm above {_body(first)} (above the labelled vertebrae)"
+        if s > self.vertebrae[last][1]:
+            return f"{s - self.vertebrae[last][1]:.0f} mm below {_body(last)} (below the labelled vertebrae)"
+        return "between labelled vertebrae"
+
+    # -- words -> arc length ---------------------------------------------------------------
+    def locate(self, landmark: str) -> float:
+        """Arc length (mm) of a landmark written in the grammar of this module."""
+        text = " ".join(landmark.strip().split())
+        simple, disc = _SIMPLE.match(text), _DISC.match(text)
+        if simple:
+            name = self._present(simple.group(1), landmark)
+            a, b = self.vertebrae[name]
+            return a + _POSITIONS[simple.group(2).lower()] * (b - a)
+        if disc:
+            upper, lower = vertebra(disc.group(1)), vertebra(disc.group(2))
+            key = f"{upper}/{lower}"
+            if VERTEBRAE.index(lower) != VERTEBRAE.index(upper) + 1:
+                raise CordmapError(f"landmark '{landmark}': {upper} and {lower} are not adjacent")
+            if key not in self.discs:
+                for name in (upper, lower):
+                    self._present(name, landmark)
+            a, b = self.discs[key]
+            return (a + b) / 2
+        raise CordmapError(f"cannot read the landmark '{landmark}'; write {GRAMMAR}")
+
+    def _present(self, name: str, landmark: str) -> str:
+        name = vertebra(name)
+        if name not in self.vertebrae:
+            have = ", ".join(_body(v) for v in self.vertebrae) or "none"
+            raise CordmapError(
+                f"landmark '{landmark}' names vertebra {_body(name)}, which is not in the labels "
+                f"(labelled: {have}); label it or use a landmark on a labelled vertebra"
+            )
+        return name
+
+    def to_json(self) -> dict:
+        return {
+            "vertebrae": {_body(k): [round(a, 2), round(b, 2)] for k, (a, b) in self.vertebrae.items()},
+            "discs": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.discs.items()},
+        }
+
+
+def _body(name: str) -> str:
+    return "sacrum" if name == "S" else name
