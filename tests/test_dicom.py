@@ -2,9 +2,11 @@
 
 import hashlib
 import random
+from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.data
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -115,27 +117,61 @@ def test_sagittal_and_coronal_series_round_trip(tmp_path, slice_axis, plane, ori
     np.testing.assert_allclose(back.affine, volume.affine, atol=1e-4)
 
 
-@pytest.mark.filterwarnings("ignore:The DICOM readers are highly experimental")
-@pytest.mark.parametrize("slice_axis", [2, 1, 0])
-def test_nibabel_places_written_pixels_at_the_volume_world_positions(tmp_path, slice_axis):
-    """An independent DICOM reader (nibabel's) finds each written pixel where it belongs."""
+def _assert_nibabel_agrees(volume, files):
+    """An independent DICOM reader (nibabel's) finds each file's pixels where `volume` has them."""
     from nibabel.affines import apply_affine
     from nibabel.nicom.dicomwrappers import wrapper_from_file
 
-    volume = _volume(rotation_deg=20.0)
-    folder = write_dicom_series(volume, tmp_path / "s", series_description="x",
-                                slice_axis=slice_axis)
-    files = sorted(folder.glob("*.dcm"))
-    assert len(files) == volume.shape[slice_axis]
-    for path in files[::4]:
+    for path in files:
         wrapper = wrapper_from_file(path)
-        pixels = wrapper.get_data()
+        pixels = wrapper.get_data()  # rescaled by nibabel itself
         index = np.indices(pixels.shape).reshape(2, -1).T
         lps = apply_affine(wrapper.affine, np.c_[index, np.zeros(len(index))])
         ijk = volume.voxel(lps * [-1, -1, 1])
         np.testing.assert_allclose(ijk, np.rint(ijk), atol=1e-4)
         ijk = np.rint(ijk).astype(int)
         np.testing.assert_array_equal(volume.array[tuple(ijk.T)], pixels.reshape(-1))
+
+
+@pytest.mark.filterwarnings("ignore:The DICOM readers are highly experimental")
+@pytest.mark.parametrize("slice_axis", [2, 1, 0])
+def test_nibabel_places_written_pixels_at_the_volume_world_positions(tmp_path, slice_axis):
+    volume = _volume(rotation_deg=20.0)
+    folder = write_dicom_series(volume, tmp_path / "s", series_description="x",
+                                slice_axis=slice_axis)
+    files = sorted(folder.glob("*.dcm"))
+    assert len(files) == volume.shape[slice_axis]
+    _assert_nibabel_agrees(volume, files[::4])
+
+
+@pytest.mark.filterwarnings("ignore:The DICOM readers are highly experimental")
+def test_real_scanner_export_with_dicomdir(tmp_path):
+    """pydicom's anonymized multi-patient export (CT, MR, CR, DICOMDIR, no file suffixes)."""
+    export = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests"
+    before = _digest(export)
+    images = {}  # files with pixel data, by series (DICOMDIRs, readme, pixel-less files left out)
+    for path in export.rglob("*"):
+        dataset = pydicom.dcmread(path, force=True) if path.is_file() else {}
+        if "PixelData" in dataset:
+            images.setdefault(dataset.SeriesInstanceUID, set()).add(path)
+    infos = list_series(export)
+    assert {i.uid: set(i.files) for i in infos} == images
+    by_description = {i.description: i for i in infos}
+    ct = by_description["SmartScore - Gated 0.5 sec"]
+    volume, info = read_dicom_with_info(export, series=ct.uid)
+    assert info is not ct and info == ct
+    assert volume.shape == (16, 16, 5) and volume.spacing == pytest.approx((0.488281, 0.488281, 2.5))
+    assert volume.array.dtype == np.float32  # CT: RescaleIntercept -1024
+    _assert_nibabel_agrees(volume, ct.files)
+    with pytest.raises(CordmapError, match="Routine Brain.* is missing 161 slices"):
+        read_dicom(export, series=by_description["Routine Brain"].uid)
+    pilot = next(i for i in infos if i.description == "T/S/C RF FAST PILOT")
+    assert pilot.orientation == "mixed"
+    with pytest.raises(CordmapError, match="mixes image orientations"):
+        read_dicom(export, series=pilot.uid)
+    with pytest.raises(CordmapError, match="no ImagePositionPatient"):
+        read_dicom(export, series="Cervical LAT")
+    assert _digest(export) == before
 
 
 def test_float_volume_is_quantized_within_the_documented_bound(tmp_path):

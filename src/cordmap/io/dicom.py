@@ -247,7 +247,7 @@ def _require_single_volume(info: SeriesInfo, headers: list[Dataset]) -> None:
         if missing:
             raise CordmapError(
                 f"{info.label}: {path.name} has no {', '.join(missing)}, so it cannot be "
-                "placed in 3D (a screenshot or secondary capture?); choose another series "
+                "placed in 3D (a radiograph, screenshot or secondary capture?); choose another series "
                 "with --series"
             )
         if int(header.get("SamplesPerPixel", 1)) != 1:
@@ -262,7 +262,7 @@ def _require_single_volume(info: SeriesInfo, headers: list[Dataset]) -> None:
         if " and " not in planes:
             planes = f"{planes} planes at different angles"
         raise CordmapError(
-            f"{info.label} mixes image orientations ({planes}; a localizer?); choose another "
+            f"{info.label} mixes image orientations ({planes}; a localizer or projections?); choose another "
             "series with --series"
         )
     for what, get in (("image sizes", _size), ("pixel spacings", _pixel_spacing)):
