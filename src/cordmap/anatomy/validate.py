@@ -93,7 +93,7 @@ class ValidationReport:
         verdict = "OK" if self.ok else "FAILED"
         lines = [
             f"validation against protocol '{self.protocol}': {verdict} "
-            f"({len(self.errors)} errors, {len(self.warnings)} warnings)",
+            f"({_count(len(self.errors), 'error')}, {_count(len(self.warnings), 'warning')})",
             f"volume {' x '.join(map(str, self.shape))} voxels of "
             f"{' x '.join(f'{s:g}' for s in self.spacing_mm)} mm",
             "",
@@ -299,3 +299,7 @@ def _ranges(values) -> str:
             parts.append(str(start) if start == a else f"{start}-{a}")
             start = None
     return ", ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
