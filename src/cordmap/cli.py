@@ -250,3 +250,283 @@ def view(
         webbrowser.open(server.url)
     server.serve_until_interrupted()
     console.print("viewer stopped")
+
+
+# -- study: registry, statistics, reports ----------------------------------------------------
+study_app = typer.Typer(help="Study registry, cohort statistics and the study report.",
+                        no_args_is_help=True)
+app.add_typer(study_app, name="study")
+_DB = Annotated[str, typer.Argument(help="Study database: a SQLite file or a SQLAlchemy URL.")]
+
+
+def study_command(name: str):
+    """`@command` for the `study` sub-app."""
+    def register(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except CordmapError as exc:
+                if _state["debug"]:
+                    raise
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
+
+        return study_app.command(name)(wrapper)
+
+    return register
+
+
+@study_command("init")
+def study_init(db: _DB):
+    """Create a study database, or upgrade one made by an earlier cordmap."""
+    from cordmap.study.registry import init_registry
+
+    opened = init_registry(db)
+    applied = ", ".join(map(str, opened.applied)) or "none (already up to date)"
+    console.print(f"{db}: schema version {opened.version}; migrations applied: {applied}")
+
+
+@study_command("add")
+def study_add(
+    db: _DB,
+    participant_id: Annotated[str, typer.Option("--id", help="Pseudonymous participant id, e.g. P001.")],
+    sex: Annotated[Optional[str], typer.Option(help="F, M or X.")] = None,
+    age: Annotated[Optional[float], typer.Option(help="Age at implant, years.")] = None,
+    years_since_injury: Annotated[Optional[float], typer.Option(help="Years from injury to implant.")] = None,
+    injury_level: Annotated[Optional[str], typer.Option(help="Neurological level of injury, e.g. T4.")] = None,
+    ais: Annotated[Optional[str], typer.Option(help="AIS grade A..E.")] = None,
+    stimulator: Annotated[Optional[str], typer.Option(help="Stimulator / paddle model.")] = None,
+    group: Annotated[Optional[str], typer.Option(help="Study group.")] = None,
+):
+    """Register one participant (no names or birth dates: a pseudonym and clinical fields)."""
+    from cordmap.study.registry import Registry, validate_participant
+
+    fields = validate_participant({
+        "id": participant_id, "sex": sex, "age_at_implant": age, "years_since_injury": years_since_injury,
+        "injury_level": injury_level, "ais_grade": ais, "stimulator": stimulator, "group": group})
+    with Registry.open(db) as registry:
+        registry.add_participants([fields])
+    console.print(f"registered {participant_id}")
+
+
+@study_command("import-csv")
+def study_import_csv(db: _DB, csv_file: Annotated[Path, typer.Argument(help="CSV of participants.")]):
+    """Register the participants of a CSV file: all rows, or none when any row is wrong."""
+    from cordmap.study.csvimport import import_participants_csv
+    from cordmap.study.registry import Registry
+
+    with Registry.open(db) as registry:
+        ids = import_participants_csv(registry, csv_file)
+    console.print(f"registered {len(ids)} participants from {csv_file}")
+
+
+@study_command("list")
+def study_list(db: _DB, group: Annotated[Optional[str], typer.Option(help="Only this group.")] = None):
+    """List the participants."""
+    from rich.table import Table
+
+    from cordmap.study.registry import PARTICIPANT_FIELDS, Registry
+
+    with Registry.open(db) as registry:
+        participants = registry.participants(group)
+    table = Table(title=f"{len(participants)} participants", title_justify="left")
+    for name, _, _ in PARTICIPANT_FIELDS:
+        table.add_column(name)
+    for p in participants:
+        table.add_row(*("" if getattr(p, n) is None else f"{getattr(p, n):g}" if isinstance(getattr(p, n), float)
+                        else str(getattr(p, n)) for n, _, _ in PARTICIPANT_FIELDS))
+    console.print(table)
+
+
+@study_command("show")
+def study_show(db: _DB, participant_id: Annotated[str, typer.Argument(help="Participant id.")]):
+    """Show everything registered about one participant (as JSON)."""
+    from cordmap.study.registry import Registry
+
+    with Registry.open(db) as registry:
+        record = registry.participant(participant_id)
+    console.print_json(data=record)
+
+
+@study_command("add-scan")
+def study_add_scan(
+    db: _DB,
+    participant_id: Annotated[str, typer.Argument(help="Participant id.")],
+    case_dir: Annotated[Path, typer.Argument(help="Case folder (made by `cordmap import`).")],
+    made_by: Annotated[Optional[list[str]], typer.Option(
+        help="Who made a label source, SOURCE=NAME, e.g. manual=rater-A or unet=unet-v1.")] = None,
+):
+    """Register a case folder of a participant, with its segmentations."""
+    from cordmap.study.registry import Registry
+
+    makers = {}
+    for item in made_by or []:
+        source, sep, name = item.partition("=")
+        if not sep or not name:
+            raise CordmapError(f"--made-by '{item}' must be SOURCE=NAME, e.g. manual=rater-A")
+        makers[source] = name
+    with Registry.open(db) as registry:
+        scan_id = registry.add_scan(participant_id, case_dir, made_by=makers)
+        record = registry.participant(participant_id)
+    scan = next(s for s in record["scans"] if s["id"] == scan_id)
+    console.print(f"scan {scan_id}: {scan['case_dir']}")
+    for s in scan["segmentations"]:
+        console.print(f"  segmentation {s['id']}: {s['source']} ({s['labels_file']})")
+
+
+@study_command("review")
+def study_review(
+    db: _DB,
+    segmentation_id: Annotated[int, typer.Argument(help="Segmentation id (see `study show`).")],
+    reviewer: Annotated[str, typer.Option(help="Reviewer's pseudonym.")],
+):
+    """Mark a segmentation as reviewed; reviewed segmentations form the training set."""
+    from cordmap.study.registry import Registry
+
+    with Registry.open(db) as registry:
+        registry.review(segmentation_id, reviewer)
+    console.print(f"segmentation {segmentation_id} reviewed by {reviewer}")
+
+
+@study_command("dataset")
+def study_dataset(db: _DB, out: Annotated[Path, typer.Argument(help="JSON file to write.")]):
+    """Write the case folders with reviewed segmentations as a JSON list (a training set)."""
+    from cordmap.study.registry import Registry, write_training_list
+
+    with Registry.open(db) as registry:
+        cases = write_training_list(registry, out)
+    console.print(f"written {out}: {len(cases)} case folders")
+
+
+@study_command("surgery")
+def study_surgery(
+    db: _DB,
+    participant_id: Annotated[str, typer.Argument(help="Participant id.")],
+    placement: Annotated[Optional[str], typer.Option(help="Placement achieved, e.g. 'rostral edge mid-T11'.")] = None,
+    coverage: Annotated[Optional[float], typer.Option(help="Enlargement coverage achieved, %.")] = None,
+    time: Annotated[Optional[float], typer.Option(help="Surgery time, minutes.")] = None,
+):
+    """Record the implant as achieved: placement, coverage, surgery time."""
+    from cordmap.study.registry import Registry
+
+    with Registry.open(db) as registry:
+        registry.record_surgery(participant_id, placement=placement, coverage_pct=coverage, duration_min=time)
+    console.print(f"surgery of {participant_id} recorded")
+
+
+@study_command("plan")
+def study_plan(
+    db: _DB,
+    participant_id: Annotated[str, typer.Argument(help="Participant id.")],
+    paddle: Annotated[Optional[str], typer.Option(help="Paddle model.")] = None,
+    rostral_edge: Annotated[Optional[str], typer.Option(help="Planned rostral edge, e.g. mid-T11.")] = None,
+    coverage: Annotated[Optional[float], typer.Option(help="Planned enlargement coverage, %.")] = None,
+    plan_file: Annotated[Optional[str], typer.Option(help="The plan.json it came from.")] = None,
+):
+    """Record a placement plan of a participant."""
+    from cordmap.study.registry import Registry
+
+    with Registry.open(db) as registry:
+        plan_id = registry.add_plan(participant_id, paddle=paddle, rostral_edge=rostral_edge,
+                                    coverage_pct=coverage, plan_file=plan_file)
+    console.print(f"plan {plan_id} of {participant_id} recorded")
+
+
+@study_command("outcome")
+def study_outcome(
+    db: _DB,
+    participant_id: Annotated[str, typer.Argument(help="Participant id.")],
+    measure: Annotated[str, typer.Argument(help="Measure name, e.g. walking_distance_m.")],
+    value: Annotated[float, typer.Argument(help="Its value.")],
+    weeks: Annotated[Optional[float], typer.Option(help="Weeks after implant.")] = None,
+):
+    """Record a numeric outcome of a participant."""
+    from cordmap.study.registry import Registry
+
+    with Registry.open(db) as registry:
+        registry.add_outcome(participant_id, measure, value, weeks)
+    console.print(f"{measure} = {value:g} recorded for {participant_id}")
+
+
+@study_command("deidentify")
+def study_deidentify(
+    source: Annotated[Path, typer.Argument(help="Folder of a DICOM export.")],
+    out: Annotated[Path, typer.Argument(help="New folder for the de-identified copy.")],
+    participant: Annotated[str, typer.Option(help="Pseudonym written as PatientName and PatientID.")],
+):
+    """Copy a DICOM export without names, birth dates, dates, institutions or private tags."""
+    from cordmap.study.deid import deidentify_dicom
+
+    count = deidentify_dicom(source, out, participant)
+    console.print(f"written {count} de-identified DICOM files to {out}")
+
+
+def _groups(text: Optional[str]) -> Optional[tuple[str, str]]:
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(","))
+    if len(names) != 2 or not all(names):
+        raise CordmapError(f"--groups '{text}' must name two groups: A,B")
+    return names
+
+
+@study_command("stats")
+def study_stats(
+    db: _DB,
+    by: Annotated[str, typer.Option(help="Participant field that splits the groups.")] = "group",
+    metric: Annotated[Optional[list[str]], typer.Option(
+        help="Metric to compare (repeat): coverage, surgery_time, planned_coverage, age_at_implant, "
+             "years_since_injury or an outcome measure.")] = None,
+    test: Annotated[str, typer.Option(help="mann-whitney (default) or welch.")] = "mann-whitney",
+    groups: Annotated[Optional[str], typer.Option(help="The two groups to compare, A,B.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also write the HTML study report here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the plot jitter.")] = 0,
+):
+    """Compare two groups: test, p-value, effect size, confidence interval; box plots in the report."""
+    import json
+
+    from cordmap.atomic import write_text
+    from cordmap.study.figures import format_p
+    from cordmap.study.registry import Registry
+    from cordmap.study.report import study_report
+    from cordmap.study.stats import compare_cohort
+
+    metrics = tuple(metric or ("coverage", "surgery_time"))
+    with Registry.open(db) as registry:
+        if report:
+            comparisons = study_report(registry, report, by=by, metrics=metrics, test=test,
+                                       groups=_groups(groups), seed=seed)
+        else:
+            comparisons = compare_cohort(registry.cohort(), by=by, metrics=metrics, test=test,
+                                         groups=_groups(groups), seed=seed)
+    for c in comparisons:
+        (a, b), unit = c.groups, f" {c.unit}" if c.unit else ""
+        console.print(
+            f"[bold]{c.metric}[/]: {a.name} median {a.median:.1f}{unit} (n={a.n}) vs {b.name} "
+            f"{b.median:.1f}{unit} (n={b.n}); {c.test} {c.statistic:.3g}, {format_p(c.p_value)}, "
+            f"{c.effect_name} {c.effect:.2f}, {c.difference_name} {c.difference:.1f}{unit} "
+            f"({c.confidence:.0%} CI {c.ci_low:.1f} to {c.ci_high:.1f})")
+    if json_out:
+        write_text(json_out, json.dumps([c.to_dict() for c in comparisons], indent=1) + "\n")
+    if report:
+        console.print(f"written {report}")
+
+
+@study_command("demo")
+def study_demo(
+    out: Annotated[Path, typer.Argument(help="New folder for the synthetic study.")],
+    participants: Annotated[int, typer.Option(help="Number of synthetic participants.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+):
+    """Build a synthetic 50-participant, two-group study and its report (SYNTHETIC numbers)."""
+    from cordmap.study.demo import build_demo_study
+    from cordmap.study.figures import format_p
+
+    study = build_demo_study(out, participants=participants, seed=seed)
+    for c in study.comparisons:
+        a, b = c.groups
+        console.print(f"{c.metric}: {a.name} median {a.median:.1f} vs {b.name} {b.median:.1f} {c.unit}, "
+                      f"{format_p(c.p_value)}")
+    console.print(f"written {study.database}, {study.csv} and {study.report}")
