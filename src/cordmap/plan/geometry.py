@@ -39,6 +39,10 @@ CORD_CLASSES = ("cord", "segment", "conus")
 LEVEL_CLASSES = ("vertebra", "disc")
 #: Step (mm) of the dense centreline polyline.
 CENTRELINE_STEP_MM = 0.2
+#: Refits of the centreline from slabs perpendicular to the previous one.
+PERPENDICULAR_PASSES = 2
+#: Thinnest slab (mm) of cord whose centroid is a centreline point in those refits.
+MIN_SLAB_MM = 2.0
 #: Largest sub-voxel edge (mm) when voxels are split along the cord.
 SUBVOXEL_MM = 1.0
 #: Arc-length window (mm, at least) over which the cross-sectional area is averaged.
@@ -216,22 +220,27 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
 # -- centreline fitting ---------------------------------------------------------------------
 
 def _fit_two_pass(xyz, k, affine, spacing) -> Centreline:
-    """Axial-slice centroids -> spline -> centroids of perpendicular slabs -> spline."""
+    """Axial-slice centroids -> spline -> centroids of perpendicular slabs -> spline (twice)."""
+    noise = float(spacing[:2].mean()) / 2
     counts = np.bincount(k)
     present = np.nonzero(counts)[0]
     centroids = np.stack([np.bincount(k, weights=xyz[:, i])[present] / counts[present]
                           for i in range(3)], axis=1)
-    first = _spline(centroids, noise=float(spacing[:2].mean()) / 2)
-    slab = float(abs(affine[2, 2])) or float(spacing[2])  # slice thickness along S
-    s, _ = first.project(xyz)
-    bins = np.floor((s - s.min()) / slab).astype(int)
-    counts = np.bincount(bins)
-    kept = np.nonzero(counts)[0]
-    centroids = np.stack([np.bincount(bins, weights=xyz[:, i])[kept] / counts[kept]
-                          for i in range(3)], axis=1)
-    if len(centroids) < 2:
-        return first
-    return _spline(centroids, noise=float(spacing[:2].mean()) / 2)
+    centreline = _spline(centroids, noise)
+    slab = max(abs(float(affine[2, 2])), MIN_SLAB_MM)  # at least one slice thick
+    for _ in range(PERPENDICULAR_PASSES):
+        s, _ = centreline.project(xyz)
+        bins = np.floor((s - s.min()) / slab).astype(int)
+        counts = np.bincount(bins)
+        # the end slabs hold partial cross-sections (jagged or oblique ends): leave them out,
+        # the centreline is extended along its end tangents instead
+        kept = np.nonzero(counts)[0][1:-1]
+        if len(kept) < 2:
+            break
+        centroids = np.stack([np.bincount(bins, weights=xyz[:, i])[kept] / counts[kept]
+                              for i in range(3)], axis=1)
+        centreline = _spline(centroids, noise)
+    return centreline
 
 
 def _spline(centroids: np.ndarray, noise: float) -> Centreline:
