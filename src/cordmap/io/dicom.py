@@ -108,8 +108,11 @@ def _scan(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
 
 def _read_header(path: Path) -> Dataset | None:
     """The header of a DICOM image file, or None for anything else (DICOMDIR, text, ...)."""
-    with open(path, "rb") as f:
-        head = f.read(132)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError as exc:
+        raise CordmapError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
     has_preamble = head[128:132] == b"DICM"
     # a file without preamble may still be DICOM if it starts with a group 0002/0008 tag
     if not has_preamble and head[:2] not in (b"\x02\x00", b"\x08\x00"):
