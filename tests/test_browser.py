@@ -1,0 +1,112 @@
+"""The viewer in a real browser: headless Debian Chromium, driven by Playwright.
+
+Serves a small synthetic case with `cordmap.viewer.serve_case`, loads the Neuroglancer
+client, waits until it has drawn everything, keeps screenshots in test-artifacts/, and
+checks what a person would: the 3D panel shows the meshes in the schema's colours, the
+segment list shows the schema's names, and voxels sit where their affine says.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_viewer import ENLARGEMENT_IDS, SCHEMA, make_case, synthetic_anatomy
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+#: The 3D panel is the rendered panel that holds the "Sections" checkbox.
+PERSPECTIVE_PANEL = ".neuroglancer-rendered-data-panel:has(.perspective-panel-show-slice-views)"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
+                                reason="Debian chromium is absent (scripts/setup.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def anatomy():
+    return synthetic_anatomy()
+
+
+@pytest.fixture(scope="module")
+def page(anatomy, tmp_path_factory):
+    """The viewer page of the synthetic case, loaded and fully drawn."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from cordmap.viewer import serve_case
+
+    server = serve_case(make_case(*anatomy, tmp_path_factory.mktemp("browser")))
+    server.start()
+    errors = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(server.url)
+            page.wait_for_function("window.viewer !== undefined && window.viewer.isReady()",
+                                   timeout=45_000, polling=200)
+            page.errors = errors
+            yield page
+        finally:
+            browser.close()
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def panel_pixels(page) -> np.ndarray:
+    """RGB pixels of the 3D panel (screenshots kept in test-artifacts/)."""
+    from PIL import Image
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "viewer.png")
+    png = page.locator(PERSPECTIVE_PANEL).screenshot(path=ARTIFACTS / "viewer-3d.png")
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
+
+
+def test_page_loads_without_script_errors(page):
+    assert page.errors == []
+    assert page.evaluate("viewer.layerManager.managedLayers.length") == 2
+
+
+def test_3d_panel_shows_the_meshes_in_schema_colours(panel_pixels, anatomy):
+    drawn = panel_pixels.sum(axis=2) > 60  # the 3D panel's background is black
+    assert drawn.mean() > 0.02, "the 3D panel is blank"
+    # Meshes are shaded, so compare chromaticity (colour direction), not exact values.
+    lit = panel_pixels[drawn]
+    direction = lit / np.linalg.norm(lit, axis=1, keepdims=True)
+    for label_id in ENLARGEMENT_IDS:
+        colour = np.asarray(SCHEMA[label_id].colour, dtype=float)
+        near = direction @ (colour / np.linalg.norm(colour)) > 0.998
+        assert near.sum() > 50, f"{SCHEMA[label_id].name} ({SCHEMA[label_id].hex}) is not drawn"
+    absent = np.asarray(SCHEMA.find("conus").colour, dtype=float)  # not in this case
+    assert (direction @ (absent / np.linalg.norm(absent)) > 0.998).sum() == 0
+
+
+def test_segment_list_shows_the_schema_names(page, anatomy):
+    _, labels = anatomy
+    entries = page.locator(".neuroglancer-segment-list-entry-name").all_inner_texts()
+    names = {entry.split(" #")[0].strip() for entry in entries}  # "name #tag"
+    for label_id in labels.ids():
+        assert SCHEMA[label_id].name in names
+
+
+@pytest.mark.parametrize("offset", [(0, 0), (0, 10), (-6, 4), (7, -3), (12, 12)])
+def test_voxels_sit_where_the_affine_says(page, anatomy, offset):
+    """Ask the viewer for the label and image values at a voxel's world position."""
+    image, labels = anatomy
+    position = np.asarray(page.evaluate("Array.from(viewer.navigationState.position.value)"))
+    scales = np.array([page.evaluate(f"viewer.coordinateSpace.value.scales[{d}]") * 1e3
+                       for d in range(3)])
+    centre = np.rint(image.voxel(position * scales)).astype(int)  # on the drawn axial slice
+    ijk = tuple(centre + np.array([*offset, 0]))
+    values = page.evaluate(
+        """(pos) => ['anatomy', 'MRI'].map(name => String(viewer.layerManager
+            .getLayerByName(name).layer.getValueAt(Float32Array.from(pos), {})))""",
+        list(image.world(ijk) / scales))
+    assert values[0].split(" ")[0] == str(labels.array[ijk])
+    assert float(values[1]) == image.array[ijk]
