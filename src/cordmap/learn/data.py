@@ -1,0 +1,226 @@
+"""Training data: case folders (or phantoms) -> normalised arrays on the model's grid,
+a seeded train / validation / test split, and the published augmentation.
+
+Arrays stay in canonical RAS+ voxel order (X, Y, Z); the cord runs roughly along Z.
+Augmentation as published: rotation about the cord's vertical axis (Z) uniform in
+±π/18 and about the left-right axis (X) uniform in ±π/45, in millimetres (so anisotropic
+voxels rotate correctly), labels by nearest neighbour; then Gaussian noise N(0, 0.05)
+on the normalised intensities.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from cordmap.errors import CordmapError
+from cordmap.learn.classes import ClassMapping
+from cordmap.learn.model import UNetConfig
+from cordmap.volume import LabelVolume, Volume
+
+#: Intensity percentiles mapped to 0 and 1 by `normalise`.
+NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
+VERTICAL_RANGE = math.pi / 18
+LEFT_RIGHT_RANGE = math.pi / 45
+NOISE_SIGMA = 0.05
+
+
+@dataclass
+class Example:
+    """One volume on the model grid: normalised image (float32) and class indices (uint8)."""
+
+    name: str
+    image: np.ndarray
+    target: np.ndarray
+    spacing: tuple[float, float, float]  # mm, of the model grid
+
+
+# -- intensities and grids -----------------------------------------------------------------
+def normalise(array: np.ndarray, source: str = "image") -> np.ndarray:
+    """Map the 0.5th..99.5th intensity percentiles to 0..1 (float32, not clipped)."""
+    array = np.asarray(array, dtype=np.float32)
+    if not np.all(np.isfinite(array)):
+        raise CordmapError(f"{source} has NaN or infinite intensities; re-export the image "
+                           "from the scanner or replace the bad voxels before using it")
+    low, high = np.percentile(array, [NORMALISATION["low"], NORMALISATION["high"]])
+    scale = float(high - low) or 1.0
+    return (array - low) / scale
+
+
+def model_shape(volume: Volume, config: UNetConfig) -> tuple[int, int, int]:
+    """Shape of `volume` on the model grid: the fixed input shape, or at the fixed spacing."""
+    if config.input_shape is not None:
+        return tuple(int(n) for n in config.input_shape)
+    return tuple(max(1, round(n * s / t))
+                 for n, s, t in zip(volume.shape, volume.spacing, config.input_spacing_mm))
+
+
+def resample(array: np.ndarray, shape, order: int) -> np.ndarray:
+    """Resize an array to `shape` over the same field of view (voxel edges aligned)."""
+    if tuple(array.shape) == tuple(shape):
+        return array
+    factors = [n / m for n, m in zip(shape, array.shape)]
+    out = ndimage.zoom(array, factors, order=order, mode="nearest", grid_mode=True)
+    if out.shape != tuple(shape):  # guard against rounding of the output shape
+        raise CordmapError(f"internal resampling error: got {out.shape}, wanted {tuple(shape)}")
+    return out
+
+
+def prepare(name: str, image: Volume, labels: LabelVolume | None, mapping: ClassMapping,
+            config: UNetConfig) -> Example:
+    """Check, normalise, encode and resample one image (+ labels) onto the model grid."""
+    if labels is not None:
+        image.require_same_grid(labels, what=f"labels of {name}")
+    shape = model_shape(image, config)
+    spacing = tuple(n * s / m for n, s, m in zip(image.shape, image.spacing, shape))
+    data = resample(normalise(image.array, source=name), shape, order=1)
+    target = None
+    if labels is not None:
+        target = resample(mapping.encode(labels, source=f"labels of {name}"), shape, order=0)
+    return Example(name, data.astype(np.float32), target, spacing)
+
+
+# -- split ---------------------------------------------------------------------------------
+def split_cases(names, seed: int = 0, val_fraction: float = 0.2,
+                test_fraction: float = 0.2) -> dict[str, list[str]]:
+    """A train / val / test split of case names fixed by `seed` (independent of input order).
+
+    At least one case trains; with two or more cases at least one validates.
+    """
+    names = sorted(set(names))
+    if not names:
+        raise CordmapError("the training set is empty: pass case folders with labels "
+                           "(or --phantoms N to generate training cases)")
+    order = list(np.random.default_rng(seed).permutation(len(names)))
+    n_val = max(1 if len(names) >= 2 else 0, round(val_fraction * len(names)))
+    n_test = min(round(test_fraction * len(names)), len(names) - 1 - n_val)
+    picked = [names[i] for i in order]
+    return {"val": sorted(picked[:n_val]), "test": sorted(picked[n_val:n_val + max(0, n_test)]),
+            "train": sorted(picked[n_val + max(0, n_test):])}
+
+
+# -- sources -------------------------------------------------------------------------------
+def load_cases(case_dirs) -> list[tuple[str, Volume, LabelVolume]]:
+    """(name, image, labels) of each case folder; the name is the folder's name."""
+    from cordmap.case import Case
+
+    out = []
+    for case_dir in case_dirs:
+        case = Case.open(case_dir)
+        out.append((Path(case_dir).name, case.image(), case.labels()))
+    return out
+
+
+def phantom_cases(count: int, seed: int = 0) -> list[tuple[str, Volume, LabelVolume]]:
+    """`count` varied phantom cases (seeds seed .. seed+count-1)."""
+    from cordmap.anatomy.phantom import make_phantom
+
+    cases = []
+    for s in range(seed, seed + count):
+        phantom = make_phantom(seed=s)
+        cases.append((f"phantom-{s:03d}", phantom.image, phantom.labels))
+    return cases
+
+
+# -- augmentation --------------------------------------------------------------------------
+def rotation(about_vertical: float, about_left_right: float) -> np.ndarray:
+    """3x3 rotation (RAS+ mm): first about the left-right axis X, then about the vertical Z."""
+    cz, sz = math.cos(about_vertical), math.sin(about_vertical)
+    cx, sx = math.cos(about_left_right), math.sin(about_left_right)
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    return rz @ rx
+
+
+def rotate(array: np.ndarray, matrix: np.ndarray, spacing, order: int) -> np.ndarray:
+    """Rotate an array's content by `matrix` (in mm) about the array's centre."""
+    scale = np.diag(spacing)
+    # output voxel o shows input voxel i = S^-1 R^-1 S (o - c) + c
+    inverse = np.linalg.inv(scale) @ matrix.T @ scale
+    centre = (np.array(array.shape) - 1) / 2
+    offset = centre - inverse @ centre
+    return ndimage.affine_transform(array, inverse, offset=offset, order=order, mode="nearest")
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    return rotation(rng.uniform(-VERTICAL_RANGE, VERTICAL_RANGE),
+                    rng.uniform(-LEFT_RIGHT_RANGE, LEFT_RIGHT_RANGE))
+
+
+def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: float,
+               augment: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A random training patch, centred on a labelled voxel with probability `foreground`.
+
+    With `augment`, a margin around the patch is rotated before the centre is cut out, so
+    the rotated patch holds no padding from the rotation.
+    """
+    patch = np.array(patch)
+    margin = (np.ceil(patch * 0.25).astype(int) if augment else np.zeros(3, int))
+    region = patch + 2 * margin
+    labelled = np.argwhere(example.target > 0) if rng.random() < foreground else None
+    if labelled is not None and len(labelled):
+        centre = labelled[rng.integers(len(labelled))]
+    else:
+        centre = np.array([rng.integers(n) for n in example.image.shape])
+    image = _window(example.image, centre, region, fill=float(example.image.min()))
+    target = _window(example.target, centre, region, fill=0)
+    if augment:
+        matrix = random_rotation(rng)
+        image = rotate(image, matrix, example.spacing, order=1)
+        target = rotate(target, matrix, example.spacing, order=0)
+    inner = tuple(slice(m, m + p) for m, p in zip(margin, patch))
+    image, target = image[inner], target[inner]
+    if augment:
+        image = image + rng.normal(0.0, NOISE_SIGMA, image.shape).astype(np.float32)
+    return image.astype(np.float32), target
+
+
+def _window(array: np.ndarray, centre, size, fill) -> np.ndarray:
+    """The `size` window of `array` centred on `centre`, padded with `fill` outside."""
+    start = np.array(centre) - np.array(size) // 2
+    out = np.full(tuple(size), fill, dtype=array.dtype)
+    src = tuple(slice(max(0, s), min(n, s + w)) for s, w, n in zip(start, size, array.shape))
+    dst = tuple(slice(a.start - s, a.stop - s) for a, s in zip(src, start))
+    out[dst] = array[src]
+    return out
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """`samples` random (augmented) patches per epoch; seeded by (seed, epoch, index)."""
+
+    def __init__(self, examples: list[Example], patch, samples: int, seed: int,
+                 augment: bool = True, foreground: float = 0.67):
+        if not examples:
+            raise CordmapError("the training set is empty after the split; add cases")
+        self.examples, self.patch, self.samples = examples, tuple(patch), samples
+        self.seed, self.augment, self.foreground = seed, augment, foreground
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        example = self.examples[rng.integers(len(self.examples))]
+        image, target = crop_patch(example, self.patch, rng, self.foreground, self.augment)
+        return torch.from_numpy(image[None]), torch.from_numpy(target.astype(np.int64))
+
+
+class VolumeDataset(torch.utils.data.Dataset):
+    """Whole volumes on the model grid (for validation by sliding window)."""
+
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int):
+        example = self.examples[index]
+        return (torch.from_numpy(example.image[None]),
+                torch.from_numpy(example.target.astype(np.int64)))
