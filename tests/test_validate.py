@@ -127,6 +127,17 @@ def test_each_kind_of_error_is_caught(schema, code, severity, names, slices):
     assert code in report.as_text()
 
 
+def test_negative_and_many_unknown_values_make_one_finding(schema):
+    array = correct_labels(schema).astype(np.int32)
+    array[0, 0, 3] = -3
+    array[0, 1:13, 4] = np.arange(1000, 1012)
+    report = validate(labelled(array, schema))
+    assert [f.code for f in report.findings] == ["unknown-id"]
+    finding = report.findings[0]
+    assert finding.label_ids == (-3, *range(1000, 1012)) and finding.slices == (3, 4)
+    assert "is this an image rather than labels?" in finding.message
+
+
 def test_order_findings_name_both_structures(schema):
     n = ids(schema)
     segments = validate(labelled(broken(schema, "segment-order"), schema)).errors

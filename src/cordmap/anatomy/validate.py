@@ -130,6 +130,7 @@ class _Extent:
     voxels: int
     centroid: np.ndarray
     slices: tuple[int, ...]
+    box: tuple[slice, slice, slice]  # bounding box in voxels
 
 
 def validate(labels: LabelVolume) -> ValidationReport:
@@ -145,7 +146,7 @@ def validate(labels: LabelVolume) -> ValidationReport:
             (extent.slices[0], extent.slices[-1])))
 
     findings = report.findings
-    unknown = labels.unknown_ids()
+    unknown = [i for i in extents if i not in schema]
     if unknown:
         shown = ", ".join(map(str, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
         voxels = sum(extents[i].voxels for i in unknown)
@@ -157,31 +158,41 @@ def validate(labels: LabelVolume) -> ValidationReport:
             tuple(unknown), tuple(sorted({k for i in unknown for k in extents[i].slices}))))
     known = {i: schema[i] for i in extents if i in schema}
     findings += _missing_required(labels, known)
-    cord = np.isin(array, [i for i, label in known.items() if label.structure in CORD_CLASSES])
-    findings += _cord_islands(labels, cord, known)
+    cord_ids = [i for i, label in known.items() if label.structure in CORD_CLASSES]
+    if cord_ids:  # the cord checks look only inside the cord's bounding box
+        box = tuple(slice(min(extents[i].box[a].start for i in cord_ids),
+                          max(extents[i].box[a].stop for i in cord_ids)) for a in range(3))
+        near_cord = array[box]
+        cord = np.isin(near_cord, cord_ids)
+        first_slice = box[2].start
+        findings += _cord_islands(near_cord, cord, known, first_slice)
+        findings += _roots_inside_cord(near_cord, cord, known, first_slice)
     findings += _order(known, extents, "segment", "segment-order",
                        key=lambda label: levels.pam50_segment(label.level),
                        rule="segments must follow PAM50 order going caudally")
     findings += _order(known, extents, "vertebra", "vertebra-order",
                        key=lambda label: levels.vertebra_index(label.level),
                        rule="vertebrae must follow T8..L5, sacrum going caudally")
-    findings += _discs(labels, known, extents)
-    findings += _roots_inside_cord(labels, cord, known)
+    findings += _discs(known, extents)
     return report
 
 
 def _extents(labels: LabelVolume) -> dict[int, _Extent]:
+    """Extent of every label present, found from bounding boxes (no full-volume sort)."""
     array = labels.array
+    negative = array.min() < 0
+    boxes = ndimage.find_objects(np.where(array > 0, array, 0) if negative else array)
+    present = {i + 1: box for i, box in enumerate(boxes) if box is not None}
+    if negative:
+        whole = tuple(slice(0, n) for n in array.shape)
+        present = {**{int(i): whole for i in np.unique(array[array < 0])}, **present}
     extents = {}
-    boxes = ndimage.find_objects(np.where(array > 0, array, 0))
-    whole = tuple(slice(0, n) for n in array.shape)
-    for label_id in labels.ids():
-        box = boxes[label_id - 1] if label_id > 0 else whole
+    for label_id, box in present.items():
         inside = array[box] == label_id
         ijk = np.argwhere(inside) + [s.start for s in box]
         slices = np.flatnonzero(inside.any(axis=(0, 1))) + box[2].start
         extents[label_id] = _Extent(len(ijk), labels.world(ijk.mean(axis=0)),
-                                    tuple(int(k) for k in slices))
+                                    tuple(int(k) for k in slices), box)
     return extents
 
 
@@ -196,9 +207,9 @@ def _missing_required(labels: LabelVolume, known: dict[int, Label]) -> list[Find
     ]
 
 
-def _cord_islands(labels: LabelVolume, cord: np.ndarray, known: dict[int, Label]) -> list[Finding]:
-    if not cord.any():
-        return []
+def _cord_islands(array: np.ndarray, cord: np.ndarray, known: dict[int, Label],
+                  first_slice: int) -> list[Finding]:
+    """Cord-class voxels outside the largest 26-connected piece of the cord."""
     pieces, count = ndimage.label(cord, structure=np.ones((3, 3, 3), bool))
     if count < 2:
         return []
@@ -206,10 +217,10 @@ def _cord_islands(labels: LabelVolume, cord: np.ndarray, known: dict[int, Label]
     sizes[0] = 0
     island = (pieces != np.argmax(sizes)) & cord
     findings = []
-    for label_id in (int(i) for i in np.unique(labels.array[island])):
+    for label_id in (int(i) for i in np.unique(array[island])):
         label = known[label_id]
-        voxels = island & (labels.array == label_id)
-        slices = tuple(int(k) for k in np.flatnonzero(voxels.any(axis=(0, 1))))
+        voxels = island & (array == label_id)
+        slices = _slices(voxels, first_slice)
         if label.structure == "segment":
             findings.append(Finding(
                 "error", "segment-outside-cord",
@@ -242,8 +253,7 @@ def _order(known: dict[int, Label], extents: dict[int, _Extent], structure: str,
     return findings
 
 
-def _discs(labels: LabelVolume, known: dict[int, Label],
-           extents: dict[int, _Extent]) -> list[Finding]:
+def _discs(known: dict[int, Label], extents: dict[int, _Extent]) -> list[Finding]:
     vertebrae = {levels.vertebra(label.level): label
                  for label in known.values() if label.structure == "vertebra"}
     findings = []
@@ -268,13 +278,12 @@ def _discs(labels: LabelVolume, known: dict[int, Label],
     return findings
 
 
-def _roots_inside_cord(labels: LabelVolume, cord: np.ndarray,
-                       known: dict[int, Label]) -> list[Finding]:
+def _roots_inside_cord(array: np.ndarray, cord: np.ndarray, known: dict[int, Label],
+                       first_slice: int) -> list[Finding]:
     """Root voxels in holes of the cord's axial cross-section (filled in 2D)."""
     root_ids = [i for i, label in known.items() if label.structure in ROOT_CLASSES]
-    if not root_ids or not cord.any():
+    if not root_ids:
         return []
-    array = labels.array
     roots = np.isin(array, root_ids)
     inside = np.zeros_like(roots)
     for k in np.flatnonzero(roots.any(axis=(0, 1)) & cord.any(axis=(0, 1))):
@@ -286,8 +295,13 @@ def _roots_inside_cord(labels: LabelVolume, cord: np.ndarray,
             "error", "root-inside-cord",
             f"{known[label_id].name} has {int(voxels.sum())} voxels inside the cord; roots run "
             "outside the cord: relabel them as cord or segment",
-            (label_id,), tuple(int(k) for k in np.flatnonzero(voxels.any(axis=(0, 1))))))
+            (label_id,), _slices(voxels, first_slice)))
     return findings
+
+
+def _slices(voxels: np.ndarray, first_slice: int) -> tuple[int, ...]:
+    """Axial slices (k) holding any of `voxels`, a crop starting at slice `first_slice`."""
+    return tuple(int(k) + first_slice for k in np.flatnonzero(voxels.any(axis=(0, 1))))
 
 
 def _ranges(values) -> str:
