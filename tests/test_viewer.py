@@ -396,3 +396,29 @@ def test_cli_reports_a_port_in_use(case_dir):
         result = CliRunner().invoke(app, ["view", str(case_dir), "--port", str(port), "--no-browser"])
     assert result.exit_code == 1
     assert "in use" in result.output
+
+
+def test_real_subject_voxels_land_where_the_scanner_affine_puts_them(data_dir, tmp_path):
+    """sct-t2 is stored P-S-R: follow raw file voxels through canonical RAS+ to Neuroglancer."""
+    import nibabel as nib
+
+    from cordmap.io.nifti import read_labels, read_nifti
+    from cordmap.viewer import source_transform, write_precomputed
+
+    folder = data_dir / "sct-t2"
+    raw = nib.load(folder / "t2.nii.gz")
+    raw_data = np.asarray(raw.dataobj)
+    image = read_nifti(folder / "t2.nii.gz")
+    labels = read_labels(folder / "t2_seg-manual.nii.gz", SCHEMA)  # cord = 1
+    out = write_precomputed(image, labels, None, tmp_path / "viewer")
+    stored = read_precomputed(out / "image")
+    stored_labels = read_precomputed(out / "labels")
+    raw_labels = np.asarray(nib.load(folder / "t2_seg-manual.nii.gz").dataobj)
+    rng = np.random.default_rng(0)
+    for abc in rng.integers(0, raw.shape, size=(20, 3)):
+        world = raw.affine[:3, :3] @ abc + raw.affine[:3, 3]
+        ijk = np.rint(image.voxel(world)).astype(int)
+        assert stored[tuple(ijk)] == pytest.approx(float(raw_data[tuple(abc)]))
+        assert stored_labels[tuple(ijk)] == raw_labels[tuple(abc)]
+        np.testing.assert_allclose(through_transform(source_transform(image), ijk + 0.5)[0],
+                                   world, atol=1e-4)
