@@ -81,16 +81,21 @@ def coverage_at(enlargement: Enlargement, paddle: Paddle, rostral: float) -> Cov
 def slice_count_coverage(enlargement_mask: np.ndarray, slice_s: np.ndarray, top_s: float,
                          slices: int = PUBLISHED_SLICES,
                          slice_mm: float = PUBLISHED_SLICE_MM) -> float:
-    """The published method: % of enlargement voxels in the `slices` x `slice_mm` stretch
-    of S starting at the axial slice that holds `top_s` (S, mm, of the paddle's rostral end).
+    """The published method: % of enlargement voxels in `slices` consecutive axial slices of
+    `slice_mm` (45 mm of S), from the slice holding `top_s` (the S coordinate, mm, of the
+    paddle's rostral end) downwards. On a finer grid, as many slices as fill 45 mm.
 
     `enlargement_mask` is the enlargement's voxel mask; `slice_s` the S coordinate (mm) of
-    each axial slice of its grid.
+    the centre of each of its axial slices.
     """
     per_slice = enlargement_mask.sum(axis=(0, 1)).astype(float)
-    first = top_s + abs(float(np.median(np.diff(slice_s)))) / 2  # top of the rostral slice
-    inside = (slice_s <= first) & (slice_s > first - slices * slice_mm)
-    return float(100 * per_slice[inside].sum() / per_slice.sum())
+    order = np.argsort(-slice_s)  # superior first
+    centres = slice_s[order]
+    thickness = float(np.median(np.abs(np.diff(centres)))) if len(centres) > 1 else slice_mm
+    below_top = np.nonzero(centres - thickness / 2 < top_s - 1e-9)[0]
+    first = int(below_top[0]) if len(below_top) else len(centres)
+    count = max(int(round(slices * slice_mm / thickness)), 1)
+    return float(100 * per_slice[order[first:first + count]].sum() / per_slice.sum())
 
 
 def _overlap(a, b, c, d):
