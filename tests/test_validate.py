@@ -94,6 +94,10 @@ def broken(schema, what: str) -> np.ndarray:
         v1, v2 = array == n["vert L1"], array == n["vert L2"]
         array[v1], array[v2] = n["vert L2"], n["vert L1"]
         array[np.isin(array, [n["disc T12-L1"], n["disc L1-L2"]])] = 0  # discs would follow
+    elif what == "root-side":
+        root = array == n["root"]
+        array[root] = n["csf"]
+        array[np.roll(root, 8, axis=0)] = n["root"]  # to the patient's right
     elif what == "disc-position":
         d1, d2 = array == n["disc T12-L1"], array == n["disc L1-L2"]
         array[d1], array[d2] = n["disc L1-L2"], n["disc T12-L1"]
@@ -107,6 +111,7 @@ def broken(schema, what: str) -> np.ndarray:
     ("cord-island", "warning", ["cord"], (50,)),
     ("segment-order", "error", None, None),
     ("root-inside-cord", "error", ["root"], (33, 34)),
+    ("root-side", "warning", ["root"], tuple(range(20, 40))),
     ("vertebra-order", "error", None, None),
     ("disc-position", "error", None, None),
 ])

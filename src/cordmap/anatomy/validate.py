@@ -13,6 +13,7 @@ summary of voxel counts and volumes. Slices are the canonical axial slice indice
 | cord-island          | warning  | cord / conus voxels in an island apart from the cord         |
 | segment-order        | error    | segments not in PAM50 order going caudally (along -S)       |
 | root-inside-cord     | error    | root voxels enclosed by the cord in an axial slice          |
+| root-side            | warning  | a left root right of the canal's midline, or the reverse    |
 | vertebra-order       | error    | vertebrae not in T..L..sacrum order going caudally          |
 | disc-position        | error    | a disc not between the two vertebrae it separates           |
 
@@ -167,6 +168,7 @@ def validate(labels: LabelVolume) -> ValidationReport:
         first_slice = box[2].start
         findings += _cord_islands(near_cord, cord, known, first_slice)
         findings += _roots_inside_cord(near_cord, cord, known, first_slice)
+    findings += _root_sides(array, known, extents)
     findings += _order(known, extents, "segment", "segment-order",
                        key=lambda label: levels.pam50_segment(label.level),
                        rule="segments must follow PAM50 order going caudally")
@@ -296,6 +298,36 @@ def _roots_inside_cord(array: np.ndarray, cord: np.ndarray, known: dict[int, Lab
             f"{known[label_id].name} has {int(voxels.sum())} voxels inside the cord; roots run "
             "outside the cord: relabel them as cord or segment",
             (label_id,), _slices(voxels, first_slice)))
+    return findings
+
+
+def _root_sides(array: np.ndarray, known: dict[int, Label],
+                extents: dict[int, _Extent]) -> list[Finding]:
+    """Left roots must lie left of the canal's midline (lower i in RAS+), right roots right.
+
+    The midline on a slice is the mean i of the canal there (cord, CSF and roots).
+    """
+    roots = [label for label in known.values()
+             if label.structure in ROOT_CLASSES and label.side in ("left", "right")]
+    if not roots:
+        return []
+    canal_ids = [i for i, label in known.items() if label.structure in (*CORD_CLASSES, "csf")]
+    canal = np.isin(array, canal_ids + [label.id for label in roots])
+    count = canal.sum(axis=(0, 1))
+    i_sum = (canal.sum(axis=1) * np.arange(array.shape[0])[:, None]).sum(axis=0)
+    findings = []
+    for label in roots:
+        box = extents[label.id].box
+        i_root = np.argwhere(array[box] == label.id)[:, 0].mean() + box[0].start
+        slices = list(extents[label.id].slices)
+        midline = i_sum[slices].sum() / count[slices].sum()
+        if (i_root < midline) != (label.side == "left"):
+            wrong = "right" if label.side == "left" else "left"
+            findings.append(Finding(
+                "warning", "root-side",
+                f"{label.name} lies on the patient's {wrong} of the canal; left and right are "
+                "the patient's (a radiological display shows the patient's right on the "
+                "screen's left): swap its side if needed", (label.id,), tuple(slices)))
     return findings
 
 
