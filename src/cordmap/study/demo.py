@@ -54,7 +54,7 @@ def length_coverage(array_mm: float, enlargement_mm: float, offset_mm: float) ->
     """% of a straight enlargement covered by an array whose centre is `offset_mm` off its centre."""
     low = max(-enlargement_mm / 2, offset_mm - array_mm / 2)
     high = min(enlargement_mm / 2, offset_mm + array_mm / 2)
-    return 100.0 * max(0.0, high - low) / enlargement_mm
+    return min(100.0, 100.0 * max(0.0, high - low) / enlargement_mm)
 
 
 def build_demo_study(out: str | Path, *, participants: int = 50, seed: int = 0) -> DemoStudy:
