@@ -75,7 +75,9 @@ class VertebralMap:
         if not self.vertebrae:
             return f"{s:.1f} mm along the cord (no vertebrae labelled)"
         for name, (a, b) in self.discs.items():
-            if a - ENDPLATE_MM / 2 <= s <= b + ENDPLATE_MM / 2:
+            if b - a < ENDPLATE_MM:  # touching vertebrae: a thin band around their boundary
+                a, b = (a + b - ENDPLATE_MM) / 2, (a + b + ENDPLATE_MM) / 2
+            if a < s < b:
                 return f"{name} disc"
         for name, (a, b) in self.vertebrae.items():
             if a <= s <= b:

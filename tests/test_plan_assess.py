@@ -1,0 +1,76 @@
+"""Vertebral landmarks along the cord and the assessment of a placement read from X-ray."""
+
+import pytest
+from test_plan_geometry import straight
+
+from cordmap.errors import CordmapError
+from cordmap.plan.coverage import coverage_at
+from cordmap.plan.planner import Planner
+
+# stand-in vertebral bodies on 3 mm slice faces with 3 mm discs (unlabelled) between them
+VERTEBRAE = [("T11", 0.0, 27.0), ("T12", 30.0, 57.0), ("L1", 60.0, 87.0)]
+
+
+@pytest.fixture(scope="module")
+def planner():
+    return Planner.prepare(straight(vertebrae=VERTEBRAE))
+
+
+def test_vertebrae_and_discs_along_the_cord(planner):
+    vertebral = planner.vertebral
+    for name, first, last in VERTEBRAE:
+        assert vertebral.vertebrae[name] == pytest.approx((first, last), abs=1e-9)
+    assert vertebral.discs["T11/T12"] == pytest.approx((27.0, 30.0), abs=1e-9)
+    assert vertebral.discs["T12/L1"] == pytest.approx((57.0, 60.0), abs=1e-9)
+
+
+@pytest.mark.parametrize("landmark, expected", [
+    ("T12 upper endplate", 30.0), ("T12 lower endplate", 57.0), ("T12 middle", 43.5),
+    ("T12 upper third", 34.5), ("t12  lower third", 52.5), ("T11/T12 disc", 28.5),
+    ("T12-L1 disc", 58.5), ("L1 upper endplate", 60.0),
+])
+def test_landmarks_are_located_on_the_cord(planner, landmark, expected):
+    assert planner.vertebral.locate(landmark) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("s, words", [
+    (28.5, "T11/T12 disc"), (30.5, "T12 upper endplate"), (35.0, "upper third of T12 body"),
+    (45.0, "middle third of T12 body"), (55.0, "lower third of T12 body"),
+    (56.5, "T12 lower endplate"), (95.0, "8 mm below L1 (below the labelled vertebrae)"),
+])
+def test_positions_are_described_in_vertebral_terms(planner, s, words):
+    assert planner.vertebral.describe(s) == words
+
+
+@pytest.mark.parametrize("landmark, message", [
+    ("L3 middle", "names vertebra L3, which is not in the labels .*T11, T12, L1"),
+    ("T10/T11 disc", "vertebra T10, which is not in the labels"),
+    ("T12/L2 disc", "not adjacent"),
+    ("somewhere near T12", "cannot read the landmark"),
+])
+def test_bad_landmarks_are_refused(planner, landmark, message):
+    with pytest.raises(CordmapError, match=message):
+        planner.assess(rostral=landmark)
+
+
+def test_assessment_reports_achieved_coverage_and_distance(planner):
+    result = planner.assess(rostral="T12 upper endplate", compare="T12 middle")
+    placement = result["placement"]
+    expected = coverage_at(planner.enlargement, planner.paddle, 30.0)
+    assert placement["rostral_mm"] == 30.0 and placement["caudal_mm"] == 76.5
+    assert placement["volume_pct"] == pytest.approx(expected.volume_pct, abs=0.01)
+    assert placement["rostral_edge"] == "T12 upper endplate"
+    assert result["compared"]["distance_mm"] == pytest.approx(13.5)
+    by_caudal = planner.assess(caudal="L1 lower endplate")["placement"]
+    assert by_caudal["caudal_mm"] == pytest.approx(87.0) and by_caudal["rostral_mm"] == 40.5
+
+
+def test_assessment_needs_exactly_one_end_and_labelled_vertebrae(planner):
+    with pytest.raises(CordmapError, match="exactly one end"):
+        planner.assess(rostral="T12 middle", caudal="L1 middle")
+    with pytest.raises(CordmapError, match="exactly one end"):
+        planner.assess()
+    bare = Planner.prepare(straight())
+    with pytest.raises(CordmapError, match="no vertebrae"):
+        bare.assess(rostral="T12 middle")
+    assert "no vertebrae labelled" in bare.plan(top=1)["candidates"][0]["rostral_edge"]
