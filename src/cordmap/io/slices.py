@@ -15,8 +15,8 @@ Orientation convention (radiological display, as viewers export slices):
 Files are sorted naturally (`img2` before `img10`). `spacing=(x, y, slice)` gives, in mm,
 the distance between pixel centres along a row (between columns), along a column (between
 rows) and between slice centres. The centre of pixel (row 0, column 0) of the first file
-(in natural order) lies at world `origin` (RAS+ mm, default 0, 0, 0). Images must be 8- or 16-bit greyscale
-(RGB with equal channels is accepted); the volume keeps the files' integer values.
+(in natural order) lies at world `origin` (RAS+ mm, default 0, 0, 0). Images must be 8- or
+16-bit greyscale (RGB with equal channels is accepted); the volume keeps their values.
 
 Annotation masks are images of the same slices, in the same convention, in a folder:
 
