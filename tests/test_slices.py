@@ -186,6 +186,19 @@ def test_stack_errors_name_the_problem(tmp_path):
     with pytest.raises(CordmapError, match="three positive mm values"):
         read_slice_stack(depths, spacing=(0.5, 0, 3))
 
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    frames = [Image.fromarray(np.zeros((4, 4), np.uint8)) for _ in range(3)]
+    frames[0].save(pages / "volume.tif", save_all=True, append_images=frames[1:])
+    with pytest.raises(CordmapError, match=r"volume\.tif holds 3 frames; export one file per slice"):
+        read_slice_stack(pages, spacing=SPACING)
+
+    floats = tmp_path / "floats"
+    floats.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(floats / "f1.tif")
+    with pytest.raises(CordmapError, match=r"f1\.tif is a 'F' image; export the slices as 8- or 16-bit"):
+        read_slice_stack(floats, spacing=SPACING)
+
 
 # -- annotation masks --------------------------------------------------------------------
 def known_labels(shape, schema) -> np.ndarray:
