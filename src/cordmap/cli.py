@@ -530,3 +530,82 @@ def study_demo(
         console.print(f"{c.metric}: {a.name} median {a.median:.1f} vs {b.name} {b.median:.1f} {c.unit}, "
                       f"{format_p(c.p_value)}")
     console.print(f"written {study.database}, {study.csv} and {study.report}")
+
+
+# -- planning (cordmap.plan) ----------------------------------------------------------------
+
+_PlanTarget = Annotated[Path, typer.Argument(help="Case folder, or a label NIfTI (then pass --out).")]
+_PaddleOpt = Annotated[Optional[str], typer.Option("--paddle", help="Paddle model (default: Specify 5-6-5).")]
+_PaddlesOpt = Annotated[Optional[Path], typer.Option("--paddles", help="JSON file of extra paddle models.")]
+_EnlargementOpt = Annotated[Optional[str], typer.Option(
+    "--enlargement", help="Segments of the enlargement, FIRST..LAST (default: L1..S2).")]
+_OutOpt = Annotated[Optional[Path], typer.Option("--out", help="JSON to write (default: CASE/plan/...).")]
+
+
+@command("plan")
+def plan_(
+    target: _PlanTarget,
+    paddle: _PaddleOpt = None,
+    paddles: _PaddlesOpt = None,
+    enlargement: _EnlargementOpt = None,
+    top: Annotated[int, typer.Option(help="How many distinct candidate placements.")] = 3,
+    step: Annotated[float, typer.Option(help="Search step along the cord (mm).")] = 0.5,
+    separation: Annotated[float, typer.Option(help="Least distance between candidates (mm).")] = 5.0,
+    out: _OutOpt = None,
+):
+    """Best paddle placements over the lumbosacral enlargement, in vertebral terms."""
+    from cordmap.plan.files import plan_file
+
+    result, path = plan_file(target, out, paddle=paddle, paddles_file=paddles,
+                             enlargement=enlargement, top=top, step=step, separation=separation)
+    _plan_header(result)
+    _plan_table([(f"#{c['rank']}", c) for c in result["candidates"]])
+    console.print(f"written {path}")
+
+
+@command("assess")
+def assess_(
+    target: _PlanTarget,
+    rostral: Annotated[Optional[str], typer.Option(
+        help="Landmark of the array's rostral end, e.g. 'T11 upper endplate' or 'T12/L1 disc'.")] = None,
+    caudal: Annotated[Optional[str], typer.Option(help="Landmark of its caudal end instead.")] = None,
+    compare: Annotated[Optional[str], typer.Option(
+        help="Rostral-end landmark of a second placement: also report it and the distance.")] = None,
+    paddle: _PaddleOpt = None,
+    paddles: _PaddlesOpt = None,
+    enlargement: _EnlargementOpt = None,
+    out: _OutOpt = None,
+):
+    """Coverage achieved by a placement read from X-ray landmarks."""
+    from cordmap.plan.files import assess_file
+
+    result, path = assess_file(target, out, rostral=rostral, caudal=caudal, compare=compare,
+                               paddle=paddle, paddles_file=paddles, enlargement=enlargement)
+    _plan_header(result)
+    rows = [("placement", result["placement"])]
+    if "compared" in result:
+        rows.append(("compared", result["compared"]["placement"]))
+    _plan_table(rows)
+    if "compared" in result:
+        console.print(f"distance between the two placements: {result['compared']['distance_mm']:.1f} mm")
+    console.print(f"written {path}")
+
+
+def _plan_header(result: dict) -> None:
+    e, p = result["enlargement"], result["paddle"]
+    how = "estimated from the CSA profile and the conus" if e["estimated"] else "labelled"
+    console.print(f"enlargement {e['segments']} ({how}): {e['length_mm']:.1f} mm, "
+                  f"{e['volume_mm3']:.0f} mm3; paddle {p['name']} ({p['array_length_mm']:g} mm array)")
+
+
+def _plan_table(rows: list) -> None:
+    from rich.table import Table
+
+    table = Table(title_justify="left")
+    for column in ("", "rostral edge", "caudal edge", "at mm", "volume %", "length %",
+                   "15x3 mm slices %"):
+        table.add_column(column, justify="right" if column.endswith(("%", "mm")) else "left")
+    for name, c in rows:
+        table.add_row(name, c["rostral_edge"], c["caudal_edge"], f"{c['rostral_mm']:.1f}",
+                      f"{c['volume_pct']:.1f}", f"{c['length_pct']:.1f}", f"{c['slice_count_pct']:.1f}")
+    console.print(table)
