@@ -127,6 +127,23 @@ def phantom_cases(count: int, seed: int = 0) -> list[tuple[str, Volume, LabelVol
     return cases
 
 
+def gather_cases(case_dirs=(), phantoms: int = 0, phantom_seed: int = 0):
+    """Cases from folders plus generated phantoms, and the one protocol they share."""
+    cases = load_cases(case_dirs) + (phantom_cases(phantoms, phantom_seed) if phantoms else [])
+    if not cases:
+        raise CordmapError("the training set is empty: pass case folders with labels "
+                           "or --phantoms N to generate training cases")
+    schemas = {(labels.schema.name, labels.schema.version) for _, _, labels in cases}
+    if len(schemas) > 1:
+        raise CordmapError(f"the cases use different protocols {sorted(schemas)}; train on "
+                           "cases annotated with one protocol")
+    names = [name for name, _, _ in cases]
+    if len(set(names)) != len(names):
+        raise CordmapError("two training cases share a folder name; give each case folder "
+                           "a distinct name")
+    return cases, cases[0][2].schema
+
+
 # -- augmentation --------------------------------------------------------------------------
 def rotation(about_vertical: float, about_left_right: float) -> np.ndarray:
     """3x3 rotation (RAS+ mm): first about the left-right axis X, then about the vertical Z."""

@@ -90,6 +90,20 @@ class TrainConfig:
                 if key not in ("epochs", "progress", "accelerator", "devices", "strategy")}
 
 
+def parse_patch(text: str | None) -> tuple[int, int, int] | None:
+    """'48,48,48' -> (48, 48, 48): a patch size in voxels along X, Y, Z."""
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise CordmapError(f"--patch '{text}' must be three positive voxel counts X,Y,Z "
+                           "(e.g. 48,48,48), each divisible by 2**depth")
+    return values
+
+
 @dataclass
 class TrainResult:
     model_path: Path

@@ -1,0 +1,225 @@
+"""U-Net architecture, training classes, metrics, data preparation and augmentation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cordmap.anatomy.schema import LabelSchema
+from cordmap.errors import CordmapError
+from cordmap.learn.classes import CORD_CLASSES, ClassMapping
+from cordmap.learn.data import (NOISE_SIGMA, Example, crop_patch, normalise, prepare, resample,
+                                rotate, rotation, split_cases)
+from cordmap.learn.metrics import confusion_matrix, evaluate_arrays, hausdorff95, scores
+from cordmap.learn.model import PUBLISHED, SMALL, UNet3D, UNetConfig, count_parameters
+from cordmap.volume import LabelVolume, Volume
+
+SCHEMA = LabelSchema.load()
+
+
+# -- architecture --------------------------------------------------------------------------
+def _double_conv_parameters(c_in, c_out):
+    """Two 3x3x3 convs with bias + instance norm (scale, shift) each."""
+    return 27 * c_in * c_out + c_out + 2 * c_out + 27 * c_out * c_out + c_out + 2 * c_out
+
+
+def test_published_architecture_levels_filters_and_parameters():
+    net = UNet3D(PUBLISHED)
+    assert PUBLISHED.level_filters == (14, 28, 56, 112, 224)
+    assert len(net.encoder) == 4 and len(net.decoder) == 4 and len(net.upsample) == 4
+    assert [block[0].in_channels for block in net.encoder] == [1, 14, 28, 56]
+    assert [block[0].out_channels for block in net.encoder] == [14, 28, 56, 112]
+    assert net.bottleneck[0].out_channels == 224
+    assert [up.out_channels for up in net.upsample] == [112, 56, 28, 14]
+    assert net.head.out_channels == 7
+    f = PUBLISHED.level_filters
+    expected = sum(_double_conv_parameters(1 if i == 0 else f[i - 1], f[i]) for i in range(5))
+    expected += sum(8 * f[i + 1] * f[i] + f[i] + _double_conv_parameters(2 * f[i], f[i])
+                    for i in range(4))
+    expected += f[0] * 7 + 7
+    assert count_parameters(net) == expected
+    assert 4.2e6 < expected < 4.4e6  # "4.3 M parameters" as published
+
+
+def test_output_has_one_channel_per_class_and_the_input_size():
+    net = UNet3D(PUBLISHED).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 1, 32, 16, 48))
+    assert out.shape == (1, 7, 32, 16, 48)
+    small = UNet3D(UNetConfig(classes=3, filters=4, depth=2, input_shape=None,
+                              input_spacing_mm=(1, 1, 1), patch=(8, 8, 8)))
+    assert small(torch.zeros(2, 1, 8, 12, 4)).shape == (2, 3, 8, 12, 4)
+
+
+def test_configuration_rejects_sizes_not_divisible_by_the_depth():
+    with pytest.raises(CordmapError, match="divisible by 16"):
+        UNetConfig(input_shape=(512, 512, 40))
+    with pytest.raises(CordmapError, match="divisible by 8"):
+        UNetConfig(filters=8, depth=3, input_shape=None, input_spacing_mm=(1, 1, 1),
+                   patch=(48, 48, 44))
+    assert UNetConfig.from_dict(SMALL.to_dict()) == SMALL
+
+
+# -- training classes ----------------------------------------------------------------------
+def test_classes_follow_the_schema():
+    mapping = ClassMapping(SCHEMA)
+    expected = {"cord": ["cord", "segment", "conus"], "csf": ["csf"], "vertebra": ["vertebra"],
+                "disc": ["disc"], "dorsal_root": ["dorsal_root"], "ventral_root": ["ventral_root"]}
+    for label in SCHEMA:
+        name = next(n for n, structures in expected.items() if label.structure in structures)
+        assert mapping.names[mapping.class_of(label.id)] == name
+    ids = [SCHEMA.find("segment", "L1").id, SCHEMA.find("conus").id, SCHEMA.find("csf").id,
+           SCHEMA.find("vertebra", "S").id, SCHEMA.find("disc", "T12-L1").id,
+           SCHEMA.find("dorsal_root", "S2", "left").id, SCHEMA.find("ventral_root", "L3", "right").id]
+    labels = LabelVolume(np.array(ids + [0], np.uint16).reshape(2, 2, 2), np.eye(4), schema=SCHEMA)
+    assert mapping.encode(labels).ravel().tolist() == [1, 1, 2, 3, 4, 5, 6, 0]
+
+
+def test_decode_writes_level_free_labels_and_skips_the_rest():
+    mapping = ClassMapping(SCHEMA)
+    decoded = mapping.decode(np.arange(7, dtype=np.uint8).reshape(7, 1, 1), np.eye(4))
+    assert decoded.array.ravel().tolist() == [0, SCHEMA.find("cord").id, SCHEMA.find("csf").id,
+                                              0, 0, 0, 0]
+    assert mapping.unwritten() == ["vertebra", "disc", "dorsal_root", "ventral_root"]
+
+
+def test_label_without_a_class_is_refused():
+    labels = LabelVolume(np.full((2, 2, 2), SCHEMA.find("csf").id, np.uint16), np.eye(4),
+                         schema=SCHEMA)
+    with pytest.raises(CordmapError, match=r"label ids \[2\] that no training class gathers"):
+        ClassMapping(SCHEMA, CORD_CLASSES).encode(labels, "labels of case-7")
+
+
+def test_mapping_for_another_protocol_version_is_refused():
+    data = ClassMapping(SCHEMA).to_dict()
+    data["schema"]["version"] = "0.9"
+    with pytest.raises(CordmapError, match="trained for protocol .* version 0.9"):
+        ClassMapping.from_dict(data, SCHEMA)
+    assert ClassMapping.from_dict(ClassMapping(SCHEMA).to_dict(), SCHEMA).names[1] == "cord"
+
+
+# -- metrics -------------------------------------------------------------------------------
+def test_metrics_on_a_hand_made_example():
+    reference = np.array([0, 0, 1, 1, 2, 2])
+    prediction = np.array([0, 1, 1, 1, 2, 0])
+    confusion = confusion_matrix(reference, prediction, 3)
+    assert confusion.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    result = scores(confusion, ["background", "cord", "csf"])
+    cord, csf = result["per_class"]["cord"], result["per_class"]["csf"]
+    assert cord["iou"] == pytest.approx(2 / 3) and cord["dice"] == pytest.approx(0.8)
+    assert csf["iou"] == pytest.approx(1 / 2) and csf["dice"] == pytest.approx(2 / 3)
+    assert result["mean_iou"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert result["pixel_accuracy"] == pytest.approx(4 / 6)
+
+
+def test_absent_class_has_no_score_and_is_left_out_of_the_mean():
+    result = scores(confusion_matrix(np.array([0, 1]), np.array([0, 1]), 3), ["bg", "a", "b"])
+    assert result["per_class"]["b"]["dice"] is None
+    assert result["mean_iou"] == 1.0
+
+
+def test_hausdorff95_in_millimetres():
+    reference = np.zeros((5, 5, 9), bool)
+    prediction = np.zeros_like(reference)
+    reference[2, 2, 2] = prediction[2, 2, 4] = True
+    assert hausdorff95(reference, prediction, (1.0, 1.0, 3.0)) == pytest.approx(6.0)
+    assert hausdorff95(reference, np.zeros_like(reference), (1, 1, 1)) is None
+    full = evaluate_arrays(reference.astype(int), prediction.astype(int), ["bg", "x"], (1, 1, 3))
+    assert full["per_class"]["x"]["hd95_mm"] == pytest.approx(6.0)
+    assert full["per_class"]["x"]["dice"] == 0.0
+
+
+# -- data ----------------------------------------------------------------------------------
+def test_nan_intensities_are_refused():
+    array = np.ones((4, 4, 4), np.float32)
+    array[1, 2, 3] = np.nan
+    with pytest.raises(CordmapError, match="case-3 has NaN"):
+        normalise(array, "case-3")
+
+
+def test_image_and_labels_of_different_size_are_refused():
+    image = Volume(np.zeros((4, 4, 4), np.float32), np.eye(4))
+    labels = LabelVolume(np.zeros((4, 4, 5), np.uint16), np.eye(4), schema=SCHEMA)
+    with pytest.raises(CordmapError, match="labels of case-9 do not match the image grid"):
+        prepare("case-9", image, labels, ClassMapping(SCHEMA), SMALL)
+
+
+def test_prepare_resamples_to_the_model_spacing():
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])
+    array = np.random.default_rng(0).normal(size=(40, 20, 10)).astype(np.float32)
+    labels = np.zeros((40, 20, 10), np.uint16)
+    labels[10:30, 4:16, 2:8] = SCHEMA.find("csf").id
+    example = prepare("c", Volume(array, affine), LabelVolume(labels, affine, schema=SCHEMA),
+                      ClassMapping(SCHEMA), SMALL)
+    assert example.image.shape == example.target.shape == (20, 10, 20)
+    assert example.spacing == (1.0, 1.0, 1.0)
+    # the labelled block keeps its extent in mm: 10 x 6 x 12 mm
+    assert np.ptp(np.argwhere(example.target == 2), axis=0).tolist() == [9, 5, 11]
+
+
+def test_resample_round_trip_keeps_the_field_of_view():
+    block = np.zeros((12, 12, 6))
+    block[3:9, 3:9, 1:5] = 1
+    up = resample(block, (24, 24, 18), order=0)
+    assert up.sum() == block.sum() * 2 * 2 * 3
+    assert np.array_equal(resample(up, block.shape, order=0), block)
+
+
+def test_split_is_seeded_recorded_and_independent_of_order():
+    names = [f"case-{i}" for i in range(10)]
+    split = split_cases(names, seed=3)
+    assert split == split_cases(list(reversed(names)), seed=3)
+    assert sorted(sum(split.values(), [])) == sorted(names)
+    assert len(split["val"]) == 2 and len(split["test"]) == 2
+    assert split != split_cases(names, seed=4)
+    assert split_cases(["only"], seed=0) == {"val": [], "test": [], "train": ["only"]}
+    with pytest.raises(CordmapError, match="training set is empty"):
+        split_cases([], seed=0)
+
+
+def _ball(shape, centre_mm, radius_mm, spacing):
+    grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
+    return sum((g - c) ** 2 for g, c in zip(grid, centre_mm)) <= radius_mm ** 2
+
+
+def test_rotation_moves_content_as_the_rotation_in_millimetres():
+    spacing = (1.0, 1.0, 2.0)
+    shape = (41, 41, 21)
+    centre = (np.array(shape) - 1) / 2 * spacing
+    point = centre + np.array([8.0, 0.0, 6.0])
+    ball = _ball(shape, point, 3.0, spacing).astype(np.float32)
+    vertical, left_right = math.pi / 18, -math.pi / 45
+    matrix = rotation(vertical, left_right)
+    rotated = rotate(ball, matrix, spacing, order=1)
+    centroid = (np.argwhere(rotated > 0.5) * spacing).mean(axis=0)
+    expected = centre + matrix @ (point - centre)
+    assert np.allclose(centroid, expected, atol=0.4)
+    # about the vertical axis only: height is unchanged, the point turns in the axial plane
+    turned = rotate(ball, rotation(vertical, 0.0), spacing, order=1)
+    c = (np.argwhere(turned > 0.5) * spacing).mean(axis=0) - centre
+    assert c[2] == pytest.approx(6.0, abs=0.3)
+    assert math.atan2(c[1], c[0]) == pytest.approx(vertical, abs=0.03)
+
+
+def test_augmented_patches_keep_image_and_labels_aligned():
+    spacing = (1.0, 1.0, 2.0)
+    shape = (40, 40, 30)
+    x, y, _ = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
+    target = ((x - 22) ** 2 + (y - 17) ** 2 <= 9).astype(np.uint8)  # an off-centre rod
+    example = Example("rod", target.astype(np.float32), target, spacing)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        image, labels = crop_patch(example, (16, 16, 16), rng, foreground=1.0, augment=True)
+        assert labels.any()
+        predicted = image > 0.5
+        dice = 2 * (predicted & (labels > 0)).sum() / (predicted.sum() + (labels > 0).sum())
+        assert dice > 0.9
+        background = image[~_dilate(labels)]  # away from the rod: noise only
+        assert background.std() == pytest.approx(NOISE_SIGMA, rel=0.15)
+
+
+def _dilate(mask):
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask > 0, iterations=2)
