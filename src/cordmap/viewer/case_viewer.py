@@ -20,6 +20,8 @@ from cordmap.viewer.state import viewer_state
 VIEWER_DIR = "viewer"
 STATE_FILE = "state.json"
 STAGE = "view"
+#: Bump when the dataset layout or the first view changes, so that old cases rebuild.
+VIEWER_FORMAT = 1
 
 
 def build_case_viewer(case: Case) -> tuple[Path, dict]:
@@ -29,14 +31,15 @@ def build_case_viewer(case: Case) -> tuple[Path, dict]:
     folder = case.path(VIEWER_DIR)
     labels_path = case.labels_path(case.label_sources()[0]) if case.label_sources() else None
     inputs = [case.image_path, labels_path]
-    if labels_path and case.is_up_to_date(STAGE, inputs=inputs):
+    parameters = {"viewer_format": VIEWER_FORMAT}
+    if labels_path and case.is_up_to_date(STAGE, inputs=inputs, parameters=parameters):
         return folder, json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     image, labels = case.image(), case.labels()  # no labels: a clear CordmapError
     check_labels(image, labels)
     write_precomputed(image, labels, mesh_labels(labels), folder)
     state = viewer_state(image, labels, DATA_PATH)
     write_text(folder / STATE_FILE, json.dumps(state, indent=1))
-    case.record(STAGE, inputs=inputs, outputs=[folder])
+    case.record(STAGE, inputs=inputs, outputs=[folder], parameters=parameters)
     return folder, state
 
 

@@ -5,13 +5,11 @@ patient (superior up) showing the cord segments, conus, roots, vertebrae and dis
 the schema's colours, centred on the lumbosacral enlargement (cord segments L1..S2).
 CSF is listed but hidden, so it does not hide the cord.
 
-Data sources are given relative to the site root (e.g. "data/image"); `absolute_sources`
-turns them into the absolute URLs Neuroglancer needs once the server address is known.
+Data sources are given relative to the site root (e.g. "data/image"); the site's entry
+page turns them into the absolute URLs Neuroglancer needs (`cordmap.viewer.site`).
 """
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 
@@ -23,6 +21,9 @@ from cordmap.volume import LabelVolume, Volume
 SHOWN_CLASSES = ("cord", "segment", "conus", "dorsal_root", "ventral_root", "vertebra", "disc")
 #: Cord segments of the lumbosacral enlargement, where the paddle goes.
 ENLARGEMENT_SEGMENTS = ("L1", "L2", "L3", "L4", "L5", "S1", "S2")
+#: The first view spans the enlargement times this, to show the levels around it.
+ENLARGEMENT_MARGIN = 1.8
+LABELS_MARGIN = 1.15
 #: Camera seen from behind the patient: screen right = patient's right (+x), screen
 #: down = inferior (-z), into the screen = anterior (+y). Quaternion [x, y, z, w].
 POSTERIOR_VIEW = [-np.sqrt(0.5), 0.0, 0.0, np.sqrt(0.5)]
@@ -35,17 +36,16 @@ IMAGE_LAYER, LABELS_LAYER = "MRI", "anatomy"
 def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "data") -> dict:
     """Neuroglancer state (JSON-ready) for a dataset written by `write_precomputed`."""
     centre = focus_point(image, labels)
-    extent_mm = _extent_mm(image, labels)
+    extent_mm = focus_extent_mm(image, labels)
     layers = [_image_layer(image, data_path)]
     if labels is not None:
         layers.append(_labels_layer(labels, data_path))
     return {
         "dimensions": output_dimensions(image),
         "position": [round(float(v), 3) for v in world_to_output(image, centre)],
-        # zoom: the slice panels show the whole field of view (units per pixel); the 3D
-        # panel's height spans the shown labels (units)
-        "crossSectionScale": _zoom(max(np.asarray(image.shape) * image.spacing), image),
-        "projectionScale": float(1.3 * extent_mm / min(image.spacing)),
+        # zoom: slice panels in output units per screen pixel, the 3D panel's height in units
+        "crossSectionScale": float(extent_mm / min(image.spacing) / 400),
+        "projectionScale": float(extent_mm / min(image.spacing)),
         "projectionOrientation": [round(q, 6) for q in POSTERIOR_VIEW],
         "crossSectionOrientation": SUPERIOR_UP,
         "layers": layers,
@@ -55,26 +55,40 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
     }
 
 
-def absolute_sources(state: dict, base_url: str) -> dict:
-    """A copy of `state` whose relative data sources point under `base_url`."""
-    state = copy.deepcopy(state)
-    for layer in state["layers"]:
-        url = layer["source"]["url"]
-        layer["source"]["url"] = f"precomputed://{base_url.rstrip('/')}/{url}"
-    return state
-
-
 def focus_point(image: Volume, labels: LabelVolume | None) -> np.ndarray:
     """World RAS+ mm to centre on: the enlargement, else all labels, else the image."""
-    if labels is not None:
-        schema = labels.schema
-        ids = [schema.find("segment", level).id for level in ENLARGEMENT_SEGMENTS
-               if _has_segment(schema, level)]
-        for wanted in (ids, labels.ids()):
-            mask = np.isin(labels.array, wanted)
-            if wanted and mask.any():
-                return labels.world(np.argwhere(mask).mean(axis=0))
-    return image.world((np.asarray(image.shape) - 1) / 2)
+    mask, _ = _focus_mask(labels)
+    if mask is None:
+        return image.world((np.asarray(image.shape) - 1) / 2)
+    return labels.world(np.argwhere(mask).mean(axis=0))
+
+
+def focus_extent_mm(image: Volume, labels: LabelVolume | None) -> float:
+    """Height (mm) of the first view: the enlargement with the levels around it, else
+    the labels, else the image's field of view."""
+    mask, margin = _focus_mask(labels)
+    if mask is None:
+        return float(max(np.asarray(image.shape) * image.spacing))
+    ijk = np.argwhere(mask)
+    corners = labels.world(np.stack([ijk.min(axis=0), ijk.max(axis=0)]))
+    return (float(np.max(np.abs(corners[1] - corners[0]))) + min(labels.spacing)) * margin
+
+
+def _focus_mask(labels: LabelVolume | None) -> tuple[np.ndarray | None, float]:
+    """Voxels to frame (the enlargement, else all labels; None without labels) and the
+    margin to frame them with."""
+    if labels is None or not labels.ids():
+        return None, 1.0
+    enlargement = _enlargement_ids(labels)
+    if enlargement:
+        return np.isin(labels.array, enlargement), ENLARGEMENT_MARGIN
+    return labels.array != 0, LABELS_MARGIN
+
+
+def _enlargement_ids(labels: LabelVolume) -> list[int]:
+    schema, present = labels.schema, set(labels.ids())
+    return [label.id for label in schema if label.structure == "segment"
+            and label.level in ENLARGEMENT_SEGMENTS and label.id in present]
 
 
 def shown_ids(labels: LabelVolume) -> list[int]:
@@ -107,22 +121,3 @@ def _labels_layer(labels: LabelVolume, data_path: str) -> dict:
         "tab": "segments",
     }
 
-
-def _extent_mm(image: Volume, labels: LabelVolume | None) -> float:
-    """Largest extent (mm) of the shown labels, else of the image."""
-    if labels is not None:
-        mask = np.isin(labels.array, shown_ids(labels))
-        if mask.any():
-            ijk = np.argwhere(mask)
-            corners = labels.world(np.stack([ijk.min(axis=0), ijk.max(axis=0)]))
-            return float(np.max(np.abs(corners[1] - corners[0]))) + min(labels.spacing)
-    return float(max(np.asarray(image.shape) * image.spacing))
-
-
-def _zoom(field_mm: float, image: Volume) -> float:
-    """Slice zoom (output units per screen pixel) that fits `field_mm` in ~400 pixels."""
-    return float(field_mm / min(image.spacing) / 400)
-
-
-def _has_segment(schema, level: str) -> bool:
-    return any(label.structure == "segment" and label.level == level for label in schema)
