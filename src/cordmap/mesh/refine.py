@@ -4,10 +4,15 @@ Smoothing is Taubin's lambda/mu filter (trimesh.smoothing.filter_taubin): altern
 shrinking and inflating Laplacian steps that remove the voxel staircase without the
 volume loss of plain Laplacian smoothing, so thin roots are not smoothed away.
 
-Simplification is quadric edge collapse (fast-simplification). Decimation can leave a
-closed mesh with a hole or a non-manifold edge; when it does, the step is retried
-keeping twice as many triangles, and if that still fails the undecimated mesh is kept,
-so a watertight input always gives a watertight output.
+Simplification is quadric edge collapse (fast-simplification). Decimation can break a
+closed mesh in two ways: it leaves a pair of coincident, opposite triangles (a collapsed
+fin), or it pinches two sheets of the surface together along an edge or at a vertex
+(a non-manifold edge shared by four triangles). `close_decimated` repairs both without
+moving the surface: fin pairs are deleted, and a pinched vertex is split into one copy
+per sheet, each copy nudged by `PINCH_OFFSET_MM` into its own sheet so that the copies
+stay distinct when a tool merges coincident vertices. If a mesh is still open after
+that, decimation is retried keeping twice as many triangles, and in the end the
+undecimated mesh is kept: a watertight input always gives a watertight output.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import fast_simplification
 import numpy as np
 import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from trimesh.smoothing import filter_taubin
 
 #: Meshes with fewer triangles than this are not decimated (a voxel is 8 triangles).
@@ -22,6 +29,8 @@ MIN_TRIANGLES = 200
 #: Taubin filter weights: shrink by lambda, inflate by mu (|mu| > lambda).
 TAUBIN_LAMBDA = 0.5
 TAUBIN_MU = -0.53
+#: How far (mm) the copies of a pinched vertex are pulled apart, into their own sheets.
+PINCH_OFFSET_MM = 1e-3
 
 
 def smooth(mesh: trimesh.Trimesh, iterations: int) -> trimesh.Trimesh:
@@ -41,8 +50,112 @@ def simplify(mesh: trimesh.Trimesh, reduction: float) -> trimesh.Trimesh:
     while keep < n_faces:
         vertices, faces = fast_simplification.simplify(
             mesh.vertices, mesh.faces, target_count=keep)
-        result = trimesh.Trimesh(vertices, faces, process=True)
-        if not closed or result.is_watertight:
+        result = trimesh.Trimesh(vertices, faces, process=False)
+        if not closed:
+            return result
+        result = close_decimated(result)
+        if result.is_watertight:
             return result
         keep *= 2
     return mesh
+
+
+def close_decimated(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Delete collapsed fins and split pinched vertices (see the module docstring)."""
+    if mesh.is_watertight:
+        return mesh
+    faces = _without_fins(mesh.faces)
+    vertices, faces = _split_pinches(mesh.vertices, faces)
+    return trimesh.Trimesh(vertices, faces, process=False)
+
+
+def _without_fins(faces: np.ndarray) -> np.ndarray:
+    """Drop degenerate triangles (a corner repeated) and both triangles of each pair that
+    shares all three corners (a collapsed fin)."""
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
+                  & (faces[:, 0] != faces[:, 2])]
+    ordered = np.sort(faces, axis=1).astype(np.int64)
+    n = int(faces.max()) + 1 if len(faces) else 1
+    key = (ordered[:, 0] * n + ordered[:, 1]) * n + ordered[:, 2]
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    return faces[counts[inverse] == 1]
+
+
+def _split_pinches(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Give each sheet through a vertex its own copy of the vertex.
+
+    Half-edges (the directed edges of the triangles) are paired into edges: the two
+    half-edges of a manifold edge, and at a pinched edge (four or more triangles) the
+    two that bound the same wedge of solid around the edge. The corners of the triangles
+    ("wedges") at both ends of each paired edge are joined; each connected group of
+    wedges becomes one output vertex, so every edge ends up shared by two triangles.
+    """
+    n_faces = len(faces)
+    starts = faces.astype(np.int64).ravel()
+    ends = np.roll(faces, -1, axis=1).astype(np.int64).ravel()
+    n = int(faces.max()) + 1
+    key = np.minimum(starts, ends) * n + np.maximum(starts, ends)
+    order = np.argsort(key, kind="stable")
+    boundaries = np.concatenate([[0], np.flatnonzero(np.diff(key[order])) + 1, [len(order)]])
+    sizes = np.diff(boundaries)
+    starts_at = boundaries[:-1]
+    pairs = [np.stack([order[starts_at[sizes == 2]], order[starts_at[sizes == 2] + 1]], axis=1)]
+    for begin, size in zip(starts_at[sizes > 2], sizes[sizes > 2]):
+        pinched = _pair_around_edge(order[begin:begin + size], starts, ends, faces, vertices)
+        pairs.append(np.array(pinched, dtype=np.int64).reshape(-1, 2))
+    pairs = np.concatenate(pairs)
+    # half-edge h = 3 * face + corner runs from the wedge h to the wedge _next(h)
+    first, second = pairs[:, 0], pairs[:, 1]
+    same = starts[first] == starts[second]
+    links_from = np.concatenate([first, _next(first)])
+    links_to = np.concatenate([np.where(same, second, _next(second)),
+                               np.where(same, _next(second), second)])
+    graph = coo_matrix((np.ones(len(links_from), dtype=np.int8), (links_from, links_to)),
+                       shape=(3 * n_faces, 3 * n_faces))
+    n_groups, group = connected_components(graph, directed=False)
+    original = np.zeros(n_groups, dtype=np.int64)
+    original[group] = starts
+    new_faces = group.reshape(n_faces, 3)
+    new_vertices = vertices[original].astype(np.float64)
+    copies = np.bincount(original, minlength=len(vertices))[original] > 1
+    if copies.any():
+        new_vertices[copies] += _offsets(vertices, faces, new_faces, n_groups)[copies]
+    return new_vertices, new_faces
+
+
+def _pair_around_edge(group, starts, ends, faces, vertices) -> list[tuple[int, int]]:
+    """Pair the half-edges of one pinched edge: the two triangles that bound the same
+    wedge of solid around the edge go together, which keeps the touching sheets apart."""
+    a, b = vertices[starts[group[0]]], vertices[ends[group[0]]]
+    axis = (b - a) / np.linalg.norm(b - a)
+    corners = vertices[faces.ravel()[_next(_next(group))]] - a  # each triangle's third corner
+    across = corners - np.outer(corners @ axis, axis)
+    angle = np.arctan2(np.cross(across[0], across) @ axis, across @ across[0])
+    ring = np.argsort(angle)
+    # outward normal of each triangle (counter-clockwise corners)
+    normals = np.cross(vertices[ends[group]] - vertices[starts[group]], corners + a
+                       - vertices[starts[group]])
+    turning = np.cross(axis, across)  # direction of increasing angle at each triangle
+    solid_after = np.einsum("ij,ij->i", -normals, turning)[ring] > 0
+    if solid_after.sum() * 2 != len(ring) or np.any(solid_after == np.roll(solid_after, -1)):
+        return []  # not alternating solid / empty wedges: leave the edge open
+    return [(int(group[ring[k]]), int(group[ring[(k + 1) % len(ring)]]))
+            for k in np.flatnonzero(solid_after)]
+
+
+def _next(half_edge):
+    """The half-edge after `half_edge` (= 3 * face + corner) in its triangle."""
+    return half_edge - half_edge % 3 + (half_edge % 3 + 1) % 3
+
+
+def _offsets(vertices, faces, new_faces, n_new) -> np.ndarray:
+    """PINCH_OFFSET_MM from each new vertex towards the centre of its own triangles."""
+    centroids = vertices[faces].mean(axis=1)
+    target = np.zeros((n_new, 3))
+    np.add.at(target, new_faces.ravel(), np.repeat(centroids, 3, axis=0))
+    counts = np.bincount(new_faces.ravel(), minlength=n_new)[:, None]
+    own = np.zeros((n_new, 3))
+    own[new_faces.ravel()] = vertices[faces.ravel()]
+    direction = target / np.maximum(counts, 1) - own
+    length = np.linalg.norm(direction, axis=1, keepdims=True)
+    return PINCH_OFFSET_MM * direction / np.where(length > 0, length, 1)

@@ -147,4 +147,4 @@ def _to_world(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray) -> tr
     world = vertices @ affine[:3, :3].T + affine[:3, 3]
     if np.linalg.det(affine[:3, :3]) < 0:  # a mirroring affine turns faces inside out
         faces = faces[:, ::-1]
-    return trimesh.Trimesh(world, faces.astype(np.int64), process=True)
+    return trimesh.Trimesh(world, faces.astype(np.int64), process=False)

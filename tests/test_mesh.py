@@ -1,0 +1,292 @@
+"""Meshes of label volumes: volumes, closure, world alignment, thin roots, exports."""
+
+import numpy as np
+import pytest
+import trimesh
+from scipy import ndimage
+
+from cordmap.anatomy.schema import Label, LabelSchema
+from cordmap.errors import CordmapError
+from cordmap.io.nifti import read_nifti
+from cordmap.mesh import export_meshes, mesh_labels, mesh_stats
+from cordmap.mesh.exports import GLB_ROOT, GLTF_FROM_RAS_MM
+from cordmap.mesh.refine import close_decimated
+from cordmap.volume import LabelVolume
+
+#: Mesh volume vs voxel volume (and vs the analytic solid) for solids >= 6 voxels across
+#: or of >= 1000 voxels; smaller structures (a cord tip of 40-600 voxels) within 8%.
+VOLUME_TOLERANCE = 0.02
+SMALL_VOLUME_TOLERANCE = 0.08
+
+SCHEMA = LabelSchema.load()
+CORD, CSF, CONUS, ROOT = 1, 2, 60, 221
+
+# 0.8 x 0.8 x 1.6 mm voxels, rotated 17 degrees about S, shifted: nothing axis-aligned
+_TURN = 0.3
+AFFINE = np.eye(4)
+AFFINE[:3, :3] = np.array([[np.cos(_TURN), -np.sin(_TURN), 0],
+                           [np.sin(_TURN), np.cos(_TURN), 0],
+                           [0, 0, 1]]) @ np.diag([0.8, 0.8, 1.6])
+AFFINE[:3, 3] = [-12.0, 30.0, -100.0]
+VOXEL_MM3 = 0.8 * 0.8 * 1.6
+SHAPE = (40, 40, 40)
+GRID = np.indices(SHAPE).astype(float)
+CENTRE = 20.0
+
+
+def _sphere(radius_mm):
+    mm = (GRID - CENTRE) * np.array([0.8, 0.8, 1.6])[:, None, None, None]
+    return (mm ** 2).sum(axis=0) <= radius_mm ** 2, 4 / 3 * np.pi * radius_mm ** 3
+
+
+def _box():
+    mask = np.zeros(SHAPE, bool)
+    mask[5:30, 8:20, 10:25] = True
+    return mask, 25 * 12 * 15 * VOXEL_MM3
+
+
+def _cylinder(radius_mm):
+    mm = (GRID[:2] - CENTRE) * 0.8
+    mask = ((mm ** 2).sum(axis=0) <= radius_mm ** 2) & (GRID[2] >= 5) & (GRID[2] < 35)
+    return mask, np.pi * radius_mm ** 2 * 30 * 1.6
+
+
+def _labels(array, affine=AFFINE, schema=SCHEMA):
+    return LabelVolume(np.asarray(array, dtype=np.uint16), affine, schema=schema)
+
+
+@pytest.mark.parametrize("solid", [_sphere(10.0), _box(), _cylinder(7.0)],
+                         ids=["sphere", "box", "cylinder"])
+@pytest.mark.parametrize("smoothing, reduction", [(0, 0.0), (10, 0.9)])
+def test_solid_volume_matches_voxels_and_analytic(solid, smoothing, reduction):
+    mask, analytic_mm3 = solid
+    meshes = mesh_labels(_labels(mask * CORD), smoothing=smoothing, reduction=reduction)
+    stats = mesh_stats(meshes)[CORD]
+    voxel_mm3 = mask.sum() * VOXEL_MM3
+    assert stats.watertight
+    assert stats.volume_mm3 == pytest.approx(voxel_mm3, rel=VOLUME_TOLERANCE)
+    assert stats.volume_mm3 == pytest.approx(analytic_mm3, rel=VOLUME_TOLERANCE)
+    assert meshes[CORD].is_winding_consistent and meshes[CORD].volume > 0  # outward faces
+    if reduction:
+        unreduced = mesh_labels(_labels(mask * CORD), smoothing=smoothing, reduction=0)
+        assert stats.triangles <= 0.11 * len(unreduced[CORD].faces)
+
+
+def test_sphere_area_close_to_analytic():
+    mask, _ = _sphere(10.0)
+    stats = mesh_stats(mesh_labels(_labels(mask * CORD), smoothing=10, reduction=0))[CORD]
+    assert stats.area_mm2 == pytest.approx(4 * np.pi * 10.0 ** 2, rel=0.05)
+
+
+def test_multi_label_touching_solids_each_closed():
+    array = np.zeros(SHAPE, np.uint16)
+    array[5:20, 5:30, 5:30] = CSF
+    array[20:35, 5:30, 5:30] = CONUS  # shares a face with the CSF block
+    stats = mesh_stats(mesh_labels(_labels(array)))
+    assert sorted(stats) == [CSF, CONUS]
+    for label_id, entry in stats.items():
+        assert entry.watertight
+        expected = (array == label_id).sum() * VOXEL_MM3
+        assert entry.volume_mm3 == pytest.approx(expected, rel=VOLUME_TOLERANCE)
+
+
+@pytest.mark.parametrize("thin_upsample", [1, 2, 3])
+def test_one_voxel_mesh_centred_at_affine_of_its_index(thin_upsample):
+    ijk = (7, 23, 31)
+    array = np.zeros(SHAPE, np.uint16)
+    array[ijk] = CORD
+    mesh = mesh_labels(_labels(array), smoothing=0, reduction=0,
+                       thin_upsample=thin_upsample)[CORD]
+    expected = AFFINE @ [*ijk, 1]
+    np.testing.assert_allclose(mesh.center_mass, expected[:3], atol=1e-6)
+    np.testing.assert_allclose(mesh.bounds.mean(axis=0), expected[:3], atol=1e-6)
+
+
+def test_label_at_the_volume_edge_is_closed_and_in_place():
+    array = np.zeros(SHAPE, np.uint16)
+    array[:6, :6, :6] = CORD  # touches three faces of the volume
+    mesh = mesh_labels(_labels(array), smoothing=0, reduction=0)[CORD]
+    assert mesh.is_watertight
+    corner = np.array([-0.5, -0.5, -0.5, 1.0])  # the outer corner of voxel (0, 0, 0)
+    lowest = AFFINE @ corner
+    assert np.min(np.linalg.norm(mesh.vertices - lowest[:3], axis=1)) < 0.8  # chamfer only
+
+
+def _diagonal_line(length=20):
+    array = np.zeros(SHAPE, np.uint16)
+    for step in range(length):  # voxels touch their neighbours at a corner only
+        array[5 + step, 5 + step, 30 - step] = ROOT
+    return array
+
+
+def test_thin_diagonal_root_is_one_connected_tube():
+    array = _diagonal_line()
+    meshes = mesh_labels(_labels(array), smoothing=10, reduction=0.9)
+    tube = meshes[ROOT]
+    assert len(tube.split(only_watertight=False)) == 1
+    assert tube.is_watertight
+    step = AFFINE[:3, :3] @ [1, 1, -1]  # world vector from one voxel of the line to the next
+    extent = np.ptp(tube.vertices @ (step / np.linalg.norm(step)))
+    centre_to_centre = 19 * np.linalg.norm(step)
+    assert centre_to_centre < extent < centre_to_centre + np.linalg.norm(step)  # end to end
+
+
+def test_without_upsampling_the_diagonal_root_falls_to_dust():
+    meshes = mesh_labels(_labels(_diagonal_line()), smoothing=0, reduction=0, thin_upsample=1)
+    assert len(meshes[ROOT].split(only_watertight=False)) == 20
+
+
+def test_close_decimated_splits_a_pinched_edge_and_drops_fins():
+    first = trimesh.creation.box(bounds=[[0, 0, 0], [1, 1, 1]])
+    second = trimesh.creation.box(bounds=[[1, 1, 0], [2, 2, 1]])  # shares the edge x=y=1
+    pinched = trimesh.util.concatenate([first, second])
+    pinched.merge_vertices()
+    fin = np.array([[0, 1, 2], [0, 2, 1]]) + len(pinched.vertices)
+    vertices = np.vstack([pinched.vertices, [[5, 5, 5], [6, 5, 5], [5, 6, 5]]])
+    broken = trimesh.Trimesh(vertices, np.vstack([pinched.faces, fin]), process=False)
+    assert not broken.is_watertight
+    repaired = close_decimated(broken)
+    assert repaired.is_watertight and repaired.is_winding_consistent
+    assert repaired.volume == pytest.approx(2.0, abs=1e-2)  # pinch copies moved by 1 um
+    reloaded = trimesh.Trimesh(repaired.vertices, repaired.faces)  # merges coincident vertices
+    assert reloaded.is_watertight
+
+
+def test_ids_selects_labels():
+    array = np.zeros(SHAPE, np.uint16)
+    array[5:15, 5:15, 5:15] = CSF
+    array[20:30, 20:30, 20:30] = CONUS
+    meshes = mesh_labels(_labels(array), ids=[CONUS])
+    assert list(meshes) == [CONUS]
+    centre = AFFINE @ [24.5, 24.5, 24.5, 1]
+    np.testing.assert_allclose(meshes[CONUS].center_mass, centre[:3], atol=0.05)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: mesh_labels(_labels(np.zeros(SHAPE))), "empty"),
+    (lambda: mesh_labels(_labels(np.full(SHAPE, 7))), "not in the annotation protocol"),
+    (lambda: mesh_labels(_labels(_box()[0] * CORD), ids=[CSF]), "do not occur"),
+    (lambda: mesh_labels(_labels(_box()[0] * CORD), reduction=1.0), "reduction"),
+    (lambda: mesh_labels(_labels(_box()[0] * CORD), smoothing=-1), "smoothing"),
+    (lambda: mesh_labels(_labels(_box()[0] * CORD), thin_upsample=0), "thin_upsample"),
+])
+def test_bad_input_is_a_clear_error(make, message):
+    with pytest.raises(CordmapError, match=message):
+        make()
+
+
+# -- exports -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_meshes():
+    array = np.zeros(SHAPE, np.uint16)
+    array[5:15, 5:15, 5:15] = 121  # cord segment L1
+    array[20:30, 20:30, 20:30] = 41  # vertebra L1
+    return mesh_labels(_labels(array))
+
+
+def test_glb_round_trip_names_colours_and_coordinates(tmp_path, two_meshes):
+    path = tmp_path / "case.glb"
+    assert export_meshes(two_meshes, SCHEMA, path) == [path]
+    scene = trimesh.load(path)
+    assert set(scene.graph.nodes_geometry) == {"cord segment L1", "vertebra L1"}
+    for label_id, mesh in two_meshes.items():
+        label = SCHEMA[label_id]
+        transform, geometry = scene.graph[label.name]
+        loaded = scene.geometry[geometry]
+        assert tuple(loaded.visual.material.baseColorFactor[:3]) == label.colour
+        assert scene.graph.transforms.parents[label.name] == GLB_ROOT
+        np.testing.assert_allclose(transform, GLTF_FROM_RAS_MM, atol=1e-12)
+        ras = trimesh.transform_points(loaded.vertices, np.linalg.inv(GLTF_FROM_RAS_MM) @ transform)
+        np.testing.assert_allclose(np.sort(ras, axis=0), np.sort(mesh.vertices, axis=0),
+                                   atol=1e-3)
+        assert loaded.volume == pytest.approx(mesh.volume, rel=1e-4)
+
+
+def test_glb_puts_superior_up_in_gltf(tmp_path, two_meshes):
+    path = export_meshes(two_meshes, SCHEMA, tmp_path / "case.glb")[0]
+    scene = trimesh.load(path)
+    higher = scene.graph["vertebra L1"]  # the vertebra block lies more superior (k 20..30)
+    lower = scene.graph["cord segment L1"]
+    up = [trimesh.transform_points(scene.geometry[g].vertices, t)[:, 1].mean()
+          for t, g in (higher, lower)]
+    assert up[0] > up[1]
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".stl", ".obj"])
+def test_other_formats_hold_every_triangle(tmp_path, two_meshes, suffix):
+    written = export_meshes(two_meshes, SCHEMA, tmp_path / f"case{suffix}")
+    loaded = trimesh.load(written[0], force="mesh")
+    assert len(loaded.faces) == sum(len(m.faces) for m in two_meshes.values())
+    total = sum(m.volume for m in two_meshes.values())
+    assert loaded.volume == pytest.approx(total, rel=1e-4)
+    if suffix == ".obj":
+        assert written[1].suffix == ".mtl" and "cord_segment_L1" in written[1].read_text()
+    if suffix == ".ply":
+        colours = {tuple(c[:3]) for c in loaded.visual.vertex_colors}
+        assert colours == {SCHEMA[121].colour, SCHEMA[41].colour}
+
+
+def test_export_errors_leave_nothing(tmp_path, two_meshes):
+    with pytest.raises(CordmapError, match="extension"):
+        export_meshes(two_meshes, SCHEMA, tmp_path / "case.fbx")
+    with pytest.raises(CordmapError, match="no meshes"):
+        export_meshes({}, SCHEMA, tmp_path / "case.glb")
+    with pytest.raises(CordmapError, match="not in the annotation protocol"):
+        export_meshes({999: two_meshes[41]}, SCHEMA, tmp_path / "case.glb")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- real data -------------------------------------------------------------------------------
+
+def _pam50_cord_segments(data_dir, slices):
+    """PAM50 cord (id 1) with the T8..S5 spinal segments (ids 116..130), k in `slices`."""
+    levels = read_nifti(data_dir / "pam50" / "PAM50_spinal_levels.nii.gz")
+    cord = read_nifti(data_dir / "pam50" / "PAM50_cord.nii.gz")
+    array = np.where(cord.array[:, :, slices] > 0, CORD, 0).astype(np.uint16)
+    segment = levels.array[:, :, slices]
+    lumbosacral = segment >= 16
+    array[lumbosacral] = 100 + segment[lumbosacral]
+    affine = levels.affine.copy()
+    affine[:3, 3] = levels.world([0, 0, slices.start])
+    return _labels(array, affine)
+
+
+def test_pam50_lumbosacral_cord_meshes_match_voxel_volumes(data_dir):
+    labels = _pam50_cord_segments(data_dir, slice(40, 260))
+    meshes = mesh_labels(labels)
+    stats = mesh_stats(meshes)
+    counts = labels.counts()
+    assert sorted(stats) == sorted(counts) and len(counts) > 5
+    for label_id, entry in stats.items():
+        assert entry.watertight, label_id
+        expected = counts[label_id] * labels.voxel_volume
+        tolerance = VOLUME_TOLERANCE if counts[label_id] >= 1000 else SMALL_VOLUME_TOLERANCE
+        assert entry.volume_mm3 == pytest.approx(expected, rel=tolerance), label_id
+    # segments stack along S inside the cord's world extent, in order
+    centres = [meshes[i].center_mass[2] for i in sorted(stats) if i >= 116]
+    assert centres == sorted(centres, reverse=True)  # caudal segments lie lower
+
+
+def test_sct_t2_cord_and_rootlets_mesh_as_connected_pieces(data_dir):
+    folder = data_dir / "sct-t2"
+    cord = read_nifti(folder / "t2_seg-manual.nii.gz")
+    rootlets = read_nifti(folder / "t2_seg-deepseg_rootlets-manual.nii.gz")
+    cord.require_same_grid(rootlets, "rootlets")
+    schema = LabelSchema("sct-t2", "1", [Label(CORD, "spinal cord", "cord", (217, 217, 217))] + [
+        Label(200 + level, f"dorsal root C{level}", "dorsal_root", (242, 135, 36), f"C{level}")
+        for level in (5, 6, 7)])
+    array = np.where(cord.array > 0, CORD, 0).astype(np.uint16)
+    roots = rootlets.array > 0
+    array[roots] = 200 + rootlets.array[roots].astype(np.uint16)
+    labels = LabelVolume(array, cord.affine, schema=schema)
+    meshes = mesh_labels(labels)
+    stats = mesh_stats(meshes)
+    cord_mm3 = (array == CORD).sum() * labels.voxel_volume
+    assert stats[CORD].watertight
+    assert stats[CORD].volume_mm3 == pytest.approx(cord_mm3, rel=VOLUME_TOLERANCE)
+    for label_id in (205, 206, 207):
+        pieces = ndimage.label(array == label_id, structure=np.ones((3, 3, 3)))[1]
+        assert len(meshes[label_id].split(only_watertight=False)) == pieces
+        assert stats[label_id].watertight
+        assert stats[label_id].volume_mm3 > 0.5 * (array == label_id).sum()
