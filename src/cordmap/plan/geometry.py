@@ -37,6 +37,9 @@ from cordmap.volume import LabelVolume
 CORD_CLASSES = ("cord", "segment", "conus")
 #: Protocol classes that mark vertebral levels.
 LEVEL_CLASSES = ("vertebra", "disc")
+#: Vertebral bodies and discs: the part of their label at least this far (mm) anterior to
+#: the cord's centreline.
+BODY_DEPTH_MM = 5.0
 #: Step (mm) of the dense centreline polyline.
 CENTRELINE_STEP_MM = 0.2
 #: Refits of the centreline from slabs perpendicular to the previous one.
@@ -155,6 +158,7 @@ class CordGeometry:
     centreline: Centreline
     cord: ArcVolume  # every cord voxel (classes cord, segment, conus)
     structures: dict[int, ArcVolume]  # cord label id -> its volume along the cord
+    levels: dict[int, ArcVolume]  # vertebra / disc id -> its body's volume along the cord
     extents: dict[int, tuple[float, float]]  # any label id present -> arc-length extent
     csa_s: np.ndarray  # arc lengths at which the cross-sectional area is sampled
     csa: np.ndarray  # cross-sectional area (mm²) perpendicular to the centreline
@@ -206,13 +210,14 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
     for label_id, part in zip(ids, np.split(order, starts[1:])):
         structures[int(label_id)] = ArcVolume(sub_s[part], sub_half[part], sub_weight[part])
     extents = {i: (v.start, v.end) for i, v in structures.items()}
-    extents.update(_level_extents(centreline, labels))
+    levels = _level_volumes(centreline, labels)
+    extents.update({i: (v.start, v.end) for i, v in levels.items()})
 
     window = max(CSA_WINDOW_MM, 2 * float(sub_half.max()))
     csa_s = np.arange(0.0, cord.end + 1e-9, 0.5)
     csa = cord.between(csa_s - window / 2, csa_s + window / 2) / window
     last = array.shape[2] - 1
-    return CordGeometry(centreline, cord, structures, extents, csa_s, csa,
+    return CordGeometry(centreline, cord, structures, levels, extents, csa_s, csa,
                         cut_rostral=bool(cord_mask[:, :, last].any()),
                         cut_caudal=bool(cord_mask[:, :, 0].any()))
 
@@ -288,9 +293,12 @@ def _subvoxel_samples(centreline, ijk, values, affine):
     return s, half, np.full(len(s), weight), np.repeat(values, len(offsets))
 
 
-def _level_extents(centreline, labels: LabelVolume) -> dict[int, tuple[float, float]]:
-    """Arc-length extent of every vertebra and disc label, each voxel placed at its closest
-    centreline point and spanning its width along the tangent."""
+def _level_volumes(centreline, labels: LabelVolume) -> dict[int, ArcVolume]:
+    """Every vertebral body and disc along the cord: the voxels of the label lying at
+    least BODY_DEPTH_MM anterior to the centreline (so that the posterior arch and the
+    caudally sloping spinous process do not count), each placed at its closest centreline
+    point and spanning its width along the tangent. A label with no voxel that far
+    anterior is taken whole."""
     level_ids = [label.id for label in labels.schema.of_class(*LEVEL_CLASSES)]
     other = np.isin(labels.array, level_ids)
     ijk = np.argwhere(other)
@@ -298,12 +306,18 @@ def _level_extents(centreline, labels: LabelVolume) -> dict[int, tuple[float, fl
         return {}
     values = labels.array[other]
     axes = labels.affine[:3, :3]
-    s, tangent = centreline.project(ijk @ axes.T + labels.affine[:3, 3])
+    xyz = ijk @ axes.T + labels.affine[:3, 3]
+    s, tangent = centreline.project(xyz)
+    anterior = np.array([0.0, 1.0, 0.0]) - tangent[:, 1:2] * tangent  # A, normal to the cord
+    anterior /= np.linalg.norm(anterior, axis=1, keepdims=True)
+    depth = np.einsum("ij,ij->i", xyz - centreline.point(s), anterior)
     half = 0.5 * np.sqrt(((tangent @ axes) ** 2).sum(axis=1))
-    lo, hi = s - half, s + half
-    extents = {}
+    weight = abs(np.linalg.det(axes))
+    volumes = {}
     order = np.argsort(values, kind="stable")
     ids, starts = np.unique(values[order], return_index=True)
     for label_id, part in zip(ids, np.split(order, starts[1:])):
-        extents[int(label_id)] = (float(lo[part].min()), float(hi[part].max()))
-    return extents
+        body = part[depth[part] >= BODY_DEPTH_MM]
+        part = body if len(body) else part
+        volumes[int(label_id)] = ArcVolume(s[part], half[part], weight)
+    return volumes

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from cordmap.anatomy.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
 from cordmap.errors import CordmapError
-from cordmap.plan.geometry import CordGeometry
+from cordmap.plan.geometry import CordGeometry, boundary
 
 #: Points within this distance (mm) of a vertebra's end are read as its endplate, and
 #: within it of a boundary between touching vertebrae as the disc.
@@ -47,20 +47,30 @@ class VertebralMap:
 
     @classmethod
     def from_geometry(cls, geometry: CordGeometry, schema) -> "VertebralMap":
-        vertebrae, discs = {}, {}
-        for name in VERTEBRAE:
-            label_id = totalspineseg_vertebra(name)
-            if label_id in schema and label_id in geometry.extents:
-                vertebrae[name] = geometry.extents[label_id]
-        names = list(vertebrae)
+        """Extents of the labelled vertebrae and discs; where a vertebra touches a labelled
+        disc, their shared end is the volume-balanced `boundary` (see `geometry`)."""
+        chain = []  # (kind, name, volume) from the skull down: vertebra, disc, vertebra, ...
+        for upper, lower in zip(VERTEBRAE, (*VERTEBRAE[1:], None)):
+            chain.append(("vertebra", upper, _volume(geometry, schema, totalspineseg_vertebra(upper))))
+            if lower:
+                chain.append(("disc", f"{upper}/{lower}",
+                              _volume(geometry, schema, totalspineseg_disc(upper, lower))))
+        found = {"vertebra": {}, "disc": {}}
+        for index, (kind, name, volume) in enumerate(chain):
+            if volume is None:
+                continue
+            above = chain[index - 1][2] if index else None
+            below = chain[index + 1][2] if index + 1 < len(chain) else None
+            found[kind][name] = (boundary(above, volume) if above else volume.start,
+                                 boundary(volume, below) if below else volume.end)
+        vertebrae, discs = found["vertebra"], found["disc"]
         for upper, lower in zip(VERTEBRAE, VERTEBRAE[1:]):
-            disc_id = totalspineseg_disc(upper, lower)
-            if disc_id in schema and disc_id in geometry.extents:
-                discs[f"{upper}/{lower}"] = geometry.extents[disc_id]
-            elif upper in names and lower in names:
+            key = f"{upper}/{lower}"
+            if key not in discs and upper in vertebrae and lower in vertebrae:
                 gap = (vertebrae[upper][1], vertebrae[lower][0])
-                discs[f"{upper}/{lower}"] = (min(gap), max(gap))
-        return cls(vertebrae, discs)
+                discs[key] = (min(gap), max(gap))
+        order = {f"{u}/{l}": i for i, (u, l) in enumerate(zip(VERTEBRAE, VERTEBRAE[1:]))}
+        return cls(vertebrae, dict(sorted(discs.items(), key=lambda item: order[item[0]])))
 
     def require(self, what: str = "this") -> None:
         if not self.vertebrae:
@@ -130,6 +140,10 @@ class VertebralMap:
             "vertebrae": {_body(k): [round(a, 2), round(b, 2)] for k, (a, b) in self.vertebrae.items()},
             "discs": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.discs.items()},
         }
+
+
+def _volume(geometry: CordGeometry, schema, label_id: int):
+    return geometry.levels.get(label_id) if label_id in schema else None
 
 
 def _body(name: str) -> str:
