@@ -34,27 +34,44 @@ def anatomy():
 
 
 @pytest.fixture(scope="module")
-def page(anatomy, tmp_path_factory):
-    """The viewer page of the synthetic case, loaded and fully drawn."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    from cordmap.viewer import serve_case
+def case_dir(anatomy, tmp_path_factory):
+    return make_case(*anatomy, tmp_path_factory.mktemp("browser"))
 
-    server = serve_case(make_case(*anatomy, tmp_path_factory.mktemp("browser")))
-    server.start()
-    errors = []
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(server.url)
-            page.wait_for_function("window.viewer !== undefined && window.viewer.isReady()",
-                                   timeout=45_000, polling=200)
-            page.errors = errors
-            yield page
-        finally:
-            browser.close()
-            server.stop()
+        yield browser
+        browser.close()
+
+
+def open_viewer(browser, url: str):
+    """A page showing the viewer at `url`, once it has drawn everything; `page.errors`
+    collects uncaught script errors."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_function("window.viewer !== undefined && window.viewer.isReady()",
+                           timeout=45_000, polling=200)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, case_dir):
+    """The viewer page of the synthetic case served by `cordmap.viewer.serve_case`."""
+    from cordmap.viewer import serve_case
+
+    server = serve_case(case_dir)
+    server.start()
+    try:
+        page = open_viewer(browser, server.url)
+        yield page
+        page.close()
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +127,31 @@ def test_voxels_sit_where_the_affine_says(page, anatomy, offset):
         list(image.world(ijk) / scales))
     assert values[0].split(" ")[0] == str(labels.array[ijk])
     assert float(values[1]) == image.array[ijk]
+
+
+def test_static_site_works_from_a_plain_web_server(browser, anatomy, case_dir, tmp_path):
+    """`cordmap view --static`: the folder alone, hosted by Python's stock file server."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from cordmap.viewer import export_case
+
+    site = export_case(case_dir, tmp_path / "site")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = open_viewer(browser, f"http://127.0.0.1:{server.server_address[1]}/")
+        assert page.errors == []
+        assert "/v/cordmap/#!" in page.url
+        layers = page.evaluate("viewer.layerManager.managedLayers.map(l => l.name)")
+        assert layers == ["MRI", "anatomy"]
+        visible = page.evaluate("viewer.layerManager.getLayerByName('anatomy').layer"
+                                ".displayState.segmentationGroupState.value.visibleSegments.size")
+        assert visible == len(anatomy[1].ids())
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
