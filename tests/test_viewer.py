@@ -422,3 +422,30 @@ def test_real_subject_voxels_land_where_the_scanner_affine_puts_them(data_dir, t
         assert stored_labels[tuple(ijk)] == raw_labels[tuple(abc)]
         np.testing.assert_allclose(through_transform(source_transform(image), ijk + 0.5)[0],
                                    world, atol=1e-4)
+
+
+def test_cli_serves_until_ctrl_c_then_stops_cleanly(case_dir):
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from cordmap.cli import app; app()", "view", str(case_dir),
+         "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()
+        assert "viewer at http://127.0.0.1:" in line, line
+        url = line.split("viewer at ", 1)[1].split()[0]
+        host, port = url.removeprefix("http://").strip("/").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("GET", "/data/image/info")
+        assert connection.getresponse().status == 200
+        connection.close()
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "viewer stopped" in output
+    with pytest.raises(OSError):
+        socket.create_connection((host, int(port)), timeout=2)
