@@ -532,6 +532,34 @@ def study_demo(
     console.print(f"written {study.database}, {study.csv} and {study.report}")
 
 
+@command
+def phantom(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write (new, empty or an earlier phantom).")],
+    seed: Annotated[int, typer.Option(help="Anatomy seed (lengths, enlargement, conus level, curvature).")] = 0,
+    slice_thickness: Annotated[Optional[float], typer.Option(
+        "--slice-thickness", help="Axial slice thickness in mm; omit for 3 mm, 0 to draw it from the seed.")] = None,
+    pixel: Annotated[float, typer.Option("--pixel", help="In-plane pixel size in mm.")] = 0.8,
+    slices: Annotated[Optional[int], typer.Option(
+        help="Number of axial slices centred on the enlargement (default: T9 to sacrum).")] = None,
+    dicom: Annotated[bool, typer.Option(help="Also write axial and sagittal DICOM series.")] = True,
+):
+    """Generate the synthetic lumbosacral phantom with exact ground truth."""
+    from cordmap.anatomy.phantom import make_phantom, write_phantom
+
+    thickness = 3.0 if slice_thickness is None else (slice_thickness or None)
+    result = make_phantom(seed, slice_thickness=thickness, pixel_mm=pixel, n_slices=slices)
+    files = write_phantom(result, out_dir, dicom=dicom)
+    truth = result.truth
+    console.print(
+        f"phantom {seed}: {' x '.join(map(str, result.image.shape))} voxels of "
+        f"{' x '.join(f'{s:g}' for s in result.image.spacing)} mm; conus tip at "
+        f"{truth.conus['tip_level']}, enlargement {truth.enlargement['length_mm']:.0f} mm over "
+        f"{truth.enlargement['superior_level']}..{truth.enlargement['inferior_level']}, widest in "
+        f"segment {truth.max_cord_area['segment']}")
+    for path in files:
+        console.print(f"written {path}")
+
+
 # -- planning (cordmap.plan) ----------------------------------------------------------------
 
 _PlanTarget = Annotated[Path, typer.Argument(help="Case folder, or a label NIfTI (then pass --out).")]
