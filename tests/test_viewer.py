@@ -449,3 +449,18 @@ def test_cli_serves_until_ctrl_c_then_stops_cleanly(case_dir):
     assert "viewer stopped" in output
     with pytest.raises(OSError):
         socket.create_connection((host, int(port)), timeout=2)
+
+
+def test_a_foreign_folder_is_never_replaced(anatomy, case_dir, tmp_path):
+    from cordmap.viewer import export_case, write_precomputed
+
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    with pytest.raises(CordmapError, match="not a precomputed viewer dataset"):
+        write_precomputed(*anatomy, None, precious)
+    with pytest.raises(CordmapError, match="not a cordmap viewer site"):
+        export_case(case_dir, precious)
+    assert [p.name for p in precious.iterdir()] == ["thesis.tex"]
+    site = export_case(case_dir, tmp_path / "site")
+    assert export_case(case_dir, site) == site  # a site of ours is refreshed

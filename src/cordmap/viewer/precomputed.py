@@ -28,6 +28,7 @@ import numpy as np
 from cordmap.anatomy.schema import LabelSchema
 from cordmap.atomic import atomic_dir
 from cordmap.errors import CordmapError
+from cordmap.viewer.folders import require_replaceable
 from cordmap.volume import LabelVolume, Volume
 
 NM_PER_MM = 1e6
@@ -91,6 +92,7 @@ def write_precomputed(image: Volume, labels: LabelVolume | None = None,
     and `.faces`. The folder is replaced atomically: an error leaves no partial dataset.
     """
     out_dir = Path(out_dir)
+    require_replaceable(out_dir, f"{IMAGE_DIR}/info", "a precomputed viewer dataset")
     if labels is not None:
         check_labels(image, labels)
     if meshes and labels is None:

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 from cordmap.atomic import atomic_dir
 from cordmap.errors import CordmapError
+from cordmap.viewer.folders import require_replaceable
 
 CLIENT_PATH = "v/cordmap"
 DATA_PATH = "data"
@@ -129,6 +130,7 @@ def export_static(site: Site, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.resolve().is_relative_to(site.data_dir):
         raise CordmapError(f"{out_dir} lies inside the case's viewer data; choose another folder")
+    require_replaceable(out_dir, CLIENT_PATH + "/index.html", "a cordmap viewer site")
     with atomic_dir(out_dir) as tmp:
         client = tmp / CLIENT_PATH
         shutil.copytree(site.client_dir, client, ignore=shutil.ignore_patterns("*.map", "index.html"))
