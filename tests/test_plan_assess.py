@@ -1,11 +1,13 @@
 """Vertebral landmarks along the cord and the assessment of a placement read from X-ray."""
 
+import numpy as np
 import pytest
 from test_plan_geometry import straight
 
 from cordmap.errors import CordmapError
 from cordmap.plan.coverage import coverage_at
 from cordmap.plan.planner import Planner
+from cordmap.volume import LabelVolume
 
 # stand-in vertebral bodies on 3 mm slice faces with 3 mm discs (unlabelled) between them
 VERTEBRAE = [("T11", 0.0, 27.0), ("T12", 30.0, 57.0), ("L1", 60.0, 87.0)]
@@ -74,3 +76,21 @@ def test_assessment_needs_exactly_one_end_and_labelled_vertebrae(planner):
     with pytest.raises(CordmapError, match="no vertebrae"):
         bare.assess(rostral="T12 middle")
     assert "no vertebrae labelled" in bare.plan(top=1)["candidates"][0]["rostral_edge"]
+
+
+def test_posterior_elements_are_ignored_and_labelled_discs_used():
+    """A spinous process of T12 sloping down behind the cord to s = 66 must not move the T12
+    body's lower endplate (s = 57); labelled discs fill the gaps between the bodies."""
+    labels = straight(vertebrae=VERTEBRAE)
+    array = labels.array.copy()
+    i, j, k = np.meshgrid(*(np.arange(n) for n in array.shape), indexing="ij")
+    x, y, z = (labels.world(np.stack([i, j, k], axis=-1).reshape(-1, 3)).T.reshape((3, *array.shape)))
+    s = 114.0 - z
+    array[(np.abs(x) <= 2) & (y >= -14) & (y <= -8) & (s >= 45) & (s <= 66)] = 32  # T12 spine
+    for upper, lower, first in (("T11", "T12", 27.0), ("T12", "L1", 57.0)):
+        disc = labels.schema.find("disc", f"{upper}-{lower}").id
+        array[(np.abs(x) <= 6) & (y >= 8) & (y <= 14) & (s > first) & (s < first + 3)] = disc
+    planner = Planner.prepare(LabelVolume(array, labels.affine, schema=labels.schema))
+    assert planner.vertebral.vertebrae["T12"] == pytest.approx((30.0, 57.0), abs=1e-9)
+    assert planner.vertebral.discs["T12/L1"] == pytest.approx((57.0, 60.0), abs=1e-9)
+    assert planner.vertebral.locate("T12/L1 disc") == pytest.approx(58.5)

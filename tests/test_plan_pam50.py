@@ -1,0 +1,52 @@
+"""The worked example on the PAM50 template (../shared/data/pam50) and the PAM50 constants
+of the estimated-enlargement rule."""
+
+from pathlib import Path
+
+import pytest
+
+from cordmap.plan.enlargement import PAM50_ROSTRAL_END_ABOVE_TIP_MM, PAM50_TAPER_ABOVE_TIP_MM, taper_point
+from cordmap.plan.pam50 import load_pam50_labels
+from cordmap.plan.planner import Planner
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "planning.md"
+
+
+@pytest.fixture(scope="module")
+def pam50(data_dir):
+    planner = Planner.prepare(load_pam50_labels(data_dir / "pam50"))
+    return planner, planner.plan(top=3)
+
+
+def test_enlargement_lies_over_the_t11_to_l1_vertebrae(pam50):
+    planner, plan = pam50
+    enlargement, vertebrae = planner.enlargement, planner.vertebral.vertebrae
+    assert not enlargement.estimated and enlargement.segments[0] == "L1"
+    assert vertebrae["T11"][0] <= enlargement.start <= vertebrae["T11"][1]
+    assert vertebrae["L1"][0] <= enlargement.end <= vertebrae["L1"][1]
+    assert plan["cord"]["conus_tip_mm"] == pytest.approx(planner.geometry.length, abs=0.01)
+
+
+def test_best_placement_agrees_with_the_literature_and_the_docs(pam50):
+    planner, plan = pam50
+    best = plan["candidates"][0]
+    assert best["volume_pct"] == pytest.approx(max(plan["curve"]["volume_pct"]), abs=1e-6)
+    assert "T11" in best["rostral_edge"]
+    assert "T12" in best["caudal_edge"] or "L1" in best["caudal_edge"]
+    assert 60 < best["volume_pct"] < 90
+    # the worked example in docs/planning.md quotes these numbers
+    text = DOC.read_text(encoding="utf-8")
+    for quoted in (f"{best['volume_pct']:.1f} %", best["rostral_edge"], best["caudal_edge"],
+                   f"{best['slice_count_pct']:.1f} %"):
+        assert quoted in text, f"docs/planning.md should quote {quoted!r}"
+
+
+def test_pam50_constants_of_the_estimated_enlargement(pam50):
+    planner, _ = pam50
+    geometry, schema = planner.geometry, planner.labels.schema
+    tip = geometry.conus_tip
+    for name, distance in PAM50_ROSTRAL_END_ABOVE_TIP_MM.items():
+        label = schema.find("segment", name).id
+        rostral_end = geometry.extents[label][0]
+        assert tip - rostral_end == pytest.approx(distance, abs=0.05), name
+    assert tip - taper_point(geometry) == pytest.approx(PAM50_TAPER_ABOVE_TIP_MM, abs=0.05)

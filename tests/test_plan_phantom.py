@@ -1,0 +1,46 @@
+"""Planning on the lumbosacral phantom (curved canal, 3 mm slices) against its exact truth."""
+
+import pytest
+
+from cordmap.anatomy.phantom import make_phantom
+from cordmap.plan.coverage import coverage_at
+from cordmap.plan.planner import Planner
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    phantom = make_phantom(0)
+    return phantom, Planner.prepare(phantom.labels)
+
+
+def test_segments_and_enlargement_match_the_truth(phantom):
+    phantom, planner = phantom
+    truth = phantom.truth
+    enlargement = planner.enlargement
+    # arc lengths of the truth start at T9's upper endplate, ours at the top of the cord
+    offset = enlargement.start - truth.segments["L1"]["superior_s_mm"]
+    for name, (start, end) in enlargement.segment_extents.items():
+        assert start - offset == pytest.approx(truth.segments[name]["superior_s_mm"], abs=1.0)
+        assert end - offset == pytest.approx(truth.segments[name]["inferior_s_mm"], abs=1.0)
+    assert enlargement.length == pytest.approx(truth.enlargement["length_mm"], abs=0.6)
+    assert planner.geometry.conus_tip - offset == pytest.approx(truth.conus["tip_s_mm"], abs=1.5)
+
+
+def test_vertebral_bodies_match_the_truth(phantom):
+    phantom, planner = phantom
+    truth = phantom.truth
+    offset = planner.enlargement.start - truth.segments["L1"]["superior_s_mm"]
+    for name in ("T10", "T11", "T12", "L1"):
+        start, end = planner.vertebral.vertebrae[name]
+        assert start - offset == pytest.approx(truth.vertebrae[name]["superior_s_mm"], abs=1.0)
+        assert end - offset == pytest.approx(truth.vertebrae[name]["inferior_s_mm"], abs=1.0)
+
+
+def test_best_placement_is_the_best_of_the_curve(phantom):
+    _, planner = phantom
+    plan = planner.plan(top=3)
+    best = plan["candidates"][0]
+    assert best["volume_pct"] == pytest.approx(max(plan["curve"]["volume_pct"]), abs=1e-6)
+    assert best["volume_pct"] == pytest.approx(
+        coverage_at(planner.enlargement, planner.paddle, best["rostral_mm"]).volume_pct, abs=0.01)
+    assert any(level in best["rostral_edge"] for level in ("T10", "T11", "T12"))
