@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 import zmesh
+from scipy import ndimage
 
 from cordmap.errors import CordmapError
 from cordmap.mesh import refine, thin
@@ -56,10 +57,14 @@ def mesh_labels(labels: LabelVolume, *, ids=None, smoothing: int = DEFAULT_SMOOT
     _check_parameters(smoothing, reduction, thin_upsample)
     wanted = _wanted_ids(labels, ids)
     crop, origin = _crop(labels.array, wanted)
-    thin_set = set(thin.thin_ids(crop, wanted)) if thin_upsample > 1 else set()
+    boxes = ndimage.find_objects(crop)
+    masks = {i: crop[boxes[i - 1]] == i for i in wanted}
+    thin_set = {i for i in wanted if thin_upsample > 1 and thin.is_thin(masks[i])}
     index_meshes = _march(crop, [i for i in wanted if i not in thin_set])
     for label_id in sorted(thin_set):
-        index_meshes[label_id] = _march_thin(crop == label_id, thin_upsample)
+        corner = np.array([s.start for s in boxes[label_id - 1]], dtype=float)
+        vertices, faces = _march_thin(masks[label_id], thin_upsample)
+        index_meshes[label_id] = (vertices + corner, faces)
     meshes = {}
     for label_id in wanted:
         vertices, faces = index_meshes[label_id]
@@ -136,11 +141,10 @@ def _march(array: np.ndarray, ids: list[int]) -> dict[int, tuple[np.ndarray, np.
 
 
 def _march_thin(mask: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Marching cubes of one thin label on its upsampled, bridged bounding box."""
-    crop, origin = _crop(mask.view(np.uint8), [1])
-    fine = thin.bridged_upsample(crop.astype(bool), factor)
+    """Marching cubes of one thin label's mask, upsampled and bridged."""
+    fine = thin.bridged_upsample(mask, factor)
     (vertices, faces), = _march(fine.view(np.uint8), [1]).values()
-    return (vertices + 0.5) / factor - 0.5 + origin, faces
+    return (vertices + 0.5) / factor - 0.5, faces
 
 
 def _to_world(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray) -> trimesh.Trimesh:
