@@ -129,40 +129,49 @@ class _Extent:
     """Where one label lies: voxel count, centroid (RAS+ mm) and axial slices."""
 
     voxels: int
-    centroid: np.ndarray
+    centre_voxel: np.ndarray  # mean (i, j, k)
+    centroid: np.ndarray  # the same in RAS+ mm
     slices: tuple[int, ...]
-    box: tuple[slice, slice, slice]  # bounding box in voxels
 
 
 def validate(labels: LabelVolume) -> ValidationReport:
     """Check `labels` against its schema; see the module docstring for the checks."""
     schema = labels.schema
-    array = labels.array
     extents = _extents(labels)
+    unknown, unknown_slices = _unknown(labels)
     report = ValidationReport(schema.name, labels.shape, labels.spacing)
-    for label_id, extent in extents.items():
+    sizes = {i: (e.voxels, e.slices[0], e.slices[-1]) for i, e in extents.items()} | unknown
+    for label_id, (voxels, first, last) in sorted(sizes.items()):
         name = schema[label_id].name if label_id in schema else f"unknown id {label_id}"
         report.labels.append(LabelSummary(
-            label_id, name, extent.voxels, round(extent.voxels * labels.voxel_volume, 3),
-            (extent.slices[0], extent.slices[-1])))
+            label_id, name, voxels, round(voxels * labels.voxel_volume, 3), (first, last)))
 
-    findings = report.findings
-    unknown = [i for i in extents if i not in schema]
+    unknown_voxels = sum(size[0] for size in unknown.values())
+    known_voxels = sum(extent.voxels for extent in extents.values())
     if unknown:
-        shown = ", ".join(map(str, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
-        voxels = sum(extents[i].voxels for i in unknown)
-        hint = "; is this an image rather than labels?" if len(unknown) > 10 else ""
-        findings.append(Finding(
+        ids = sorted(unknown)
+        shown = ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
+        hint = "; is this an image rather than labels?" if len(ids) > 10 else ""
+        skipped = ("; the other checks were skipped, as most labelled voxels are unknown"
+                   if unknown_voxels > known_voxels else "")
+        report.findings.append(Finding(
             "error", "unknown-id",
-            f"label ids {shown} ({voxels} voxels) are not in the protocol "
-            f"'{schema.name}': relabel them (see `cordmap protocol`){hint}",
-            tuple(unknown), tuple(sorted({k for i in unknown for k in extents[i].slices}))))
-    known = {i: schema[i] for i in extents if i in schema}
-    findings += _missing_required(labels, known)
+            f"label ids {shown} ({unknown_voxels} voxels) are not in the protocol "
+            f"'{schema.name}': relabel them (see `cordmap protocol`){hint}{skipped}",
+            tuple(ids), unknown_slices))
+    if unknown_voxels <= known_voxels:
+        report.findings += _anatomy(labels, extents)
+    return report
+
+
+def _anatomy(labels: LabelVolume, extents: dict[int, "_Extent"]) -> list[Finding]:
+    """The checks of the protocol's structures: presence, cord, roots, order, discs."""
+    array = labels.array
+    known = {i: labels.schema[i] for i in extents}
+    findings = _missing_required(labels, known)
     cord_ids = [i for i, label in known.items() if label.structure in CORD_CLASSES]
     if cord_ids:  # the cord checks look only inside the cord's bounding box
-        box = tuple(slice(min(extents[i].box[a].start for i in cord_ids),
-                          max(extents[i].box[a].stop for i in cord_ids)) for a in range(3))
+        box = _bounding_box(array, cord_ids, [extents[i].slices for i in cord_ids])
         near_cord = array[box]
         cord = np.isin(near_cord, cord_ids)
         first_slice = box[2].start
@@ -176,26 +185,73 @@ def validate(labels: LabelVolume) -> ValidationReport:
                        key=lambda label: levels.vertebra_index(label.level),
                        rule="vertebrae must follow T8..L5, sacrum going caudally")
     findings += _discs(known, extents)
-    return report
+    return findings
 
 
 def _extents(labels: LabelVolume) -> dict[int, _Extent]:
-    """Extent of every label present, found from bounding boxes (no full-volume sort)."""
+    """Extent of every protocol label present, from per-slice histograms: one pass over
+    the volume, however many labels (or stray values) it holds."""
     array = labels.array
-    negative = array.min() < 0
-    boxes = ndimage.find_objects(np.where(array > 0, array, 0) if negative else array)
-    present = {i + 1: box for i, box in enumerate(boxes) if box is not None}
-    if negative:
-        whole = tuple(slice(0, n) for n in array.shape)
-        present = {**{int(i): whole for i in np.unique(array[array < 0])}, **present}
+    ids = np.array(sorted(labels.schema.labels))
+    column = np.zeros(ids[-1] + 1, dtype=np.intp)  # label id -> histogram column (0 = other)
+    column[ids] = np.arange(1, len(ids) + 1)
+    i_index, j_index = np.indices(array.shape[:2])
+    n_slices, n_columns = array.shape[2], len(ids) + 1
+    counts = np.zeros((n_slices, n_columns), dtype=np.int64)
+    i_sums = np.zeros((n_slices, n_columns))
+    j_sums = np.zeros((n_slices, n_columns))
+    for k in range(n_slices):
+        values = array[:, :, k]
+        keep = (values > 0) & (values <= ids[-1])
+        cols = column[values[keep]]
+        counts[k] = np.bincount(cols, minlength=n_columns)
+        i_sums[k] = np.bincount(cols, weights=i_index[keep], minlength=n_columns)
+        j_sums[k] = np.bincount(cols, weights=j_index[keep], minlength=n_columns)
     extents = {}
-    for label_id, box in present.items():
-        inside = array[box] == label_id
-        ijk = np.argwhere(inside) + [s.start for s in box]
-        slices = np.flatnonzero(inside.any(axis=(0, 1))) + box[2].start
-        extents[label_id] = _Extent(len(ijk), labels.world(ijk.mean(axis=0)),
-                                    tuple(int(k) for k in slices), box)
+    for label_id, col in zip(ids, range(1, n_columns)):
+        voxels = int(counts[:, col].sum())
+        if voxels:
+            centre = np.array([i_sums[:, col].sum(), j_sums[:, col].sum(),
+                               counts[:, col] @ np.arange(n_slices)]) / voxels
+            extents[int(label_id)] = _Extent(
+                voxels, centre, labels.world(centre),
+                tuple(int(k) for k in np.flatnonzero(counts[:, col])))
     return extents
+
+
+def _bounding_box(array: np.ndarray, ids: list[int], slices) -> tuple[slice, slice, slice]:
+    """Voxel box holding every voxel of `ids`, given the slices each lies on."""
+    first = min(s[0] for s in slices)
+    last = max(s[-1] for s in slices)
+    inside = np.isin(array[:, :, first:last + 1], ids)
+    i = np.flatnonzero(inside.any(axis=(1, 2)))
+    j = np.flatnonzero(inside.any(axis=(0, 2)))
+    return slice(i[0], i[-1] + 1), slice(j[0], j[-1] + 1), slice(first, last + 1)
+
+
+def _unknown(labels: LabelVolume) -> tuple[dict[int, tuple[int, int, int]], tuple[int, ...]]:
+    """Ids outside the protocol: {id: (voxels, first slice, last slice)}, and all their slices."""
+    array = labels.array
+    known = np.array([0, *labels.schema.labels])
+    per_slice = []
+    for k in range(array.shape[2]):
+        values = array[:, :, k]
+        stray = values[~np.isin(values, known)]
+        if stray.size:
+            per_slice.append((k, *np.unique(stray, return_counts=True)))
+    if not per_slice:
+        return {}, ()
+    ids = np.unique(np.concatenate([found for _, found, _ in per_slice]))
+    voxels = np.zeros(len(ids), dtype=np.int64)
+    first = np.full(len(ids), -1)
+    last = np.full(len(ids), -1)
+    for k, found, counts in per_slice:
+        at = np.searchsorted(ids, found)
+        voxels[at] += counts
+        first[at] = np.where(first[at] < 0, k, first[at])
+        last[at] = k
+    sizes = {int(i): (int(n), int(a), int(b)) for i, n, a, b in zip(ids, voxels, first, last)}
+    return sizes, tuple(k for k, _, _ in per_slice)
 
 
 def _missing_required(labels: LabelVolume, known: dict[int, Label]) -> list[Finding]:
@@ -317,8 +373,7 @@ def _root_sides(array: np.ndarray, known: dict[int, Label],
     i_sum = (canal.sum(axis=1) * np.arange(array.shape[0])[:, None]).sum(axis=0)
     findings = []
     for label in roots:
-        box = extents[label.id].box
-        i_root = np.argwhere(array[box] == label.id)[:, 0].mean() + box[0].start
+        i_root = extents[label.id].centre_voxel[0]
         slices = list(extents[label.id].slices)
         midline = i_sum[slices].sum() / count[slices].sum()
         if (i_root < midline) != (label.side == "left"):
