@@ -141,6 +141,18 @@ def test_negative_and_many_unknown_values_make_one_finding(schema):
     finding = report.findings[0]
     assert finding.label_ids == (-3, *range(1000, 1012)) and finding.slices == (3, 4)
     assert "is this an image rather than labels?" in finding.message
+    assert "skipped" not in finding.message  # most voxels are protocol labels: all checks ran
+
+
+def test_an_image_passed_as_labels_gives_one_clear_error(schema):
+    image = np.random.default_rng(5).integers(0, 3000, SHAPE).astype(np.uint16)
+    report = validate(labelled(image, schema))
+    assert [f.code for f in report.findings] == ["unknown-id"]
+    assert "is this an image rather than labels?" in report.findings[0].message
+    assert "the other checks were skipped" in report.findings[0].message
+    present = set(np.unique(image)) - {0}
+    assert {s.id for s in report.labels} == present
+    assert sum(s.voxels for s in report.labels) == int((image > 0).sum())
 
 
 def test_order_findings_name_both_structures(schema):
