@@ -93,8 +93,9 @@ def compare_labels(a: LabelVolume, b: LabelVolume, *, worst: int = 5) -> Agreeme
     if not a.same_grid(b):
         raise CordmapError("the two labellings are not on one grid; resample one onto the other")
     confusion, ids = confusion_matrix(a.array, b.array)
+    boxes = _label_boxes(a.array), _label_boxes(b.array)
     labels = [
-        _label_agreement(int(label_id), confusion, ids, a, b) for label_id in ids if label_id
+        _label_agreement(int(label_id), confusion, ids, a, b, boxes) for label_id in ids if label_id
     ]
     return Agreement(kappa_from_confusion(confusion), labels, _worst_slices(a, b, worst))
 
@@ -134,7 +135,7 @@ def surface_distances(mask_a: np.ndarray, mask_b: np.ndarray,
 
 
 def _label_agreement(label_id: int, confusion: np.ndarray, ids: np.ndarray,
-                     a: LabelVolume, b: LabelVolume) -> LabelAgreement:
+                     a: LabelVolume, b: LabelVolume, boxes) -> LabelAgreement:
     i = int(np.searchsorted(ids, label_id))
     both = int(confusion[i, i])
     in_a = int(confusion[i].sum())
@@ -143,7 +144,9 @@ def _label_agreement(label_id: int, confusion: np.ndarray, ids: np.ndarray,
     binary = np.array([[total - in_a - in_b + both, in_b - both], [in_a - both, both]])
     mean_mm = hd95_mm = None
     if in_a and in_b:
-        a_to_b, b_to_a = surface_distances(a.array == label_id, b.array == label_id, a.spacing)
+        box = _union(boxes[0][label_id], boxes[1][label_id], a.shape)
+        a_to_b, b_to_a = surface_distances(a.array[box] == label_id, b.array[box] == label_id,
+                                           a.spacing)
         mean_mm = float(np.concatenate([a_to_b, b_to_a]).mean())
         hd95_mm = float(max(np.percentile(a_to_b, 95), np.percentile(b_to_a, 95)))
     label = a.schema.labels.get(label_id)
@@ -188,6 +191,18 @@ def _name(schema: LabelSchema, label_id: int) -> str:
 
 def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, _FACE_NEIGHBOURS, border_value=0)
+
+
+def _label_boxes(array: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    """The bounding box of every label id present in `array`."""
+    found = ndimage.find_objects(array)
+    return {label_id: box for label_id, box in enumerate(found, start=1) if box is not None}
+
+
+def _union(box_a, box_b, shape) -> tuple[slice, ...]:
+    """The box holding both boxes, grown by one voxel (within the array)."""
+    return tuple(slice(max(min(p.start, q.start) - 1, 0), min(max(p.stop, q.stop) + 1, n))
+                 for p, q, n in zip(box_a, box_b, shape))
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
