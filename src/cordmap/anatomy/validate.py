@@ -19,7 +19,8 @@ summary of voxel counts and volumes. Slices are the canonical axial slice indice
 
 The cord is the union of the `cord`, `segment` and `conus` classes; its largest
 26-connected piece is "the cord". Order checks compare the structures' centroids along
-the world S axis.
+the world S axis. When most labelled voxels carry unknown ids (an image passed as labels),
+only `unknown-id` is reported.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from cordmap.volume import LabelVolume
 
 CORD_CLASSES = ("cord", "segment", "conus")
 ROOT_CLASSES = ("dorsal_root", "ventral_root")
-SEVERITIES = ("error", "warning")
 
 
 @dataclass(frozen=True)
