@@ -85,10 +85,14 @@ def test_decode_writes_level_free_labels_and_skips_the_rest():
 
 
 def test_label_without_a_class_is_refused():
-    labels = LabelVolume(np.full((2, 2, 2), SCHEMA.find("csf").id, np.uint16), np.eye(4),
-                         schema=SCHEMA)
-    with pytest.raises(CordmapError, match=r"label ids \[2\] that no training class gathers"):
-        ClassMapping(SCHEMA, CORD_CLASSES).encode(labels, "labels of case-7")
+    array = np.full((2, 2, 2), SCHEMA.find("csf").id, np.uint16)
+    array[0, 0, 0] = 7  # not in the protocol
+    labels = LabelVolume(array, np.eye(4), schema=SCHEMA)
+    with pytest.raises(CordmapError, match=r"labels of case-7 holds label ids \[7\] that no"):
+        ClassMapping(SCHEMA).encode(labels, "labels of case-7")
+    array[0, 0, 0] = SCHEMA.find("segment", "L2").id
+    cord_only = ClassMapping(SCHEMA, CORD_CLASSES).encode(labels)  # the rest is background
+    assert cord_only.ravel().tolist() == [1, 0, 0, 0, 0, 0, 0, 0]
 
 
 def test_mapping_for_another_protocol_version_is_refused():

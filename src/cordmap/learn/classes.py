@@ -24,6 +24,10 @@ from cordmap.volume import LabelVolume
 UNMAPPED = 255
 
 
+#: Stands for "every structure class no other training class gathers" (background only).
+REST = "*"
+
+
 @dataclass(frozen=True)
 class TrainingClass:
     name: str
@@ -41,8 +45,8 @@ PUBLISHED_CLASSES = (
     TrainingClass("ventral_root", ("ventral_root",)),
 )
 
-#: Cord against everything else.
-CORD_CLASSES = PUBLISHED_CLASSES[:2]
+#: Cord against everything else (other structures are background).
+CORD_CLASSES = (TrainingClass("background", (REST,)), PUBLISHED_CLASSES[1])
 
 CLASS_SETS = {"published": PUBLISHED_CLASSES, "cord": CORD_CLASSES}
 
@@ -51,12 +55,14 @@ class ClassMapping:
     """Label ids of a schema <-> training class indices."""
 
     def __init__(self, schema: LabelSchema, classes=PUBLISHED_CLASSES):
-        if not classes or classes[0].structures:
-            raise CordmapError("the first training class must be background (gathering no labels)")
+        if not classes or set(classes[0].structures) - {REST}:
+            raise CordmapError("the first training class must be background, gathering no "
+                               f"labels or '{REST}' (the labels no other class gathers)")
         self.schema = schema
         self.classes = tuple(classes)
         self._index = {}
-        for index, cls in enumerate(self.classes):
+        self._rest_is_background = REST in self.classes[0].structures
+        for index, cls in enumerate(self.classes[1:], start=1):
             for structure in cls.structures:
                 if structure in self._index:
                     raise CordmapError(f"structure class '{structure}' is mapped to two "
@@ -72,7 +78,8 @@ class ClassMapping:
 
     def class_of(self, label_id: int) -> int | None:
         """Training class index of a schema label id (None when no class gathers it)."""
-        return self._index.get(self.schema[label_id].structure)
+        default = 0 if self._rest_is_background else None
+        return self._index.get(self.schema[label_id].structure, default)
 
     def lookup_table(self) -> np.ndarray:
         """Array indexed by label id giving its class index (UNMAPPED for unknown ids)."""

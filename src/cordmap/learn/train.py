@@ -213,7 +213,7 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
             strategy=config.strategy, callbacks=[best], default_root_dir=out_dir,
             logger=pl.loggers.CSVLogger(out_dir, name="logs", version=_log_part(out_dir)),
             enable_progress_bar=config.progress, enable_model_summary=False,
-            log_every_n_steps=1, deterministic="warn", num_sanity_val_steps=0,
+            log_every_n_steps=1, num_sanity_val_steps=0,
         )
         trainer.fit(module, *loaders, ckpt_path=resume)
 
