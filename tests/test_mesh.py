@@ -292,3 +292,84 @@ def test_sct_t2_cord_and_rootlets_mesh_as_connected_pieces(data_dir):
         assert len(meshes[label_id].split(only_watertight=False)) == pieces
         assert stats[label_id].watertight
         assert stats[label_id].volume_mm3 > 0.5 * (array == label_id).sum()
+
+
+# -- files and the command line ---------------------------------------------------------------
+
+def _case_inputs(folder):
+    """A small image and label pair on disk: a cord block and a thin diagonal root."""
+    from cordmap.io.nifti import write_nifti
+    from cordmap.volume import Volume
+
+    array = _diagonal_line()
+    array[8:20, 8:20, 5:25] = CORD
+    image = write_nifti(Volume(np.random.default_rng(0).random(SHAPE, dtype=np.float32), AFFINE),
+                        folder / "t2.nii.gz")
+    labels = write_nifti(_labels(array), folder / "labels.nii.gz")
+    return image, labels, array
+
+
+def _run(*args):
+    from typer.testing import CliRunner
+
+    from cordmap.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_mesh_case_writes_exports_and_records_the_stage(tmp_path):
+    from cordmap.case import Case
+    from cordmap.ingest import import_case
+
+    image, labels, array = _case_inputs(tmp_path)
+    case_dir = tmp_path / "case"
+    import_case(image, case_dir, labels_source=labels)
+    result = _run("mesh", case_dir, "--format", "glb,stl", "--reduction", "0.5", "--smoothing", "5")
+    assert result.exit_code == 0, result.output
+    assert "2 structures meshed" in result.output
+    folder = case_dir / "mesh"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "sub-01_mesh.glb", "sub-01_mesh.json", "sub-01_mesh.stl"]
+    stage = Case.open(case_dir).manifest["stages"]["mesh"]
+    import json
+
+    assert stage["parameters"] == {"formats": ["glb", "stl"], "smoothing": 5, "reduction": 0.5,
+                                   "thin_upsample": 2}
+    assert [e["path"] for e in stage["outputs"]] == [
+        "mesh/sub-01_mesh.glb", "mesh/sub-01_mesh.stl", "mesh/sub-01_mesh.json"]
+    summary = json.loads((folder / "sub-01_mesh.json").read_text())
+    assert [s["name"] for s in summary["structures"]] == [SCHEMA[CORD].name, SCHEMA[ROOT].name]
+    cord = next(s for s in summary["structures"] if s["id"] == CORD)
+    assert cord["voxel_volume_mm3"] == pytest.approx((array == CORD).sum() * VOXEL_MM3, rel=1e-3)
+    assert cord["watertight"] and cord["volume_mm3"] == pytest.approx(
+        cord["voxel_volume_mm3"], rel=VOLUME_TOLERANCE)
+
+
+def test_cli_mesh_label_file_writes_beside_it(tmp_path):
+    _, labels, _ = _case_inputs(tmp_path)
+    result = _run("mesh", labels, "--format", "ply,obj")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "labels_mesh"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "labels_mesh.json", "labels_mesh.mtl", "labels_mesh.obj", "labels_mesh.ply"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "fbx"], "unknown mesh format"),
+    (["--reduction", "1.5"], "reduction"),
+])
+def test_cli_mesh_bad_options_write_nothing(tmp_path, args, message):
+    _, labels, _ = _case_inputs(tmp_path)
+    result = _run("mesh", labels, *args)
+    assert result.exit_code == 1 and message in result.output
+    assert not (tmp_path / "labels_mesh").exists()
+
+
+def test_cli_mesh_case_without_labels_is_a_clear_error(tmp_path):
+    from cordmap.ingest import import_case
+
+    image, _, _ = _case_inputs(tmp_path)
+    import_case(image, tmp_path / "case")
+    result = _run("mesh", tmp_path / "case")
+    assert result.exit_code == 1 and "has no labels" in result.output
+    assert not (tmp_path / "case" / "mesh").exists()

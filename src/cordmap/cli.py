@@ -637,3 +637,44 @@ def _plan_table(rows: list) -> None:
         table.add_row(name, c["rostral_edge"], c["caudal_edge"], f"{c['rostral_mm']:.1f}",
                       f"{c['volume_pct']:.1f}", f"{c['length_pct']:.1f}", f"{c['slice_count_pct']:.1f}")
     console.print(table)
+
+
+@command("mesh")
+def mesh_command(
+    source: Annotated[Path, typer.Argument(help="Case folder, or a label NIfTI file.")],
+    format: Annotated[str, typer.Option(
+        "--format", help="Comma-separated: glb (Blender, web), obj, ply, stl (3D printing).")] = "glb",
+    reduction: Annotated[float, typer.Option(
+        help="Fraction of triangles to remove (0.9 keeps 10%; 0 keeps all).")] = 0.9,
+    smoothing: Annotated[int, typer.Option(help="Taubin smoothing iterations (0 = none).")] = 10,
+    thin_upsample: Annotated[int, typer.Option(
+        help="Upsampling factor for thin labels such as roots (1 = off).")] = 2,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Label file only: output folder (default: <name>_mesh beside it).")] = None,
+    protocol: Annotated[Optional[Path], typer.Option(
+        help="Label file only: annotation protocol JSON (default: shipped).")] = None,
+):
+    """Mesh every labelled structure (world RAS+ mm) and export for 3D tools into CASE/mesh/."""
+    from rich.table import Table
+
+    from cordmap.mesh import mesh_case, mesh_label_file, parse_formats
+
+    options = dict(formats=parse_formats(format), smoothing=smoothing, reduction=reduction,
+                   thin_upsample=thin_upsample)
+    if source.is_dir():
+        if out is not None or protocol is not None:
+            raise CordmapError("--out and --protocol apply to a label file; a case writes "
+                               "CASE/mesh/ with the case's own protocol")
+        result = mesh_case(source, **options)
+    else:
+        result = mesh_label_file(source, out, protocol=protocol, **options)
+    table = Table(title=f"{len(result.structures)} structures meshed", title_justify="left")
+    for column in ("id", "structure", "mesh mm³", "voxels mm³", "area mm²", "triangles", "closed"):
+        table.add_column(column, justify="left" if column == "structure" else "right")
+    for s in result.structures:
+        table.add_row(str(s.id), s.name, f"{s.stats.volume_mm3:.1f}", f"{s.voxel_volume_mm3:.1f}",
+                      f"{s.stats.area_mm2:.1f}", str(s.stats.triangles),
+                      "yes" if s.stats.watertight else "no")
+    console.print(table)
+    for path in result.files:
+        console.print(f"written {path}", highlight=False)

@@ -1,6 +1,8 @@
 """Meshes of every labelled structure, and their export to 3D tools (GLB, PLY, STL, OBJ)."""
 
 from cordmap.mesh.exports import FORMATS, export_meshes
+from cordmap.mesh.files import MeshResult, mesh_case, mesh_label_file, parse_formats
 from cordmap.mesh.surfaces import MeshStats, mesh_labels, mesh_stats
 
-__all__ = ["FORMATS", "MeshStats", "export_meshes", "mesh_labels", "mesh_stats"]
+__all__ = ["FORMATS", "MeshResult", "MeshStats", "export_meshes", "mesh_case",
+           "mesh_label_file", "mesh_labels", "mesh_stats", "parse_formats"]
