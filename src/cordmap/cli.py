@@ -678,3 +678,117 @@ def mesh_command(
     console.print(table)
     for path in result.files:
         console.print(f"written {path}", highlight=False)
+
+
+def _train_options(epochs, patches, batch_size, patch, seed, augment, accelerator, devices,
+                   strategy, progress, **extra):
+    from cordmap.learn.train import TrainConfig, parse_patch
+
+    return TrainConfig(epochs=epochs, patches_per_epoch=patches, batch_size=batch_size,
+                       patch=parse_patch(patch), seed=seed, augment=augment,
+                       accelerator=accelerator, devices=devices, strategy=strategy,
+                       progress=progress, **extra)
+
+
+_EPOCHS = typer.Option(help="Maximum number of epochs (the best validation loss is kept).")
+_PATCHES = typer.Option("--patches", help="Training patches drawn per epoch.")
+_PATCH = typer.Option(help="Patch / sliding-window size X,Y,Z in voxels (default: the config's).")
+_ACCEL = typer.Option(help="Lightning accelerator: auto, cpu, gpu.")
+_DEVICES = typer.Option(help="Lightning devices: auto, 1, 2, ...")
+_STRATEGY = typer.Option(help="Lightning strategy: auto, ddp, ...")
+
+
+@command()
+def train(
+    cases: Annotated[Optional[list[Path]], typer.Argument(help="Annotated case folders.")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder (re-run the same command to resume).")] = Path("unet-run"),
+    phantoms: Annotated[int, typer.Option(help="Add N generated phantom cases.")] = 0,
+    phantom_seed: Annotated[int, typer.Option(help="Seed of the first phantom.")] = 0,
+    config: Annotated[str, typer.Option(help="Network: small (default, CPU) or published.")] = "small",
+    classes: Annotated[str, typer.Option(help="Training classes: published (7) or cord.")] = "published",
+    epochs: Annotated[int, _EPOCHS] = 30,
+    patches: Annotated[int, _PATCHES] = 24,
+    batch_size: Annotated[int, typer.Option(help="Patches per optimiser step.")] = 2,
+    patch: Annotated[Optional[str], _PATCH] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, sampling and weights.")] = 0,
+    augment: Annotated[bool, typer.Option(help="Published rotation + noise augmentation.")] = True,
+    accelerator: Annotated[str, _ACCEL] = "auto",
+    devices: Annotated[str, _DEVICES] = "auto",
+    strategy: Annotated[str, _STRATEGY] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+):
+    """Train the 3D U-Net on annotated cases and/or phantoms (resumable)."""
+    from cordmap.learn.data import gather_cases
+    from cordmap.learn.train import train as run_training
+
+    settings = _train_options(epochs, patches, batch_size, patch, seed, augment, accelerator,
+                              devices, strategy, progress, model=config, classes=classes)
+    data, schema = gather_cases(cases or [], phantoms, phantom_seed)
+    result = run_training(data, out, schema, settings)
+    console.print(f"trained {result.epochs_run} epochs; best validation loss "
+                  f"{result.best_val_loss:.4f}; split {({k: len(v) for k, v in result.split.items()})}")
+    console.print(f"written {result.model_path} and {result.loss_plot}")
+
+
+@command()
+def evaluate(
+    cases: Annotated[list[Path], typer.Argument(help="Case folders with manual labels.")],
+    model: Annotated[Optional[Path], typer.Option(help="Model file; omit to score the stored desc-unet labels.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the full report (JSON) here.")] = None,
+):
+    """Score segmentations against manual labels: IoU, Dice, HD95, mIoU, pixel accuracy."""
+    from cordmap.learn.evaluate import evaluate_case_dirs, report_table, write_report
+
+    report = evaluate_case_dirs(cases, model)
+    console.print(report_table(report))
+    if out is not None:
+        console.print(f"written {write_report(report, out)}")
+
+
+@command()
+def segment(
+    case_dir: Annotated[Path, typer.Argument(help="Case folder.")],
+    model: Annotated[Path, typer.Option(help="Model file written by `cordmap train`.")],
+    overlap: Annotated[float, typer.Option(help="Sliding-window overlap (0..0.9).")] = 0.25,
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")] = "cpu",
+):
+    """Segment a case with a trained U-Net; writes its desc-unet label volume."""
+    from cordmap.learn.infer import segment_case
+
+    console.print(f"written {segment_case(case_dir, model, overlap=overlap, device=device)}")
+
+
+@command()
+def finetune(
+    model: Annotated[Path, typer.Argument(help="Trained model file.")],
+    cases: Annotated[list[Path], typer.Argument(help="Annotated case folders to adapt to.")],
+    out: Annotated[Path, typer.Option(help="Run folder of the fine-tuning.")] = Path("unet-finetune"),
+    heldout: Annotated[Optional[list[Path]], typer.Option(help="Held-out case folder scored before and after (repeat).")] = None,
+    freeze_encoder: Annotated[bool, typer.Option(help="Train the decoder only.")] = False,
+    annotated: Annotated[Optional[str], typer.Option(help="Classes annotated in the cases, e.g. cord,csf (default: all).")] = None,
+    epochs: Annotated[int, _EPOCHS] = 10,
+    patches: Annotated[int, _PATCHES] = 24,
+    batch_size: Annotated[int, typer.Option(help="Patches per optimiser step.")] = 2,
+    patch: Annotated[Optional[str], _PATCH] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
+    augment: Annotated[bool, typer.Option(help="Published rotation + noise augmentation.")] = True,
+    accelerator: Annotated[str, _ACCEL] = "auto",
+    devices: Annotated[str, _DEVICES] = "auto",
+    strategy: Annotated[str, _STRATEGY] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+):
+    """Adapt a trained U-Net to a few annotated cases; report held-out cases before/after."""
+    from cordmap.learn.data import gather_cases
+    from cordmap.learn.evaluate import report_table
+    from cordmap.learn.finetune import finetune as run_finetune
+
+    settings = _train_options(epochs, patches, batch_size, patch, seed, augment, accelerator,
+                              devices, strategy, progress, freeze_encoder=freeze_encoder,
+                              annotated=tuple(annotated.split(",")) if annotated else None)
+    data, schema = gather_cases(cases)
+    held = gather_cases(heldout)[0] if heldout else []
+    result = run_finetune(model, data, out, schema, heldout=held, config=settings)
+    for title, report in (("before", result.before), ("after", result.after)):
+        if report is not None:
+            console.print(report_table(report, title=f"held-out cases {title} fine-tuning"))
+    console.print(f"written {result.training.model_path} and {result.report_path}")
