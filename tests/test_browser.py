@@ -87,7 +87,7 @@ def panel_pixels(page) -> np.ndarray:
 
 def test_page_loads_without_script_errors(page):
     assert page.errors == []
-    assert page.evaluate("viewer.layerManager.managedLayers.length") == 2
+    assert page.evaluate("viewer.layerManager.managedLayers.length") == 3
 
 
 def test_3d_panel_shows_the_meshes_in_schema_colours(panel_pixels, anatomy):
@@ -122,7 +122,7 @@ def test_voxels_sit_where_the_affine_says(page, anatomy, offset):
     centre = np.rint(image.voxel(position * scales)).astype(int)  # on the drawn axial slice
     ijk = tuple(centre + np.array([*offset, 0]))
     values = page.evaluate(
-        """(pos) => ['anatomy', 'MRI'].map(name => String(viewer.layerManager
+        """(pos) => ['cord and roots', 'MRI'].map(name => String(viewer.layerManager
             .getLayerByName(name).layer.getValueAt(Float32Array.from(pos), {})))""",
         list(image.world(ijk) / scales))
     assert values[0].split(" ")[0] == str(labels.array[ijk])
@@ -146,10 +146,11 @@ def test_static_site_works_from_a_plain_web_server(browser, anatomy, case_dir, t
         assert page.errors == []
         assert "/v/cordmap/#!" in page.url
         layers = page.evaluate("viewer.layerManager.managedLayers.map(l => l.name)")
-        assert layers == ["MRI", "anatomy"]
-        visible = page.evaluate("viewer.layerManager.getLayerByName('anatomy').layer"
-                                ".displayState.segmentationGroupState.value.visibleSegments.size")
-        assert visible == len(anatomy[1].ids())
+        assert layers == ["MRI", "cord and roots", "vertebrae"]
+        visible = page.evaluate("""['cord and roots', 'vertebrae'].map(name => viewer
+            .layerManager.getLayerByName(name).layer.displayState.segmentationGroupState
+            .value.visibleSegments.size)""")
+        assert sum(visible) == len(anatomy[1].ids())
         page.close()
     finally:
         server.shutdown()

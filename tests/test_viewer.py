@@ -219,13 +219,19 @@ def test_state_shows_the_anatomy_in_schema_colours_centred_on_the_enlargement(an
 
     image, labels = anatomy
     state = viewer_state(image, labels)
-    image_layer, seg = state["layers"]
-    assert image_layer["type"] == "image" and seg["type"] == "segmentation"
-    shown = {int(i) for i in seg["segments"]}
-    classes = {SCHEMA[i].structure for i in shown}
-    assert {"segment", "vertebra", "disc", "dorsal_root"} <= classes
+    image_layer, cord, bone = state["layers"]
+    assert image_layer["type"] == "image" and image_layer["name"] == "MRI"
+    assert (cord["type"], bone["type"]) == ("segmentation", "segmentation")
+    assert cord["source"] == bone["source"]  # two views of the one label dataset
+    classes = {name: {SCHEMA[int(i)].structure for i in layer["segments"]}
+               for name, layer in (("cord", cord), ("bone", bone))}
+    assert classes == {"cord": {"segment", "dorsal_root"}, "bone": {"vertebra", "disc"}}
+    shown = {int(i) for layer in (cord, bone) for i in layer["segments"]}
     assert shown == set(labels.ids())  # the synthetic case has no CSF to hide
-    assert seg["segmentColors"] == {str(i): SCHEMA[i].hex for i in labels.ids()}
+    assert cord["objectAlpha"] == 1.0 and 0 < bone["objectAlpha"] < 1  # see the cord through
+    for layer in (cord, bone):
+        assert layer["segmentColors"] == {str(i): SCHEMA[i].hex for i in labels.ids()}
+    assert state["selectedLayer"]["layer"] == cord["name"]
     centre = labels.world(np.argwhere(np.isin(labels.array, ENLARGEMENT_IDS)).mean(axis=0))
     scales = np.array([state["dimensions"][d][0] * 1e3 for d in "xyz"])
     np.testing.assert_allclose(np.asarray(state["position"]) * scales, centre, atol=2e-3)
@@ -237,9 +243,18 @@ def test_csf_is_listed_but_hidden(anatomy):
     image, labels = anatomy
     array = labels.array.copy()
     array[:2] = SCHEMA.find("csf").id
-    seg = viewer_state(image, LabelVolume(array, labels.affine, schema=SCHEMA))["layers"][1]
-    assert str(SCHEMA.find("csf").id) not in seg["segments"]
-    assert str(SCHEMA.find("csf").id) in seg["segmentColors"]
+    layers = viewer_state(image, LabelVolume(array, labels.affine, schema=SCHEMA))["layers"][1:]
+    csf = str(SCHEMA.find("csf").id)
+    assert all(csf not in layer["segments"] and csf in layer["segmentColors"] for layer in layers)
+
+
+def test_labels_without_bone_make_one_label_layer(anatomy):
+    from cordmap.viewer import viewer_state
+
+    image, labels = anatomy
+    cord_only = np.where(np.isin(labels.array, SEGMENT_IDS), labels.array, 0).astype(np.uint16)
+    state = viewer_state(image, LabelVolume(cord_only, labels.affine, schema=SCHEMA))
+    assert [layer["name"] for layer in state["layers"]] == ["MRI", "cord and roots"]
 
 
 # -- case, server, static site -------------------------------------------------------------

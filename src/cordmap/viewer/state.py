@@ -3,7 +3,9 @@
 Four panels: the MRI in the three slice panels, and a 3D panel seen from behind the
 patient (superior up) showing the cord segments, conus, roots, vertebrae and discs in
 the schema's colours, centred on the lumbosacral enlargement (cord segments L1..S2).
-CSF is listed but hidden, so it does not hide the cord.
+The labels appear as two layers of the same data: "cord and roots", opaque, and
+"vertebrae", translucent in 3D so that the laminae do not hide the cord. CSF is listed
+but hidden, so it does not hide the cord either.
 
 Data sources are given relative to the site root (e.g. "data/image"); the site's entry
 page turns them into the absolute URLs Neuroglancer needs (`cordmap.viewer.site`).
@@ -17,8 +19,12 @@ from cordmap.viewer.precomputed import (IMAGE_DIR, LABELS_DIR, output_dimensions
                                         source_transform, world_to_output)
 from cordmap.volume import LabelVolume, Volume
 
-#: Structure classes shown in 3D at first; the others (CSF) are listed but hidden.
-SHOWN_CLASSES = ("cord", "segment", "conus", "dorsal_root", "ventral_root", "vertebra", "disc")
+#: Label layers: name, structure classes shown at first, opacity of their 3D meshes.
+#: Classes in no layer (CSF) are listed but hidden.
+LABEL_LAYERS = (
+    ("cord and roots", ("cord", "segment", "conus", "dorsal_root", "ventral_root"), 1.0),
+    ("vertebrae", ("vertebra", "disc"), 0.3),
+)
 #: Cord segments of the lumbosacral enlargement, where the paddle goes.
 ENLARGEMENT_SEGMENTS = ("L1", "L2", "L3", "L4", "L5", "S1", "S2")
 #: The first view spans the enlargement times this, to show the levels around it.
@@ -30,7 +36,7 @@ POSTERIOR_VIEW = [-np.sqrt(0.5), 0.0, 0.0, np.sqrt(0.5)]
 #: Slice panels turned half a turn about x: anterior up in the axial panel, superior up in
 #: the coronal and sagittal panels (Neuroglancer's default puts them down).
 SUPERIOR_UP = [1.0, 0.0, 0.0, 0.0]
-IMAGE_LAYER, LABELS_LAYER = "MRI", "anatomy"
+IMAGE_LAYER = "MRI"
 
 
 def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "data") -> dict:
@@ -39,7 +45,8 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
     extent_mm = focus_extent_mm(image, labels)
     layers = [_image_layer(image, data_path)]
     if labels is not None:
-        layers.append(_labels_layer(labels, data_path))
+        layers += [_labels_layer(labels, data_path, name, classes, alpha)
+                   for name, classes, alpha in LABEL_LAYERS if shown_ids(labels, classes)]
     return {
         "dimensions": output_dimensions(image),
         "position": [round(float(v), 3) for v in world_to_output(image, centre)],
@@ -50,7 +57,7 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
         "crossSectionOrientation": SUPERIOR_UP,
         "layers": layers,
         "layout": "4panel",
-        "selectedLayer": {"layer": layers[-1]["name"], "visible": True},
+        "selectedLayer": {"layer": layers[min(1, len(layers) - 1)]["name"], "visible": True},
         "showSlices": False,
     }
 
@@ -91,9 +98,9 @@ def _enlargement_ids(labels: LabelVolume) -> list[int]:
             and label.level in ENLARGEMENT_SEGMENTS and label.id in present]
 
 
-def shown_ids(labels: LabelVolume) -> list[int]:
-    """Present label ids of the classes shown at first (`SHOWN_CLASSES`)."""
-    return [i for i in labels.ids() if labels.schema[i].structure in SHOWN_CLASSES]
+def shown_ids(labels: LabelVolume, classes) -> list[int]:
+    """Present label ids of the structure `classes`."""
+    return [i for i in labels.ids() if labels.schema[i].structure in classes]
 
 
 def _image_layer(image: Volume, data_path: str) -> dict:
@@ -108,16 +115,16 @@ def _image_layer(image: Volume, data_path: str) -> dict:
     }
 
 
-def _labels_layer(labels: LabelVolume, data_path: str) -> dict:
+def _labels_layer(labels: LabelVolume, data_path: str, name: str, classes, alpha: float) -> dict:
     schema = labels.schema
     return {
         "type": "segmentation",
-        "name": LABELS_LAYER,
+        "name": name,
         "source": {"url": f"{data_path}/{LABELS_DIR}", "transform": source_transform(labels)},
-        "segments": [str(i) for i in shown_ids(labels)],
+        "segments": [str(i) for i in shown_ids(labels, classes)],
         "segmentColors": {str(i): schema[i].hex for i in labels.ids()},
         "selectedAlpha": 0.35,
-        "objectAlpha": 1.0,
+        "objectAlpha": alpha,
         "tab": "segments",
     }
 
