@@ -108,7 +108,7 @@ def draw_parameters(seed: int, slice_thickness: float | None = 3.0) -> PhantomPa
                      for v, h in DISC_HEIGHT.items()},
         segment_length={g: round(n * cord_scale * rng.uniform(0.92, 1.08), 3)
                         for g, n in PAM50_SEGMENT_LENGTH.items()},
-        conus_tip_in_l1=round(float(np.clip(rng.normal(1.1, 0.35), -0.3, 1.7)), 4),
+        conus_tip_in_l1=round(float(np.clip(rng.normal(1.2, 0.3), 0.45, 1.85)), 4),
         enlargement_area_ratio=round(rng.uniform(1.25, 1.65), 4),
         enlargement_peak=round(rng.uniform(0.0, 1.0), 4),
         enlargement_onset_mm=round(rng.uniform(-8.0, 4.0), 3),
@@ -120,6 +120,18 @@ def draw_parameters(seed: int, slice_thickness: float | None = 3.0) -> PhantomPa
         sacral_deg=round(rng.uniform(10.0, 25.0), 3),
         bias=[round(float(b), 4) for b in rng.uniform(-1.0, 1.0, 6)],
         noise=round(rng.uniform(0.015, 0.035), 4),
+    )
+
+
+def mean_parameters(slice_thickness: float = 3.0) -> PhantomParameters:
+    """The average anatomy: the middle of every range that `draw_parameters` draws from."""
+    return PhantomParameters(
+        seed=0, slice_thickness=float(slice_thickness),
+        body_height=dict(BODY_HEIGHT), disc_height=dict(DISC_HEIGHT),
+        segment_length=dict(PAM50_SEGMENT_LENGTH), conus_tip_in_l1=1.2,
+        enlargement_area_ratio=1.45, enlargement_peak=0.5, enlargement_onset_mm=-2.0,
+        cord_half_width=4.1, cord_half_depth=2.9, size=1.0, kyphosis_deg=14.0,
+        lordosis_deg=45.0, sacral_deg=17.5, bias=[0.0] * 6, noise=0.025,
     )
 
 

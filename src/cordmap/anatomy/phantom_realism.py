@@ -23,9 +23,11 @@ LUMBOSACRAL, ENLARGEMENT, THORACIC = (21, 30), (21, 27), (17, 20)
 #: How far the phantom may lie from PAM50 (see docs/phantom.md): lengths as a fraction of
 #: PAM50's (adult cords differ by about this much with stature), positions in vertebral
 #: levels (the conus ends between T12 and L2 in most adults, one level around PAM50's).
+#: The widest point gets 1.5 levels: the phantom puts it in the L4..S1 segments, as the
+#: clinical descriptions do, while the template's shallow maximum lies at L2/L3.
 TOLERANCE = {"lumbosacral_length_mm": 0.2, "enlargement_length_mm": 0.2,
              "thoracic_area_mm2": 0.15, "enlargement_top_level": 1.0,
-             "enlargement_bottom_level": 1.0, "tip_level": 1.0, "max_area_level": 1.0}
+             "enlargement_bottom_level": 1.0, "tip_level": 1.0, "max_area_level": 1.5}
 FILES = ("PAM50_cord.nii.gz", "PAM50_spinal_levels.nii.gz", "PAM50_label_disc.nii.gz")
 
 
