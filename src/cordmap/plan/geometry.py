@@ -40,6 +40,9 @@ LEVEL_CLASSES = ("vertebra", "disc")
 #: Vertebral bodies and discs: the part of their label at least this far (mm) anterior to
 #: the cord's centreline.
 BODY_DEPTH_MM = 5.0
+#: In-plane sampling (mm) of the vertebra and disc voxels (their extents along the cord
+#: depend on the slices, not on the in-plane resolution).
+LEVEL_SAMPLING_MM = 1.0
 #: Step (mm) of the dense centreline polyline.
 CENTRELINE_STEP_MM = 0.2
 #: Refits of the centreline from slabs perpendicular to the previous one.
@@ -142,12 +145,11 @@ def boundary(upper: ArcVolume, lower: ArcVolume) -> float:
     if upper.end <= lower.start:
         return (upper.end + lower.start) / 2
     low, high = lower.start, upper.end
-    for _ in range(60):
-        mid = (low + high) / 2
-        if upper.between(mid, upper.end) > lower.between(lower.start, mid):
-            low = mid
-        else:
-            high = mid
+    while high - low > 1e-6:  # bracket the sign change on a grid of 64, three or four times
+        grid = np.linspace(low, high, 64)
+        excess = upper.between(grid, upper.end) - lower.between(lower.start, grid)
+        first = int(np.argmax(excess <= 0))  # excess falls from >= 0 to <= 0
+        low, high = grid[max(first - 1, 0)], grid[first]
     return float((low + high) / 2)
 
 
@@ -183,9 +185,8 @@ def cord_ids(labels: LabelVolume) -> list[int]:
 
 def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordGeometry:
     """Centreline, volumes along it, label extents and cross-sectional area of the cord."""
-    array = labels.array
-    cord_mask = np.isin(array, cord_ids(labels))
-    ijk = np.argwhere(cord_mask)
+    cord_voxels, level_voxels = _voxels_by_class(labels)
+    ijk, cord_labels = cord_voxels
     if len(np.unique(ijk[:, 2])) < 2:
         raise CordmapError(
             f"{source} has no spinal cord label spanning two or more axial slices "
@@ -196,7 +197,6 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
     spacing = np.array(labels.spacing)
     centreline = _fit_two_pass(xyz, ijk[:, 2], labels.affine, spacing)
 
-    cord_labels = array[cord_mask]
     sub_s, sub_half, sub_weight, sub_label = _subvoxel_samples(
         centreline, ijk, cord_labels, labels.affine)
     origin = float((sub_s - sub_half).min())
@@ -210,16 +210,41 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
     for label_id, part in zip(ids, np.split(order, starts[1:])):
         structures[int(label_id)] = ArcVolume(sub_s[part], sub_half[part], sub_weight[part])
     extents = {i: (v.start, v.end) for i, v in structures.items()}
-    levels = _level_volumes(centreline, labels)
+    levels = _level_volumes(centreline, labels, *level_voxels)
     extents.update({i: (v.start, v.end) for i, v in levels.items()})
 
     window = max(CSA_WINDOW_MM, 2 * float(sub_half.max()))
     csa_s = np.arange(0.0, cord.end + 1e-9, 0.5)
     csa = cord.between(csa_s - window / 2, csa_s + window / 2) / window
-    last = array.shape[2] - 1
     return CordGeometry(centreline, cord, structures, levels, extents, csa_s, csa,
-                        cut_rostral=bool(cord_mask[:, :, last].any()),
-                        cut_caudal=bool(cord_mask[:, :, 0].any()))
+                        cut_rostral=bool((ijk[:, 2] == labels.shape[2] - 1).any()),
+                        cut_caudal=bool((ijk[:, 2] == 0).any()))
+
+
+def _voxels_by_class(labels: LabelVolume):
+    """(indices, ids) of the cord voxels, and (indices, ids, thinning) of the vertebra and
+    disc voxels on a grid thinned in-plane to about LEVEL_SAMPLING_MM, one voxel kept in
+    `thinning` (one pass over the volume)."""
+    flat = labels.array.ravel()
+    nonzero = np.flatnonzero(flat)
+    values = flat[nonzero]
+    lookup = np.zeros(int(values.max(initial=0)) + 1, dtype=np.uint8)
+    for structure, code in ((CORD_CLASSES, 1), (LEVEL_CLASSES, 2)):
+        for label in labels.schema.of_class(*structure):
+            if label.id < len(lookup):
+                lookup[label.id] = code
+    kind = lookup[values]
+    out = []
+    for code in (1, 2):
+        index = nonzero[kind == code]
+        ijk = np.column_stack(np.unravel_index(index, labels.shape))
+        if code == 2:
+            stride = np.maximum(np.floor(LEVEL_SAMPLING_MM / np.array(labels.spacing[:2])), 1)
+            keep = (ijk[:, 0] % stride[0] == 0) & (ijk[:, 1] % stride[1] == 0)
+            out.append((ijk[keep], flat[index[keep]], float(stride.prod())))
+        else:
+            out.append((ijk, flat[index]))
+    return out
 
 
 # -- centreline fitting ---------------------------------------------------------------------
@@ -293,18 +318,15 @@ def _subvoxel_samples(centreline, ijk, values, affine):
     return s, half, np.full(len(s), weight), np.repeat(values, len(offsets))
 
 
-def _level_volumes(centreline, labels: LabelVolume) -> dict[int, ArcVolume]:
-    """Every vertebral body and disc along the cord: the voxels of the label lying at
-    least BODY_DEPTH_MM anterior to the centreline (so that the posterior arch and the
-    caudally sloping spinous process do not count), each placed at its closest centreline
-    point and spanning its width along the tangent. A label with no voxel that far
-    anterior is taken whole."""
-    level_ids = [label.id for label in labels.schema.of_class(*LEVEL_CLASSES)]
-    other = np.isin(labels.array, level_ids)
-    ijk = np.argwhere(other)
+def _level_volumes(centreline, labels: LabelVolume, ijk, values, thinning) -> dict[int, ArcVolume]:
+    """Every vertebral body and disc along the cord: the voxels (`ijk`, ids `values`, one
+    kept in `thinning`) of the
+    label lying at least BODY_DEPTH_MM anterior to the centreline (so that the posterior
+    arch and the caudally sloping spinous process do not count), each placed at its closest
+    centreline point and spanning its width along the tangent. A label with no voxel that
+    far anterior is taken whole. The voxels may be a thinned sample: volumes are scaled."""
     if not len(ijk):
         return {}
-    values = labels.array[other]
     axes = labels.affine[:3, :3]
     xyz = ijk @ axes.T + labels.affine[:3, 3]
     s, tangent = centreline.project(xyz)
@@ -312,7 +334,7 @@ def _level_volumes(centreline, labels: LabelVolume) -> dict[int, ArcVolume]:
     anterior /= np.linalg.norm(anterior, axis=1, keepdims=True)
     depth = np.einsum("ij,ij->i", xyz - centreline.point(s), anterior)
     half = 0.5 * np.sqrt(((tangent @ axes) ** 2).sum(axis=1))
-    weight = abs(np.linalg.det(axes))
+    weight = abs(np.linalg.det(axes)) * thinning
     volumes = {}
     order = np.argsort(values, kind="stable")
     ids, starts = np.unique(values[order], return_index=True)

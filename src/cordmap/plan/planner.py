@@ -8,6 +8,7 @@ Both return JSON-ready dicts (what plan.json holds). Files are handled in `plan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +70,20 @@ class Planner:
 
     def slice_count(self, rostral: float) -> float:
         """The published 15 x 3 mm axial-slice coverage with the rostral end at `rostral`."""
-        array = self.labels.array
-        if self.enlargement.estimated:
-            mask = np.isin(array, cord_ids(self.labels))
-            start, end = self.geometry.centreline.point([self.enlargement.start,
-                                                          self.enlargement.end])[:, 2]
-            slice_s = self._slice_s()
-            mask = mask & ((slice_s <= start) & (slice_s >= end))[None, None, :]
-        else:
-            ids = [self.labels.schema.find("segment", n).id for n in self.enlargement.segments]
-            mask = np.isin(array, ids)
         top = float(self.geometry.centreline.point(rostral)[0, 2])
-        return slice_count_coverage(mask, self._slice_s(), top)
+        return slice_count_coverage(self._enlargement_mask, self._slice_s(), top)
+
+    @cached_property
+    def _enlargement_mask(self) -> np.ndarray:
+        """The enlargement's voxels: its segments, or the cord within its estimated S range."""
+        array = self.labels.array
+        if not self.enlargement.estimated:
+            ids = [self.labels.schema.find("segment", n).id for n in self.enlargement.segments]
+            return np.isin(array, ids)
+        start, end = self.geometry.centreline.point([self.enlargement.start,
+                                                      self.enlargement.end])[:, 2]
+        slice_s = self._slice_s()
+        return np.isin(array, cord_ids(self.labels)) & ((slice_s <= start) & (slice_s >= end))
 
     def _slice_s(self) -> np.ndarray:
         k = np.arange(self.labels.shape[2])
