@@ -362,6 +362,11 @@ class Registry:
             segmentation.reviewed = True
             segmentation.reviewer = reviewer
 
+    def case_dirs(self) -> list[str]:
+        """Every registered case folder, in registration order."""
+        with self.transaction() as session:
+            return list(session.scalars(select(Scan.case_dir).order_by(Scan.id)))
+
     def reviewed_cases(self) -> list[str]:
         """Case folders holding at least one reviewed segmentation (a training set)."""
         with self.transaction() as session:
