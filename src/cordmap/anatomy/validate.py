@@ -189,24 +189,25 @@ def _anatomy(labels: LabelVolume, extents: dict[int, "_Extent"]) -> list[Finding
 
 
 def _extents(labels: LabelVolume) -> dict[int, _Extent]:
-    """Extent of every protocol label present, from per-slice histograms: one pass over
-    the volume, however many labels (or stray values) it holds."""
+    """Extent of every protocol label present, from histograms of (slice, label) built
+    plane by plane: one pass over the volume, however many labels it holds."""
     array = labels.array
     ids = np.array(sorted(labels.schema.labels))
     column = np.zeros(ids[-1] + 1, dtype=np.intp)  # label id -> histogram column (0 = other)
     column[ids] = np.arange(1, len(ids) + 1)
-    i_index, j_index = np.indices(array.shape[:2])
     n_slices, n_columns = array.shape[2], len(ids) + 1
-    counts = np.zeros((n_slices, n_columns), dtype=np.int64)
-    i_sums = np.zeros((n_slices, n_columns))
-    j_sums = np.zeros((n_slices, n_columns))
-    for k in range(n_slices):
-        values = array[:, :, k]
-        keep = (values > 0) & (values <= ids[-1])
-        cols = column[values[keep]]
-        counts[k] = np.bincount(cols, minlength=n_columns)
-        i_sums[k] = np.bincount(cols, weights=i_index[keep], minlength=n_columns)
-        j_sums[k] = np.bincount(cols, weights=j_index[keep], minlength=n_columns)
+    j_index, k_index = np.indices(array.shape[1:])
+    counts = np.zeros(n_slices * n_columns)
+    i_sums = np.zeros(n_slices * n_columns)
+    j_sums = np.zeros(n_slices * n_columns)
+    for i, plane in enumerate(array):  # contiguous (j, k) planes
+        keep = (plane > 0) & (plane <= ids[-1])
+        key = k_index[keep] * n_columns + column[plane[keep]]
+        found = np.bincount(key, minlength=n_slices * n_columns)
+        counts += found
+        i_sums += i * found
+        j_sums += np.bincount(key, weights=j_index[keep], minlength=n_slices * n_columns)
+    counts, i_sums, j_sums = (a.reshape(n_slices, n_columns) for a in (counts, i_sums, j_sums))
     extents = {}
     for label_id, col in zip(ids, range(1, n_columns)):
         voxels = int(counts[:, col].sum())
@@ -232,13 +233,10 @@ def _bounding_box(array: np.ndarray, ids: list[int], slices) -> tuple[slice, sli
 def _unknown(labels: LabelVolume) -> tuple[dict[int, tuple[int, int, int]], tuple[int, ...]]:
     """Ids outside the protocol: {id: (voxels, first slice, last slice)}, and all their slices."""
     array = labels.array
-    known = np.array([0, *labels.schema.labels])
-    per_slice = []
-    for k in range(array.shape[2]):
-        values = array[:, :, k]
-        stray = values[~np.isin(values, known)]
-        if stray.size:
-            per_slice.append((k, *np.unique(stray, return_counts=True)))
+    outside = ~np.isin(array, [0, *labels.schema.labels])
+    slices = np.flatnonzero(outside.any(axis=(0, 1)))
+    per_slice = [(k, *np.unique(array[:, :, k][outside[:, :, k]], return_counts=True))
+                 for k in slices]
     if not per_slice:
         return {}, ()
     ids = np.unique(np.concatenate([found for _, found, _ in per_slice]))
@@ -251,7 +249,7 @@ def _unknown(labels: LabelVolume) -> tuple[dict[int, tuple[int, int, int]], tupl
         first[at] = np.where(first[at] < 0, k, first[at])
         last[at] = k
     sizes = {int(i): (int(n), int(a), int(b)) for i, n, a, b in zip(ids, voxels, first, last)}
-    return sizes, tuple(k for k, _, _ in per_slice)
+    return sizes, tuple(int(k) for k in slices)
 
 
 def _missing_required(labels: LabelVolume, known: dict[int, Label]) -> list[Finding]:
