@@ -560,126 +560,6 @@ def phantom(
         console.print(f"written {path}")
 
 
-# -- planning (cordmap.plan) ----------------------------------------------------------------
-
-_PlanTarget = Annotated[Path, typer.Argument(help="Case folder, or a label NIfTI (then pass --out).")]
-_PaddleOpt = Annotated[Optional[str], typer.Option("--paddle", help="Paddle model (default: Specify 5-6-5).")]
-_PaddlesOpt = Annotated[Optional[Path], typer.Option("--paddles", help="JSON file of extra paddle models.")]
-_EnlargementOpt = Annotated[Optional[str], typer.Option(
-    "--enlargement", help="Segments of the enlargement, FIRST..LAST (default: L1..S2).")]
-_OutOpt = Annotated[Optional[Path], typer.Option("--out", help="JSON to write (default: CASE/plan/...).")]
-
-
-@command("plan")
-def plan_(
-    target: _PlanTarget,
-    paddle: _PaddleOpt = None,
-    paddles: _PaddlesOpt = None,
-    enlargement: _EnlargementOpt = None,
-    top: Annotated[int, typer.Option(help="How many distinct candidate placements.")] = 3,
-    step: Annotated[float, typer.Option(help="Search step along the cord (mm).")] = 0.5,
-    separation: Annotated[float, typer.Option(help="Least distance between candidates (mm).")] = 5.0,
-    out: _OutOpt = None,
-):
-    """Best paddle placements over the lumbosacral enlargement, in vertebral terms."""
-    from cordmap.plan.files import plan_file
-
-    result, path = plan_file(target, out, paddle=paddle, paddles_file=paddles,
-                             enlargement=enlargement, top=top, step=step, separation=separation)
-    _plan_header(result)
-    _plan_table([(f"#{c['rank']}", c) for c in result["candidates"]])
-    console.print(f"written {path}")
-
-
-@command("assess")
-def assess_(
-    target: _PlanTarget,
-    rostral: Annotated[Optional[str], typer.Option(
-        help="Landmark of the array's rostral end, e.g. 'T11 upper endplate' or 'T12/L1 disc'.")] = None,
-    caudal: Annotated[Optional[str], typer.Option(help="Landmark of its caudal end instead.")] = None,
-    compare: Annotated[Optional[str], typer.Option(
-        help="Rostral-end landmark of a second placement: also report it and the distance.")] = None,
-    paddle: _PaddleOpt = None,
-    paddles: _PaddlesOpt = None,
-    enlargement: _EnlargementOpt = None,
-    out: _OutOpt = None,
-):
-    """Coverage achieved by a placement read from X-ray landmarks."""
-    from cordmap.plan.files import assess_file
-
-    result, path = assess_file(target, out, rostral=rostral, caudal=caudal, compare=compare,
-                               paddle=paddle, paddles_file=paddles, enlargement=enlargement)
-    _plan_header(result)
-    rows = [("placement", result["placement"])]
-    if "compared" in result:
-        rows.append(("compared", result["compared"]["placement"]))
-    _plan_table(rows)
-    if "compared" in result:
-        console.print(f"distance between the two placements: {result['compared']['distance_mm']:.1f} mm")
-    console.print(f"written {path}")
-
-
-def _plan_header(result: dict) -> None:
-    e, p = result["enlargement"], result["paddle"]
-    how = "estimated from the CSA profile and the conus" if e["estimated"] else "labelled"
-    console.print(f"enlargement {e['segments']} ({how}): {e['length_mm']:.1f} mm, "
-                  f"{e['volume_mm3']:.0f} mm3; paddle {p['name']} ({p['array_length_mm']:g} mm array)")
-
-
-def _plan_table(rows: list) -> None:
-    from rich.table import Table
-
-    table = Table(title_justify="left")
-    for column in ("", "rostral edge", "caudal edge", "at mm", "volume %", "length %",
-                   "15x3 mm slices %"):
-        table.add_column(column, justify="right" if column.endswith(("%", "mm")) else "left")
-    for name, c in rows:
-        table.add_row(name, c["rostral_edge"], c["caudal_edge"], f"{c['rostral_mm']:.1f}",
-                      f"{c['volume_pct']:.1f}", f"{c['length_pct']:.1f}", f"{c['slice_count_pct']:.1f}")
-    console.print(table)
-
-
-@command("mesh")
-def mesh_command(
-    source: Annotated[Path, typer.Argument(help="Case folder, or a label NIfTI file.")],
-    format: Annotated[str, typer.Option(
-        "--format", help="Comma-separated: glb (Blender, web), obj, ply, stl (3D printing).")] = "glb",
-    reduction: Annotated[float, typer.Option(
-        help="Fraction of triangles to remove (0.9 keeps 10%; 0 keeps all).")] = 0.9,
-    smoothing: Annotated[int, typer.Option(help="Taubin smoothing iterations (0 = none).")] = 10,
-    thin_upsample: Annotated[int, typer.Option(
-        help="Upsampling factor for thin labels such as roots (1 = off).")] = 2,
-    out: Annotated[Optional[Path], typer.Option(
-        help="Label file only: output folder (default: <name>_mesh beside it).")] = None,
-    protocol: Annotated[Optional[Path], typer.Option(
-        help="Label file only: annotation protocol JSON (default: shipped).")] = None,
-):
-    """Mesh every labelled structure (world RAS+ mm) and export for 3D tools into CASE/mesh/."""
-    from rich.table import Table
-
-    from cordmap.mesh import mesh_case, mesh_label_file, parse_formats
-
-    options = dict(formats=parse_formats(format), smoothing=smoothing, reduction=reduction,
-                   thin_upsample=thin_upsample)
-    if source.is_dir():
-        if out is not None or protocol is not None:
-            raise CordmapError("--out and --protocol apply to a label file; a case writes "
-                               "CASE/mesh/ with the case's own protocol")
-        result = mesh_case(source, **options)
-    else:
-        result = mesh_label_file(source, out, protocol=protocol, **options)
-    table = Table(title=f"{len(result.structures)} structures meshed", title_justify="left")
-    for column in ("id", "structure", "mesh mm³", "voxels mm³", "area mm²", "triangles", "closed"):
-        table.add_column(column, justify="left" if column == "structure" else "right")
-    for s in result.structures:
-        table.add_row(str(s.id), s.name, f"{s.stats.volume_mm3:.1f}", f"{s.voxel_volume_mm3:.1f}",
-                      f"{s.stats.area_mm2:.1f}", str(s.stats.triangles),
-                      "yes" if s.stats.watertight else "no")
-    console.print(table)
-    for path in result.files:
-        console.print(f"written {path}", highlight=False)
-
-
 def _train_options(epochs, patches, batch_size, patch, seed, augment, accelerator, devices,
                    strategy, progress, **extra):
     from cordmap.learn.train import TrainConfig, parse_patch
@@ -792,3 +672,175 @@ def finetune(
         if report is not None:
             console.print(report_table(report, title=f"held-out cases {title} fine-tuning"))
     console.print(f"written {result.training.model_path} and {result.report_path}")
+
+
+# -- planning (cordmap.plan) ----------------------------------------------------------------
+
+_PlanTarget = Annotated[Path, typer.Argument(help="Case folder, or a label NIfTI (then pass --out).")]
+_PaddleOpt = Annotated[Optional[str], typer.Option("--paddle", help="Paddle model (default: Specify 5-6-5).")]
+_PaddlesOpt = Annotated[Optional[Path], typer.Option("--paddles", help="JSON file of extra paddle models.")]
+_EnlargementOpt = Annotated[Optional[str], typer.Option(
+    "--enlargement", help="Segments of the enlargement, FIRST..LAST (default: L1..S2).")]
+_OutOpt = Annotated[Optional[Path], typer.Option("--out", help="JSON to write (default: CASE/plan/...).")]
+
+
+@command("plan")
+def plan_(
+    target: _PlanTarget,
+    paddle: _PaddleOpt = None,
+    paddles: _PaddlesOpt = None,
+    enlargement: _EnlargementOpt = None,
+    top: Annotated[int, typer.Option(help="How many distinct candidate placements.")] = 3,
+    step: Annotated[float, typer.Option(help="Search step along the cord (mm).")] = 0.5,
+    separation: Annotated[float, typer.Option(help="Least distance between candidates (mm).")] = 5.0,
+    out: _OutOpt = None,
+):
+    """Best paddle placements over the lumbosacral enlargement, in vertebral terms."""
+    from cordmap.plan.files import plan_file
+
+    result, path = plan_file(target, out, paddle=paddle, paddles_file=paddles,
+                             enlargement=enlargement, top=top, step=step, separation=separation)
+    _plan_header(result)
+    _plan_table([(f"#{c['rank']}", c) for c in result["candidates"]])
+    console.print(f"written {path}")
+
+
+@command("assess")
+def assess_(
+    target: _PlanTarget,
+    rostral: Annotated[Optional[str], typer.Option(
+        help="Landmark of the array's rostral end, e.g. 'T11 upper endplate' or 'T12/L1 disc'.")] = None,
+    caudal: Annotated[Optional[str], typer.Option(help="Landmark of its caudal end instead.")] = None,
+    compare: Annotated[Optional[str], typer.Option(
+        help="Rostral-end landmark of a second placement: also report it and the distance.")] = None,
+    paddle: _PaddleOpt = None,
+    paddles: _PaddlesOpt = None,
+    enlargement: _EnlargementOpt = None,
+    out: _OutOpt = None,
+):
+    """Coverage achieved by a placement read from X-ray landmarks."""
+    from cordmap.plan.files import assess_file
+
+    result, path = assess_file(target, out, rostral=rostral, caudal=caudal, compare=compare,
+                               paddle=paddle, paddles_file=paddles, enlargement=enlargement)
+    _plan_header(result)
+    rows = [("placement", result["placement"])]
+    if "compared" in result:
+        rows.append(("compared", result["compared"]["placement"]))
+    _plan_table(rows)
+    if "compared" in result:
+        console.print(f"distance between the two placements: {result['compared']['distance_mm']:.1f} mm")
+    console.print(f"written {path}")
+
+
+def _plan_header(result: dict) -> None:
+    e, p = result["enlargement"], result["paddle"]
+    how = "estimated from the CSA profile and the conus" if e["estimated"] else "labelled"
+    console.print(f"enlargement {e['segments']} ({how}): {e['length_mm']:.1f} mm, "
+                  f"{e['volume_mm3']:.0f} mm3; paddle {p['name']} ({p['array_length_mm']:g} mm array)")
+
+
+def _plan_table(rows: list) -> None:
+    from rich.table import Table
+
+    table = Table(title_justify="left")
+    for column in ("", "rostral edge", "caudal edge", "at mm", "volume %", "length %",
+                   "15x3 mm slices %"):
+        table.add_column(column, justify="right" if column.endswith(("%", "mm")) else "left")
+    for name, c in rows:
+        table.add_row(name, c["rostral_edge"], c["caudal_edge"], f"{c['rostral_mm']:.1f}",
+                      f"{c['volume_pct']:.1f}", f"{c['length_pct']:.1f}", f"{c['slice_count_pct']:.1f}")
+    console.print(table)
+
+
+@command()
+def batch(
+    study: Annotated[str, typer.Argument(help="Study database, or a folder of case folders.")],
+    stage: Annotated[str, typer.Option(help="Stage to run on every case: mesh, plan, view or segment.")],
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Address of an existing Dask scheduler (default: a local cluster).")] = None,
+    workers: Annotated[int, typer.Option(help="Workers of the local cluster.")] = 2,
+    processes: Annotated[bool, typer.Option(
+        "--processes/--threads", help="Local workers as processes, or threads (quicker to start).")] = True,
+    model: Annotated[Optional[Path], typer.Option(help="Model file, for --stage segment.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-run cases that are up to date.")] = False,
+):
+    """Run one stage over all cases of a study in parallel (Dask); failures do not stop the others."""
+    from cordmap.study.batch import run_batch
+
+    def show(outcome):
+        colour = {"done": "green", "up to date": "blue", "failed": "red"}[outcome.status]
+        detail = f": {outcome.message}" if outcome.message else f" ({outcome.seconds:.1f} s)"
+        console.print(f"[{colour}]{outcome.status}[/] {outcome.case}{detail}", highlight=False)
+
+    options = {"model": str(model)} if model else {}
+    outcomes = run_batch(study, stage, options=options, scheduler=scheduler, workers=workers,
+                         processes=processes, force=force, on_result=show)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "up to date", "failed")}
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@command("mesh")
+def mesh_command(
+    source: Annotated[Path, typer.Argument(help="Case folder, or a label NIfTI file.")],
+    format: Annotated[str, typer.Option(
+        "--format", help="Comma-separated: glb (Blender, web), obj, ply, stl (3D printing).")] = "glb",
+    reduction: Annotated[float, typer.Option(
+        help="Fraction of triangles to remove (0.9 keeps 10%; 0 keeps all).")] = 0.9,
+    smoothing: Annotated[int, typer.Option(help="Taubin smoothing iterations (0 = none).")] = 10,
+    thin_upsample: Annotated[int, typer.Option(
+        help="Upsampling factor for thin labels such as roots (1 = off).")] = 2,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Label file only: output folder (default: <name>_mesh beside it).")] = None,
+    protocol: Annotated[Optional[Path], typer.Option(
+        help="Label file only: annotation protocol JSON (default: shipped).")] = None,
+):
+    """Mesh every labelled structure (world RAS+ mm) and export for 3D tools into CASE/mesh/."""
+    from rich.table import Table
+
+    from cordmap.mesh import mesh_case, mesh_label_file, parse_formats
+
+    options = dict(formats=parse_formats(format), smoothing=smoothing, reduction=reduction,
+                   thin_upsample=thin_upsample)
+    if source.is_dir():
+        if out is not None or protocol is not None:
+            raise CordmapError("--out and --protocol apply to a label file; a case writes "
+                               "CASE/mesh/ with the case's own protocol")
+        result = mesh_case(source, **options)
+    else:
+        result = mesh_label_file(source, out, protocol=protocol, **options)
+    table = Table(title=f"{len(result.structures)} structures meshed", title_justify="left")
+    for column in ("id", "structure", "mesh mm³", "voxels mm³", "area mm²", "triangles", "closed"):
+        table.add_column(column, justify="left" if column == "structure" else "right")
+    for s in result.structures:
+        table.add_row(str(s.id), s.name, f"{s.stats.volume_mm3:.1f}", f"{s.voxel_volume_mm3:.1f}",
+                      f"{s.stats.area_mm2:.1f}", str(s.stats.triangles),
+                      "yes" if s.stats.watertight else "no")
+    console.print(table)
+    for path in result.files:
+        console.print(f"written {path}", highlight=False)
+
+
+@command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("cordmap-demo"),
+    seed: Annotated[int, typer.Option(help="Phantom seed (anatomy varies with it).")] = 0,
+):
+    """Run the whole pipeline on the built-in lumbosacral phantom and say what it made."""
+    from rich.table import Table
+
+    from cordmap.demo import run_demo
+
+    with console.status("starting") as status:
+        result = run_demo(out, seed=seed, on_step=lambda step: (
+            console.print(f"[dim]•[/] {step}"), status.update(step)))
+    for note in result.notes:
+        console.print(f"[green]✓[/] {note}", highlight=False)
+    table = Table(title=f"made in {result.out}", title_justify="left")
+    table.add_column("what")
+    table.add_column("where", overflow="fold")
+    for what, where in result.made:
+        table.add_row(what, str(where))
+    console.print(table)
