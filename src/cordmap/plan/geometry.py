@@ -161,7 +161,7 @@ class CordGeometry:
     cord: ArcVolume  # every cord voxel (classes cord, segment, conus)
     structures: dict[int, ArcVolume]  # cord label id -> its volume along the cord
     levels: dict[int, ArcVolume]  # vertebra / disc id -> its body's volume along the cord
-    extents: dict[int, tuple[float, float]]  # any label id present -> arc-length extent
+    extents: dict[int, tuple[float, float]]  # cord, vertebra and disc id -> arc-length extent
     csa_s: np.ndarray  # arc lengths at which the cross-sectional area is sampled
     csa: np.ndarray  # cross-sectional area (mm²) perpendicular to the centreline
     cut_rostral: bool  # the cord reaches the image's top (most superior) slice
@@ -195,7 +195,7 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
         )
     xyz = labels.world(ijk)
     spacing = np.array(labels.spacing)
-    centreline = _fit_two_pass(xyz, ijk[:, 2], labels.affine, spacing)
+    centreline = _fit_centreline(xyz, ijk[:, 2], labels.affine, spacing)
 
     sub_s, sub_half, sub_weight, sub_label = _subvoxel_samples(
         centreline, ijk, cord_labels, labels.affine)
@@ -249,7 +249,7 @@ def _voxels_by_class(labels: LabelVolume):
 
 # -- centreline fitting ---------------------------------------------------------------------
 
-def _fit_two_pass(xyz, k, affine, spacing) -> Centreline:
+def _fit_centreline(xyz, k, affine, spacing) -> Centreline:
     """Axial-slice centroids -> spline -> centroids of perpendicular slabs -> spline (twice)."""
     noise = float(spacing[:2].mean()) / 2
     counts = np.bincount(k)

@@ -119,6 +119,7 @@ class Planner:
         e = self.enlargement
         return {
             "cordmap_version": __version__,
+            "labels": self.source,
             "units": "mm along the cord centreline from the rostral end of the cord in view",
             "paddle": self.paddle.to_json(),
             "enlargement": {"segments": f"{e.segments[0]}..{e.segments[-1]}",
