@@ -1,9 +1,10 @@
 """The viewer in a real browser: headless Debian Chromium, driven by Playwright.
 
-Serves a small synthetic case with `cordmap.viewer.serve_case`, loads the Neuroglancer
-client, waits until it has drawn everything, keeps screenshots in test-artifacts/, and
-checks what a person would: the 3D panel shows the meshes in the schema's colours, the
-segment list shows the schema's names, and voxels sit where their affine says.
+Serves a small synthetic case with `cordmap.viewer.serve_case` (and the built-in phantom),
+loads the Neuroglancer client, waits until it has drawn everything, keeps screenshots in
+test-artifacts/, and checks what a person would: the 3D panel shows the meshes in the
+schema's colours, the segment list shows the schema's names, and voxels sit where their
+affine says. The whole file takes about 15-45 s, depending on the machine's load.
 """
 
 from __future__ import annotations
@@ -156,3 +157,43 @@ def test_static_site_works_from_a_plain_web_server(browser, anatomy, case_dir, t
         server.shutdown()
         server.server_close()
 
+
+
+def test_phantom_first_view_shows_the_enlargement_through_the_vertebrae(browser, tmp_path):
+    """The built-in phantom (48 axial slices around the enlargement), as a surgeon sees it."""
+    from PIL import Image
+
+    from cordmap.anatomy.phantom import make_phantom
+    from cordmap.mesh import mesh_labels
+    from cordmap.viewer import Site, ViewerServer, viewer_state, write_precomputed
+
+    phantom = make_phantom(0, n_slices=48, pixel_mm=1.0, fov_mm=(120.0, 120.0))
+    image, labels = phantom.image, phantom.labels
+    data = write_precomputed(image, labels, mesh_labels(labels, thin_upsample=1), tmp_path / "data")
+    server = ViewerServer(Site(data, viewer_state(image, labels)))
+    server.start()
+    try:
+        page = open_viewer(browser, server.url)
+        assert page.errors == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "viewer-phantom.png")
+        png = page.locator(PERSPECTIVE_PANEL).screenshot(path=ARTIFACTS / "viewer-phantom-3d.png")
+        entries = page.locator(".neuroglancer-segment-list-entry-name").all_inner_texts()
+        page.close()
+    finally:
+        server.stop()
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
+    drawn = pixels[pixels.sum(axis=2) > 60]
+    assert len(drawn) > 0.2 * pixels.shape[0] * pixels.shape[1], "the 3D panel is nearly blank"
+    direction = drawn / np.linalg.norm(drawn, axis=1, keepdims=True)
+
+    def pixels_like(label_id: int) -> int:
+        colour = np.asarray(SCHEMA[label_id].colour, dtype=float)
+        return int((direction @ (colour / np.linalg.norm(colour)) > 0.998).sum())
+
+    assert pixels_like(SCHEMA.find("vertebra", "L1").id) > 0.1 * len(drawn)  # translucent bone
+    assert pixels_like(SCHEMA.find("dorsal_root", "L1", "left").id) > 50
+    red, green, blue = drawn.T  # the green enlargement segments, seen through the bone
+    assert ((green > 1.2 * red) & (green > 1.2 * blue)).sum() > 500
+    names = {entry.split(" #")[0].strip() for entry in entries}
+    assert {SCHEMA[i].name for i in ENLARGEMENT_IDS} <= names
