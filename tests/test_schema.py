@@ -155,3 +155,9 @@ def test_cli_protocol_rejects_an_unknown_format(tmp_path):
     result = CliRunner().invoke(app, ["protocol", "--format", "csv", "--out", str(out)])
     assert result.exit_code == 1 and "unknown protocol format" in result.output
     assert not out.exists()
+
+
+def test_every_label_has_its_own_colour(schema):
+    """Colour-coded masks map colours to labels, so no two labels may share one."""
+    colours = [label.hex for label in schema]
+    assert len(set(colours)) == len(colours)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -325,10 +326,15 @@ def test_mask_errors_are_clear(image_stack, schema, tmp_path):
     with pytest.raises(CordmapError, match=r"colour #0c2238 \(1 pixels\) in .*img5\.png is not in"):
         read_masks(colours, image, schema)
 
-    rgb[1, 1] = schema.find("vertebra", "T10").colour  # shared with other vertebrae
+    # a user protocol giving two labels one colour: the default colour table is ambiguous
+    t8, t10 = schema.find("vertebra", "T8"), schema.find("vertebra", "T10")
+    shared = LabelSchema(schema.name, schema.version,
+                         [replace(label, colour=t10.colour) if label.id == t8.id else label
+                          for label in schema])
+    rgb[1, 1] = t10.colour
     Image.fromarray(rgb).save(colours / "img5.png")
     with pytest.raises(CordmapError, match=r"used by several labels .*vertebra T8.*pass a colour table"):
-        read_masks(colours, image, schema)
+        read_masks(colours, image, shared)
 
     stray = tmp_path / "stray" / "CSF"
     stray.mkdir(parents=True)

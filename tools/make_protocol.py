@@ -38,13 +38,17 @@ for i, seg in enumerate(SEG_RANGE):
                         pam50=pam50_segment(seg)))
 for i, v in enumerate(VERT_RANGE):
     name = "sacrum" if v == "S" else f"vertebra {v}"
-    shade = 0.90 if i % 2 == 0 else 0.78
-    labels.append(label(totalspineseg_vertebra(v), name, "vertebra", hexcolour(0.11, 0.25, shade),
+    # bone tones, alternating in saturation and darkening caudally: every colour unique, so
+    # colour-coded masks can tell vertebrae apart
+    shade = 0.95 - 0.3 * i / (len(VERT_RANGE) - 1)
+    labels.append(label(totalspineseg_vertebra(v), name, "vertebra",
+                        hexcolour(0.11, 0.18 if i % 2 == 0 else 0.34, shade),
                         level=v, totalspineseg=totalspineseg_vertebra(v)))
-for upper, lower in zip(VERT_RANGE, VERT_RANGE[1:]):
+for i, (upper, lower) in enumerate(zip(VERT_RANGE, VERT_RANGE[1:])):
     tid = totalspineseg_vertebra(lower) + 50
     labels.append(label(tid, f"disc {upper}-{lower if lower != 'S' else 'S1'}", "disc",
-                        "#7f9fff", level=f"{upper}-{lower}", totalspineseg=tid))
+                        hexcolour(0.62, 0.5, 1.0 - 0.35 * i / (len(VERT_RANGE) - 2)),
+                        level=f"{upper}-{lower}", totalspineseg=tid))
 for (cls, side), offset in ROOT_OFFSETS.items():
     base_hue = 0.08 if cls == "dorsal_root" else 0.33
     for i, seg in enumerate(SEG_RANGE):

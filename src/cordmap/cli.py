@@ -86,13 +86,18 @@ def import_(
     subject: Annotated[str, typer.Option(help="BIDS subject label.")] = "sub-01",
     series: Annotated[Optional[str], typer.Option(help="DICOM series: number, UID or description.")] = None,
     spacing: Annotated[Optional[str], typer.Option(help="Slice stacks: X,Y,SLICE spacing in mm.")] = None,
+    orientation: Annotated[str, typer.Option(help="Slice stacks: axial, coronal or sagittal.")] = "axial",
+    reverse: Annotated[bool, typer.Option(help="Slice stacks: the first file is the most superior "
+                                                "(anterior, right) slice.")] = False,
+    colour_table: Annotated[Optional[Path], typer.Option(help="Colour-coded masks: colour -> label file.")] = None,
     protocol: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
 ):
     """Build a case folder from an MRI and (optionally) its annotations."""
     from cordmap.ingest import import_case
 
     result = import_case(image, case_dir, labels_source=labels, subject=subject, series=series,
-                         spacing=_spacing(spacing), protocol=protocol)
+                         spacing=_spacing(spacing), orientation=orientation, reverse=reverse,
+                         colour_table=colour_table, protocol=protocol)
     state = "up to date" if result.up_to_date else "written"
     console.print(f"case {result.case.root} {state}")
     _print_summary(result.case.summary())

@@ -23,8 +23,10 @@ SLICE_SUFFIXES = (".png", ".tif", ".tiff")
 
 
 def read_image(source: str | Path, *, series: str | None = None,
-               spacing: tuple[float, float, float] | None = None) -> Volume:
-    """Read an MRI from a NIfTI file, a folder holding a DICOM export, or a folder of slices."""
+               spacing: tuple[float, float, float] | None = None,
+               orientation: str = "axial", reverse: bool = False) -> Volume:
+    """Read an MRI from a NIfTI file, a folder holding a DICOM export, or a folder of slices
+    (`spacing`, `orientation` and `reverse` apply to slices: see cordmap.io.slices)."""
     source = Path(source)
     if not source.exists():
         raise CordmapError(f"{source} does not exist")
@@ -43,14 +45,16 @@ def read_image(source: str | Path, *, series: str | None = None,
                 f"{source} holds 2D slices, which carry no voxel size; pass --spacing "
                 "PIXEL_X,PIXEL_Y,SLICE (mm), e.g. --spacing 0.8,0.8,3"
             )
-        return read_slice_stack(source, spacing=spacing)
+        return read_slice_stack(source, spacing=spacing, orientation=orientation, reverse=reverse)
     from cordmap.io.dicom import read_dicom
 
     return read_dicom(source, series=series)
 
 
-def read_annotations(source: str | Path, image: Volume, schema: LabelSchema) -> LabelVolume:
-    """Read labels for `image`: a NIfTI label volume or a folder of per-slice masks."""
+def read_annotations(source: str | Path, image: Volume, schema: LabelSchema, *,
+                     colour_table: str | Path | None = None) -> LabelVolume:
+    """Read labels for `image`: a NIfTI label volume or a folder of per-slice masks
+    (one folder per structure, or colour-coded slices read with `colour_table`)."""
     source = Path(source)
     if not source.exists():
         raise CordmapError(f"labels {source} do not exist")
@@ -59,7 +63,7 @@ def read_annotations(source: str | Path, image: Volume, schema: LabelSchema) -> 
     else:
         from cordmap.io.slices import read_masks
 
-        labels = read_masks(source, image, schema)
+        labels = read_masks(source, image, schema, colour_table=colour_table)
     image.require_same_grid(labels)
     labels.require_known_ids()
     return labels
@@ -73,15 +77,16 @@ class ImportResult:
 
 def import_case(image_source: str | Path, out: str | Path, *, labels_source: str | Path | None = None,
                 subject: str = "sub-01", series: str | None = None,
-                spacing: tuple[float, float, float] | None = None,
+                spacing: tuple[float, float, float] | None = None, orientation: str = "axial",
+                reverse: bool = False, colour_table: str | Path | None = None,
                 protocol: str | Path | None = None) -> ImportResult:
     """Build (or refresh) the case folder `out` from an image and optional annotations."""
     out = Path(out)
     check_subject(subject)
     parameters = {"subject": subject, "series": series,
-                  "spacing_mm": list(spacing) if spacing else None,
-                  "protocol": str(protocol) if protocol else None}
-    inputs = [Path(image_source)] + ([Path(labels_source)] if labels_source else [])
+                  "spacing_mm": list(spacing) if spacing else None, "orientation": orientation,
+                  "reverse": reverse, "protocol": str(protocol) if protocol else None}
+    inputs = [Path(p) for p in (image_source, labels_source, colour_table) if p]
     previous = {}
     if (out / MANIFEST).is_file():
         existing = Case.open(out)
@@ -95,8 +100,10 @@ def import_case(image_source: str | Path, out: str | Path, *, labels_source: str
 
     schema_file = Path(protocol) if protocol else DEFAULT_PROTOCOL
     schema = LabelSchema.load(schema_file)
-    image = read_image(image_source, series=series, spacing=spacing)
-    labels = read_annotations(labels_source, image, schema) if labels_source else None
+    image = read_image(image_source, series=series, spacing=spacing, orientation=orientation,
+                       reverse=reverse)
+    labels = (read_annotations(labels_source, image, schema, colour_table=colour_table)
+              if labels_source else None)
 
     manifest = {**previous, "subject": subject, "cordmap_version": __version__,
                 "protocol": {"name": schema.name, "version": schema.version, "file": PROTOCOL}}
