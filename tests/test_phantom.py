@@ -76,8 +76,9 @@ def test_slice_thickness_is_drawn_from_the_seed_when_not_fixed():
     drawn = [make_phantom(seed, slice_thickness=None, pixel_mm=4.0, fov_mm=(40.0, 40.0),
                           n_slices=2) for seed in range(6)]
     for phantom in drawn:
-        assert phantom.image.spacing[2] == pytest.approx(phantom.truth.parameters["slice_thickness"])
-        assert phantom.truth.parameters["slice_thickness"] in (2.5, 3.0, 3.5, 4.0)
+        thickness = phantom.truth.parameters["slice_thickness"]
+        assert phantom.image.spacing[2] == pytest.approx(thickness)
+        assert thickness in (2.5, 3.0, 3.5, 4.0)
     assert len({p.image.spacing[2] for p in drawn}) > 1
 
 
@@ -256,7 +257,7 @@ def test_write_phantom_refuses_a_foreign_folder(tmp_path):
 
 
 def test_bad_parameters_are_refused():
-    with pytest.raises(CordmapError, match="pixel"):
+    with pytest.raises(CordmapError, match="pixel size"):
         make_phantom(0, pixel_mm=0.0)
     with pytest.raises(CordmapError, match="seed"):
         make_phantom(-1)
@@ -273,3 +274,21 @@ def test_proportions_match_pam50(data_dir):
         phantom = phantom_proportions(geometry_of(seed))
         failures = {k: v for k, v in compare(phantom, pam50).items() if not v[2]}
         assert not failures, f"seed {seed}: {failures} vs PAM50 {pam50}"
+
+
+def test_cli_writes_a_phantom_and_refuses_bad_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from cordmap.cli import app
+
+    out = tmp_path / "p"
+    result = CliRunner().invoke(app, ["phantom", str(out), "--seed", "3", "--pixel", "4",
+                                      "--slices", "4", "--no-dicom"])
+    assert result.exit_code == 0, result.output
+    assert "conus tip at" in result.output
+    truth = PhantomTruth.read(out / "truth.json")
+    assert truth.seed == 3 and truth.grid["shape"] == [40, 40, 4]
+    assert (out / "sub-phantom3_T2w_desc-truth_dseg.nii.gz").is_file()
+    bad = CliRunner().invoke(app, ["phantom", str(tmp_path / "q"), "--pixel", "0"])
+    assert bad.exit_code == 1 and "pixel size" in bad.output
+    assert not (tmp_path / "q").exists()

@@ -306,7 +306,12 @@ def _canal_y(geometry: PhantomGeometry, z_low: float, z_high: float) -> float:
     return float(points[inside, 1].mean()) if inside.any() else float(points[:, 1].mean())
 
 
+_NAMES = {"slice_thickness": "slice thickness (--slice-thickness, mm)",
+          "pixel_mm": "pixel size (--pixel, mm)", "fov_mm": "field of view (mm)",
+          "n_slices": "number of slices (--slices)"}
+
+
 def _require_positive(**values):
     for name, value in values.items():
         if not value > 0:
-            raise CordmapError(f"phantom {name.replace('_', ' ')} must be positive, got {value}")
+            raise CordmapError(f"the phantom's {_NAMES[name]} must be positive, got {value}")
