@@ -371,6 +371,13 @@ def test_port_in_use_is_a_clear_error(case_dir):
             serve_case(case_dir, port)
 
 
+def test_port_out_of_range_is_a_clear_error(case_dir):
+    from cordmap.viewer import serve_case
+
+    with pytest.raises(CordmapError, match="70000 is not a TCP port"):
+        serve_case(case_dir, 70000)
+
+
 def test_case_without_labels_is_a_clear_error(anatomy, tmp_path):
     from cordmap.viewer import serve_case
 

@@ -83,13 +83,14 @@ def world_to_native_nm(volume: Volume, xyz_mm) -> np.ndarray:
     return corner_voxels * np.asarray(volume.spacing) * NM_PER_MM
 
 
-def write_precomputed(image: Volume, labels: LabelVolume | None = None,
-                      meshes: Mapping[int, object] | None = None,
-                      out_dir: str | Path = "viewer") -> Path:
+def write_precomputed(image: Volume, labels: LabelVolume | None,
+                      meshes: Mapping[int, object] | None, out_dir: str | Path) -> Path:
     """Write the image (and labels, meshes, segment names) as precomputed under `out_dir`.
 
-    `meshes` maps label ids to meshes with `.vertices` (world RAS+ mm, on voxel centres)
-    and `.faces`. The folder is replaced atomically: an error leaves no partial dataset.
+    `labels` and `meshes` may be None. `meshes` maps label ids to meshes with `.vertices`
+    (world RAS+ mm, on voxel centres) and `.faces`, e.g. from `cordmap.mesh.mesh_labels`.
+    The folder is replaced atomically (an error leaves no partial dataset), and only if it
+    is new, empty or an earlier dataset.
     """
     out_dir = Path(out_dir)
     require_replaceable(out_dir, f"{IMAGE_DIR}/info", "a precomputed viewer dataset")

@@ -31,6 +31,8 @@ class ViewerServer(ThreadingHTTPServer):
 
     def __init__(self, site: Site, port: int | None = None, host: str = "127.0.0.1"):
         self.site = site
+        if port is not None and not 0 <= port <= 65535:
+            raise CordmapError(f"port {port} is not a TCP port; pass --port between 1024 and 65535")
         try:
             super().__init__((host, port or 0), _Handler)
         except OSError as exc:

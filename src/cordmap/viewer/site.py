@@ -92,12 +92,9 @@ class Site:
     def __init__(self, data_dir: str | Path, state: dict, title: str = "cordmap viewer"):
         self.data_dir = Path(data_dir).resolve()
         self.client_dir = client_dir().resolve()
-        self.pages = {
-            "": entry_page(state, title),
-            "index.html": entry_page(state, title),
-            f"{CLIENT_PATH}/": client_page(),
-            f"{CLIENT_PATH}/index.html": client_page(),
-        }
+        entry, client = entry_page(state, title), client_page()
+        self.pages = {"": entry, "index.html": entry,
+                      f"{CLIENT_PATH}/": client, f"{CLIENT_PATH}/index.html": client}
 
     def lookup(self, url_path: str) -> bytes | Path | None:
         """Content (bytes) or file for a URL path; None when it is not part of the site.
