@@ -85,6 +85,18 @@ def prepare(name: str, image: Volume, labels: LabelVolume | None, mapping: Class
     return Example(name, data.astype(np.float32), target, spacing)
 
 
+def crop_to_labels(example: Example, margin_mm: float = 16.0) -> Example:
+    """The example cut to its labelled region plus a margin (validation need not sweep air)."""
+    labelled = np.argwhere(example.target > 0)
+    if not len(labelled):
+        return example
+    margin = np.ceil(margin_mm / np.array(example.spacing)).astype(int)
+    low = np.maximum(labelled.min(axis=0) - margin, 0)
+    high = np.minimum(labelled.max(axis=0) + margin + 1, example.image.shape)
+    box = tuple(slice(a, b) for a, b in zip(low, high))
+    return Example(example.name, example.image[box], example.target[box], example.spacing)
+
+
 # -- split ---------------------------------------------------------------------------------
 def split_cases(names, seed: int = 0, val_fraction: float = 0.2,
                 test_fraction: float = 0.2) -> dict[str, list[str]]:

@@ -32,7 +32,8 @@ from cordmap import __version__
 from cordmap.atomic import atomic_file, write_text
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import CLASS_SETS, ClassMapping
-from cordmap.learn.data import Example, PatchDataset, VolumeDataset, prepare, split_cases
+from cordmap.learn.data import (Example, PatchDataset, VolumeDataset, crop_to_labels, prepare,
+                                split_cases)
 from cordmap.learn.model import CONFIGS, UNet3D, UNetConfig
 from cordmap.learn.modelfile import save_model
 
@@ -200,7 +201,7 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
     train_data = PatchDataset([examples[n] for n in split["train"]], net_config.patch,
                               config.patches_per_epoch, config.seed, config.augment,
                               config.foreground)
-    val_examples = [examples[n] for n in split["val"]] or [examples[n] for n in split["train"]]
+    val_examples = [crop_to_labels(examples[n]) for n in split["val"] or split["train"]]
     loaders = (torch.utils.data.DataLoader(train_data, batch_size=config.batch_size),
                torch.utils.data.DataLoader(VolumeDataset(val_examples), batch_size=1))
 
