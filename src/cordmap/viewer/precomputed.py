@@ -94,14 +94,12 @@ def write_precomputed(image: Volume, labels: LabelVolume | None,
     """
     out_dir = Path(out_dir)
     require_replaceable(out_dir, f"{IMAGE_DIR}/info", "a precomputed viewer dataset")
-    if labels is not None:
-        check_labels(image, labels)
+    present = check_labels(image, labels) if labels is not None else []
     if meshes and labels is None:
         raise CordmapError("meshes need their label volume: pass labels to write_precomputed")
     with atomic_dir(out_dir) as tmp:
         _write_volume(tmp / IMAGE_DIR, _image_array(image), image, "image")
         if labels is not None:
-            present = labels.ids()
             _write_volume(tmp / LABELS_DIR, labels.array.astype("<u2"), labels, "segmentation",
                           extra={"mesh": MESH_DIR, "segment_properties": PROPERTIES_DIR})
             _write_json(tmp / LABELS_DIR / PROPERTIES_DIR / "info",
@@ -110,15 +108,32 @@ def write_precomputed(image: Volume, labels: LabelVolume | None,
     return out_dir
 
 
-def check_labels(image: Volume, labels: LabelVolume) -> None:
-    """Refuse labels the viewer cannot show: off the image grid, empty, or unknown ids."""
+def check_labels(image: Volume, labels: LabelVolume) -> list[int]:
+    """Refuse labels the viewer cannot show: off the image grid, empty, or unknown ids.
+
+    Returns the label ids present (background excluded), ascending.
+    """
     image.require_same_grid(labels)
-    if not labels.ids():
+    present = present_ids(labels)
+    if not present:
         raise CordmapError(
             "the label volume is empty (all background); annotate at least one structure "
             "or import another label file with `cordmap import ... --labels`"
         )
-    labels.require_known_ids()
+    unknown = [i for i in present if i not in labels.schema]
+    if unknown:
+        raise CordmapError(
+            f"label ids {unknown} are not in the annotation protocol '{labels.schema.name}'; "
+            "relabel them or pass a schema that defines them"
+        )
+    return present
+
+
+def present_ids(labels: LabelVolume) -> list[int]:
+    """Label ids present (background excluded): one counting pass for 8/16-bit arrays."""
+    if labels.array.dtype in (np.uint8, np.uint16):
+        return [int(i) for i in np.flatnonzero(np.bincount(labels.array.ravel())) if i != 0]
+    return labels.ids()
 
 
 def segment_properties(schema: LabelSchema, ids) -> dict:

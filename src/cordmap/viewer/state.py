@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from cordmap.viewer.precomputed import (IMAGE_DIR, LABELS_DIR, output_dimensions,
-                                        source_transform, world_to_output)
+                                        present_ids, source_transform, world_to_output)
 from cordmap.volume import LabelVolume, Volume
 
 #: Label layers: name, structure classes shown at first, opacity of their 3D meshes.
@@ -41,12 +41,13 @@ IMAGE_LAYER = "MRI"
 
 def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "data") -> dict:
     """Neuroglancer state (JSON-ready) for a dataset written by `write_precomputed`."""
-    centre = focus_point(image, labels)
-    extent_mm = focus_extent_mm(image, labels)
+    present = present_ids(labels) if labels is not None else []
+    centre, extent_mm = focus(image, labels, present)
     layers = [_image_layer(image, data_path)]
-    if labels is not None:
-        layers += [_labels_layer(labels, data_path, name, classes, alpha)
-                   for name, classes, alpha in LABEL_LAYERS if shown_ids(labels, classes)]
+    for name, classes, alpha in LABEL_LAYERS:
+        shown = [i for i in present if labels.schema[i].structure in classes]
+        if shown:
+            layers.append(_labels_layer(labels, data_path, name, shown, present, alpha))
     return {
         "dimensions": output_dimensions(image),
         "position": [round(float(v), 3) for v in world_to_output(image, centre)],
@@ -62,45 +63,26 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
     }
 
 
-def focus_point(image: Volume, labels: LabelVolume | None) -> np.ndarray:
-    """World RAS+ mm to centre on: the enlargement, else all labels, else the image."""
-    mask, _ = _focus_mask(labels)
-    if mask is None:
-        return image.world((np.asarray(image.shape) - 1) / 2)
-    return labels.world(np.argwhere(mask).mean(axis=0))
+def focus(image: Volume, labels: LabelVolume | None, present: list[int]) -> tuple[np.ndarray, float]:
+    """Centre (world RAS+ mm) and height (mm) of the first view.
 
-
-def focus_extent_mm(image: Volume, labels: LabelVolume | None) -> float:
-    """Height (mm) of the first view: the enlargement with the levels around it, else
-    the labels, else the image's field of view."""
-    mask, margin = _focus_mask(labels)
-    if mask is None:
-        return float(max(np.asarray(image.shape) * image.spacing))
+    The lumbosacral enlargement, framed with the levels around it; without it, all the
+    labels; without labels, the image's field of view.
+    """
+    schema = labels.schema if labels is not None else None
+    enlargement = [i for i in present if schema[i].structure == "segment"
+                   and schema[i].level in ENLARGEMENT_SEGMENTS]
+    if enlargement:
+        mask, margin = np.isin(labels.array, enlargement), ENLARGEMENT_MARGIN
+    elif present:
+        mask, margin = labels.array != 0, LABELS_MARGIN
+    else:
+        return (image.world((np.asarray(image.shape) - 1) / 2),
+                float(max(np.asarray(image.shape) * image.spacing)))
     ijk = np.argwhere(mask)
     corners = labels.world(np.stack([ijk.min(axis=0), ijk.max(axis=0)]))
-    return (float(np.max(np.abs(corners[1] - corners[0]))) + min(labels.spacing)) * margin
-
-
-def _focus_mask(labels: LabelVolume | None) -> tuple[np.ndarray | None, float]:
-    """Voxels to frame (the enlargement, else all labels; None without labels) and the
-    margin to frame them with."""
-    if labels is None or not labels.ids():
-        return None, 1.0
-    enlargement = _enlargement_ids(labels)
-    if enlargement:
-        return np.isin(labels.array, enlargement), ENLARGEMENT_MARGIN
-    return labels.array != 0, LABELS_MARGIN
-
-
-def _enlargement_ids(labels: LabelVolume) -> list[int]:
-    schema, present = labels.schema, set(labels.ids())
-    return [label.id for label in schema if label.structure == "segment"
-            and label.level in ENLARGEMENT_SEGMENTS and label.id in present]
-
-
-def shown_ids(labels: LabelVolume, classes) -> list[int]:
-    """Present label ids of the structure `classes`."""
-    return [i for i in labels.ids() if labels.schema[i].structure in classes]
+    extent = float(np.max(np.abs(corners[1] - corners[0]))) + min(labels.spacing)
+    return labels.world(ijk.mean(axis=0)), extent * margin
 
 
 def _image_layer(image: Volume, data_path: str) -> dict:
@@ -115,16 +97,16 @@ def _image_layer(image: Volume, data_path: str) -> dict:
     }
 
 
-def _labels_layer(labels: LabelVolume, data_path: str, name: str, classes, alpha: float) -> dict:
+def _labels_layer(labels: LabelVolume, data_path: str, name: str, shown: list[int],
+                  present: list[int], alpha: float) -> dict:
     schema = labels.schema
     return {
         "type": "segmentation",
         "name": name,
         "source": {"url": f"{data_path}/{LABELS_DIR}", "transform": source_transform(labels)},
-        "segments": [str(i) for i in shown_ids(labels, classes)],
-        "segmentColors": {str(i): schema[i].hex for i in labels.ids()},
+        "segments": [str(i) for i in shown],
+        "segmentColors": {str(i): schema[i].hex for i in present},
         "selectedAlpha": 0.35,
         "objectAlpha": alpha,
         "tab": "segments",
     }
-
