@@ -91,7 +91,7 @@ def test_multi_label_touching_solids_each_closed():
         assert entry.volume_mm3 == pytest.approx(expected, rel=VOLUME_TOLERANCE)
 
 
-@pytest.mark.parametrize("thin_upsample", [1, 2, 3])
+@pytest.mark.parametrize("thin_upsample", [0, 1, 2, 3])
 def test_one_voxel_mesh_centred_at_affine_of_its_index(thin_upsample):
     ijk = (7, 23, 31)
     array = np.zeros(SHAPE, np.uint16)
@@ -120,9 +120,10 @@ def _diagonal_line(length=20):
     return array
 
 
-def test_thin_diagonal_root_is_one_connected_tube():
+@pytest.mark.parametrize("thin_upsample", [1, 2, 3])
+def test_thin_diagonal_root_is_one_connected_tube(thin_upsample):
     array = _diagonal_line()
-    meshes = mesh_labels(_labels(array), smoothing=10, reduction=0.9)
+    meshes = mesh_labels(_labels(array), smoothing=10, reduction=0.9, thin_upsample=thin_upsample)
     tube = meshes[ROOT]
     assert len(tube.split(only_watertight=False)) == 1
     assert tube.is_watertight
@@ -132,8 +133,8 @@ def test_thin_diagonal_root_is_one_connected_tube():
     assert centre_to_centre < extent < centre_to_centre + np.linalg.norm(step)  # end to end
 
 
-def test_without_upsampling_the_diagonal_root_falls_to_dust():
-    meshes = mesh_labels(_labels(_diagonal_line()), smoothing=0, reduction=0, thin_upsample=1)
+def test_without_bridges_the_diagonal_root_falls_to_dust():
+    meshes = mesh_labels(_labels(_diagonal_line()), smoothing=0, reduction=0, thin_upsample=0)
     assert len(meshes[ROOT].split(only_watertight=False)) == 20
 
 
@@ -169,7 +170,7 @@ def test_ids_selects_labels():
     (lambda: mesh_labels(_labels(_box()[0] * CORD), ids=[CSF]), "do not occur"),
     (lambda: mesh_labels(_labels(_box()[0] * CORD), reduction=1.0), "reduction"),
     (lambda: mesh_labels(_labels(_box()[0] * CORD), smoothing=-1), "smoothing"),
-    (lambda: mesh_labels(_labels(_box()[0] * CORD), thin_upsample=0), "thin_upsample"),
+    (lambda: mesh_labels(_labels(_box()[0] * CORD), thin_upsample=-1), "thin_upsample"),
 ])
 def test_bad_input_is_a_clear_error(make, message):
     with pytest.raises(CordmapError, match=message):
@@ -334,7 +335,7 @@ def test_cli_mesh_case_writes_exports_and_records_the_stage(tmp_path):
     import json
 
     assert stage["parameters"] == {"formats": ["glb", "stl"], "smoothing": 5, "reduction": 0.5,
-                                   "thin_upsample": 2}
+                                   "thin_upsample": 1}
     assert [e["path"] for e in stage["outputs"]] == [
         "mesh/sub-01_mesh.glb", "mesh/sub-01_mesh.stl", "mesh/sub-01_mesh.json"]
     summary = json.loads((folder / "sub-01_mesh.json").read_text())
@@ -373,3 +374,14 @@ def test_cli_mesh_case_without_labels_is_a_clear_error(tmp_path):
     result = _run("mesh", tmp_path / "case")
     assert result.exit_code == 1 and "has no labels" in result.output
     assert not (tmp_path / "case" / "mesh").exists()
+
+
+def test_is_closed_agrees_with_trimesh_and_checks_orientation():
+    from cordmap.mesh.refine import is_closed
+
+    box = trimesh.creation.box()
+    assert is_closed(box.faces) and box.is_watertight
+    assert not is_closed(box.faces[1:])  # a hole
+    flipped = box.faces.copy()
+    flipped[0] = flipped[0, ::-1]  # still watertight for trimesh, but one face inside out
+    assert trimesh.Trimesh(box.vertices, flipped).is_watertight and not is_closed(flipped)

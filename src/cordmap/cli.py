@@ -796,7 +796,7 @@ def mesh_command(
         help="Fraction of triangles to remove (0.9 keeps 10%; 0 keeps all).")] = 0.9,
     smoothing: Annotated[int, typer.Option(help="Taubin smoothing iterations (0 = none).")] = 10,
     thin_upsample: Annotated[int, typer.Option(
-        help="Upsampling factor for thin labels such as roots (1 = off).")] = 2,
+        help="Thin labels (roots): 1 bridges diagonal contacts, N>=2 upsamples N times, 0 = off.")] = 1,
     out: Annotated[Optional[Path], typer.Option(
         help="Label file only: output folder (default: <name>_mesh beside it).")] = None,
     protocol: Annotated[Optional[Path], typer.Option(

@@ -10,7 +10,8 @@ fin), or it pinches two sheets of the surface together along an edge or at a ver
 (a non-manifold edge shared by four triangles). `close_decimated` repairs both without
 moving the surface: fin pairs are deleted, and a pinched vertex is split into one copy
 per sheet, each copy nudged by `PINCH_OFFSET_MM` into its own sheet so that the copies
-stay distinct when a tool merges coincident vertices. If a mesh is still open after
+stay distinct when a tool merges coincident vertices (unless the split would cut the
+surface in two: a thin neck collapsed by the decimator). If a mesh is still open after
 that, decimation is retried keeping twice as many triangles, and in the end the
 undecimated mesh is kept: a watertight input always gives a watertight output.
 """
@@ -46,27 +47,56 @@ def simplify(mesh: trimesh.Trimesh, reduction: float) -> trimesh.Trimesh:
     keep = max(int(round(n_faces * (1.0 - reduction))), MIN_TRIANGLES)
     if reduction <= 0 or keep >= n_faces:
         return mesh
-    closed = mesh.is_watertight
+    closed = is_closed(mesh.faces)
     while keep < n_faces:
         vertices, faces = fast_simplification.simplify(
             mesh.vertices, mesh.faces, target_count=keep)
         result = trimesh.Trimesh(vertices, faces, process=False)
-        if not closed:
+        if not closed or is_closed(result.faces):
             return result
-        result = close_decimated(result)
-        if result.is_watertight:
-            return result
+        repaired = close_decimated(result)
+        # a split that cuts the surface into more pieces undoes a neck the decimator
+        # collapsed: try again with more triangles instead
+        if is_closed(repaired.faces) and _pieces(repaired) <= _pieces(mesh):
+            return repaired
         keep *= 2
     return mesh
 
 
+def is_closed(faces: np.ndarray) -> bool:
+    """True when every edge is shared by exactly two triangles that run it in opposite
+    directions: watertight (trimesh's test) and consistently oriented."""
+    if not len(faces):
+        return False
+    starts = faces.astype(np.int64).ravel()
+    ends = np.roll(faces, -1, axis=1).astype(np.int64).ravel()
+    n = int(starts.max()) + 1
+    directed = np.sort(starts * n + ends)
+    if np.any(directed[1:] == directed[:-1]):
+        return False
+    reverse = ends * n + starts
+    found = np.searchsorted(directed, reverse)
+    return bool(np.all(directed[np.minimum(found, len(directed) - 1)] == reverse))
+
+
 def close_decimated(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     """Delete collapsed fins and split pinched vertices (see the module docstring)."""
-    if mesh.is_watertight:
+    if is_closed(mesh.faces):
         return mesh
     faces = _without_fins(mesh.faces)
     vertices, faces = _split_pinches(mesh.vertices, faces)
     return trimesh.Trimesh(vertices, faces, process=False)
+
+
+def _pieces(mesh: trimesh.Trimesh) -> int:
+    """Number of connected pieces of the surface (vertices joined by edges)."""
+    faces = mesh.faces
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
+    n = len(mesh.vertices)
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
+                       shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    return len(np.unique(group[np.unique(faces)]))
 
 
 def _without_fins(faces: np.ndarray) -> np.ndarray:
@@ -86,7 +116,8 @@ def _split_pinches(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
 
     Half-edges (the directed edges of the triangles) are paired into edges: the two
     half-edges of a manifold edge, and at a pinched edge (four or more triangles) the
-    two that bound the same wedge of solid around the edge. The corners of the triangles
+    two whose triangles already form one sheet around either end vertex, else the two
+    that bound the same wedge of solid around the edge. The corners of the triangles
     ("wedges") at both ends of each paired edge are joined; each connected group of
     wedges becomes one output vertex, so every edge ends up shared by two triangles.
     """
@@ -100,19 +131,13 @@ def _split_pinches(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
     sizes = np.diff(boundaries)
     starts_at = boundaries[:-1]
     pairs = [np.stack([order[starts_at[sizes == 2]], order[starts_at[sizes == 2] + 1]], axis=1)]
+    _, fans = _wedge_groups(n_faces, pairs[0], starts)  # the sheets around each vertex
     for begin, size in zip(starts_at[sizes > 2], sizes[sizes > 2]):
-        pinched = _pair_around_edge(order[begin:begin + size], starts, ends, faces, vertices)
+        halves = order[begin:begin + size]
+        pinched = (_pair_by_fans(halves, fans, starts)
+                   or _pair_around_edge(halves, starts, ends, faces, vertices))
         pairs.append(np.array(pinched, dtype=np.int64).reshape(-1, 2))
-    pairs = np.concatenate(pairs)
-    # half-edge h = 3 * face + corner runs from the wedge h to the wedge _next(h)
-    first, second = pairs[:, 0], pairs[:, 1]
-    same = starts[first] == starts[second]
-    links_from = np.concatenate([first, _next(first)])
-    links_to = np.concatenate([np.where(same, second, _next(second)),
-                               np.where(same, _next(second), second)])
-    graph = coo_matrix((np.ones(len(links_from), dtype=np.int8), (links_from, links_to)),
-                       shape=(3 * n_faces, 3 * n_faces))
-    n_groups, group = connected_components(graph, directed=False)
+    n_groups, group = _wedge_groups(n_faces, np.concatenate(pairs), starts)
     original = np.zeros(n_groups, dtype=np.int64)
     original[group] = starts
     new_faces = group.reshape(n_faces, 3)
@@ -121,6 +146,38 @@ def _split_pinches(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
     if copies.any():
         new_vertices[copies] += _offsets(vertices, faces, new_faces, n_groups)[copies]
     return new_vertices, new_faces
+
+
+def _wedge_groups(n_faces: int, pairs: np.ndarray, starts: np.ndarray):
+    """Connected groups of wedges joined through the paired half-edges.
+
+    Half-edge h = 3 * face + corner runs from the wedge h to the wedge _next(h)."""
+    first, second = pairs[:, 0], pairs[:, 1]
+    same = starts[first] == starts[second]
+    links_from = np.concatenate([first, _next(first)])
+    links_to = np.concatenate([np.where(same, second, _next(second)),
+                               np.where(same, _next(second), second)])
+    graph = coo_matrix((np.ones(len(links_from), dtype=np.int8), (links_from, links_to)),
+                       shape=(3 * n_faces, 3 * n_faces))
+    return connected_components(graph, directed=False)
+
+
+def _pair_by_fans(halves, fans, starts) -> list[tuple[int, int]]:
+    """Pair the half-edges of a pinched edge whose triangles already belong to one sheet
+    (one fan of triangles joined by ordinary edges) at either end; [] if not all can."""
+    forward = [int(h) for h in halves if starts[h] == starts[halves[0]]]
+    backward = [int(h) for h in halves if starts[h] != starts[halves[0]]]
+    if len(forward) != len(backward):
+        return []
+    pairs = []
+    for h in forward:
+        match = next((g for g in backward
+                      if fans[h] == fans[_next(g)] or fans[_next(h)] == fans[g]), None)
+        if match is None:
+            return []
+        backward.remove(match)
+        pairs.append((h, match))
+    return pairs
 
 
 def _pair_around_edge(group, starts, ends, faces, vertices) -> list[tuple[int, int]]:

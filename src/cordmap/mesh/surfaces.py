@@ -29,8 +29,8 @@ from cordmap.volume import LabelVolume
 DEFAULT_SMOOTHING = 10
 #: Default fraction of triangles removed by simplification (0.9 keeps 10%).
 DEFAULT_REDUCTION = 0.9
-#: Default upsampling factor for thin labels (1 meshes them like any other label).
-DEFAULT_THIN_UPSAMPLE = 2
+#: Default handling of thin labels: bridged on the voxel grid (see `cordmap.mesh.thin`).
+DEFAULT_THIN_UPSAMPLE = 1
 
 
 @dataclass(frozen=True)
@@ -50,28 +50,39 @@ def mesh_labels(labels: LabelVolume, *, ids=None, smoothing: int = DEFAULT_SMOOT
 
     smoothing: Taubin iterations (0 = the raw marching-cubes staircase).
     reduction: fraction of triangles to remove, 0 <= reduction < 1 (0 = no decimation).
-    thin_upsample: factor by which labels thinner than ~3 voxels are upsampled and
-        bridged before meshing, so they stay connected (1 = off).
+    thin_upsample: how thin labels (roots) are kept connected, see `cordmap.mesh.thin`:
+        1 bridges their diagonal contacts on the voxel grid, a factor >= 2 upsamples
+        them by it and bridges on the finer grid, 0 meshes them as they are (dust).
     Returns {label id: trimesh.Trimesh}, ascending ids.
     """
     _check_parameters(smoothing, reduction, thin_upsample)
+    meshes = march_labels(labels, ids=ids, thin_upsample=thin_upsample)
+    return {label_id: refine.simplify(refine.smooth(mesh, smoothing), reduction)
+            for label_id, mesh in meshes.items()}
+
+
+def march_labels(labels: LabelVolume, *, ids=None,
+                 thin_upsample: int = DEFAULT_THIN_UPSAMPLE) -> dict[int, trimesh.Trimesh]:
+    """The raw marching-cubes surfaces of `mesh_labels` (no smoothing or simplification)."""
+    _check_parameters(0, 0.0, thin_upsample)
     wanted = _wanted_ids(labels, ids)
     crop, origin = _crop(labels.array, wanted)
     boxes = ndimage.find_objects(crop)
-    masks = {i: crop[boxes[i - 1]] == i for i in wanted}
-    thin_set = {i for i in wanted if thin_upsample > 1 and thin.is_thin(masks[i])}
-    index_meshes = _march(crop, [i for i in wanted if i not in thin_set])
-    for label_id in sorted(thin_set):
+    thin_set = {i for i in wanted if thin_upsample and thin.is_thin(crop[boxes[i - 1]] == i)}
+    upsampled = thin_set if thin_upsample > 1 else set()
+    if thin_set and not upsampled:
+        crop = crop.copy()  # the bridges go into a copy: the input is never modified
+        for label_id in sorted(thin_set):
+            # a view of the label's box: bridges stay inside the label's 2x2x2 blocks
+            thin.bridge_in_place(crop[boxes[label_id - 1]], label_id, thin_set)
+    index_meshes = _march(crop, [i for i in wanted if i not in upsampled])
+    for label_id in sorted(upsampled):
         corner = np.array([s.start for s in boxes[label_id - 1]], dtype=float)
-        vertices, faces = _march_thin(masks[label_id], thin_upsample)
+        vertices, faces = _march_thin(crop[boxes[label_id - 1]] == label_id, thin_upsample)
         index_meshes[label_id] = (vertices + corner, faces)
-    meshes = {}
-    for label_id in wanted:
-        vertices, faces = index_meshes[label_id]
-        mesh = _to_world(vertices + origin, faces, labels.affine)
-        mesh = refine.smooth(mesh, smoothing)
-        meshes[label_id] = refine.simplify(mesh, reduction)
-    return meshes
+    return {label_id: _to_world(index_meshes[label_id][0] + origin, index_meshes[label_id][1],
+                                labels.affine)
+            for label_id in wanted}
 
 
 def mesh_stats(meshes: dict[int, trimesh.Trimesh]) -> dict[int, MeshStats]:
@@ -88,12 +99,14 @@ def _check_parameters(smoothing, reduction, thin_upsample) -> None:
         raise CordmapError(
             f"reduction must be at least 0 and below 1 (0.9 keeps 10% of triangles), "
             f"not {reduction}")
-    if int(thin_upsample) != thin_upsample or thin_upsample < 1:
-        raise CordmapError(f"thin_upsample must be a whole factor >= 1, not {thin_upsample}")
+    if int(thin_upsample) != thin_upsample or thin_upsample < 0:
+        raise CordmapError(
+            f"thin_upsample must be 0 (off), 1 (bridge on the voxel grid) or an upsampling "
+            f"factor >= 2, not {thin_upsample}")
 
 
 def _wanted_ids(labels: LabelVolume, ids) -> list[int]:
-    present = labels.ids()
+    present = _present_ids(labels.array)
     if not present:
         raise CordmapError(
             "the label volume is empty (every voxel is 0): there is nothing to mesh; "
@@ -113,6 +126,13 @@ def _wanted_ids(labels: LabelVolume, ids) -> list[int]:
             f"label ids {unknown} are not in the annotation protocol '{labels.schema.name}'; "
             "relabel them or pass a protocol that defines them")
     return wanted
+
+
+def _present_ids(array: np.ndarray) -> list[int]:
+    """Label ids in `array` (0 excluded), ascending; a bincount for integer arrays."""
+    if array.dtype.kind in "ui" and array.min() >= 0 and array.max() < 1 << 20:
+        return [int(i) for i in np.flatnonzero(np.bincount(array.ravel())) if i]
+    return [int(v) for v in np.unique(array) if v != 0]
 
 
 def _crop(array: np.ndarray, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:

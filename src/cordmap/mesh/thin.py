@@ -4,19 +4,21 @@ Marching cubes joins two voxels of a label only through shared faces: a root dra
 one-voxel-wide diagonal line, whose voxels touch at an edge or a corner only, comes out
 as a string of separate beads. A label is *thin* when fewer than
 `THIN_INTERIOR_FRACTION` of its voxels are interior (all six face neighbours in the
-label) and some of its voxels touch only diagonally, with no path through shared faces
-inside the 2x2x2 block that holds both. Such a label is meshed on a finer grid instead:
+label) and some of its voxels touch only diagonally: no path of face steps through the
+label joins them inside the 2x2x2 block that holds both. Each such contact is *bridged*
+so that marching cubes gives one connected tube per 26-connected piece of the label;
+Taubin smoothing (`cordmap.mesh.refine`) then rounds the tube. Two ways, chosen by
+`thin_upsample`:
 
-1. its bounding box is upsampled by an integer factor with nearest-neighbour
-   interpolation (each voxel becomes a block of factor³ fine voxels, so the voxel volume
-   is kept), and
-2. each diagonal-only contact is *bridged*: the fine voxels around the point where the
-   two blocks meet are added (a box two fine voxels wide across the junction), so the
-   blocks share faces.
-
-Marching cubes of the fine mask is one connected tube per 26-connected piece of the
-label, and Taubin smoothing (`cordmap.mesh.refine`) then rounds it. A bridge adds up to
-6 fine voxels (0.75 voxel at factor 2, 0.22 at factor 3) per contact.
+- 1 (default, fast): on the voxel grid. The one or two voxels of the face path through
+  the block that are least in use (background first; never another thin label) join
+  the label, and the label is meshed in zmesh's single pass with all the others. A
+  bridge adds one voxel per edge contact, two per corner contact.
+- factor >= 2 (finer tubes): the label's bounding box is upsampled by nearest neighbour
+  (each voxel a block of factor³ fine voxels, so the voxel volume is kept) and the fine
+  voxels around the point where two blocks meet are added (a box two fine voxels wide:
+  0.75 voxel per corner contact at factor 2, 0.22 at factor 3); the label is meshed on
+  its own. It gives factor² as many triangles to simplify.
 """
 
 from __future__ import annotations
@@ -47,6 +49,34 @@ def is_thin(mask: np.ndarray) -> bool:
     return any(_diagonal_only(padded, mask, offset).any() for offset in DIAGONAL_OFFSETS)
 
 
+def bridge_in_place(region: np.ndarray, label_id: int, keep_out) -> int:
+    """Bridge the diagonal-only contacts of `label_id` in the label array `region` (a view
+    that is modified) on the voxel grid; never take voxels of the ids in `keep_out`.
+    Returns the number of voxels added."""
+    mask = region == label_id
+    padded = np.pad(mask, 1)
+    kept_out = np.zeros(int(region.max()) + 1, dtype=bool)  # lookup table by label id
+    kept_out[[i for i in keep_out if i != label_id and i < len(kept_out)]] = True
+    added = 0
+    for offset in DIAGONAL_OFFSETS:
+        pairs = np.argwhere(_diagonal_only(padded, mask, offset))
+        if not len(pairs):
+            continue
+        paths = _paths(offset)
+        costs = np.stack([sum(_cost(region[tuple((pairs + step).T)], kept_out) for step in path)
+                          for path in paths])
+        best = np.argmin(costs, axis=0)
+        for number, path in enumerate(paths):
+            chosen = pairs[best == number]
+            for step in path:
+                index = tuple((chosen + step).T)
+                values = region[index]
+                free = ~kept_out[values]
+                added += int(np.count_nonzero(values[free] != label_id))
+                region[tuple(i[free] for i in index)] = label_id
+    return added
+
+
 def bridged_upsample(mask: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upsampling of a boolean mask with its diagonal-only contacts
     bridged. Fine voxel f covers coarse continuous index ``(f + 0.5) / factor - 0.5``."""
@@ -67,21 +97,29 @@ def bridged_upsample(mask: np.ndarray, factor: int) -> np.ndarray:
     return fine
 
 
+def _cost(values: np.ndarray, kept_out: np.ndarray) -> np.ndarray:
+    """0 for background, 1 for another non-thin label, 100 for a label kept out."""
+    return (values != 0).astype(int) + 100 * kept_out[values]
+
+
+def _paths(offset) -> list[list[np.ndarray]]:
+    """The intermediate voxels (offsets from p) of each face path from p to p + offset."""
+    steps = [_unit(axis, offset[axis]) for axis in range(3) if offset[axis]]
+    return [list(itertools.accumulate(order[:-1])) for order in itertools.permutations(steps)]
+
+
 def _diagonal_only(padded: np.ndarray, mask: np.ndarray, offset) -> np.ndarray:
     """Voxels p of `mask` whose neighbour p + offset is in the mask, with no path of
     face steps between the two through mask voxels of their 2x2x2 block."""
     both = mask & _shifted(padded, offset)
     if not both.any():
         return both
-    steps = [_unit(axis, offset[axis]) for axis in range(3) if offset[axis]]
     connected = np.zeros_like(both)
-    for order in itertools.permutations(steps):
-        path = np.ones_like(both)
-        position = np.zeros(3, dtype=int)
-        for step in order[:-1]:  # the intermediate voxels of this path
-            position += step
-            path &= _shifted(padded, position)
-        connected |= path
+    for path in _paths(offset):
+        through = np.ones_like(both)
+        for step in path:
+            through &= _shifted(padded, step)
+        connected |= through
     return both & ~connected
 
 

@@ -1,0 +1,240 @@
+"""Speed of meshing: cordmap's pipeline against the baseline a careful user would write.
+
+Cases: (a) the PAM50 template labels (../shared/data/pam50: cord by spinal segment +
+spine mask, 141 x 141 x 991 at 0.5 mm), (b) the lumbosacral phantom (seed 0) sampled as
+512 x 512 x 48 axial voxels (0.3125 x 0.3125 x 3 mm, the published network input) and
+(c) as 512 x 512 x 512 voxels (0.3125 mm isotropic). Making the phantoms is not timed.
+
+Pipelines, each in a fresh forked process:
+  cordmap   zmesh multi-label marching cubes in one pass (+ thin roots upsampled and
+            bridged), Taubin smoothing (10 iterations), fast-simplification to 10% with
+            the watertight guard, Neuroglancer precomputed writer (cordmap.viewer).
+  baseline  PyMCubes on each label's bounding-box crop (scipy find_objects), then the
+            same fast-simplification to the same per-label triangle count, then the same
+            precomputed writer. No smoothing (so the comparison favours the baseline).
+Per stage: seconds, triangles after the stage, and the process's peak resident memory
+after it (ru_maxrss; it only grows, so a stage that raises it is the one that needed it).
+Targets (issue 6): 512 x 512 x 48 meshed, simplified to ~10% and written in under 3 s and
+faster than the baseline; 512³ in under 15 s. Prints a table and writes JSON. Usage:
+
+    .venv/bin/python benchmarks/mesh.py [--cases pam50,phantom48,phantom512] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cordmap.atomic import write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+REDUCTION = 0.9
+TARGETS_S = {"phantom48": 3.0, "phantom512": 15.0}
+
+
+# -- cases --------------------------------------------------------------------------------------
+def pam50_case():
+    """PAM50 spinal segments 1..30 and the spine mask (id 99), with a schema naming them."""
+    from cordmap.anatomy.schema import Label, LabelSchema
+    from cordmap.io.nifti import read_nifti
+    from cordmap.volume import LabelVolume, Volume
+
+    folder = DATA / "pam50"
+    levels = read_nifti(folder / "PAM50_spinal_levels.nii.gz")
+    spine = read_nifti(folder / "PAM50_spine.nii.gz")
+    array = np.asarray(levels.array).astype(np.uint16)
+    array[(array == 0) & (spine.array > 0)] = 99
+    schema = LabelSchema("pam50-benchmark", "1", [
+        Label(i, f"PAM50 spinal level {i}", "segment", (61, 242, 160)) for i in range(1, 31)]
+        + [Label(99, "spine", "vertebra", (230, 210, 172))])
+    labels = LabelVolume(array, levels.affine, schema=schema)
+    image = Volume((array > 0).astype(np.uint8), levels.affine)
+    return "PAM50 labels 141x141x991", image, labels
+
+
+def phantom_case(n_slices: int):
+    from cordmap.anatomy.phantom import geometry_of, sample_phantom
+    from cordmap.anatomy.phantom_sampling import axial_grid
+
+    geometry = geometry_of(0)
+    pixel = 160.0 / 512
+    thickness = 3.0 if n_slices == 48 else pixel
+    image, labels = sample_phantom(geometry, axial_grid(geometry, thickness, pixel,
+                                                        (160.0, 160.0), n_slices))
+    return f"phantom 512x512x{n_slices}", image, labels
+
+
+CASES = {"pam50": pam50_case, "phantom48": lambda: phantom_case(48),
+         "phantom512": lambda: phantom_case(512)}
+
+
+# -- pipelines ------------------------------------------------------------------------------------
+class Stages:
+    """Times the stages of one pipeline run, with triangles and peak memory after each."""
+
+    def __init__(self):
+        self.rows = []
+
+    def run(self, name, function, triangles=None):
+        start = time.perf_counter()
+        result = function()
+        seconds = time.perf_counter() - start
+        count = triangles(result) if triangles else None
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.rows.append({"stage": name, "seconds": round(seconds, 3), "triangles": count,
+                          "peak_rss_mib": round(peak_mib, 1)})
+        return result
+
+
+def _triangles(meshes) -> int:
+    return int(sum(len(m.faces) for m in meshes.values()))
+
+
+def cordmap_pipeline(image, labels, out_dir, targets=None):
+    from cordmap.mesh import march_labels
+    from cordmap.mesh.refine import simplify, smooth
+    from cordmap.mesh.surfaces import DEFAULT_SMOOTHING
+    from cordmap.viewer import write_precomputed
+
+    stages = Stages()
+    meshes = stages.run("marching cubes", lambda: march_labels(labels), _triangles)
+    meshes = stages.run("smoothing", lambda: {i: smooth(m, DEFAULT_SMOOTHING)
+                                              for i, m in meshes.items()}, _triangles)
+    meshes = stages.run("simplification", lambda: {i: simplify(m, REDUCTION)
+                                                   for i, m in meshes.items()}, _triangles)
+    stages.run("precomputed", lambda: write_precomputed(image, labels, meshes, out_dir))
+    closed = sum(m.is_watertight for m in meshes.values())
+    return stages.rows, {i: len(m.faces) for i, m in meshes.items()}, closed, len(meshes)
+
+
+def baseline_pipeline(image, labels, out_dir, targets):
+    import fast_simplification
+    import mcubes
+    import trimesh
+    from scipy import ndimage
+
+    from cordmap.viewer import write_precomputed
+
+    def march():
+        meshes = {}
+        for index, box in enumerate(ndimage.find_objects(labels.array)):
+            if box is None:
+                continue
+            label_id = index + 1
+            crop = np.pad(labels.array[box] == label_id, 1).astype(np.float32)
+            vertices, faces = mcubes.marching_cubes(crop, 0.5)
+            ijk = vertices + [s.start - 1 for s in box]
+            world = ijk @ labels.affine[:3, :3].T + labels.affine[:3, 3]
+            meshes[label_id] = trimesh.Trimesh(world, faces, process=False)
+        return meshes
+
+    def simplify(meshes):
+        out = {}
+        for label_id, mesh in meshes.items():
+            target = targets.get(label_id, len(mesh.faces))
+            if target < len(mesh.faces):
+                vertices, faces = fast_simplification.simplify(
+                    mesh.vertices, mesh.faces, target_count=target)
+                mesh = trimesh.Trimesh(vertices, faces, process=False)
+            out[label_id] = mesh
+        return out
+
+    stages = Stages()
+    meshes = stages.run("marching cubes", march, _triangles)
+    meshes = stages.run("simplification", lambda: simplify(meshes), _triangles)
+    stages.run("precomputed", lambda: write_precomputed(image, labels, meshes, out_dir))
+    closed = sum(m.is_watertight for m in meshes.values())
+    return stages.rows, {i: len(m.faces) for i, m in meshes.items()}, closed, len(meshes)
+
+
+_CASE = {}
+
+
+def _child(pipeline, targets, queue):
+    image, labels = _CASE["image"], _CASE["labels"]
+    out_dir = Path(tempfile.mkdtemp(prefix="cordmap-bench-"))
+    try:
+        start_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows, counts, closed, total = pipeline(image, labels, out_dir / "viewer", targets)
+        queue.put({"rows": rows, "counts": counts, "closed": closed, "meshes": total,
+                   "start_rss_mib": round(start_mib, 1)})
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def run_in_fresh_process(pipeline, targets=None) -> dict:
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(pipeline, targets or {}, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+# -- report ---------------------------------------------------------------------------------------
+def print_table(results):
+    header = f"{'case':28} {'pipeline':9} {'stage':15} {'s':>7} {'triangles':>10} {'peak MiB':>9}"
+    print(header)
+    print("-" * len(header))
+    for case in results:
+        for name in ("cordmap", "baseline"):
+            run = case[name]
+            for row in run["rows"]:
+                triangles = "" if row["triangles"] is None else str(row["triangles"])
+                print(f"{case['case']:28} {name:9} {row['stage']:15} {row['seconds']:7.2f} "
+                      f"{triangles:>10} {row['peak_rss_mib']:9.0f}")
+            print(f"{case['case']:28} {name:9} {'TOTAL':15} {run['total_s']:7.2f} "
+                  f"{'':>10} {'':>9}  closed meshes {run['closed']}/{run['meshes']}")
+        print()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="pam50,phantom48,phantom512")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mesh.json")
+    args = parser.parse_args()
+    results = []
+    for key in args.cases.split(","):
+        name, image, labels = CASES[key]()
+        _CASE.update(image=image, labels=labels)
+        ours = run_in_fresh_process(cordmap_pipeline)
+        baseline = run_in_fresh_process(baseline_pipeline, ours["counts"])
+        entry = {"key": key, "case": name, "shape": list(labels.shape),
+                 "spacing_mm": [round(s, 4) for s in labels.spacing],
+                 "labels": len(labels.ids())}
+        for label, run in (("cordmap", ours), ("baseline", baseline)):
+            run["total_s"] = round(sum(r["seconds"] for r in run["rows"]), 3)
+            run.pop("counts")
+            entry[label] = run
+        entry["speedup"] = round(baseline["total_s"] / ours["total_s"], 2)
+        if key in TARGETS_S:
+            entry["target_s"] = TARGETS_S[key]
+            entry["target_met"] = ours["total_s"] < TARGETS_S[key] and entry["speedup"] > 1
+        results.append(entry)
+    print_table(results)
+    for entry in results:
+        target = (f"; target {entry['target_s']} s {'met' if entry['target_met'] else 'MISSED'}"
+                  if "target_s" in entry else "")
+        print(f"{entry['case']}: cordmap {entry['cordmap']['total_s']:.2f} s, baseline "
+              f"{entry['baseline']['total_s']:.2f} s, speed-up x{entry['speedup']}{target}")
+    machine = {"cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+               "python": platform.python_version(), "platform": platform.platform()}
+    write_text(args.out, json.dumps({"machine": machine, "reduction": REDUCTION,
+                                     "results": results}, indent=1) + "\n")
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
