@@ -48,10 +48,10 @@ def browser():
         browser.close()
 
 
-def open_viewer(browser, url: str):
+def open_viewer(browser, url: str, size=(1000, 750)):
     """A page showing the viewer at `url`, once it has drawn everything; `page.errors`
-    collects uncaught script errors."""
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    collects uncaught script errors. (SwiftShader draws on the CPU: keep pages small.)"""
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.goto(url)
@@ -143,7 +143,7 @@ def test_static_site_works_from_a_plain_web_server(browser, anatomy, case_dir, t
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        page = open_viewer(browser, f"http://127.0.0.1:{server.server_address[1]}/")
+        page = open_viewer(browser, f"http://127.0.0.1:{server.server_address[1]}/", (640, 480))
         assert page.errors == []
         assert "/v/cordmap/#!" in page.url
         layers = page.evaluate("viewer.layerManager.managedLayers.map(l => l.name)")
@@ -167,7 +167,7 @@ def test_phantom_first_view_shows_the_enlargement_through_the_vertebrae(browser,
     from cordmap.mesh import mesh_labels
     from cordmap.viewer import Site, ViewerServer, viewer_state, write_precomputed
 
-    phantom = make_phantom(0, n_slices=48, pixel_mm=1.0, fov_mm=(120.0, 120.0))
+    phantom = make_phantom(0, n_slices=48, pixel_mm=1.25, fov_mm=(100.0, 100.0))
     image, labels = phantom.image, phantom.labels
     data = write_precomputed(image, labels, mesh_labels(labels, thin_upsample=1), tmp_path / "data")
     server = ViewerServer(Site(data, viewer_state(image, labels)))
