@@ -3,10 +3,13 @@
 import json
 import sqlite3
 
+import pytest
+
 from typer.testing import CliRunner
 
 from cordmap.cli import app
 from cordmap.study.csvimport import COLUMNS
+from cordmap.study.registry import Registry, init_registry, validate_participant
 
 ENV = {"COLUMNS": "200"}
 
@@ -69,20 +72,35 @@ def test_newer_database_gives_one_line_error(tmp_path):
     assert "Traceback" not in output
 
 
-def test_stats_and_report_on_the_demo_study(tmp_path):
-    out = tmp_path / "demo"
-    assert "report.html" in ok("study", "demo", out, "--participants", "20", "--seed", "1")
+def test_stats_and_report(tmp_path):
+    db = tmp_path / "study.db"
+    init_registry(db)
+    cohort = [("3d", 70, 150), ("3d", 66, 170), ("3d", 68, 160),
+              ("conv", 60, 200), ("conv", 63, 190), ("conv", 55, 230)]
+    with Registry.open(db) as registry:
+        registry.add_participants([validate_participant({"id": f"P{n}", "group": group,
+                                                         "sex": "FM"[n % 2]})
+                                   for n, (group, _, _) in enumerate(cohort)])
+        for n, (_, coverage, minutes) in enumerate(cohort):
+            registry.record_surgery(f"P{n}", coverage_pct=coverage, duration_min=minutes)
     report, results = tmp_path / "welch.html", tmp_path / "welch.json"
-    printed = ok("study", "stats", out / "study.db", "--metric", "coverage", "--test", "welch",
+    printed = ok("study", "stats", db, "--metric", "coverage", "--test", "welch",
                  "--report", report, "--json", results)
     assert "cohen-d" in printed and "difference in means" in printed
     (saved,) = json.loads(results.read_text())
     assert saved["test"] == "welch" and saved["metric"] == "coverage"
-    assert [g["n"] for g in saved["groups"]] == [10, 10]
+    assert [g["n"] for g in saved["groups"]] == [3, 3]
+    assert saved["difference"] == pytest.approx(68 - 178 / 3)
     assert "Welch" in report.read_text()
-    fails("study", "stats", out / "study.db", "--by", "sex", "--groups", "F,Q",
-          message="there is no sex 'Q'")
-    fails("study", "stats", out / "study.db", "--test", "anova", message="unknown test 'anova'")
+    assert "p = 0.100" in ok("study", "stats", db)  # Mann-Whitney, 3 vs 3 separated: exact 2/20
+    fails("study", "stats", db, "--by", "sex", "--groups", "F,Q", message="there is no sex 'Q'")
+    fails("study", "stats", db, "--test", "anova", message="unknown test 'anova'")
+
+
+def test_demo_refuses_a_folder_in_use(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    fails("study", "demo", tmp_path, message="is not an empty folder")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def test_stats_needs_two_named_groups(tmp_path):

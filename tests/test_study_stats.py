@@ -11,8 +11,10 @@ import pytest
 from PIL import Image
 from scipy import stats
 
+from cordmap.case import Case
 from cordmap.errors import CordmapError
-from cordmap.study.demo import build_demo_study, length_coverage
+from cordmap.plan.planner import Planner
+from cordmap.study.demo import build_demo_study
 from cordmap.study.figures import box_plots, format_p
 from cordmap.study.registry import Registry, init_registry, validate_participant
 from cordmap.study.report import study_report
@@ -128,24 +130,40 @@ def test_study_report_is_self_contained(tmp_path):
     assert "T4 6" in text  # cohort table: injury levels per group
 
 
-def test_length_coverage_by_hand():
-    assert length_coverage(46.5, 50.0, 0.0) == pytest.approx(93.0)
-    assert length_coverage(46.5, 50.0, 10.0) == pytest.approx(100 * (25 + 13.25) / 50)
-    assert length_coverage(60.0, 50.0, 2.0) == 100.0
-    assert length_coverage(40.0, 50.0, 60.0) == 0.0
-
-
-def test_demo_study_is_reproducible_and_complete(tmp_path):
-    study = build_demo_study(tmp_path / "demo", participants=16, seed=5)
+def test_demo_study_plans_phantoms_and_is_reproducible(tmp_path):
+    study = build_demo_study(tmp_path / "demo", participants=4, seed=5)
     with Registry.open(study.database) as registry:
         rows = registry.cohort()
-    assert len(rows) == 16 == len(study.csv.read_text().splitlines()) - 1
-    assert {r["group"] for r in rows} == {"3d-planned", "conventional"}
-    assert all(r["planned_coverage"] is not None for r in rows if r["group"] == "3d-planned")
-    assert all(r["planned_coverage"] is None for r in rows if r["group"] == "conventional")
-    assert all(0 <= r["coverage"] <= 100 and r["surgery_time"] >= 60 for r in rows)
+        records = [registry.participant(r["id"]) for r in rows]
+    assert len(rows) == 4 == len(study.csv.read_text().splitlines()) - 1
+    assert [r["group"] for r in rows] == ["3d-planned", "conventional"] * 2
+    for row, record in zip(rows, records):
+        (scan,) = record["scans"]
+        case = Case.open(scan["case_dir"])
+        assert case.subject == f"sub-{row['id']}" and case.label_sources() == ["manual"]
+        assert 0 < row["coverage"] <= 100 and row["surgery_time"] >= 60
+        if row["group"] == "3d-planned":
+            (plan,) = record["plans"]
+            best = Planner.prepare(case.labels()).plan(top=1)["candidates"][0]
+            assert plan["coverage_pct"] == pytest.approx(best["volume_pct"])
+            assert plan["rostral_edge"] == best["rostral_edge"]
+            assert row["coverage"] <= plan["coverage_pct"] + 0.5  # the plan is the best
+        else:
+            assert record["plans"] == []
     redo = compare_cohort(rows, metrics=["coverage", "surgery_time"], seed=5)
     assert [c.p_value for c in redo] == [c.p_value for c in study.comparisons]
     assert "SYNTHETIC" in study.report.read_text()
-    with pytest.raises(CordmapError, match="not empty"):
+    with pytest.raises(CordmapError, match="not an empty folder"):
         build_demo_study(tmp_path / "demo")
+
+
+def test_failed_demo_leaves_nothing(tmp_path, monkeypatch):
+    import cordmap.study.demo as demo
+
+    def broken(*args):
+        raise CordmapError("planner broke")
+
+    monkeypatch.setattr(demo, "_operate", broken)
+    with pytest.raises(CordmapError, match="planner broke"):
+        build_demo_study(tmp_path / "demo", participants=4)
+    assert not (tmp_path / "demo").exists()
