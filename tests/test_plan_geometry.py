@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from cordmap.errors import CordmapError
-from cordmap.plan.enlargement import (PAM50_ROSTRAL_END_ABOVE_TIP_MM, PAM50_TAPER_ABOVE_TIP_MM,
-                                      find_enlargement, parse_segment_range, taper_point)
+from cordmap.plan.enlargement import (PAM50_ROSTRAL_END_ABOVE_TIP_MM, csa_peak, find_enlargement,
+                                      parse_segment_range)
 from cordmap.plan.geometry import ArcVolume, measure_cord
 from cordmap.plan.synthetic import synthetic_cord
 from cordmap.volume import LabelVolume
@@ -76,29 +76,39 @@ def test_curved_centreline_lies_on_the_true_circle():
     assert np.abs(distance).max() < 0.3
 
 
-def test_enlargement_estimated_from_csa_and_conus_on_a_tapered_cord():
-    """A cylinder of radius 4 mm to s = 60 tapering linearly to 0.5 mm at the tip (s = 105):
-    half the peak area is at r = 4 / sqrt(2), i.e. s = 60 + 45 (4 - 2.828) / 3.5."""
+def test_enlargement_estimated_from_the_conus_and_checked_by_the_csa_peak():
+    """A cord swelling to its largest radius at s = 60 and tapering from s = 90 to a tip at
+    s = 105, without segment labels: the segments lie at their PAM50 distances above the
+    tip, and the CSA peak (s = 60) falls inside the estimate."""
     def radius(s):
-        return np.where(s < 60, 4.0, 4.0 - 3.5 * (s - 60) / 45)
+        swelling = 3.5 + 1.5 * np.exp(-(((s - 60) / 12) ** 2))
+        at_90 = 3.5 + 1.5 * np.exp(-((30 / 12) ** 2))
+        return np.where(s <= 90, swelling, at_90 - (at_90 - 0.5) * (s - 90) / 15)
 
     labels = straight(spacing=(0.5, 0.5, 0.5), shape=(40, 40, 240), radius=radius)
     plain = LabelVolume(np.where(labels.array > 0, 1, 0).astype(np.uint16), labels.affine,
                         schema=labels.schema)
     geometry = measure_cord(plain)
-    taper = 60 + 45 * (4 - 4 / np.sqrt(2)) / 3.5
-    assert taper_point(geometry) == pytest.approx(taper, abs=0.4)
     assert geometry.conus_tip == pytest.approx(105, abs=0.5)
     enlargement = find_enlargement(geometry, plain.schema, "L1..S2")
     assert enlargement.estimated and "estimated" in enlargement.describe()
-    # the rule applied to the analytic taper point and tip, within the propagated tolerance
-    scale = (105 - taper) / PAM50_TAPER_ABOVE_TIP_MM
-    assert enlargement.start == pytest.approx(105 - scale * PAM50_ROSTRAL_END_ABOVE_TIP_MM["L1"], abs=1.5)
-    assert enlargement.end == pytest.approx(105 - scale * PAM50_ROSTRAL_END_ABOVE_TIP_MM["S3"], abs=0.5)
-    # and exactly to the measured ones
-    scale = (geometry.conus_tip - taper_point(geometry)) / PAM50_TAPER_ABOVE_TIP_MM
-    assert enlargement.start == pytest.approx(
-        geometry.conus_tip - scale * PAM50_ROSTRAL_END_ABOVE_TIP_MM["L1"], abs=1e-9)
+    tip = geometry.conus_tip
+    assert enlargement.start == pytest.approx(tip - PAM50_ROSTRAL_END_ABOVE_TIP_MM["L1"], abs=1e-9)
+    assert enlargement.end == pytest.approx(tip - PAM50_ROSTRAL_END_ABOVE_TIP_MM["S3"], abs=1e-9)
+    assert enlargement.segment_extents["L2"][0] == pytest.approx(tip - 73.5, abs=1e-9)
+    assert enlargement.csa_peak == pytest.approx(60, abs=1.0)
+    assert csa_peak(geometry) == enlargement.csa_peak
+    assert not enlargement.segment_volumes
+
+
+def test_estimated_enlargement_needs_the_conus():
+    labels = straight()
+    plain = np.where(labels.array > 0, 1, 0).astype(np.uint16)
+    affine = labels.affine.copy()
+    affine[2, 3] += 30.0
+    cut = LabelVolume(plain[:, :, 10:], affine, schema=labels.schema)
+    with pytest.raises(CordmapError, match="needs the conus"):
+        find_enlargement(measure_cord(cut), labels.schema, "L1..S2")
 
 
 def test_segment_range_parsing():

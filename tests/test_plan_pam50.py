@@ -1,11 +1,11 @@
-"""The worked example on the PAM50 template (../shared/data/pam50) and the PAM50 constants
+"""The worked example on the PAM50 template (../shared/data/pam50) and the PAM50 distances
 of the estimated-enlargement rule."""
 
 from pathlib import Path
 
 import pytest
 
-from cordmap.plan.enlargement import PAM50_ROSTRAL_END_ABOVE_TIP_MM, PAM50_TAPER_ABOVE_TIP_MM, taper_point
+from cordmap.plan.enlargement import PAM50_ROSTRAL_END_ABOVE_TIP_MM
 from cordmap.plan.pam50 import load_pam50_labels
 from cordmap.plan.planner import Planner
 
@@ -49,4 +49,3 @@ def test_pam50_constants_of_the_estimated_enlargement(pam50):
         label = schema.find("segment", name).id
         rostral_end = geometry.extents[label][0]
         assert tip - rostral_end == pytest.approx(distance, abs=0.05), name
-    assert tip - taper_point(geometry) == pytest.approx(PAM50_TAPER_ABOVE_TIP_MM, abs=0.05)

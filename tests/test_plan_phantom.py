@@ -5,6 +5,7 @@ import pytest
 from cordmap.anatomy.phantom import make_phantom
 from cordmap.plan.coverage import coverage_at
 from cordmap.plan.planner import Planner
+from cordmap.volume import LabelVolume
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +45,20 @@ def test_best_placement_is_the_best_of_the_curve(phantom):
     assert best["volume_pct"] == pytest.approx(
         coverage_at(planner.enlargement, planner.paddle, best["rostral_mm"]).volume_pct, abs=0.01)
     assert any(level in best["rostral_edge"] for level in ("T10", "T11", "T12"))
+
+
+def test_estimated_enlargement_without_segment_labels(phantom):
+    """Segments unlabelled: the enlargement placed from the conus lies within a few mm of
+    the labelled one, and the array it proposes covers nearly as much of the true one."""
+    phantom, planner = phantom
+    array = phantom.labels.array.copy()
+    array[(array >= 116) & (array <= 130) | (array == 60)] = 1
+    estimated = Planner.prepare(LabelVolume(array, phantom.labels.affine, schema=phantom.labels.schema))
+    assert estimated.enlargement.estimated
+    assert estimated.enlargement.start == pytest.approx(planner.enlargement.start, abs=8.0)
+    assert estimated.enlargement.end == pytest.approx(planner.enlargement.end, abs=8.0)
+    assert planner.enlargement.start <= estimated.enlargement.csa_peak <= planner.enlargement.end
+    proposed = estimated.plan(top=1)["candidates"][0]["rostral_mm"]
+    best = planner.plan(top=1)["candidates"][0]["volume_pct"]
+    achieved = coverage_at(planner.enlargement, planner.paddle, proposed).volume_pct
+    assert best - 3.0 <= achieved <= best + 0.01  # plan.json rounds to 0.01

@@ -3,17 +3,15 @@
 Labelled: the union of the cord segments of a range (default L1..S2; the published
 studies used L1..S1), its extent along the cord taken from the labels.
 
-Estimated (no segment of the range is labelled): placed from the conus tip and the
-cross-sectional-area (CSA) profile, scaled from the PAM50 template:
-
-1. the conus tip is the caudal end of the cord (it must lie inside the image);
-2. the taper point is the most caudal arc length where the CSA, smoothed with a 2 mm
-   Gaussian, is still at least half the largest CSA of the caudal 100 mm of the cord;
-3. scale = (tip - taper point) / the same distance in PAM50;
-4. each segment's rostral end lies `scale x` its PAM50 distance above the tip
-   (`PAM50_ROSTRAL_END_ABOVE_TIP_MM`, measured on the template, tested against it).
-
-The result is marked `estimated`; it has no per-segment volumes of its own.
+Estimated (no segment of the range is labelled; marked `estimated`): each segment is
+placed at its PAM50 distance above the conus tip (the caudal end of the cord, which must lie
+inside the image): L1 starts 90.5 mm above the tip, S2 ends 16.0 mm above it
+(`PAM50_ROSTRAL_END_ABOVE_TIP_MM`, measured on the template and re-measured by the tests).
+The cross-sectional-area (CSA) profile checks the estimate: the CSA peak of the caudal
+100 mm of the cord (smoothed over 2 mm) is reported with whether it falls inside the
+estimated enlargement. Rules that scaled or placed the enlargement from the CSA profile
+(its taper into the conus, its peak) did worse on the phantom (docs/planning.md).
+An estimated enlargement has no per-segment volumes.
 """
 
 from __future__ import annotations
@@ -30,13 +28,12 @@ from cordmap.plan.geometry import ArcVolume, CordGeometry, boundary
 DEFAULT_ENLARGEMENT = "L1..S2"
 
 #: Distance (mm, along the cord) from each segment's rostral end to the conus tip in the
-#: PAM50 template, and from its CSA taper point to the tip (see `load_pam50_labels`).
+#: PAM50 template (see `load_pam50_labels`).
 PAM50_ROSTRAL_END_ABOVE_TIP_MM = {
     "T8": 201.5, "T9": 176.0, "T10": 151.5, "T11": 129.5, "T12": 109.0,
     "L1": 90.5, "L2": 73.5, "L3": 60.5, "L4": 49.0, "L5": 38.5,
     "S1": 30.5, "S2": 23.5, "S3": 16.0, "S4": 9.5, "S5": 3.5,
 }
-PAM50_TAPER_ABOVE_TIP_MM = 32.6
 #: The caudal stretch of cord (mm) searched for the largest CSA.
 CSA_SEARCH_MM = 100.0
 CSA_SMOOTHING_MM = 2.0
@@ -53,6 +50,7 @@ class Enlargement:
     estimated: bool
     segment_volumes: dict[str, ArcVolume]  # labelled segments only
     segment_extents: dict[str, tuple[float, float]]
+    csa_peak: float | None = None  # estimated only: arc length of the caudal CSA peak
 
     @property
     def length(self) -> float:
@@ -139,19 +137,13 @@ def _touching_edge(geometry: CordGeometry, start: float, end: float) -> str | No
     return None
 
 
-def taper_point(geometry: CordGeometry) -> float:
-    """Most caudal arc length where the smoothed CSA is at least half the largest CSA of the
-    caudal CSA_SEARCH_MM of the cord."""
+def csa_peak(geometry: CordGeometry) -> float:
+    """Arc length of the largest CSA (smoothed over CSA_SMOOTHING_MM) in the caudal
+    CSA_SEARCH_MM of the cord."""
     step = float(geometry.csa_s[1] - geometry.csa_s[0])
     csa = gaussian_filter1d(geometry.csa, CSA_SMOOTHING_MM / step, mode="nearest")
     caudal = geometry.csa_s >= geometry.length - CSA_SEARCH_MM
-    s, csa = geometry.csa_s[caudal], csa[caudal]
-    half = float(csa.max()) / 2
-    last = int(np.nonzero(csa >= half)[0][-1])
-    if last + 1 == len(s):
-        return float(s[last])
-    fraction = (csa[last] - half) / (csa[last] - csa[last + 1])  # linear crossing
-    return float(s[last] + fraction * (s[last + 1] - s[last]))
+    return float(geometry.csa_s[caudal][np.argmax(csa[caudal])])
 
 
 def _estimated(geometry: CordGeometry, names: tuple[str, ...], source: str) -> Enlargement:
@@ -162,23 +154,16 @@ def _estimated(geometry: CordGeometry, names: tuple[str, ...], source: str) -> E
             "image, so the enlargement cannot be estimated (it needs the conus); label the "
             "segments or use an image that includes the conus"
         )
-    if geometry.length < CSA_SEARCH_MM:
-        raise CordmapError(
-            f"only {geometry.length:.0f} mm of cord is in view in {source}; estimating the "
-            f"enlargement needs the caudal {CSA_SEARCH_MM:.0f} mm; label the segments instead"
-        )
-    scale = (tip - taper_point(geometry)) / PAM50_TAPER_ABOVE_TIP_MM
     extents = {}
     for name in names:
-        rostral = tip - scale * PAM50_ROSTRAL_END_ABOVE_TIP_MM[name]
         after = SEGMENTS.index(name) + 1
         below = SEGMENTS[after] if after < len(SEGMENTS) else None
-        caudal = tip - scale * PAM50_ROSTRAL_END_ABOVE_TIP_MM[below] if below else tip
-        extents[name] = (rostral, caudal)
+        extents[name] = (tip - PAM50_ROSTRAL_END_ABOVE_TIP_MM[name],
+                         tip - PAM50_ROSTRAL_END_ABOVE_TIP_MM[below] if below else tip)
     start, end = extents[names[0]][0], extents[names[-1]][1]
     if start < geometry.cord.start and geometry.cut_rostral:
         raise CordmapError(
             f"the estimated enlargement starts {geometry.cord.start - start:.0f} mm above the "
-            f"top of the image in {source}; use an image that covers it"
+            f"top of the image in {source}; use an image that covers it or label the segments"
         )
-    return Enlargement(names, start, end, geometry.cord, True, {}, extents)
+    return Enlargement(names, start, end, geometry.cord, True, {}, extents, csa_peak(geometry))

@@ -128,7 +128,10 @@ class Planner:
                             "length_mm": round(e.length, 2),
                             "volume_mm3": round(e.total_volume, 1),
                             "segment_extents_mm": {k: [round(a, 2), round(b, 2)]
-                                                   for k, (a, b) in e.segment_extents.items()}},
+                                                   for k, (a, b) in e.segment_extents.items()},
+                            **({"csa_peak_mm": round(e.csa_peak, 2),
+                                "csa_peak_inside": bool(e.start <= e.csa_peak <= e.end)}
+                               if e.csa_peak is not None else {})},
             "cord": {"length_mm": round(self.geometry.length, 2),
                      "conus_tip_mm": (None if self.geometry.conus_tip is None
                                       else round(self.geometry.conus_tip, 2)),
