@@ -525,16 +525,18 @@ def study_demo(
     participants: Annotated[int, typer.Option(help="Number of synthetic participants.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ):
-    """Build a synthetic 50-participant, two-group study and its report (SYNTHETIC numbers)."""
+    """Build a synthetic two-group study of planned phantoms, with statistics and report."""
     from cordmap.study.demo import build_demo_study
     from cordmap.study.figures import format_p
 
-    study = build_demo_study(out, participants=participants, seed=seed)
+    with console.status("building the demo study") as status:
+        study = build_demo_study(out, participants=participants, seed=seed, on_participant=lambda pid:
+                                 status.update(f"{pid}: phantom, case folder, plan, surgery"))
     for c in study.comparisons:
         a, b = c.groups
         console.print(f"{c.metric}: {a.name} median {a.median:.1f} vs {b.name} {b.median:.1f} {c.unit}, "
                       f"{format_p(c.p_value)}")
-    console.print(f"written {study.database}, {study.csv} and {study.report}")
+    console.print(f"written {study.database}, {study.csv}, {study.cases}/ and {study.report}")
 
 
 @command
