@@ -201,8 +201,22 @@ def test_sagittal_series_samples_the_same_anatomy(small):
     assert image.same_grid(labels)
     middle = labels.array[2]
     assert {2, 41, 121} <= set(np.unique(middle).tolist())
-    again = sample_phantom(small.truth, small.labels)[1]
+    again = sample_phantom(small.truth, small.labels, partial_volume=1)[1]
     assert np.array_equal(again.array, small.labels.array)
+
+
+def test_thick_slices_average_planes_through_their_thickness(small):
+    geometry, grid = small.geometry, Grid(small.labels.shape, small.labels.affine)
+    thin_image, thin_labels = sample_phantom(geometry, grid, partial_volume=1)
+    assert np.array_equal(thin_labels.array, small.labels.array)
+    boundary = small.labels.array != np.roll(small.labels.array, 1, axis=2)
+    differs = thin_image.array != small.image.array
+    assert differs[boundary].mean() > 5 * differs[~boundary].mean()
+    iso = cord_grid(geometry, 4.0)
+    assert np.array_equal(sample_phantom(geometry, iso, partial_volume=3)[0].array,
+                          sample_phantom(geometry, iso, partial_volume=1)[0].array)
+    with pytest.raises(CordmapError, match="odd"):
+        sample_phantom(geometry, iso, partial_volume=2)
 
 
 def test_truth_round_trips_through_json(small, tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 from cordmap.anatomy.phantom_geometry import (
     ENLARGEMENT, PhantomGeometry, PhantomParameters, draw_parameters,
 )
-from cordmap.anatomy.phantom_image import t2_image
+from cordmap.anatomy.phantom_image import t2_image, tissue_intensity
 from cordmap.anatomy.phantom_sampling import Grid, axial_grid, rasterise, sagittal_grid
 from cordmap.anatomy.schema import default_schema
 from cordmap.errors import CordmapError
@@ -36,6 +36,7 @@ COORDINATES = (
     "vertebral endplates and segment boundaries are planes normal to the centreline."
 )
 PROFILE_STEP_MM = 0.5
+PARTIAL_VOLUME = 3  # planes averaged through each slice's thickness for the image
 CENTRELINE_STEP_MM = 1.0
 
 
@@ -110,32 +111,56 @@ class Phantom:
 
 def make_phantom(seed: int = 0, *, slice_thickness: float | None = 3.0, pixel_mm: float = 0.8,
                  fov_mm: tuple[float, float] = (160.0, 160.0),
-                 n_slices: int | None = None) -> Phantom:
+                 n_slices: int | None = None, partial_volume: int = PARTIAL_VOLUME) -> Phantom:
     """Draw phantom `seed` and acquire it as axial slices.
 
     `slice_thickness` None draws it from the seed (2.5, 3, 3.5 or 4 mm). Without
     `n_slices` the slab covers T9 to the S1 part of the sacrum; with it (48 for the
     published network input), the slab is centred on the enlargement and conus.
+    `partial_volume` planes per slice make the image (see `sample_phantom`).
     """
     if seed < 0:
         raise CordmapError(f"phantom seed must be 0 or more, got {seed}")
     geometry = PhantomGeometry(draw_parameters(seed, slice_thickness))
     grid = axial_grid(geometry, geometry.parameters.slice_thickness, pixel_mm, fov_mm, n_slices)
-    image, labels = sample_phantom(geometry, grid)
+    image, labels = sample_phantom(geometry, grid, partial_volume=partial_volume)
     return Phantom(image, labels, describe(geometry, grid), geometry)
 
 
-def sample_phantom(source, grid) -> tuple[Volume, LabelVolume]:
+def sample_phantom(source, grid, *, partial_volume: int = PARTIAL_VOLUME
+                   ) -> tuple[Volume, LabelVolume]:
     """Image and labels of a phantom's anatomy sampled on `grid`.
 
     `source` is a PhantomGeometry, PhantomParameters, PhantomTruth or seed; `grid` a Grid,
-    or any Volume whose grid to reuse (shape and affine).
+    or any Volume whose grid to reuse (shape and affine). Labels are the anatomy at the
+    voxel centres. The image averages the tissue intensities of `partial_volume` (odd)
+    planes spread evenly through each slice's thickness, the middle one through the voxel
+    centres (along the grid's thickest axis, when it is thicker than the others), as a
+    thick MRI slice does, before bias and noise.
     """
+    if partial_volume < 1 or partial_volume % 2 == 0:
+        raise CordmapError(f"partial_volume must be an odd number of planes, got {partial_volume}")
     geometry = geometry_of(source)
     if not isinstance(grid, Grid):
         grid = Grid(grid.shape, grid.affine)
-    labels, tissue = rasterise(geometry, grid)
-    image = t2_image(tissue, grid, geometry.parameters)
+    spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
+    axis = int(np.argmax(spacing))
+    if spacing[axis] <= 1.2 * np.delete(spacing, axis).max():
+        axis, partial_volume = 0, 1
+    # one pass over `partial_volume` thin planes per slice; the middle ones are the grid's
+    fine_shape = list(grid.shape)
+    fine_shape[axis] *= partial_volume
+    fine_affine = grid.affine.copy()
+    fine_affine[:3, axis] /= partial_volume
+    fine_affine[:3, 3] -= (partial_volume // 2) * fine_affine[:3, axis]
+    fine_labels, tissue = rasterise(geometry, Grid(tuple(fine_shape), fine_affine))
+    middle = [slice(None)] * 3
+    middle[axis] = slice(partial_volume // 2, None, partial_volume)
+    labels = np.ascontiguousarray(fine_labels[tuple(middle)])
+    planes = list(grid.shape)
+    planes.insert(axis + 1, partial_volume)
+    intensity = tissue_intensity(tissue).reshape(planes).mean(axis=axis + 1)
+    image = t2_image(intensity, grid, geometry.parameters)
     return (Volume(image, grid.affine),
             LabelVolume(labels, grid.affine, schema=default_schema()))
 
@@ -169,7 +194,8 @@ def write_phantom(phantom: Phantom, out_dir: str | Path, *, dicom: bool = True) 
     """Write the phantom into `out_dir` (replaced whole, atomically); return the paths.
 
     Files: `sub-phantom<seed>_T2w.nii.gz`, `..._T2w_desc-truth_dseg.nii.gz`, `truth.json`
-    and, with `dicom`, `dicom/axial` and `dicom/sagittal` (one study, two MR series).
+    and, with `dicom`, `dicom/axial` and `dicom/sagittal` (one study, two MR series; the
+    sagittal one has 15 slices of the axial slice thickness and pixel size).
     `out_dir` must be new, empty or an earlier phantom folder: nothing else is replaced.
     """
     from cordmap.atomic import atomic_dir, write_text
@@ -189,7 +215,8 @@ def write_phantom(phantom: Phantom, out_dir: str | Path, *, dicom: bool = True) 
             write_dicom_series(phantom.image, tmp / "dicom" / "axial", slice_axis=2,
                                series_description="T2w axial (cordmap phantom)",
                                series_number=1, **common)
-            sagittal, _ = sagittal_series(phantom)
+            pixel, _, thickness = phantom.image.spacing
+            sagittal, _ = sagittal_series(phantom, slice_thickness=thickness, pixel_mm=pixel)
             write_dicom_series(sagittal, tmp / "dicom" / "sagittal", slice_axis=0,
                                series_description="T2w sagittal (cordmap phantom)",
                                series_number=2, **common)

@@ -23,12 +23,17 @@ T2_INTENSITY = {
 BIAS_SCALE = 0.12  # amplitude of each bias-field term
 
 
-def t2_image(tissue: np.ndarray, grid: Grid, parameters: PhantomParameters) -> np.ndarray:
-    """The uint16 T2-weighted image of a tissue map sampled on `grid`."""
+def tissue_intensity(tissue: np.ndarray) -> np.ndarray:
+    """Noise-free T2 intensity (float32) of a tissue map."""
     lut = np.zeros(max(Tissue) + 1, dtype=np.float32)
     for kind, value in T2_INTENSITY.items():
         lut[kind] = value
-    image = lut[tissue]
+    return lut[tissue]
+
+
+def t2_image(intensity: np.ndarray, grid: Grid, parameters: PhantomParameters) -> np.ndarray:
+    """The uint16 image of noise-free intensities on `grid`: bias field and Rician noise."""
+    image = intensity.astype(np.float32, copy=True)
     image *= bias_field(grid, parameters.bias)
     sigma = np.float32(parameters.noise * T2_INTENSITY[Tissue.CSF])
     rng = np.random.default_rng([parameters.seed, 3, *grid.shape])
