@@ -37,7 +37,7 @@ def test_plan_a_label_file(tmp_path, labels, labels_file):
     out = tmp_path / "plan.json"
     result = invoke("plan", labels_file, "--out", out, "--top", 2, "--enlargement", "L1..S1")
     assert result.exit_code == 0, result.output
-    assert "#1" in result.output and "#2" in result.output and f"written {out}" in result.output
+    assert "#1" in result.output and "#2" in result.output and f"{out} written" in result.output
     plan = json.loads(out.read_text())
     expected = Planner.prepare(labels, enlargement="L1..S1").plan(top=2)
     assert [c["rostral_mm"] for c in plan["candidates"]] == \
@@ -53,6 +53,9 @@ def test_plan_and_assess_a_case_record_their_stage(tmp_path, labels, labels_file
     import_case(image, case_dir, labels_source=labels_file)
     assert invoke("plan", case_dir).exit_code == 0
     assert (case_dir / "plan" / "plan.json").is_file()
+    again = invoke("plan", case_dir)
+    assert again.exit_code == 0 and "up to date" in again.output
+    assert "up to date" not in invoke("plan", case_dir, "--top", 2).output
     result = invoke("assess", case_dir, "--rostral", "T12 upper endplate", "--compare", "T12 middle")
     assert result.exit_code == 0, result.output
     assert "13.5 mm" in result.output

@@ -705,11 +705,11 @@ def plan_(
     """Best paddle placements over the lumbosacral enlargement, in vertebral terms."""
     from cordmap.plan.files import plan_file
 
-    result, path = plan_file(target, out, paddle=paddle, paddles_file=paddles,
-                             enlargement=enlargement, top=top, step=step, separation=separation)
-    _plan_header(result)
-    _plan_table([(f"#{c['rank']}", c) for c in result["candidates"]])
-    console.print(f"written {path}")
+    written = plan_file(target, out, paddle=paddle, paddles_file=paddles,
+                        enlargement=enlargement, top=top, step=step, separation=separation)
+    _plan_header(written.result)
+    _plan_table([(f"#{c['rank']}", c) for c in written.result["candidates"]])
+    console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
 
 
 @command("assess")
@@ -728,8 +728,9 @@ def assess_(
     """Coverage achieved by a placement read from X-ray landmarks."""
     from cordmap.plan.files import assess_file
 
-    result, path = assess_file(target, out, rostral=rostral, caudal=caudal, compare=compare,
-                               paddle=paddle, paddles_file=paddles, enlargement=enlargement)
+    written = assess_file(target, out, rostral=rostral, caudal=caudal, compare=compare,
+                          paddle=paddle, paddles_file=paddles, enlargement=enlargement)
+    result = written.result
     _plan_header(result)
     rows = [("placement", result["placement"])]
     if "compared" in result:
@@ -737,7 +738,7 @@ def assess_(
     _plan_table(rows)
     if "compared" in result:
         console.print(f"distance between the two placements: {result['compared']['distance_mm']:.1f} mm")
-    console.print(f"written {path}")
+    console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
 
 
 def _plan_header(result: dict) -> None:

@@ -89,6 +89,8 @@ def slice_count_coverage(enlargement_mask: np.ndarray, slice_s: np.ndarray, top_
     the centre of each of its axial slices.
     """
     per_slice = enlargement_mask.sum(axis=(0, 1)).astype(float)
+    if not per_slice.any():
+        return 0.0
     order = np.argsort(-slice_s)  # superior first
     centres = slice_s[order]
     thickness = float(np.median(np.abs(np.diff(centres)))) if len(centres) > 1 else slice_mm

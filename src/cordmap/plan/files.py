@@ -1,13 +1,16 @@
 """Planning at the file edge: a case folder or a plain label NIfTI in, plan.json out.
 
 With a case folder the result goes to `CASE/plan/plan.json` (or `assessment.json`) and the
-stage is recorded in case.json; with a label file, `--out` names the JSON to write. Inputs
-are never modified and a failure writes nothing.
+stage is recorded in case.json; re-running it with unchanged labels, paddle file and
+parameters reuses the recorded result. With a label file, `--out` names the JSON to write.
+Inputs are never modified and a failure writes nothing.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cordmap.anatomy.schema import LabelSchema
@@ -19,61 +22,70 @@ PLAN_FILE = "plan/plan.json"
 ASSESSMENT_FILE = "plan/assessment.json"
 
 
-def _open(target: Path, out: Path | None, default: str):
-    """(labels, labels path, case or None, output path) for a case folder or a label file."""
+@dataclass(frozen=True)
+class Written:
+    result: dict  # the JSON written
+    path: Path
+    up_to_date: bool  # a case stage found unchanged: the recorded result was reused
+
+
+def plan_file(target: str | Path, out: str | Path | None = None, *, paddle: str | None = None,
+              paddles_file: str | Path | None = None, enlargement: str | None = None,
+              top: int = 3, step: float | None = None, separation: float | None = None) -> Written:
+    """Plan a case folder or a label NIfTI and write plan.json."""
+    search = _given(top=top, step=step, separation=separation)
+    return _run("plan", target, out, PLAN_FILE, paddles_file,
+                _given(paddle=paddle, enlargement=enlargement), search,
+                lambda planner: planner.plan(**search))
+
+
+def assess_file(target: str | Path, out: str | Path | None = None, *, rostral: str | None = None,
+                caudal: str | None = None, compare: str | None = None, paddle: str | None = None,
+                paddles_file: str | Path | None = None, enlargement: str | None = None) -> Written:
+    """Score a placement read from X-ray landmarks and write assessment.json."""
+    landmarks = _given(rostral=rostral, caudal=caudal, compare=compare)
+    return _run("assess", target, out, ASSESSMENT_FILE, paddles_file,
+                _given(paddle=paddle, enlargement=enlargement), landmarks,
+                lambda planner: planner.assess(**landmarks))
+
+
+def _given(**options) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _run(stage: str, target, out, default: str, paddles_file, options: dict, extra: dict,
+         compute: Callable[[Planner], dict]) -> Written:
+    target = Path(target)
+    out = Path(out) if out else None
     if target.is_dir():
         from cordmap.case import Case
 
         case = Case.open(target)
         sources = case.label_sources()
         labels_path = case.labels_path(sources[0]) if sources else None
-        labels = case.labels()
-        return labels, labels_path, case, out or case.path(default)
-    if out is None:
-        raise CordmapError(f"{target} is a label file, not a case folder; pass --out FILE.json "
-                           "to say where the result goes")
+        out = out or case.path(default)
+    else:
+        case, labels_path = None, target
+        if out is None:
+            raise CordmapError(f"{target} is a label file, not a case folder; pass --out "
+                               "FILE.json to say where the result goes")
     if out.suffix.lower() != ".json":
         raise CordmapError(f"--out {out} must end in .json")
-    from cordmap.io.nifti import read_labels
+    inputs = [p for p in (labels_path, Path(paddles_file) if paddles_file else None) if p]
+    parameters = {**options, **extra}
+    if case is not None and out.is_file() and case.is_up_to_date(stage, inputs=inputs,
+                                                                 parameters=parameters):
+        return Written(json.loads(out.read_text(encoding="utf-8")), out, True)
 
-    return read_labels(target, LabelSchema.load()), target, None, out
+    if case is not None:
+        labels = case.labels()
+    else:
+        from cordmap.io.nifti import read_labels
 
-
-def plan_file(target: str | Path, out: str | Path | None = None, *, paddle: str | None = None,
-              paddles_file: str | Path | None = None, enlargement: str | None = None,
-              top: int = 3, step: float | None = None, separation: float | None = None) -> tuple[dict, Path]:
-    """Plan a case folder or a label NIfTI; write plan.json; return it and its path."""
-    target = Path(target)
-    labels, labels_path, case, out = _open(target, Path(out) if out else None, PLAN_FILE)
-    options = {k: v for k, v in dict(paddle=paddle, paddles_file=paddles_file,
-                                     enlargement=enlargement).items() if v is not None}
-    planner = Planner.prepare(labels, source=str(labels_path), **options)
-    search = {k: v for k, v in dict(step=step, separation=separation).items() if v is not None}
-    result = planner.plan(top=top, **search)
-    _write(out, result, case, "plan", labels_path, paddles_file,
-           dict(options, top=top, **search, paddles_file=None))
-    return result, out
-
-
-def assess_file(target: str | Path, out: str | Path | None = None, *, rostral: str | None = None,
-                caudal: str | None = None, compare: str | None = None, paddle: str | None = None,
-                paddles_file: str | Path | None = None,
-                enlargement: str | None = None) -> tuple[dict, Path]:
-    """Score a placement read from X-ray landmarks; write assessment.json; return it and its path."""
-    target = Path(target)
-    labels, labels_path, case, out = _open(target, Path(out) if out else None, ASSESSMENT_FILE)
-    options = {k: v for k, v in dict(paddle=paddle, paddles_file=paddles_file,
-                                     enlargement=enlargement).items() if v is not None}
-    planner = Planner.prepare(labels, source=str(labels_path), **options)
-    result = planner.assess(rostral=rostral, caudal=caudal, compare=compare)
-    _write(out, result, case, "assess", labels_path, paddles_file,
-           dict(options, rostral=rostral, caudal=caudal, compare=compare, paddles_file=None))
-    return result, out
-
-
-def _write(out: Path, result: dict, case, stage: str, labels_path, paddles_file, parameters):
+        labels = read_labels(target, LabelSchema.load())
+    planner = Planner.prepare(labels, paddles_file=paddles_file, source=str(labels_path), **options)
+    result = compute(planner)
     write_text(out, json.dumps(result, indent=1) + "\n")
     if case is not None:
-        inputs = [labels_path] + ([Path(paddles_file)] if paddles_file else [])
-        parameters = {k: v for k, v in parameters.items() if v is not None}
         case.record(stage, inputs=inputs, outputs=[out], parameters=parameters)
+    return Written(result, out, False)
