@@ -175,6 +175,21 @@ def test_mesh_lines_up_with_the_voxels_it_wraps(dataset):
     np.testing.assert_allclose(vertices.max(axis=0), (ijk.max(axis=0) + 1) * resolution, rtol=1e-6)
 
 
+def test_every_present_label_has_a_mesh_manifest(dataset):
+    out, _, labels, _ = dataset
+    for label_id in labels.ids():  # only label 1 was given a mesh
+        fragments = json.loads((out / "labels" / "mesh" / f"{label_id}:0").read_text())
+        assert fragments == {"fragments": ["1.frag"] if label_id == 1 else []}
+
+
+def test_without_meshes_the_dataset_names_no_mesh_source(anatomy, tmp_path):
+    from cordmap.viewer import write_precomputed
+
+    out = write_precomputed(*anatomy, None, tmp_path / "viewer")
+    assert "mesh" not in json.loads((out / "labels" / "info").read_text())
+    assert not (out / "labels" / "mesh").exists()
+
+
 # -- bad input -----------------------------------------------------------------------------
 def _bad(anatomy, kind):
     image, labels = anatomy
@@ -207,7 +222,7 @@ def test_mesh_of_an_absent_label_is_refused_and_old_dataset_kept(anatomy, tmp_pa
     out = write_precomputed(image, labels, None, tmp_path / "viewer")
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     mesh = _box_mesh(labels, np.pad(np.ones((2, 2, 2), bool), [(0, n - 2) for n in labels.shape]))
-    with pytest.raises(CordmapError, match="label 2,"):
+    with pytest.raises(CordmapError, match=r"labels \[2\], which"):
         write_precomputed(image, labels, {2: mesh}, out)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert [p.name for p in tmp_path.iterdir()] == ["viewer"]

@@ -100,11 +100,13 @@ def write_precomputed(image: Volume, labels: LabelVolume | None,
     with atomic_dir(out_dir) as tmp:
         _write_volume(tmp / IMAGE_DIR, _image_array(image), image, "image")
         if labels is not None:
+            extra = {"segment_properties": PROPERTIES_DIR} | ({"mesh": MESH_DIR} if meshes else {})
             _write_volume(tmp / LABELS_DIR, labels.array.astype("<u2"), labels, "segmentation",
-                          extra={"mesh": MESH_DIR, "segment_properties": PROPERTIES_DIR})
+                          extra=extra)
             _write_json(tmp / LABELS_DIR / PROPERTIES_DIR / "info",
                         segment_properties(labels.schema, present))
-            _write_meshes(tmp / LABELS_DIR / MESH_DIR, labels, meshes or {}, set(present))
+            if meshes:
+                _write_meshes(tmp / LABELS_DIR / MESH_DIR, labels, meshes, present)
     return out_dir
 
 
@@ -184,28 +186,29 @@ def _write_volume(folder: Path, array: np.ndarray, volume: Volume, kind: str,
 
 
 def _write_meshes(folder: Path, labels: LabelVolume, meshes: Mapping[int, object],
-                  present: set[int]) -> None:
-    """Legacy Neuroglancer meshes: `<id>:0` manifest naming one binary fragment per id."""
+                  present: list[int]) -> None:
+    """Legacy Neuroglancer meshes: for every present label a manifest `<id>:0` naming its
+    one binary fragment `<id>.frag` (none when it has no mesh, so nothing is missing)."""
+    stray = sorted(set(map(int, meshes)) - set(present))
+    if stray:
+        raise CordmapError(
+            f"meshes were given for labels {stray}, which the label volume does not hold; "
+            "re-mesh the case (`cordmap mesh CASE`) after changing its labels"
+        )
     folder.mkdir(parents=True)
     _write_json(folder / "info", {"@type": "neuroglancer_legacy_mesh",
                                   "segment_properties": f"../{PROPERTIES_DIR}"})
-    for label_id, mesh in sorted(meshes.items()):
-        label_id = int(label_id)
-        if label_id not in present:
-            raise CordmapError(
-                f"a mesh was given for label {label_id}, which the label volume does not hold; "
-                "re-mesh the case (`cordmap mesh CASE`) after changing its labels"
-            )
-        vertices = np.asarray(mesh.vertices, dtype=float)
-        faces = np.asarray(mesh.faces)
-        if len(vertices) == 0 or len(faces) == 0:
-            continue
-        fragment = f"{label_id}.frag"
-        native = world_to_native_nm(labels, vertices).astype("<f4")
-        (folder / fragment).write_bytes(
-            np.uint32(len(native)).astype("<u4").tobytes() + native.tobytes()
-            + faces.astype("<u4").tobytes())
-        _write_json(folder / f"{label_id}:0", {"fragments": [fragment]})
+    by_id = {int(label_id): mesh for label_id, mesh in meshes.items()}
+    for label_id in present:
+        fragments = []
+        mesh = by_id.get(label_id)
+        if mesh is not None and len(mesh.vertices) and len(mesh.faces):
+            fragments.append(f"{label_id}.frag")
+            native = world_to_native_nm(labels, np.asarray(mesh.vertices, float)).astype("<f4")
+            (folder / fragments[0]).write_bytes(
+                np.uint32(len(native)).astype("<u4").tobytes() + native.tobytes()
+                + np.asarray(mesh.faces).astype("<u4").tobytes())
+        _write_json(folder / f"{label_id}:0", {"fragments": fragments})
 
 
 def _write_json(path: Path, data: dict) -> None:
