@@ -227,3 +227,21 @@ def _dilate(mask):
     from scipy import ndimage
 
     return ndimage.binary_dilation(mask > 0, iterations=2)
+
+
+def test_extra_augmentations_keep_labels_aligned():
+    spacing = (1.0, 1.0, 2.0)
+    x, y, _ = np.meshgrid(*[np.arange(n) * s for n, s in zip((40, 40, 30), spacing)],
+                          indexing="ij")
+    target = ((x - 20) ** 2 + (y - 19) ** 2 <= 16).astype(np.uint8)
+    example = Example("rod", target.astype(np.float32), target, spacing)
+    image, labels = crop_patch(example, (16, 16, 16), np.random.default_rng(2), 1.0, True,
+                               ("elastic",))
+    predicted = image > 0.5
+    assert 2 * (predicted & (labels > 0)).sum() / (predicted.sum() + (labels > 0).sum()) > 0.9
+    plain = crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True)
+    varied = crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True,
+                        ("bias", "intensity"))
+    assert np.array_equal(plain[1], varied[1]) and not np.allclose(plain[0], varied[0])
+    with pytest.raises(CordmapError, match="unknown augmentations"):
+        crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True, ("blur",))

@@ -25,6 +25,8 @@ from cordmap.volume import LabelVolume, Volume
 
 #: Intensity percentiles mapped to 0 and 1 by `normalise`.
 NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
+#: Optional augmentations beyond the published ones (`TrainConfig.extra_augmentation`).
+EXTRA_AUGMENTATIONS = ("intensity", "bias", "elastic")
 VERTICAL_RANGE = math.pi / 18
 LEFT_RIGHT_RANGE = math.pi / 45
 NOISE_SIGMA = 0.05
@@ -182,12 +184,17 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 
 def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: float,
-               augment: bool) -> tuple[np.ndarray, np.ndarray]:
+               augment: bool, extra: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """A random training patch, centred on a labelled voxel with probability `foreground`.
 
     With `augment`, a margin around the patch is rotated before the centre is cut out, so
-    the rotated patch holds no padding from the rotation.
+    the rotated patch holds no padding from the rotation. `extra` adds any of
+    EXTRA_AUGMENTATIONS: elastic deformation (with the rotation, labels nearest
+    neighbour), a smooth multiplicative bias field and a random contrast / brightness.
     """
+    unknown = sorted(set(extra) - set(EXTRA_AUGMENTATIONS))
+    if unknown:
+        raise CordmapError(f"unknown augmentations {unknown}; use {', '.join(EXTRA_AUGMENTATIONS)}")
     patch = np.array(patch)
     margin = (np.ceil(patch * 0.25).astype(int) if augment else np.zeros(3, int))
     region = patch + 2 * margin
@@ -202,11 +209,39 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
         matrix = random_rotation(rng)
         image = rotate(image, matrix, example.spacing, order=1)
         target = rotate(target, matrix, example.spacing, order=0)
+        if "elastic" in extra:
+            image, target = elastic(image, target, rng, example.spacing)
     inner = tuple(slice(m, m + p) for m, p in zip(margin, patch))
     image, target = image[inner], target[inner]
     if augment:
+        if "bias" in extra:
+            image = image * bias_field(image.shape, rng)
+        if "intensity" in extra:
+            image = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
         image = image + rng.normal(0.0, NOISE_SIGMA, image.shape).astype(np.float32)
     return image.astype(np.float32), target
+
+
+def elastic(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, spacing,
+            magnitude_mm: float = 2.0, smoothness_mm: float = 8.0):
+    """The same smooth random deformation (about `magnitude_mm`) of image and labels."""
+    grid = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in image.shape], indexing="ij")
+    coordinates = []
+    for axis, s in enumerate(spacing):
+        field = ndimage.gaussian_filter(rng.normal(size=image.shape),
+                                        [smoothness_mm / t for t in spacing])
+        field *= magnitude_mm / s / (np.abs(field).max() or 1.0)
+        coordinates.append(grid[axis] + field)
+    return (ndimage.map_coordinates(image, coordinates, order=1, mode="nearest"),
+            ndimage.map_coordinates(target, coordinates, order=0, mode="nearest"))
+
+
+def bias_field(shape, rng: np.random.Generator, strength: float = 0.3) -> np.ndarray:
+    """A smooth multiplicative field exp(quadratic polynomial), within about ±`strength`."""
+    axes = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    terms = [*axes, *(a * b for i, a in enumerate(axes) for b in axes[i:])]
+    log_field = sum(rng.uniform(-1, 1) * term for term in terms) / len(terms)
+    return np.exp(strength * log_field).astype(np.float32)
 
 
 def _window(array: np.ndarray, centre, size, fill) -> np.ndarray:
@@ -223,11 +258,11 @@ class PatchDataset(torch.utils.data.Dataset):
     """`samples` random (augmented) patches per epoch; seeded by (seed, epoch, index)."""
 
     def __init__(self, examples: list[Example], patch, samples: int, seed: int,
-                 augment: bool = True, foreground: float = 0.67):
+                 augment: bool = True, foreground: float = 0.67, extra: tuple[str, ...] = ()):
         if not examples:
             raise CordmapError("the training set is empty after the split; add cases")
         self.examples, self.patch, self.samples = examples, tuple(patch), samples
-        self.seed, self.augment, self.foreground = seed, augment, foreground
+        self.seed, self.augment, self.foreground, self.extra = seed, augment, foreground, extra
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -236,7 +271,8 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         example = self.examples[rng.integers(len(self.examples))]
-        image, target = crop_patch(example, self.patch, rng, self.foreground, self.augment)
+        image, target = crop_patch(example, self.patch, rng, self.foreground, self.augment,
+                                   self.extra)
         return torch.from_numpy(image[None]), torch.from_numpy(target.astype(np.int64))
 
 

@@ -52,6 +52,7 @@ class TrainConfig:
     lr: float = LEARNING_RATE
     seed: int = 0
     augment: bool = True
+    extra_augmentation: tuple[str, ...] = ()  # any of data.EXTRA_AUGMENTATIONS
     foreground: float = 0.67  # chance that a patch is centred on a labelled voxel
     val_fraction: float = 0.2
     test_fraction: float = 0.2
@@ -200,7 +201,7 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
         module.network.load_state_dict(initial.state_dict())
     train_data = PatchDataset([examples[n] for n in split["train"]], net_config.patch,
                               config.patches_per_epoch, config.seed, config.augment,
-                              config.foreground)
+                              config.foreground, tuple(config.extra_augmentation))
     val_examples = [crop_to_labels(examples[n]) for n in split["val"] or split["train"]]
     loaders = (torch.utils.data.DataLoader(train_data, batch_size=config.batch_size),
                torch.utils.data.DataLoader(VolumeDataset(val_examples), batch_size=1))
