@@ -149,6 +149,32 @@ def test_cord_is_widest_in_the_l4_to_s1_segments(fine):
     assert area.max() > 1.2 * area[:5].mean()  # an enlargement, not a plateau
 
 
+def test_curvilinear_coordinates_invert_the_world_mapping():
+    geometry = geometry_of(4)
+    rng = np.random.default_rng(0)
+    u, v = rng.uniform(-40, 40, 500), rng.uniform(-50, 50, 500)
+    s = rng.uniform(geometry.model_top - 50, geometry.model_bottom + 20, 500)
+    world = geometry.world(u, v, s)
+    back_v, back_s = geometry.curvilinear(world[:, 1], world[:, 2])
+    np.testing.assert_allclose(back_v, v, atol=1e-6)
+    np.testing.assert_allclose(back_s, s, atol=1e-6)
+    np.testing.assert_allclose(world[:, 0], u)
+
+
+def test_a_slice_normal_to_the_cord_cuts_one_segment_in_its_exact_section():
+    """An oblique single-slice grid spanned by x and N(s0) holds only points at s0."""
+    geometry, pixel, n = geometry_of(4), 0.1, 141
+    s0 = geometry.segment("L3").middle
+    tangent, normal = geometry.frame(s0)
+    affine = np.eye(4)
+    affine[:3, :3] = np.column_stack([(pixel, 0.0, 0.0), normal * pixel, tangent * pixel])
+    affine[:3, 3] = geometry.centre(s0) - (n // 2) * pixel * (np.array([1.0, 0, 0]) + normal)
+    _, labels = sample_phantom(geometry, Grid((n, n, 1), affine))
+    cord = np.isin(labels.array, CORD_IDS)
+    assert set(labels.array[cord].tolist()) == {geometry.segment("L3").label_id}
+    assert cord.sum() * pixel ** 2 == pytest.approx(float(geometry.cord_area(s0)), rel=0.02)
+
+
 def test_conus_tip_lies_at_about_l1():
     for seed in range(12):
         geometry = geometry_of(seed)
