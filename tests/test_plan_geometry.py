@@ -147,3 +147,13 @@ def test_labelled_segments_missing_from_the_range_are_named():
     geometry = measure_cord(LabelVolume(array, labels.affine, schema=labels.schema))
     with pytest.raises(CordmapError, match="S2"):
         find_enlargement(geometry, labels.schema, "L1..S2")
+
+
+def test_enlargement_cut_at_the_top_of_the_image_is_refused():
+    labels = straight()  # cord from S 114 (s = 0): L1 spans S 93..78
+    cut = LabelVolume(labels.array[:, :, :29], labels.affine, schema=labels.schema)  # to S 87
+    geometry = measure_cord(cut)
+    assert geometry.cut_rostral and not geometry.cut_caudal
+    with pytest.raises(CordmapError, match="reaches the top of the image"):
+        find_enlargement(geometry, cut.schema, "L1..S2")
+    assert not find_enlargement(geometry, cut.schema, "L2..S2").estimated
