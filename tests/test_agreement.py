@@ -68,6 +68,14 @@ def test_kappa_matches_scikit_learn_on_two_perturbed_raters():
         assert label.dice == pytest.approx(2 * both / (in_a.sum() + in_b.sum()))
         assert label.iou == pytest.approx(both / np.sum(in_a | in_b))
         assert label.name == SCHEMA[label.id].name
+    classes = {s.structure for s in result.structures}
+    assert classes == {"segment", "csf", "vertebra"}
+    for structure in result.structures:
+        ids = [label.id for label in SCHEMA.of_class(structure.structure)]
+        in_a, in_b = np.isin(a, ids), np.isin(b, ids)
+        assert structure.kappa == pytest.approx(
+            cohen_kappa_score(in_a.ravel(), in_b.ravel()), abs=1e-9)
+        assert structure.dice == pytest.approx(2 * np.sum(in_a & in_b) / (in_a.sum() + in_b.sum()))
 
 
 def test_identical_labellings_agree_perfectly():
@@ -142,6 +150,8 @@ def test_worst_slices_point_at_the_shifted_boundary():
     assert slice_.s_mm == pytest.approx(18 * SPACING[2])
     assert (slice_.confused_a, slice_.confused_b) == (SCHEMA[l2].name, SCHEMA[l1].name)
     assert slice_.differing_voxels == np.sum(truth[:, :, 18] == l2)
+    (segments,) = [s for s in result.structures if s.structure == "segment"]
+    assert segments.dice == 1.0 and segments.kappa == 1.0  # the cord as a whole agrees
 
 
 def test_peer_segmentation_of_real_subject(data_dir):
@@ -171,6 +181,7 @@ def test_agree_command_prints_and_writes_json(tmp_path):
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "kappa" in result.output and "cord segment L1" in result.output
+    assert "vertebra" in result.output.split("per structure")[1]
     saved = json.loads(out.read_text())
     assert saved["kappa"] == pytest.approx(agree_files(tmp_path / "a.nii.gz",
                                                        tmp_path / "b.nii.gz").kappa)

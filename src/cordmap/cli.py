@@ -27,10 +27,11 @@ err_console = Console(stderr=True)
 _state = {"debug": False}
 
 
-def command(func_or_name=None, /, **options):
+def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options):
     """Register a command whose CordmapErrors become one-line messages and exit code 1.
 
-    Use as `@command`, `@command()` or `@command("name", help=...)`.
+    Use as `@command`, `@command()` or `@command("name", help=...)`; `group` registers it
+    in a sub-app (e.g. `cordmap study ...`) instead of the main one.
     """
     if callable(func_or_name):
         return command()(func_or_name)
@@ -46,7 +47,7 @@ def command(func_or_name=None, /, **options):
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
                 raise typer.Exit(1) from None
 
-        return app.command(func_or_name, **options)(wrapper)
+        return (group or app).command(func_or_name, **options)(wrapper)
 
     return register
 
@@ -158,6 +159,13 @@ def agree(
         table.add_row(str(r.id), r.name, str(r.voxels_a), str(r.voxels_b), f"{r.kappa:.3f}",
                       f"{r.dice:.3f}", f"{r.iou:.3f}", mm(r.mean_surface_mm), mm(r.hd95_mm))
     console.print(table)
+    classes = Table(title="per structure (all labels of a class together)", title_justify="left")
+    for column in ("structure", "voxels A", "voxels B", "kappa", "Dice", "IoU"):
+        classes.add_column(column, justify="left" if column == "structure" else "right")
+    for s in result.structures:
+        classes.add_row(s.structure, str(s.voxels_a), str(s.voxels_b), f"{s.kappa:.3f}",
+                        f"{s.dice:.3f}", f"{s.iou:.3f}")
+    console.print(classes)
     for s in result.worst_slices:
         console.print(f"slice k={s.k} (S {s.s_mm:.1f} mm): {s.differing_voxels} of {s.labelled_voxels} "
                       f"labelled voxels differ, mostly {s.confused_a} (A) vs {s.confused_b} (B)")
@@ -264,25 +272,7 @@ app.add_typer(study_app, name="study")
 _DB = Annotated[str, typer.Argument(help="Study database: a SQLite file or a SQLAlchemy URL.")]
 
 
-def study_command(name: str):
-    """`@command` for the `study` sub-app."""
-    def register(func):
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            try:
-                return func(*args, **kwargs)
-            except CordmapError as exc:
-                if _state["debug"]:
-                    raise
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-                raise typer.Exit(1) from None
-
-        return study_app.command(name)(wrapper)
-
-    return register
-
-
-@study_command("init")
+@command("init", group=study_app)
 def study_init(db: _DB):
     """Create a study database, or upgrade one made by an earlier cordmap."""
     from cordmap.study.registry import init_registry
@@ -292,7 +282,7 @@ def study_init(db: _DB):
     console.print(f"{db}: schema version {opened.version}; migrations applied: {applied}")
 
 
-@study_command("add")
+@command("add", group=study_app)
 def study_add(
     db: _DB,
     participant_id: Annotated[str, typer.Option("--id", help="Pseudonymous participant id, e.g. P001.")],
@@ -315,7 +305,7 @@ def study_add(
     console.print(f"registered {participant_id}")
 
 
-@study_command("import-csv")
+@command("import-csv", group=study_app)
 def study_import_csv(db: _DB, csv_file: Annotated[Path, typer.Argument(help="CSV of participants.")]):
     """Register the participants of a CSV file: all rows, or none when any row is wrong."""
     from cordmap.study.csvimport import import_participants_csv
@@ -326,7 +316,7 @@ def study_import_csv(db: _DB, csv_file: Annotated[Path, typer.Argument(help="CSV
     console.print(f"registered {len(ids)} participants from {csv_file}")
 
 
-@study_command("list")
+@command("list", group=study_app)
 def study_list(db: _DB, group: Annotated[Optional[str], typer.Option(help="Only this group.")] = None):
     """List the participants."""
     from rich.table import Table
@@ -344,7 +334,7 @@ def study_list(db: _DB, group: Annotated[Optional[str], typer.Option(help="Only 
     console.print(table)
 
 
-@study_command("show")
+@command("show", group=study_app)
 def study_show(db: _DB, participant_id: Annotated[str, typer.Argument(help="Participant id.")]):
     """Show everything registered about one participant (as JSON)."""
     from cordmap.study.registry import Registry
@@ -354,7 +344,7 @@ def study_show(db: _DB, participant_id: Annotated[str, typer.Argument(help="Part
     console.print_json(data=record)
 
 
-@study_command("add-scan")
+@command("add-scan", group=study_app)
 def study_add_scan(
     db: _DB,
     participant_id: Annotated[str, typer.Argument(help="Participant id.")],
@@ -380,7 +370,7 @@ def study_add_scan(
         console.print(f"  segmentation {s['id']}: {s['source']} ({s['labels_file']})")
 
 
-@study_command("review")
+@command("review", group=study_app)
 def study_review(
     db: _DB,
     segmentation_id: Annotated[int, typer.Argument(help="Segmentation id (see `study show`).")],
@@ -394,7 +384,7 @@ def study_review(
     console.print(f"segmentation {segmentation_id} reviewed by {reviewer}")
 
 
-@study_command("dataset")
+@command("dataset", group=study_app)
 def study_dataset(db: _DB, out: Annotated[Path, typer.Argument(help="JSON file to write.")]):
     """Write the case folders with reviewed segmentations as a JSON list (a training set)."""
     from cordmap.study.registry import Registry, write_training_list
@@ -404,7 +394,7 @@ def study_dataset(db: _DB, out: Annotated[Path, typer.Argument(help="JSON file t
     console.print(f"written {out}: {len(cases)} case folders")
 
 
-@study_command("surgery")
+@command("surgery", group=study_app)
 def study_surgery(
     db: _DB,
     participant_id: Annotated[str, typer.Argument(help="Participant id.")],
@@ -420,7 +410,7 @@ def study_surgery(
     console.print(f"surgery of {participant_id} recorded")
 
 
-@study_command("plan")
+@command("plan", group=study_app)
 def study_plan(
     db: _DB,
     participant_id: Annotated[str, typer.Argument(help="Participant id.")],
@@ -438,7 +428,7 @@ def study_plan(
     console.print(f"plan {plan_id} of {participant_id} recorded")
 
 
-@study_command("outcome")
+@command("outcome", group=study_app)
 def study_outcome(
     db: _DB,
     participant_id: Annotated[str, typer.Argument(help="Participant id.")],
@@ -454,7 +444,7 @@ def study_outcome(
     console.print(f"{measure} = {value:g} recorded for {participant_id}")
 
 
-@study_command("deidentify")
+@command("deidentify", group=study_app)
 def study_deidentify(
     source: Annotated[Path, typer.Argument(help="Folder of a DICOM export.")],
     out: Annotated[Path, typer.Argument(help="New folder for the de-identified copy.")],
@@ -476,7 +466,7 @@ def _groups(text: Optional[str]) -> Optional[tuple[str, str]]:
     return names
 
 
-@study_command("stats")
+@command("stats", group=study_app)
 def study_stats(
     db: _DB,
     by: Annotated[str, typer.Option(help="Participant field that splits the groups.")] = "group",
@@ -519,7 +509,7 @@ def study_stats(
         console.print(f"written {report}")
 
 
-@study_command("demo")
+@command("demo", group=study_app)
 def study_demo(
     out: Annotated[Path, typer.Argument(help="New folder for the synthetic study.")],
     participants: Annotated[int, typer.Option(help="Number of synthetic participants.")] = 50,

@@ -7,6 +7,8 @@ For two label volumes on one grid this computes
   distances in mm: the mean symmetric surface distance and the 95th-percentile
   Hausdorff distance (the larger of the two directed 95th percentiles, as MONAI and
   medpy define it), from Euclidean distance transforms with the voxel spacing,
+- per structure class (all vertebrae, all cord segments, ...): kappa, Dice and IoU of the
+  class as a whole, so that a level boundary drawn differently does not count there,
 - the axial slices where the raters disagree most, with the label pair most confused there.
 """
 
@@ -60,15 +62,29 @@ class SliceDisagreement:
 
 
 @dataclass(frozen=True)
+class StructureAgreement:
+    """Agreement on a structure class as a whole (e.g. every vertebra, whatever its level)."""
+
+    structure: str
+    voxels_a: int
+    voxels_b: int
+    kappa: float
+    dice: float
+    iou: float
+
+
+@dataclass(frozen=True)
 class Agreement:
     kappa: float
     labels: list[LabelAgreement]
+    structures: list[StructureAgreement]
     worst_slices: list[SliceDisagreement]
 
     def to_dict(self) -> dict:
         return {
             "kappa": self.kappa,
             "labels": [asdict(label) for label in self.labels],
+            "structures": [asdict(s) for s in self.structures],
             "worst_slices": [asdict(s) | {"fraction": s.fraction} for s in self.worst_slices],
         }
 
@@ -97,7 +113,10 @@ def compare_labels(a: LabelVolume, b: LabelVolume, *, worst: int = 5) -> Agreeme
     labels = [
         _label_agreement(int(label_id), confusion, ids, a, b, boxes) for label_id in ids if label_id
     ]
-    return Agreement(kappa_from_confusion(confusion), labels, _worst_slices(a, b, worst))
+    structures = [_structure_agreement(name, confusion, ids, a.schema)
+                  for name in dict.fromkeys(label.structure for label in labels)]
+    return Agreement(kappa_from_confusion(confusion), labels, structures,
+                     _worst_slices(a, b, worst))
 
 
 def confusion_matrix(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,14 +153,33 @@ def surface_distances(mask_a: np.ndarray, mask_b: np.ndarray,
     return to_b[surface_a], to_a[surface_b]
 
 
-def _label_agreement(label_id: int, confusion: np.ndarray, ids: np.ndarray,
-                     a: LabelVolume, b: LabelVolume, boxes) -> LabelAgreement:
-    i = int(np.searchsorted(ids, label_id))
-    both = int(confusion[i, i])
-    in_a = int(confusion[i].sum())
-    in_b = int(confusion[:, i].sum())
+def _binary_scores(confusion: np.ndarray, members: np.ndarray) -> tuple[int, int, float, float, float]:
+    """Voxels in A, in B, kappa, Dice and IoU of "one of `members`" (a boolean row mask)."""
+    both = int(confusion[np.ix_(members, members)].sum())
+    in_a = int(confusion[members].sum())
+    in_b = int(confusion[:, members].sum())
     total = int(confusion.sum())
     binary = np.array([[total - in_a - in_b + both, in_b - both], [in_a - both, both]])
+    return in_a, in_b, kappa_from_confusion(binary), 2 * both / (in_a + in_b), \
+        both / (in_a + in_b - both)
+
+
+def _structure_agreement(structure: str, confusion: np.ndarray, ids: np.ndarray,
+                         schema: LabelSchema) -> StructureAgreement:
+    members = np.array([_structure(schema, int(i)) == structure for i in ids])
+    return StructureAgreement(structure, *_binary_scores(confusion, members))
+
+
+def _structure(schema: LabelSchema, label_id: int) -> str | None:
+    if label_id == 0:
+        return None
+    label = schema.labels.get(label_id)
+    return label.structure if label else "unknown"
+
+
+def _label_agreement(label_id: int, confusion: np.ndarray, ids: np.ndarray,
+                     a: LabelVolume, b: LabelVolume, boxes) -> LabelAgreement:
+    in_a, in_b, kappa, dice, iou = _binary_scores(confusion, ids == label_id)
     mean_mm = hd95_mm = None
     if in_a and in_b:
         box = _union(boxes[0][label_id], boxes[1][label_id], a.shape)
@@ -156,9 +194,9 @@ def _label_agreement(label_id: int, confusion: np.ndarray, ids: np.ndarray,
         structure=label.structure if label else "unknown",
         voxels_a=in_a,
         voxels_b=in_b,
-        kappa=kappa_from_confusion(binary),
-        dice=2 * both / (in_a + in_b),
-        iou=both / (in_a + in_b - both),
+        kappa=kappa,
+        dice=dice,
+        iou=iou,
         mean_surface_mm=mean_mm,
         hd95_mm=hd95_mm,
     )
