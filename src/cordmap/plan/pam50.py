@@ -39,7 +39,7 @@ def load_pam50_labels(folder: str | Path, schema: LabelSchema | None = None) -> 
     cord, segments, levels = (read_nifti(folder / name) for name in FILES)
     out = np.zeros(cord.shape, dtype=np.uint16)
     out[cord.array > 0] = schema.find("cord").id
-    for number, name in enumerate(SEGMENTS, start=1):
+    for number in range(1, len(SEGMENTS) + 1):
         if 100 + number in schema:
             out[segments.array == number] = 100 + number
     shift = int(round(VERTEBRA_OFFSET_MM / levels.spacing[1]))

@@ -15,8 +15,7 @@ import numpy as np
 
 from cordmap import __version__
 from cordmap.errors import CordmapError
-from cordmap.plan.coverage import (PUBLISHED_SLICE_MM, PUBLISHED_SLICES, coverage_at,
-                                   slice_count_coverage)
+from cordmap.plan.coverage import coverage_at, slice_count_coverage
 from cordmap.plan.enlargement import DEFAULT_ENLARGEMENT, Enlargement, find_enlargement
 from cordmap.plan.geometry import CordGeometry, cord_ids, measure_cord
 from cordmap.plan.paddles import DEFAULT_PADDLE, Paddle, get_paddle
