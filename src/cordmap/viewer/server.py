@@ -31,6 +31,7 @@ class ViewerServer(ThreadingHTTPServer):
 
     def __init__(self, site: Site, port: int | None = None, host: str = "127.0.0.1"):
         self.site = site
+        self.not_found: list[str] = []  # paths answered 404, for diagnosis
         if port is not None and not 0 <= port <= 65535:
             raise CordmapError(f"port {port} is not a TCP port; pass --port between 1024 and 65535")
         try:
@@ -84,6 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, send_body: bool) -> None:
         found = self.server.site.lookup(self.path)
         if found is None:
+            self.server.not_found.append(self.path)
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain", send_body)
             return
         if isinstance(found, Path):

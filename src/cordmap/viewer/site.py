@@ -28,7 +28,8 @@ from cordmap.viewer.folders import require_replaceable
 CLIENT_PATH = "v/cordmap"
 DATA_PATH = "data"
 
-CLIENT_SHIM = """<script>
+CLIENT_SHIM = """<link rel="icon" href="data:,">
+<script>
 /* cordmap: no Python kernel behind this page; open the client's state channel locally. */
 (function () {
   const Native = window.EventSource;
@@ -42,7 +43,7 @@ CLIENT_SHIM = """<script>
 </script>"""
 
 ENTRY_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title></head>
+<html><head><meta charset="utf-8"><title>{title}</title><link rel="icon" href="data:,"></head>
 <body>
 <p>Opening the 3D viewer&hellip; (<a id="open" href="#">open it</a> if nothing happens)</p>
 <script>
