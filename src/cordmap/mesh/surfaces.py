@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 import zmesh
-from scipy import ndimage
 
 from cordmap.errors import CordmapError
 from cordmap.mesh import refine, thin
@@ -65,21 +64,22 @@ def march_labels(labels: LabelVolume, *, ids=None,
                  thin_upsample: int = DEFAULT_THIN_UPSAMPLE) -> dict[int, trimesh.Trimesh]:
     """The raw marching-cubes surfaces of `mesh_labels` (no smoothing or simplification)."""
     _check_parameters(0, 0.0, thin_upsample)
-    wanted = _wanted_ids(labels, ids)
-    crop, origin = _crop(labels.array, wanted)
-    boxes = ndimage.find_objects(crop)
-    thin_set = {i for i in wanted if thin_upsample and thin.is_thin(crop[boxes[i - 1]] == i)}
+    crop, origin = _crop(labels.array)
+    padded = np.pad(crop, 1)  # a copy: bridges go into it, the input is never modified
+    points = _voxels_by_label(padded)
+    wanted = _wanted_ids(labels.schema, sorted(points), ids)
+    thin_set = {i for i in wanted if thin_upsample and thin.is_thin(padded, points[i], i)}
     upsampled = thin_set if thin_upsample > 1 else set()
-    if thin_set and not upsampled:
-        crop = crop.copy()  # the bridges go into a copy: the input is never modified
-        for label_id in sorted(thin_set):
-            # a view of the label's box: bridges stay inside the label's 2x2x2 blocks
-            thin.bridge_in_place(crop[boxes[label_id - 1]], label_id, thin_set)
-    index_meshes = _march(crop, [i for i in wanted if i not in upsampled])
+    for label_id in sorted(thin_set - upsampled):
+        thin.bridge_in_place(padded, points[label_id], label_id, thin_set)
+    index_meshes = _march(padded, [i for i in wanted if i not in upsampled])
     for label_id in sorted(upsampled):
-        corner = np.array([s.start for s in boxes[label_id - 1]], dtype=float)
-        vertices, faces = _march_thin(crop[boxes[label_id - 1]] == label_id, thin_upsample)
+        ijk = np.column_stack(np.unravel_index(points[label_id], padded.shape))
+        corner = ijk.min(axis=0)
+        box = tuple(slice(lo, hi + 1) for lo, hi in zip(corner, ijk.max(axis=0)))
+        vertices, faces = _march_thin(padded[box] == label_id, thin_upsample)
         index_meshes[label_id] = (vertices + corner, faces)
+    origin = origin - 1  # the padding
     return {label_id: _to_world(index_meshes[label_id][0] + origin, index_meshes[label_id][1],
                                 labels.affine)
             for label_id in wanted}
@@ -105,12 +105,7 @@ def _check_parameters(smoothing, reduction, thin_upsample) -> None:
             f"factor >= 2, not {thin_upsample}")
 
 
-def _wanted_ids(labels: LabelVolume, ids) -> list[int]:
-    present = _present_ids(labels.array)
-    if not present:
-        raise CordmapError(
-            "the label volume is empty (every voxel is 0): there is nothing to mesh; "
-            "check that the right label file was given")
+def _wanted_ids(schema, present: list[int], ids) -> list[int]:
     if ids is None:
         wanted = present
     else:
@@ -120,28 +115,36 @@ def _wanted_ids(labels: LabelVolume, ids) -> list[int]:
             raise CordmapError(
                 f"label ids {missing} do not occur in the label volume (present: {present}); "
                 "pass ids that are labelled")
-    unknown = [i for i in wanted if i not in labels.schema]
+    unknown = [i for i in wanted if i not in schema]
     if unknown:
         raise CordmapError(
-            f"label ids {unknown} are not in the annotation protocol '{labels.schema.name}'; "
+            f"label ids {unknown} are not in the annotation protocol '{schema.name}'; "
             "relabel them or pass a protocol that defines them")
     return wanted
 
 
-def _present_ids(array: np.ndarray) -> list[int]:
-    """Label ids in `array` (0 excluded), ascending; a bincount for integer arrays."""
-    if array.dtype.kind in "ui" and array.min() >= 0 and array.max() < 1 << 20:
-        return [int(i) for i in np.flatnonzero(np.bincount(array.ravel())) if i]
-    return [int(v) for v in np.unique(array) if v != 0]
+def _voxels_by_label(array: np.ndarray) -> dict[int, np.ndarray]:
+    """Flat indices of the voxels of each label in C-ordered `array`, in one pass."""
+    flat = np.flatnonzero(array)
+    values = array.ravel()[flat]
+    order = np.argsort(values, kind="stable")
+    values, flat = values[order], flat[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(values)) + 1])
+    ends = np.append(starts[1:], len(values))
+    return {int(values[lo]): flat[lo:hi] for lo, hi in zip(starts, ends)}
 
 
-def _crop(array: np.ndarray, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """The bounding box of `ids` in `array` (other labels kept) and its voxel origin."""
-    selected = np.isin(array, ids) if len(ids) < 8 else array != 0
+def _crop(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bounding box of the labelled voxels of `array` and its voxel origin."""
+    labelled = array != 0
     bounds = []
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(selected.any(axis=other))
+        hits = np.flatnonzero(labelled.any(axis=other))
+        if not len(hits):
+            raise CordmapError(
+                "the label volume is empty (every voxel is 0): there is nothing to mesh; "
+                "check that the right label file was given")
         bounds.append(slice(int(hits[0]), int(hits[-1]) + 1))
     origin = np.array([b.start for b in bounds], dtype=float)
     return array[tuple(bounds)], origin

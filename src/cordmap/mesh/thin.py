@@ -19,6 +19,10 @@ Taubin smoothing (`cordmap.mesh.refine`) then rounds the tube. Two ways, chosen 
   voxels around the point where two blocks meet are added (a box two fine voxels wide:
   0.75 voxel per corner contact at factor 2, 0.22 at factor 3); the label is meshed on
   its own. It gives factor² as many triangles to simplify.
+
+The functions work on the label's voxel list (flat indices into a C-ordered array padded
+by one voxel of background), so their cost follows the number of voxels of the label,
+not the size of its bounding box.
 """
 
 from __future__ import annotations
@@ -33,47 +37,48 @@ THIN_INTERIOR_FRACTION = 0.2
 
 #: Offsets to the 26-neighbours that touch only at an edge or a corner, one of each
 #: +/- pair, so that every unordered pair of voxels is visited once.
-DIAGONAL_OFFSETS = [d for d in itertools.product((-1, 0, 1), repeat=3)
+DIAGONAL_OFFSETS = [np.array(d) for d in itertools.product((-1, 0, 1), repeat=3)
                     if d > (0, 0, 0) and sum(map(abs, d)) >= 2]
+_FACE_STEPS = [np.array(d) for d in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0),
+                                     (0, 0, 1), (0, 0, -1))]
 
 
-def is_thin(mask: np.ndarray) -> bool:
-    """True when the boolean `mask` needs bridging to mesh as connected pieces."""
-    padded = np.pad(mask, 1)
-    interior = mask.copy()
-    for axis in range(3):
-        for step in (-1, 1):
-            interior &= _shifted(padded, _unit(axis, step))
-    if interior.sum() >= THIN_INTERIOR_FRACTION * mask.sum():
+def is_thin(padded: np.ndarray, points: np.ndarray, label_id) -> bool:
+    """True when the label at `points` (flat indices into C-ordered `padded`) needs
+    bridging."""
+    flat, strides = padded.ravel(), _strides(padded)
+    interior = np.ones(len(points), dtype=bool)
+    for step in _FACE_STEPS:
+        interior &= flat[points + step @ strides] == label_id
+    if interior.sum() >= THIN_INTERIOR_FRACTION * len(points):
         return False
-    return any(_diagonal_only(padded, mask, offset).any() for offset in DIAGONAL_OFFSETS)
+    return any(len(_diagonal_only(flat, strides, points, label_id, offset))
+               for offset in DIAGONAL_OFFSETS)
 
 
-def bridge_in_place(region: np.ndarray, label_id: int, keep_out) -> int:
-    """Bridge the diagonal-only contacts of `label_id` in the label array `region` (a view
-    that is modified) on the voxel grid; never take voxels of the ids in `keep_out`.
-    Returns the number of voxels added."""
-    mask = region == label_id
-    padded = np.pad(mask, 1)
-    kept_out = np.zeros(int(region.max()) + 1, dtype=bool)  # lookup table by label id
+def bridge_in_place(padded: np.ndarray, points: np.ndarray, label_id: int, keep_out) -> int:
+    """Bridge the diagonal-only contacts of the label at `points` (flat indices) in the
+    C-ordered label array `padded` (modified) on the voxel grid; never take voxels of the
+    ids in `keep_out`. Returns the number of voxels added."""
+    flat, strides = padded.reshape(-1), _strides(padded)  # a view: writes go to `padded`
+    kept_out = np.zeros(int(padded.max()) + 1, dtype=bool)  # lookup table by label id
     kept_out[[i for i in keep_out if i != label_id and i < len(kept_out)]] = True
     added = 0
     for offset in DIAGONAL_OFFSETS:
-        pairs = np.argwhere(_diagonal_only(padded, mask, offset))
+        pairs = _diagonal_only(flat, strides, points, label_id, offset)
         if not len(pairs):
             continue
-        paths = _paths(offset)
-        costs = np.stack([sum(_cost(region[tuple((pairs + step).T)], kept_out) for step in path)
+        paths = [[step @ strides for step in path] for path in _paths(offset)]
+        costs = np.stack([sum(_cost(flat[pairs + step], kept_out) for step in path)
                           for path in paths])
         best = np.argmin(costs, axis=0)
         for number, path in enumerate(paths):
             chosen = pairs[best == number]
             for step in path:
-                index = tuple((chosen + step).T)
-                values = region[index]
-                free = ~kept_out[values]
-                added += int(np.count_nonzero(values[free] != label_id))
-                region[tuple(i[free] for i in index)] = label_id
+                index = chosen + step
+                index = index[~kept_out[flat[index]]]
+                added += int(np.count_nonzero(flat[index] != label_id))
+                flat[index] = label_id
     return added
 
 
@@ -85,16 +90,24 @@ def bridged_upsample(mask: np.ndarray, factor: int) -> np.ndarray:
         fine = np.repeat(fine, factor, axis=axis)
     fine = np.ascontiguousarray(fine)
     padded = np.pad(mask, 1)
+    flat, strides = padded.ravel(), _strides(padded)
+    points = np.flatnonzero(flat)
     for offset in DIAGONAL_OFFSETS:
-        pairs = np.argwhere(_diagonal_only(padded, mask, offset))
+        pairs = _diagonal_only(flat, strides, points, True, offset)
         if not len(pairs):
             continue
+        pairs = np.column_stack(np.unravel_index(pairs, padded.shape)) - 1  # mask indices
         # where the two blocks meet, in fine continuous indices; bridge = voxels around it
-        junction = factor * (pairs + np.array(offset) / 2 + 0.5) - 0.5
+        junction = factor * (pairs + offset / 2 + 0.5) - 0.5
         low, high = np.floor(junction).astype(int), np.ceil(junction).astype(int)
         for corner in itertools.product((False, True), repeat=3):
             fine[tuple(np.where(corner, high, low).T)] = True
     return fine
+
+
+def _strides(array: np.ndarray) -> np.ndarray:
+    """Flat-index step of one voxel along each axis of a C-ordered array."""
+    return np.array([array.shape[1] * array.shape[2], array.shape[2], 1])
 
 
 def _cost(values: np.ndarray, kept_out: np.ndarray) -> np.ndarray:
@@ -104,31 +117,20 @@ def _cost(values: np.ndarray, kept_out: np.ndarray) -> np.ndarray:
 
 def _paths(offset) -> list[list[np.ndarray]]:
     """The intermediate voxels (offsets from p) of each face path from p to p + offset."""
-    steps = [_unit(axis, offset[axis]) for axis in range(3) if offset[axis]]
+    steps = [np.eye(3, dtype=int)[axis] * offset[axis] for axis in range(3) if offset[axis]]
     return [list(itertools.accumulate(order[:-1])) for order in itertools.permutations(steps)]
 
 
-def _diagonal_only(padded: np.ndarray, mask: np.ndarray, offset) -> np.ndarray:
-    """Voxels p of `mask` whose neighbour p + offset is in the mask, with no path of
-    face steps between the two through mask voxels of their 2x2x2 block."""
-    both = mask & _shifted(padded, offset)
-    if not both.any():
-        return both
-    connected = np.zeros_like(both)
+def _diagonal_only(flat, strides, points, label_id, offset) -> np.ndarray:
+    """The points p whose neighbour p + offset is in the label, with no path of face
+    steps between the two through label voxels of their 2x2x2 block."""
+    candidates = points[flat[points + offset @ strides] == label_id]
+    if not len(candidates):
+        return candidates
+    connected = np.zeros(len(candidates), dtype=bool)
     for path in _paths(offset):
-        through = np.ones_like(both)
+        through = np.ones(len(candidates), dtype=bool)
         for step in path:
-            through &= _shifted(padded, step)
+            through &= flat[candidates + step @ strides] == label_id
         connected |= through
-    return both & ~connected
-
-
-def _shifted(padded: np.ndarray, offset) -> np.ndarray:
-    """The mask (padded by 1 with False) seen from p + offset, for every p of the mask."""
-    return padded[tuple(slice(1 + o, padded.shape[a] - 1 + o) for a, o in enumerate(offset))]
-
-
-def _unit(axis: int, step: int) -> np.ndarray:
-    unit = np.zeros(3, dtype=int)
-    unit[axis] = step
-    return unit
+    return candidates[~connected]
