@@ -111,3 +111,10 @@ def test_assess_landmark_on_an_absent_vertebra_writes_nothing(tmp_path, labels_f
     assert "names vertebra T9, which is not in the labels" in " ".join(result.output.split())
     assert not out.exists()
     assert invoke("plan", labels_file).exit_code == 1  # a label file needs --out
+
+
+def test_plan_file_returns_the_plan_and_its_path(tmp_path, labels_file):
+    from cordmap.plan.files import plan_file
+
+    plan, path = plan_file(labels_file, tmp_path / "p.json", top=1)
+    assert path == tmp_path / "p.json" and json.loads(path.read_text()) == plan

@@ -693,10 +693,10 @@ def plan_(
     out: _OutOpt = None,
 ):
     """Best paddle placements over the lumbosacral enlargement, in vertebral terms."""
-    from cordmap.plan.files import plan_file
+    from cordmap.plan.files import run_plan
 
-    written = plan_file(target, out, paddle=paddle, paddles_file=paddles,
-                        enlargement=enlargement, top=top, step=step, separation=separation)
+    written = run_plan(target, out, paddle=paddle, paddles_file=paddles,
+                       enlargement=enlargement, top=top, step=step, separation=separation)
     _plan_header(written.result)
     _plan_table([(f"#{c['rank']}", c) for c in written.result["candidates"]])
     console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
@@ -716,10 +716,10 @@ def assess_(
     out: _OutOpt = None,
 ):
     """Coverage achieved by a placement read from X-ray landmarks."""
-    from cordmap.plan.files import assess_file
+    from cordmap.plan.files import run_assess
 
-    written = assess_file(target, out, rostral=rostral, caudal=caudal, compare=compare,
-                          paddle=paddle, paddles_file=paddles, enlargement=enlargement)
+    written = run_assess(target, out, rostral=rostral, caudal=caudal, compare=compare,
+                         paddle=paddle, paddles_file=paddles, enlargement=enlargement)
     result = written.result
     _plan_header(result)
     rows = [("placement", result["placement"])]

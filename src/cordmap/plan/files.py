@@ -29,9 +29,23 @@ class Written:
     up_to_date: bool  # a case stage found unchanged: the recorded result was reused
 
 
-def plan_file(target: str | Path, out: str | Path | None = None, *, paddle: str | None = None,
-              paddles_file: str | Path | None = None, enlargement: str | None = None,
-              top: int = 3, step: float | None = None, separation: float | None = None) -> Written:
+def plan_file(target: str | Path, out: str | Path | None = None, **options) -> tuple[dict, Path]:
+    """Plan a case folder or a label NIfTI, write plan.json; return it and its path (options
+    as `run_plan`)."""
+    written = run_plan(target, out, **options)
+    return written.result, written.path
+
+
+def assess_file(target: str | Path, out: str | Path | None = None, **options) -> tuple[dict, Path]:
+    """Score a placement read from X-ray landmarks, write assessment.json; return it and its
+    path (options as `run_assess`)."""
+    written = run_assess(target, out, **options)
+    return written.result, written.path
+
+
+def run_plan(target: str | Path, out: str | Path | None = None, *, paddle: str | None = None,
+             paddles_file: str | Path | None = None, enlargement: str | None = None,
+             top: int = 3, step: float | None = None, separation: float | None = None) -> Written:
     """Plan a case folder or a label NIfTI and write plan.json."""
     search = _given(top=top, step=step, separation=separation)
     return _run("plan", target, out, PLAN_FILE, paddles_file,
@@ -39,9 +53,9 @@ def plan_file(target: str | Path, out: str | Path | None = None, *, paddle: str 
                 lambda planner: planner.plan(**search))
 
 
-def assess_file(target: str | Path, out: str | Path | None = None, *, rostral: str | None = None,
-                caudal: str | None = None, compare: str | None = None, paddle: str | None = None,
-                paddles_file: str | Path | None = None, enlargement: str | None = None) -> Written:
+def run_assess(target: str | Path, out: str | Path | None = None, *, rostral: str | None = None,
+               caudal: str | None = None, compare: str | None = None, paddle: str | None = None,
+               paddles_file: str | Path | None = None, enlargement: str | None = None) -> Written:
     """Score a placement read from X-ray landmarks and write assessment.json."""
     landmarks = _given(rostral=rostral, caudal=caudal, compare=compare)
     return _run("assess", target, out, ASSESSMENT_FILE, paddles_file,
