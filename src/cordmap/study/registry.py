@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (Boolean, Engine, Float, ForeignKey, Integer, String, UniqueConstraint,
-                        create_engine, event, select)
-from sqlalchemy.exc import DBAPIError, IntegrityError
+                        create_engine, event, make_url, select)
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from cordmap.anatomy.levels import SEGMENTS
@@ -188,8 +188,25 @@ def _url(db: str | Path) -> str:
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
 
 
+def display_name(db: str | Path) -> str:
+    """The database as messages show it: the path, or the URL without its password."""
+    text = str(db)
+    if "://" not in text:
+        return text
+    try:
+        return make_url(text).render_as_string(hide_password=True)
+    except ArgumentError:
+        return text.split("://", 1)[0] + "://..."
+
+
 def _engine(url: str) -> Engine:
-    engine = create_engine(url)
+    try:
+        engine = create_engine(url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise CordmapError(
+            f"cannot use the database {display_name(url)} ({exc}); give a SQLite file path or a "
+            "SQLAlchemy URL such as postgresql+psycopg://user@host/study, with its driver "
+            "installed (pip install psycopg[binary])") from None
     if engine.dialect.name == "sqlite":
         # pysqlite does not put DDL in transactions by itself: take over BEGIN so that a
         # migration or an import is all-or-nothing, and enforce foreign keys.
@@ -205,16 +222,21 @@ def _engine(url: str) -> Engine:
 
 
 def _version(engine: Engine, db) -> int:
+    db = display_name(db)
     try:
         with engine.connect() as conn:
             version = migrations.current_version(conn)
     except DBAPIError as exc:
-        raise CordmapError(f"{db} is not a readable study database ({exc.orig}); "
+        engine.dispose()
+        reason = " ".join(str(exc.orig).split())
+        raise CordmapError(f"{db} is not a readable study database ({reason}); "
                            "check the path or URL") from None
     if version is None:
+        engine.dispose()
         raise CordmapError(f"{db} is a database but not a cordmap study registry (it has no "
                            "schema_version table); pass a registry made by `cordmap study init`")
     if version > migrations.LATEST_VERSION:
+        engine.dispose()
         raise CordmapError(
             f"{db} has schema version {version}, newer than this cordmap understands "
             f"(up to {migrations.LATEST_VERSION}); upgrade cordmap to open it")
@@ -248,13 +270,14 @@ class Registry:
                                f"`cordmap study init {db}`")
         engine = _engine(url)
         version = _version(engine, db)
+        name = display_name(db)
         if version < migrations.LATEST_VERSION:
             engine.dispose()
             raise CordmapError(
-                f"{db} has schema version {version}, older than this cordmap's "
-                f"{migrations.LATEST_VERSION}; upgrade it with `cordmap study init {db}` "
+                f"{name} has schema version {version}, older than this cordmap's "
+                f"{migrations.LATEST_VERSION}; upgrade it with `cordmap study init {name}` "
                 "(all-or-nothing, keeps every record)")
-        return cls(engine, str(db))
+        return cls(engine, name)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -273,8 +296,9 @@ class Registry:
                 with session.begin():
                     yield session
             except IntegrityError as exc:
+                reason = " ".join(str(exc.orig).split())
                 raise CordmapError(f"{self.name}: the change conflicts with the records "
-                                   f"({exc.orig}); nothing was written") from None
+                                   f"({reason}); nothing was written") from None
 
     # -- participants --------------------------------------------------------------------
     def add_participants(self, rows: list[dict], where: str = "participant") -> list[str]:
