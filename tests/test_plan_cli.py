@@ -45,6 +45,9 @@ def test_plan_a_label_file(tmp_path, labels, labels_file):
     assert plan["enlargement"]["segments"] == "L1..S1" and not plan["enlargement"]["estimated"]
     assert plan["candidates"][0]["rostral_edge"] in result.output
     assert len(plan["curve"]["rostral_mm"]) == len(plan["curve"]["volume_pct"]) > 10
+    assert plan["cord"]["segments_mm"]["T12"] == [0.0, 21.0]
+    assert plan["cord"]["segments_mm"]["S5"] == [99.0, 105.0]
+    assert plan["levels"]["vertebrae"]["T12"] == [30.0, 57.0]
 
 
 def test_plan_and_assess_a_case_record_their_stage(tmp_path, labels, labels_file):

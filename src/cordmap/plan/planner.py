@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from cordmap import __version__
+from cordmap.anatomy.levels import SEGMENTS
 from cordmap.errors import CordmapError
 from cordmap.plan.coverage import coverage_at, slice_count_coverage
-from cordmap.plan.enlargement import DEFAULT_ENLARGEMENT, Enlargement, find_enlargement
+from cordmap.plan.enlargement import (DEFAULT_ENLARGEMENT, Enlargement, find_enlargement,
+                                      segment_extents)
 from cordmap.plan.geometry import CordGeometry, cord_ids, measure_cord
 from cordmap.plan.paddles import DEFAULT_PADDLE, Paddle, get_paddle
 from cordmap.plan.search import SEARCH_STEP_MM, SEPARATION_MM, best_positions, search_positions
@@ -114,6 +116,14 @@ class Planner:
                                   "distance_mm": round(abs(position - other), 2)}
         return result
 
+    def _segments(self) -> dict[str, tuple[float, float]]:
+        """Extents of all labelled cord segments, rostral to caudal."""
+        schema = self.labels.schema
+        names = [label.level for label in schema.of_class("segment")
+                 if label.id in self.geometry.structures]
+        names.sort(key=SEGMENTS.index)
+        return segment_extents(self.geometry, schema, names)
+
     def _header(self) -> dict:
         e = self.enlargement
         return {
@@ -134,6 +144,8 @@ class Planner:
             "cord": {"length_mm": round(self.geometry.length, 2),
                      "conus_tip_mm": (None if self.geometry.conus_tip is None
                                       else round(self.geometry.conus_tip, 2)),
+                     "segments_mm": {name: [round(a, 2), round(b, 2)]
+                                     for name, (a, b) in self._segments().items()},
                      "csa_mm2": {"s_mm": self.geometry.csa_s[::4].round(2).tolist(),
                                  "area": self.geometry.csa[::4].round(2).tolist()}},
             "levels": self.vertebral.to_json(),
