@@ -12,8 +12,10 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import create_engine, inspect
 
 from cordmap.anatomy.schema import LabelSchema
+from cordmap.case import Case
 from cordmap.errors import CordmapError
 from cordmap.ingest import import_case
+from cordmap.io.dicom import write_dicom_series
 from cordmap.io.nifti import write_nifti
 from cordmap.study import migrations
 from cordmap.study.csvimport import COLUMNS, import_participants_csv
@@ -282,3 +284,25 @@ def test_deidentify_refuses_a_folder_without_dicom(tmp_path):
     with pytest.raises(CordmapError, match="holds no DICOM files"):
         deidentify_dicom(tmp_path / "empty", tmp_path / "clean", "P001")
     assert not (tmp_path / "clean").exists()
+
+
+def test_only_deidentified_dicom_cases_enter_the_study(db, tmp_path):
+    image = Volume(np.random.default_rng(1).random((6, 5, 4)).astype(np.float32) * 1000,
+                   np.diag([0.8, 0.8, 3.0, 1.0]))
+    export = write_dicom_series(image, tmp_path / "export", series_description="T2w axial",
+                                patient_id="MRN-0042")
+    for file in sorted(p for p in export.rglob("*") if p.is_file()):
+        ds = pydicom.dcmread(file)
+        ds.PatientName, ds.PatientBirthDate = "Doe^Jane", "19800101"
+        ds.save_as(file)
+    import_case(export, tmp_path / "identified")
+    deidentify_dicom(export, tmp_path / "clean", "P001")
+    import_case(tmp_path / "clean", tmp_path / "case")
+    with Registry.open(db) as registry:
+        registry.add_participants([validate_participant({"id": "P001"})])
+        with pytest.raises(CordmapError, match="still identifies the patient.*cordmap study deidentify"):
+            registry.add_scan("P001", tmp_path / "identified")
+        registry.add_scan("P001", tmp_path / "case")
+        assert len(registry.participant("P001")["scans"]) == 1
+    np.testing.assert_array_equal(Case.open(tmp_path / "case").image().array,
+                                  Case.open(tmp_path / "identified").image().array)

@@ -355,10 +355,13 @@ class Registry:
         """Register a case folder of a participant with the label volumes it holds.
 
         `made_by` names who or which model made each label source ({"manual": "rater-A"}).
+        A case imported from a DICOM export that was not de-identified is refused.
         """
         from cordmap.case import Case
+        from cordmap.study.deid import require_deidentified
 
         case = Case.open(case_dir)
+        require_deidentified(case)
         root = str(Path(case_dir).resolve())
         with self.transaction() as session:
             self._get(session, participant_id)
