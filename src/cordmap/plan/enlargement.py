@@ -114,9 +114,11 @@ def find_enlargement(geometry: CordGeometry, schema, segments: str = DEFAULT_ENL
 def segment_extents(geometry: CordGeometry, schema, names) -> dict[str, tuple[float, float]]:
     """Arc-length extent of each labelled segment of `names`; where a neighbouring segment is
     labelled too, their shared end is the volume-balanced `boundary`."""
+    ids = {label.level: label.id for label in schema.of_class("segment")}
+
     def volume(index):
-        if 0 <= index < len(SEGMENTS):
-            return geometry.structures.get(schema.find("segment", SEGMENTS[index]).id)
+        if 0 <= index < len(SEGMENTS) and SEGMENTS[index] in ids:
+            return geometry.structures.get(ids[SEGMENTS[index]])
         return None
 
     extents = {}
