@@ -48,6 +48,7 @@ def simplify(mesh: trimesh.Trimesh, reduction: float) -> trimesh.Trimesh:
     if reduction <= 0 or keep >= n_faces:
         return mesh
     closed = is_closed(mesh.faces)
+    pieces = None
     while keep < n_faces:
         vertices, faces = fast_simplification.simplify(
             mesh.vertices, mesh.faces, target_count=keep)
@@ -57,8 +58,10 @@ def simplify(mesh: trimesh.Trimesh, reduction: float) -> trimesh.Trimesh:
         repaired = close_decimated(result)
         # a split that cuts the surface into more pieces undoes a neck the decimator
         # collapsed: try again with more triangles instead
-        if is_closed(repaired.faces) and _pieces(repaired) <= _pieces(mesh):
-            return repaired
+        if is_closed(repaired.faces):
+            pieces = _pieces(mesh) if pieces is None else pieces
+            if _pieces(repaired) <= pieces:
+                return repaired
         keep *= 2
     return mesh
 
@@ -71,12 +74,11 @@ def is_closed(faces: np.ndarray) -> bool:
     starts = faces.astype(np.int64).ravel()
     ends = np.roll(faces, -1, axis=1).astype(np.int64).ravel()
     n = int(starts.max()) + 1
-    directed = np.sort(starts * n + ends)
-    if np.any(directed[1:] == directed[:-1]):
-        return False
-    reverse = ends * n + starts
-    found = np.searchsorted(directed, reverse)
-    return bool(np.all(directed[np.minimum(found, len(directed) - 1)] == reverse))
+    # each edge twice, once per direction: sorted keys come as (2e, 2e + 1) pairs
+    keys = np.sort(2 * (np.minimum(starts, ends) * n + np.maximum(starts, ends))
+                   + (starts < ends))
+    low, high = keys[0::2], keys[1::2]
+    return bool(len(keys) % 2 == 0 and np.all(low % 2 == 0) and np.all(high == low + 1))
 
 
 def close_decimated(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
