@@ -201,3 +201,18 @@ def test_cli_evaluate_and_segment(trained, tmp_path):
     assert stored.exit_code == 0, stored.output
     missing = runner.invoke(app, ["segment", str(case_dir), "--model", str(tmp_path / "no.pt")])
     assert missing.exit_code == 1 and "does not exist" in missing.output
+
+
+def test_cli_train_on_case_folders_and_refuse_an_empty_set(tmp_path):
+    cases = [str(_case(tmp_path, f"case{s}", synthetic_case(30 + s))) for s in range(2)]
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", *cases, "--out", str(tmp_path / "run"), "--epochs", "1",
+                                 "--patches", "2", "--patch", "16,16,16", "--no-progress",
+                                 "--classes", "cord", "--accelerator", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "model.pt").is_file() and "best validation loss" in result.output
+    empty = runner.invoke(app, ["train", "--out", str(tmp_path / "empty")])
+    assert empty.exit_code == 1 and "training set is empty" in empty.output
+    assert not (tmp_path / "empty").exists()
+    bad = runner.invoke(app, ["train", *cases, "--out", str(tmp_path / "bad"), "--patch", "16,16"])
+    assert bad.exit_code == 1 and "--patch '16,16' must be three" in bad.output
