@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 import zmesh
+from scipy import ndimage
 
 from cordmap.errors import CordmapError
 from cordmap.mesh import refine, thin
@@ -136,18 +137,13 @@ def _voxels_by_label(array: np.ndarray) -> dict[int, np.ndarray]:
 
 def _crop(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The bounding box of the labelled voxels of `array` and its voxel origin."""
-    labelled = array != 0
-    bounds = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(labelled.any(axis=other))
-        if not len(hits):
-            raise CordmapError(
-                "the label volume is empty (every voxel is 0): there is nothing to mesh; "
-                "check that the right label file was given")
-        bounds.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    origin = np.array([b.start for b in bounds], dtype=float)
-    return array[tuple(bounds)], origin
+    boxes = ndimage.find_objects((array != 0).view(np.uint8))
+    if not boxes:
+        raise CordmapError(
+            "the label volume is empty (every voxel is 0): there is nothing to mesh; "
+            "check that the right label file was given")
+    origin = np.array([b.start for b in boxes[0]], dtype=float)
+    return array[boxes[0]], origin
 
 
 def _march(array: np.ndarray, ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
