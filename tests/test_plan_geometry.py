@@ -157,3 +157,16 @@ def test_enlargement_cut_at_the_top_of_the_image_is_refused():
     with pytest.raises(CordmapError, match="reaches the top of the image"):
         find_enlargement(geometry, cut.schema, "L1..S2")
     assert not find_enlargement(geometry, cut.schema, "L2..S2").estimated
+
+
+def test_stray_blobs_do_not_move_the_cord_or_the_vertebrae():
+    """A segmentation's false positives: a cord blob below the conus and a stray voxel of
+    T12 far above it must not change the conus tip or T12's extent."""
+    labels = straight(vertebrae=[("T12", 30.0, 57.0)])
+    clean = measure_cord(labels)
+    array = labels.array.copy()
+    array[20:23, 20:23, 0] = labels.schema.find("cord").id  # S 0..3, 6 mm below the tip
+    array[20, 34, 35] = labels.schema.find("vertebra", "T12").id  # s = 7.5, 7.25 mm anterior
+    noisy = measure_cord(LabelVolume(array, labels.affine, schema=labels.schema))
+    assert noisy.conus_tip == pytest.approx(clean.conus_tip, abs=1e-9)
+    assert noisy.extents[32] == pytest.approx(clean.extents[32], abs=1e-9) == (30.0, 57.0)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 from scipy.interpolate import splev, splprep
 from scipy.spatial import cKDTree
 
@@ -40,6 +41,8 @@ LEVEL_CLASSES = ("vertebra", "disc")
 #: Vertebral bodies and discs: the part of their label at least this far (mm) anterior to
 #: the cord's centreline.
 BODY_DEPTH_MM = 5.0
+#: Pieces of a structure smaller than this fraction of its largest piece are ignored.
+ISLAND_FRACTION = 0.1
 #: In-plane sampling (mm) of the vertebra and disc voxels (their extents along the cord
 #: depend on the slices, not on the in-plane resolution).
 LEVEL_SAMPLING_MM = 1.0
@@ -241,10 +244,35 @@ def _voxels_by_class(labels: LabelVolume):
         if code == 2:
             stride = np.maximum(np.floor(LEVEL_SAMPLING_MM / np.array(labels.spacing[:2])), 1)
             keep = (ijk[:, 0] % stride[0] == 0) & (ijk[:, 1] % stride[1] == 0)
-            out.append((ijk[keep], flat[index[keep]], float(stride.prod())))
+            ijk, values = ijk[keep], flat[index[keep]]
+            step = np.array([stride[0], stride[1], 1], dtype=int)
+            keep = _without_islands(ijk // step, values)
+            out.append((ijk[keep], values[keep], float(stride.prod())))
         else:
-            out.append((ijk, flat[index]))
+            keep = _without_islands(ijk, np.zeros(len(ijk), dtype=np.uint8))
+            out.append((ijk[keep], flat[index[keep]]))
     return out
+
+
+def _without_islands(ijk: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Mask of the voxels to keep: in each group (a label id, or the whole cord), the
+    26-connected components holding at least ISLAND_FRACTION of the largest one's voxels.
+    Drops stray voxels and blobs (a segmentation's false positives) that would move the
+    conus tip or a vertebra's extent; keeps a structure split in two by a missed slice."""
+    keep = np.zeros(len(ijk), dtype=bool)
+    order = np.argsort(groups, kind="stable")
+    _, starts = np.unique(groups[order], return_index=True)
+    for part in np.split(order, starts[1:]):
+        if not len(part):
+            continue
+        local = ijk[part] - ijk[part].min(axis=0)
+        mask = np.zeros(local.max(axis=0) + 1, dtype=bool)
+        mask[tuple(local.T)] = True
+        components, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+        which = components[tuple(local.T)]
+        sizes = np.bincount(which)
+        keep[part] = sizes[which] >= ISLAND_FRACTION * sizes[1:].max()
+    return keep
 
 
 # -- centreline fitting ---------------------------------------------------------------------
