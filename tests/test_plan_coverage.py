@@ -62,6 +62,13 @@ def test_user_paddle_file_adds_models_and_bad_files_are_refused(tmp_path):
                                                      "contact_length_mm": 3, "contact_width_mm": 2}]}]}))
     with pytest.raises(CordmapError, match="bad.json.*outside"):
         get_paddle("X", bad)
+    bad.write_text(json.dumps({"models": [{"name": "X", "array_length_mm": 10, "width_mm": 0,
+                                           "rows": []}]}))
+    with pytest.raises(CordmapError, match="bad.json.*positive"):
+        get_paddle("X", bad)
+    bad.write_text("{not json")
+    with pytest.raises(CordmapError, match="bad.json is not valid JSON"):
+        get_paddle("X", bad)
 
 
 def test_volume_and_length_coverage_exact_on_a_straight_cylinder(cylinder):

@@ -109,14 +109,17 @@ def _parse(item: dict) -> tuple[Paddle, list[str]]:
     rows = sorted((ContactRow(float(r["offset_mm"]), tuple(float(x) for x in r["lateral_mm"]),
                               float(r["contact_length_mm"]), float(r["contact_width_mm"]))
                    for r in item["rows"]), key=lambda r: r.offset_mm)
-    length = float(item["array_length_mm"])
-    if length <= 0 or not rows:
-        raise ValueError(f"model '{name}' needs a positive array_length_mm and at least one row")
+    length, width = float(item["array_length_mm"]), float(item["width_mm"])
+    if length <= 0 or width <= 0 or not rows:
+        raise ValueError(f"model '{name}' needs a positive array_length_mm and width_mm and "
+                         "at least one row")
+    if any(row.contact_length_mm <= 0 or row.contact_width_mm <= 0 for row in rows):
+        raise ValueError(f"model '{name}' has a contact of zero or negative size")
     for row in rows:
         start, end = row.span
         if start < -1e-9 or end > length + 1e-9 or not row.lateral_mm:
             raise ValueError(f"model '{name}' has a row at {row.offset_mm} mm outside its "
                              f"{length} mm array, or without contacts")
-    paddle = Paddle(name, str(item.get("manufacturer", "")), length, float(item["width_mm"]),
+    paddle = Paddle(name, str(item.get("manufacturer", "")), length, width,
                     tuple(rows), dict(item.get("sources", {})))
     return paddle, [str(a) for a in item.get("aliases", [])]
