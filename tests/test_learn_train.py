@@ -216,3 +216,13 @@ def test_cli_train_on_case_folders_and_refuse_an_empty_set(tmp_path):
     assert not (tmp_path / "empty").exists()
     bad = runner.invoke(app, ["train", *cases, "--out", str(tmp_path / "bad"), "--patch", "16,16"])
     assert bad.exit_code == 1 and "--patch '16,16' must be three" in bad.output
+
+
+def test_bad_training_input_leaves_no_run_folder(tmp_path):
+    name, image, labels = synthetic_case(40)
+    array = image.array.copy()
+    array[3, 4, 5] = np.nan
+    cases = [(name, Volume(array, image.affine), labels), synthetic_case(41)]
+    with pytest.raises(CordmapError, match="synthetic-40 has NaN or infinite intensities"):
+        train(cases, tmp_path / "run", SCHEMA, TrainConfig(epochs=1, val_fraction=0.5, **TINY))
+    assert not (tmp_path / "run").exists()

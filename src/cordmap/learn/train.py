@@ -187,13 +187,16 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
                  "test": []}
     if not split["train"]:
         raise CordmapError("the training set is empty: pass case folders with labels")
-    settings = {"train": config.resumable_settings(), "network": net_config.to_dict(), "split": split,
-                "fine_tuned": initial is not None}
+    settings = {"train": config.resumable_settings(), "network": net_config.to_dict(),
+                "split": split, "fine_tuned": initial is not None}
     resume = _resume_checkpoint(out_dir, settings)
 
     pl.seed_everything(config.seed, workers=True, verbose=False)
     examples = {name: prepare(name, *by_name[name], mapping, net_config)
                 for name in split["train"] + split["val"]}
+    if resume is None:  # only once every input has been read and checked
+        write_text(out_dir / "run.json", json.dumps(settings, indent=1) + "\n")
+        write_text(out_dir / "split.json", json.dumps(split, indent=1) + "\n")
     unannotated = _unannotated(mapping, config.annotated)
     module = SegmentationModule(net_config.to_dict(), config.lr, unannotated,
                                 config.freeze_encoder)
@@ -238,12 +241,11 @@ def _resume_checkpoint(out_dir: Path, settings: dict) -> str | None:
         if json.loads(recorded.read_text()) != json.loads(json.dumps(settings)):
             raise CordmapError(f"{out_dir} holds a training run with other settings or cases; "
                                "pass a new output folder (or delete this one) to start anew")
-        return str(last) if last.is_file() else None
-    if out_dir.exists() and any(out_dir.iterdir()):
+        if last.is_file():
+            return str(last)
+    elif out_dir.exists() and any(out_dir.iterdir()):
         raise CordmapError(f"{out_dir} is not empty and holds no cordmap training run; "
                            "pass a new output folder")
-    write_text(recorded, json.dumps(settings, indent=1) + "\n")
-    write_text(out_dir / "split.json", json.dumps(settings["split"], indent=1) + "\n")
     return None
 
 
