@@ -9,9 +9,10 @@
 
   Vertebra names as in `anatomy.levels` (T11, L1, S for the sacrum); "upper" is rostral.
 
-Each vertebra's extent along the cord is that of its voxels projected onto the centreline
-(see `geometry`). A disc is its labelled extent; without disc labels, the gap between two
-adjacent vertebrae, or their shared boundary when they touch.
+Each vertebra's extent along the cord is that of its body (the part of its label anterior
+to the cord) projected onto the centreline (see `geometry`). A disc is its labelled extent;
+without disc labels, the gap between two adjacent bodies, or their shared boundary when they
+touch. Landmarks name points of the body: "upper third" is the middle of its upper third.
 """
 
 from __future__ import annotations
