@@ -699,6 +699,7 @@ def plan_(
                        enlargement=enlargement, top=top, step=step, separation=separation)
     _plan_header(written.result)
     _plan_table([(f"#{c['rank']}", c) for c in written.result["candidates"]])
+    _plan_segments("#1", written.result["candidates"][0])
     console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
 
 
@@ -726,6 +727,7 @@ def assess_(
     if "compared" in result:
         rows.append(("compared", result["compared"]["placement"]))
     _plan_table(rows)
+    _plan_segments("placement", result["placement"])
     if "compared" in result:
         console.print(f"distance between the two placements: {result['compared']['distance_mm']:.1f} mm")
     console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
@@ -736,6 +738,13 @@ def _plan_header(result: dict) -> None:
     how = "estimated from the CSA profile and the conus" if e["estimated"] else "labelled"
     console.print(f"enlargement {e['segments']} ({how}): {e['length_mm']:.1f} mm, "
                   f"{e['volume_mm3']:.0f} mm3; paddle {p['name']} ({p['array_length_mm']:g} mm array)")
+
+
+def _plan_segments(name: str, placement: dict) -> None:
+    parts = [f"{s['segment']} {s['covered_pct']:.0f} %"
+             + (f" (rows {s['contact_rows'][0]}-{s['contact_rows'][-1]})" if s["contact_rows"] else "")
+             for s in placement["segments"]]
+    console.print(f"segments under {name}: " + ", ".join(parts))
 
 
 def _plan_table(rows: list) -> None:
