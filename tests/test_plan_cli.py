@@ -44,6 +44,7 @@ def test_plan_a_label_file(tmp_path, labels, labels_file):
         [c["rostral_mm"] for c in expected["candidates"]]
     assert plan["enlargement"]["segments"] == "L1..S1" and not plan["enlargement"]["estimated"]
     assert plan["candidates"][0]["rostral_edge"] in result.output
+    assert "segments under #1: L1 " in result.output
     assert len(plan["curve"]["rostral_mm"]) == len(plan["curve"]["volume_pct"]) > 10
     assert plan["cord"]["segments_mm"]["T12"] == [0.0, 21.0]
     assert plan["cord"]["segments_mm"]["S5"] == [99.0, 105.0]
