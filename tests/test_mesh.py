@@ -385,3 +385,26 @@ def test_is_closed_agrees_with_trimesh_and_checks_orientation():
     flipped = box.faces.copy()
     flipped[0] = flipped[0, ::-1]  # still watertight for trimesh, but one face inside out
     assert trimesh.Trimesh(box.vertices, flipped).is_watertight and not is_closed(flipped)
+
+
+def test_phantom_every_structure_closed_volumes_agree_roots_connected():
+    from cordmap.anatomy.phantom import make_phantom
+
+    labels = make_phantom(0, n_slices=48).labels  # 0.8 x 0.8 x 3 mm, 48 axial slices
+    meshes = mesh_labels(labels)
+    stats = mesh_stats(meshes)
+    counts = labels.counts()
+    assert sorted(stats) == sorted(counts)
+    roots = [i for i in counts if SCHEMA[i].structure in ("dorsal_root", "ventral_root")]
+    assert len(roots) > 20
+    for label_id, entry in stats.items():
+        assert entry.watertight, label_id
+        expected = counts[label_id] * labels.voxel_volume
+        structure = SCHEMA[label_id].structure
+        if structure in ("vertebra", "disc", "segment") and counts[label_id] >= 1000:
+            assert entry.volume_mm3 == pytest.approx(expected, rel=0.03), label_id
+        if structure == "csf":  # a sheet one or two voxels thick: cut corners weigh more
+            assert entry.volume_mm3 == pytest.approx(expected, rel=0.08)
+    for label_id in roots:
+        pieces = ndimage.label(labels.array == label_id, structure=np.ones((3, 3, 3)))[1]
+        assert len(meshes[label_id].split(only_watertight=False)) == pieces, label_id

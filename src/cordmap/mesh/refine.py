@@ -10,9 +10,12 @@ fin), or it pinches two sheets of the surface together along an edge or at a ver
 (a non-manifold edge shared by four triangles). `close_decimated` repairs both without
 moving the surface: fin pairs are deleted, and a pinched vertex is split into one copy
 per sheet, each copy nudged by `PINCH_OFFSET_MM` into its own sheet so that the copies
-stay distinct when a tool merges coincident vertices (unless the split would cut the
-surface in two: a thin neck collapsed by the decimator). If a mesh is still open after
-that, decimation is retried keeping twice as many triangles, and in the end the
+stay distinct when a tool merges coincident vertices.
+
+The result is accepted when it is closed and, for meshes under `KEEP_PIECES_BELOW`
+triangles or after a repair, has as many pieces as before: the decimator can erase a
+small separate piece of a root, and a pinch split can cut a thin neck it collapsed.
+Otherwise decimation is retried keeping twice as many triangles, and in the end the
 undecimated mesh is kept: a watertight input always gives a watertight output.
 """
 
@@ -30,6 +33,9 @@ MIN_TRIANGLES = 200
 #: Taubin filter weights: shrink by lambda, inflate by mu (|mu| > lambda).
 TAUBIN_LAMBDA = 0.5
 TAUBIN_MU = -0.53
+#: Meshes of fewer triangles (roots, small structures) keep their number of pieces
+#: through decimation; above it only a repaired mesh is checked (counting is not free).
+KEEP_PIECES_BELOW = 20_000
 #: How far (mm) the copies of a pinched vertex are pulled apart, into their own sheets.
 PINCH_OFFSET_MM = 1e-3
 
@@ -42,28 +48,31 @@ def smooth(mesh: trimesh.Trimesh, iterations: int) -> trimesh.Trimesh:
 
 
 def simplify(mesh: trimesh.Trimesh, reduction: float) -> trimesh.Trimesh:
-    """Remove about `reduction` (0..1) of the triangles; never open a closed mesh."""
+    """Remove about `reduction` (0..1) of the triangles; never open a closed mesh, and
+    keep its number of pieces (see the module docstring)."""
     n_faces = len(mesh.faces)
     keep = max(int(round(n_faces * (1.0 - reduction))), MIN_TRIANGLES)
     if reduction <= 0 or keep >= n_faces:
         return mesh
-    closed = is_closed(mesh.faces)
+    if not is_closed(mesh.faces):
+        return _decimate(mesh, keep)
     pieces = None
     while keep < n_faces:
-        vertices, faces = fast_simplification.simplify(
-            mesh.vertices, mesh.faces, target_count=keep)
-        result = trimesh.Trimesh(vertices, faces, process=False)
-        if not closed or is_closed(result.faces):
-            return result
-        repaired = close_decimated(result)
-        # a split that cuts the surface into more pieces undoes a neck the decimator
-        # collapsed: try again with more triangles instead
-        if is_closed(repaired.faces):
+        decimated = _decimate(mesh, keep)
+        result = close_decimated(decimated)
+        if is_closed(result.faces):
+            if result is decimated and n_faces >= KEEP_PIECES_BELOW:
+                return result
             pieces = _pieces(mesh) if pieces is None else pieces
-            if _pieces(repaired) <= pieces:
-                return repaired
+            if _pieces(result) == pieces:
+                return result
         keep *= 2
     return mesh
+
+
+def _decimate(mesh: trimesh.Trimesh, keep: int) -> trimesh.Trimesh:
+    vertices, faces = fast_simplification.simplify(mesh.vertices, mesh.faces, target_count=keep)
+    return trimesh.Trimesh(vertices, faces, process=False)
 
 
 def is_closed(faces: np.ndarray) -> bool:
