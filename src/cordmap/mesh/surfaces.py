@@ -1,9 +1,9 @@
 """One closed surface mesh per label, in world RAS+ millimetres.
 
-`mesh_labels` runs zmesh's multi-label marching cubes once over the labels' bounding
-box, re-meshes thin labels on an upsampled, bridged grid (`cordmap.mesh.thin`), maps the
-vertices through the volume's affine, then smooths and simplifies each mesh
-(`cordmap.mesh.refine`).
+`mesh_labels` bridges the diagonal contacts of thin labels (`cordmap.mesh.thin`), runs
+zmesh's multi-label marching cubes once over the labels' bounding box (thin labels may
+instead be meshed on their own upsampled grid), maps the vertices through the volume's
+affine, then smooths and simplifies each mesh (`cordmap.mesh.refine`).
 
 Coordinates: the centre of voxel (i, j, k) is at ``affine @ (i, j, k, 1)`` (NIfTI), and
 a surface lies half-way between a labelled voxel centre and an unlabelled one. This is
