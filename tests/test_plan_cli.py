@@ -90,6 +90,7 @@ def _cut(labels):  # the image stops at S 30: S1 ends on the bottom slice, S2..S
     (None, ["--paddle", "Penta"], "unknown paddle model 'Penta'"),
     (None, ["--paddle", "Long", "--paddles", "LONG"], "longer than the 105.0 mm of cord"),
     (None, ["--enlargement", "S2..L1"], "runs upwards"),
+    (None, ["--protocol", "MISSING"], "protocol file .*missing.json does not exist"),
 ])
 def test_bad_plan_input_writes_nothing(tmp_path, labels, make, options, message):
     path = write_nifti(make(labels) if make else labels, tmp_path / "labels.nii.gz")
@@ -98,7 +99,8 @@ def test_bad_plan_input_writes_nothing(tmp_path, labels, make, options, message)
     long_paddle.write_text(json.dumps({"models": [{
         "name": "Long", "array_length_mm": 120, "width_mm": 8,
         "rows": [{"offset_mm": 60, "lateral_mm": [0], "contact_length_mm": 3, "contact_width_mm": 2}]}]}))
-    options = [str(long_paddle) if o == "LONG" else o for o in options]
+    replace = {"LONG": str(long_paddle), "MISSING": str(tmp_path / "missing.json")}
+    options = [replace.get(o, o) for o in options]
     out = tmp_path / "plan.json"
     result = invoke("plan", path, "--out", out, *options)
     assert result.exit_code == 1

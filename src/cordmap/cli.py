@@ -679,6 +679,8 @@ _PaddlesOpt = Annotated[Optional[Path], typer.Option("--paddles", help="JSON fil
 _EnlargementOpt = Annotated[Optional[str], typer.Option(
     "--enlargement", help="Segments of the enlargement, FIRST..LAST (default: L1..S2).")]
 _OutOpt = Annotated[Optional[Path], typer.Option("--out", help="JSON to write (default: CASE/plan/...).")]
+_ProtocolOpt = Annotated[Optional[Path], typer.Option(
+    "--protocol", help="Annotation protocol JSON of a label file (default: shipped).")]
 
 
 @command("plan")
@@ -691,12 +693,14 @@ def plan_(
     step: Annotated[float, typer.Option(help="Search step along the cord (mm).")] = 0.5,
     separation: Annotated[float, typer.Option(help="Least distance between candidates (mm).")] = 5.0,
     out: _OutOpt = None,
+    protocol: _ProtocolOpt = None,
 ):
     """Best paddle placements over the lumbosacral enlargement, in vertebral terms."""
     from cordmap.plan.files import run_plan
 
     written = run_plan(target, out, paddle=paddle, paddles_file=paddles,
-                       enlargement=enlargement, top=top, step=step, separation=separation)
+                       enlargement=enlargement, top=top, step=step, separation=separation,
+                       protocol=protocol)
     _plan_header(written.result)
     _plan_table([(f"#{c['rank']}", c) for c in written.result["candidates"]])
     _plan_segments("#1", written.result["candidates"][0])
@@ -715,12 +719,14 @@ def assess_(
     paddles: _PaddlesOpt = None,
     enlargement: _EnlargementOpt = None,
     out: _OutOpt = None,
+    protocol: _ProtocolOpt = None,
 ):
     """Coverage achieved by a placement read from X-ray landmarks."""
     from cordmap.plan.files import run_assess
 
     written = run_assess(target, out, rostral=rostral, caudal=caudal, compare=compare,
-                         paddle=paddle, paddles_file=paddles, enlargement=enlargement)
+                         paddle=paddle, paddles_file=paddles, enlargement=enlargement,
+                         protocol=protocol)
     result = written.result
     _plan_header(result)
     rows = [("placement", result["placement"])]

@@ -45,20 +45,23 @@ def assess_file(target: str | Path, out: str | Path | None = None, **options) ->
 
 def run_plan(target: str | Path, out: str | Path | None = None, *, paddle: str | None = None,
              paddles_file: str | Path | None = None, enlargement: str | None = None,
-             top: int = 3, step: float | None = None, separation: float | None = None) -> Written:
-    """Plan a case folder or a label NIfTI and write plan.json."""
+             top: int = 3, step: float | None = None, separation: float | None = None,
+             protocol: str | Path | None = None) -> Written:
+    """Plan a case folder or a label NIfTI (of `protocol`, default the shipped one; a case
+    has its own) and write plan.json."""
     search = _given(top=top, step=step, separation=separation)
-    return _run("plan", target, out, PLAN_FILE, paddles_file,
+    return _run("plan", target, out, PLAN_FILE, paddles_file, protocol,
                 _given(paddle=paddle, enlargement=enlargement), search,
                 lambda planner: planner.plan(**search))
 
 
 def run_assess(target: str | Path, out: str | Path | None = None, *, rostral: str | None = None,
                caudal: str | None = None, compare: str | None = None, paddle: str | None = None,
-               paddles_file: str | Path | None = None, enlargement: str | None = None) -> Written:
+               paddles_file: str | Path | None = None, enlargement: str | None = None,
+               protocol: str | Path | None = None) -> Written:
     """Score a placement read from X-ray landmarks and write assessment.json."""
     landmarks = _given(rostral=rostral, caudal=caudal, compare=compare)
-    return _run("assess", target, out, ASSESSMENT_FILE, paddles_file,
+    return _run("assess", target, out, ASSESSMENT_FILE, paddles_file, protocol,
                 _given(paddle=paddle, enlargement=enlargement), landmarks,
                 lambda planner: planner.assess(**landmarks))
 
@@ -67,8 +70,8 @@ def _given(**options) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _run(stage: str, target, out, default: str, paddles_file, options: dict, extra: dict,
-         compute: Callable[[Planner], dict]) -> Written:
+def _run(stage: str, target, out, default: str, paddles_file, protocol, options: dict,
+         extra: dict, compute: Callable[[Planner], dict]) -> Written:
     target = Path(target)
     out = Path(out) if out else None
     if target.is_dir():
@@ -96,7 +99,7 @@ def _run(stage: str, target, out, default: str, paddles_file, options: dict, ext
     else:
         from cordmap.io.nifti import read_labels
 
-        labels = read_labels(target, LabelSchema.load())
+        labels = read_labels(target, LabelSchema.load(protocol))
     planner = Planner.prepare(labels, paddles_file=paddles_file, source=str(labels_path), **options)
     result = compute(planner)
     write_text(out, json.dumps(result, indent=1) + "\n")
