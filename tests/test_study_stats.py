@@ -167,3 +167,12 @@ def test_failed_demo_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(CordmapError, match="planner broke"):
         build_demo_study(tmp_path / "demo", participants=4)
     assert not (tmp_path / "demo").exists()
+
+
+def test_tied_data_falls_back_to_a_percentile_interval_and_says_so():
+    result = compare_two([1, 1, 1], [2, 2, 2])
+    assert (result.ci_low, result.ci_high) == (-1.0, -1.0)
+    assert result.ci_method.startswith("bootstrap percentile")
+    assert compare_two([1, 2, 5, 7], [3, 4, 2, 1]).ci_method.startswith("bootstrap BCa")
+    with pytest.raises(CordmapError, match="does not vary within either group"):
+        compare_two([1, 1, 1], [2, 2, 2], test="welch")

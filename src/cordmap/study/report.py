@@ -121,10 +121,11 @@ def _comparison_table(comparisons: list[Comparison]) -> str:
 def _methods(comparisons: list[Comparison]) -> str:
     c = comparisons[0]
     missing = sum(g.missing for comp in comparisons for g in comp.groups)
+    methods = "; ".join(dict.fromkeys(x.ci_method for x in comparisons))
     test = ("two-sided Mann-Whitney U test, effect size the rank-biserial correlation"
             if c.test == "mann-whitney" else
             "two-sided Welch's t-test (unequal variances), effect size Cohen's d (pooled SD)")
     return (f"Groups compared with the {test}; {c.difference_name} with {c.confidence:.0%} "
-            f"confidence interval ({c.ci_method}); differences are {c.groups[0].name} minus "
+            f"confidence interval ({methods}); differences are {c.groups[0].name} minus "
             f"{c.groups[1].name}. Participants without a value of a metric are left out of that "
             f"comparison ({missing} value(s) missing in all).")

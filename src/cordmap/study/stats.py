@@ -9,6 +9,7 @@ group minus the second. Participants without a value are left out and counted.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -90,6 +91,9 @@ def compare_two(x, y, *, metric: str = "value", names: tuple[str, str] = ("A", "
                                "a comparison needs at least 2 per group")
     summaries = (summarise(names[0], x, missing[0]), summarise(names[1], y, missing[1]))
     if test == "welch":
+        if x.var() == 0 and y.var() == 0:
+            raise CordmapError(f"{metric} does not vary within either group; Welch's t-test "
+                               "needs some spread (use mann-whitney)")
         result = stats.ttest_ind(x, y, equal_var=False)
         interval = result.confidence_interval(confidence)
         return Comparison(metric, UNITS.get(metric, ""), summaries, test, float(result.statistic),
@@ -97,27 +101,29 @@ def compare_two(x, y, *, metric: str = "value", names: tuple[str, str] = ("A", "
                           float(x.mean() - y.mean()), float(interval.low), float(interval.high),
                           confidence, "Welch t")
     result = stats.mannwhitneyu(x, y, alternative="two-sided")
-    low, high = _bootstrap_median_difference(x, y, confidence, resamples, seed)
+    low, high, method = _bootstrap_median_difference(x, y, confidence, resamples, seed)
     return Comparison(metric, UNITS.get(metric, ""), summaries, test, float(result.statistic),
                       float(result.pvalue), "rank-biserial",
                       rank_biserial(result.statistic, len(x), len(y)), "difference in medians",
-                      float(np.median(x) - np.median(y)), low, high, confidence,
-                      f"bootstrap BCa, {resamples} resamples, seed {seed}")
+                      float(np.median(x) - np.median(y)), low, high, confidence, method)
 
 
-def _bootstrap_median_difference(x, y, confidence, resamples, seed) -> tuple[float, float]:
+def _bootstrap_median_difference(x, y, confidence, resamples, seed) -> tuple[float, float, str]:
+    """Bootstrap CI of the difference in medians: BCa, or percentile where BCa degenerates
+    (tiny or heavily tied samples); returns (low, high, method)."""
     def difference(a, b, axis=-1):
         return np.median(a, axis=axis) - np.median(b, axis=axis)
 
-    result = stats.bootstrap((x, y), difference, n_resamples=resamples, confidence_level=confidence,
-                             method="BCa", rng=np.random.default_rng(seed), vectorized=True)
-    low, high = result.confidence_interval
-    if not (np.isfinite(low) and np.isfinite(high)):  # BCa degenerates on tied data
-        result = stats.bootstrap((x, y), difference, n_resamples=resamples,
-                                 confidence_level=confidence, method="percentile",
-                                 rng=np.random.default_rng(seed), vectorized=True)
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # degenerate BCa: NaN bounds, handled below
+            result = stats.bootstrap((x, y), difference, n_resamples=resamples,
+                                     confidence_level=confidence, method=method,
+                                     rng=np.random.default_rng(seed), vectorized=True)
         low, high = result.confidence_interval
-    return float(low), float(high)
+        if np.isfinite(low) and np.isfinite(high):
+            break
+    return float(low), float(high), f"bootstrap {method}, {resamples} resamples, seed {seed}"
 
 
 def group_values(rows: list[dict], by: str, metric: str,
