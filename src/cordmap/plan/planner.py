@@ -28,6 +28,9 @@ from cordmap.volume import LabelVolume
 
 @dataclass(frozen=True)
 class Planner:
+    """One label volume measured for planning with one paddle model; `source` names the
+    labels in messages and in the output."""
+
     labels: LabelVolume
     geometry: CordGeometry
     enlargement: Enlargement
@@ -39,6 +42,7 @@ class Planner:
     def prepare(cls, labels: LabelVolume, paddle: str = DEFAULT_PADDLE,
                 paddles_file: str | Path | None = None, enlargement: str = DEFAULT_ENLARGEMENT,
                 source: str = "the label volume") -> "Planner":
+        """Measure the cord, find the enlargement and the vertebrae, load the paddle."""
         model = get_paddle(paddle, paddles_file)
         geometry = measure_cord(labels, source)
         found = find_enlargement(geometry, labels.schema, enlargement, source)
