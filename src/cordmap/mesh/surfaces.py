@@ -8,8 +8,9 @@ affine, then smooths and simplifies each mesh (`cordmap.mesh.refine`).
 Coordinates: the centre of voxel (i, j, k) is at ``affine @ (i, j, k, 1)`` (NIfTI), and
 a surface lies half-way between a labelled voxel centre and an unlabelled one. This is
 the same physical place Neuroglancer draws when its source transform carries the
-half-voxel shift (its voxel (i, j, k) spans [i, i+1)); zmesh's ``close=True`` padding
-shift is removed here.
+half-voxel shift (its voxel (i, j, k) spans [i, i+1)). The labels are meshed with a
+background border of one voxel, so every mesh is closed, also where a label touches the
+edge of the volume (zmesh's ``close=True`` and its one-voxel shift are not needed).
 """
 
 from __future__ import annotations
@@ -66,14 +67,16 @@ def march_labels(labels: LabelVolume, *, ids=None,
     """The raw marching-cubes surfaces of `mesh_labels` (no smoothing or simplification)."""
     _check_parameters(0, 0.0, thin_upsample)
     crop, origin = _crop(labels.array)
-    padded = np.pad(crop, 1)  # a copy: bridges go into it, the input is never modified
+    # a copy with a background border: every mesh closes, bridges go into it, and the
+    # input is never modified
+    padded = np.pad(crop, 1)
     points = _voxels_by_label(padded)
     wanted = _wanted_ids(labels.schema, sorted(points), ids)
     thin_set = {i for i in wanted if thin_upsample and thin.is_thin(padded, points[i], i)}
     upsampled = thin_set if thin_upsample > 1 else set()
     for label_id in sorted(thin_set - upsampled):
         thin.bridge_in_place(padded, points[label_id], label_id, thin_set)
-    index_meshes = _march(padded, [i for i in wanted if i not in upsampled])
+    index_meshes = _march(padded, [i for i in wanted if i not in upsampled], border=True)
     for label_id in sorted(upsampled):
         ijk = np.column_stack(np.unravel_index(points[label_id], padded.shape))
         corner = ijk.min(axis=0)
@@ -146,23 +149,29 @@ def _crop(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return array[boxes[0]], origin
 
 
-def _march(array: np.ndarray, ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Marching cubes of every label in one zmesh pass; vertices in voxel indices."""
+def _march(array: np.ndarray, ids: list[int], *, border: bool
+           ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Marching cubes of every label in one zmesh pass; vertices in voxel indices.
+
+    border: True when `array` already has a background border (every mesh closes);
+    else zmesh pads it (``close=True``) and its one-voxel shift is taken off here.
+    """
     if not ids:
         return {}
     mesher = zmesh.Mesher((1, 1, 1))
-    mesher.mesh(array, close=True)
+    mesher.mesh(array, close=not border)
+    shift = 0.0 if border else 1.0
     out = {}
     for label_id in ids:
         mesh = mesher.get(label_id, normals=False, voxel_centered=False)
-        out[label_id] = (mesh.vertices.astype(np.float64) - 1.0, mesh.faces)  # close=True pad
+        out[label_id] = (mesh.vertices.astype(np.float64) - shift, mesh.faces)
     return out
 
 
 def _march_thin(mask: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes of one thin label's mask, upsampled and bridged."""
     fine = thin.bridged_upsample(mask, factor)
-    (vertices, faces), = _march(fine.view(np.uint8), [1]).values()
+    (vertices, faces), = _march(fine.view(np.uint8), [1], border=False).values()
     return (vertices + 0.5) / factor - 0.5, faces
 
 
