@@ -190,6 +190,20 @@ def test_without_meshes_the_dataset_names_no_mesh_source(anatomy, tmp_path):
     assert not (out / "labels" / "mesh").exists()
 
 
+def test_image_only_dataset_and_view(anatomy, tmp_path):
+    from cordmap.viewer import Site, viewer_state, write_precomputed
+
+    image, _ = anatomy
+    out = write_precomputed(image, None, None, tmp_path / "viewer")
+    assert sorted(p.name for p in out.iterdir()) == ["image"]
+    state = viewer_state(image, None)
+    assert [layer["name"] for layer in state["layers"]] == ["MRI"]
+    centre = image.world((np.asarray(image.shape) - 1) / 2)
+    scales = np.array([state["dimensions"][d][0] * 1e3 for d in "xyz"])
+    np.testing.assert_allclose(np.asarray(state["position"]) * scales, centre, atol=2e-3)
+    assert isinstance(Site(out, state).lookup("/data/image/info"), Path)
+
+
 # -- bad input -----------------------------------------------------------------------------
 def _bad(anatomy, kind):
     image, labels = anatomy

@@ -29,10 +29,10 @@ def build_case_viewer(case: Case) -> tuple[Path, dict]:
     from cordmap.mesh import mesh_labels
 
     folder = case.path(VIEWER_DIR)
-    labels_path = case.labels_path(case.label_sources()[0]) if case.label_sources() else None
-    inputs = [case.image_path, labels_path]
+    sources = case.label_sources()  # the first is the one case.labels() reads
+    inputs = [case.image_path] + [case.labels_path(source) for source in sources[:1]]
     parameters = {"viewer_format": VIEWER_FORMAT}
-    if labels_path and case.is_up_to_date(STAGE, inputs=inputs, parameters=parameters):
+    if sources and case.is_up_to_date(STAGE, inputs=inputs, parameters=parameters):
         return folder, json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     image, labels = case.image(), case.labels()  # no labels: a clear CordmapError
     check_labels(image, labels)
