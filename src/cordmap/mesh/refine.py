@@ -13,10 +13,12 @@ per sheet, each copy nudged by `PINCH_OFFSET_MM` into its own sheet so that the 
 stay distinct when a tool merges coincident vertices.
 
 The result is accepted when it is closed and, for meshes under `KEEP_PIECES_BELOW`
-triangles or after a repair, has as many pieces as before: the decimator can erase a
-small separate piece of a root, and a pinch split can cut a thin neck it collapsed.
-Otherwise decimation is retried keeping twice as many triangles, and in the end the
-undecimated mesh is kept: a watertight input always gives a watertight output.
+triangles (roots, small structures), has as many pieces as before: the decimator can
+erase a small separate piece of a root, and a pinch split can cut a thin neck that it
+collapsed. (On larger meshes a decimated speck of dust may vanish or a collapsed neck be
+split; counting pieces there would cost more than the decimation is worth.) Otherwise
+decimation is retried keeping twice as many triangles, and in the end the undecimated
+mesh is kept: a watertight input always gives a watertight output.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ MIN_TRIANGLES = 200
 TAUBIN_LAMBDA = 0.5
 TAUBIN_MU = -0.53
 #: Meshes of fewer triangles (roots, small structures) keep their number of pieces
-#: through decimation; above it only a repaired mesh is checked (counting is not free).
+#: through decimation; larger ones are not checked (counting is not free).
 KEEP_PIECES_BELOW = 20_000
 #: How far (mm) the copies of a pinched vertex are pulled apart, into their own sheets.
 PINCH_OFFSET_MM = 1e-3
@@ -56,16 +58,11 @@ def simplify(mesh: trimesh.Trimesh, reduction: float) -> trimesh.Trimesh:
         return mesh
     if not is_closed(mesh.faces):
         return _decimate(mesh, keep)
-    pieces = None
+    pieces = _pieces(mesh) if n_faces < KEEP_PIECES_BELOW else None
     while keep < n_faces:
-        decimated = _decimate(mesh, keep)
-        result = close_decimated(decimated)
-        if is_closed(result.faces):
-            if result is decimated and n_faces >= KEEP_PIECES_BELOW:
-                return result
-            pieces = _pieces(mesh) if pieces is None else pieces
-            if _pieces(result) == pieces:
-                return result
+        result = close_decimated(_decimate(mesh, keep))
+        if is_closed(result.faces) and (pieces is None or _pieces(result) == pieces):
+            return result
         keep *= 2
     return mesh
 
