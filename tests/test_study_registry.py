@@ -276,6 +276,13 @@ def test_dicom_is_deidentified_into_a_copy(tmp_path):
     assert ds.PatientSex == "F" and list(ds.ImagePositionPatient) == [1.0, 2.0, 3.0]
     np.testing.assert_array_equal(ds.pixel_array, np.arange(16).reshape(4, 4))
     assert b"Doe^Jane" not in (tmp_path / "clean" / "series1" / "IM0001").read_bytes()
+    original = pydicom.dcmread(source / "series1" / "IM0001")
+    assert ds.SOPInstanceUID != original.SOPInstanceUID
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    reference = ds.ReferencedPatientSequence[0].ReferencedSOPInstanceUID
+    assert reference != original.ReferencedPatientSequence[0].ReferencedSOPInstanceUID
+    with pytest.raises(CordmapError, match="not empty"):
+        deidentify_dicom(source, tmp_path / "clean", "P001")
 
 
 def test_deidentify_refuses_a_folder_without_dicom(tmp_path):
@@ -298,6 +305,9 @@ def test_only_deidentified_dicom_cases_enter_the_study(db, tmp_path):
     import_case(export, tmp_path / "identified")
     deidentify_dicom(export, tmp_path / "clean", "P001")
     import_case(tmp_path / "clean", tmp_path / "case")
+    series = {pydicom.dcmread(f).SeriesInstanceUID for f in (tmp_path / "clean").rglob("*") if f.is_file()}
+    assert len(series) == 1 and series.isdisjoint({pydicom.dcmread(next(
+        f for f in export.rglob("*") if f.is_file())).SeriesInstanceUID})
     with Registry.open(db) as registry:
         registry.add_participants([validate_participant({"id": "P001"})])
         with pytest.raises(CordmapError, match="still identifies the patient.*cordmap study deidentify"):

@@ -2,10 +2,11 @@
 
 Copies every DICOM file of a folder to a new folder with the attributes that identify
 the person, the institution or the date of the visit removed (a subset of the DICOM
-PS3.15 basic confidentiality profile), private tags dropped, and the patient's name and
-id replaced by the participant's pseudonym. Geometry, pixel data and the sequence
-parameters are kept, so the copy imports exactly as the original. The source folder is
-never modified; the output appears whole or not at all.
+PS3.15 basic confidentiality profile), private tags dropped, the patient's name and id
+replaced by the participant's pseudonym, and instance UIDs replaced consistently.
+Geometry, pixel data and the sequence parameters are kept, so the copy imports exactly
+as the original. The source folder is never modified; the output appears whole or not
+at all, in a new folder.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydicom
+import pydicom.multival
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import generate_uid
 
 from cordmap.atomic import atomic_dir
 from cordmap.errors import CordmapError
@@ -37,6 +40,15 @@ REMOVED = (
 REMOVED_SET = frozenset(REMOVED)
 #: Attributes replaced by the pseudonym.
 PSEUDONYMISED = ("PatientName", "PatientID")
+#: Instance UIDs (they can embed dates, device serials or site roots): replaced by UIDs
+#: derived from the pseudonym and the original, so that series, frames of reference and
+#: references stay consistent across the files of an export.
+REMAPPED_UIDS = frozenset((
+    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "MediaStorageSOPInstanceUID",
+    "FrameOfReferenceUID", "ReferencedSOPInstanceUID", "ReferencedFrameOfReferenceUID",
+    "IrradiationEventUID", "StorageMediaFileSetUID", "SynchronizationFrameOfReferenceUID",
+    "ReferencedSOPInstanceUIDInFile",
+))
 
 
 def deidentify_dicom(source: str | Path, out: str | Path, pseudonym: str) -> int:
@@ -51,6 +63,9 @@ def deidentify_dicom(source: str | Path, out: str | Path, pseudonym: str) -> int
         raise CordmapError(f"{source} is not a folder; pass the folder of the DICOM export")
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
         raise CordmapError(f"{out} lies inside {source}; write the de-identified copy elsewhere")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CordmapError(f"{out} already exists and is not empty; pass a new folder for the "
+                           "de-identified copy")
     files = sorted(p for p in source.rglob("*") if p.is_file())
     written = 0
     with atomic_dir(out) as tmp:
@@ -76,13 +91,24 @@ def deidentify(dataset: pydicom.Dataset, pseudonym: str) -> pydicom.Dataset:
     def strip(ds: pydicom.Dataset, element) -> None:
         if element.keyword in REMOVED_SET:
             del ds[element.tag]
+        elif element.keyword in REMAPPED_UIDS and element.value:
+            element.value = _new_uid(element.value, pseudonym)
 
     dataset.walk(strip)
+    meta = getattr(dataset, "file_meta", None)
+    if meta is not None and "MediaStorageSOPInstanceUID" in meta and "SOPInstanceUID" in dataset:
+        meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     for keyword in PSEUDONYMISED:
         setattr(dataset, keyword, pseudonym)
     dataset.PatientIdentityRemoved = "YES"
     dataset.DeidentificationMethod = "cordmap: DICOM PS3.15 basic profile subset, pseudonymised"
     return dataset
+
+
+def _new_uid(value, pseudonym: str):
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return [_new_uid(v, pseudonym) for v in value]
+    return generate_uid(entropy_srcs=["cordmap de-identification", pseudonym, str(value)])
 
 
 def require_deidentified(case) -> None:
