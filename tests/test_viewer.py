@@ -266,6 +266,42 @@ def test_state_shows_the_anatomy_in_schema_colours_centred_on_the_enlargement(an
     np.testing.assert_allclose(np.asarray(state["position"]) * scales, centre, atol=2e-3)
 
 
+def _rotation(quaternion) -> np.ndarray:
+    x, y, z, w = quaternion
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def test_slice_panels_are_upright_and_radiological(anatomy):
+    """Neuroglancer's panels: "xy" = R, "xz" = R Rx(90), "yz" = R Ry(90); screen right and
+    down are the panel rotation's first two columns (R here is its own inverse)."""
+    from cordmap.viewer import viewer_state
+
+    rotation = _rotation(viewer_state(*anatomy)["crossSectionOrientation"])
+    np.testing.assert_allclose(rotation @ rotation, np.eye(3), atol=1e-6)
+    quarter_x = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
+    quarter_y = np.array([[0, 0, 1], [0, 1, 0], [-1, 0, 0]])
+    right, down = 0, 1
+    coronal, axial, sagittal = rotation, rotation @ quarter_x, rotation @ quarter_y
+    superior, anterior, patient_right = np.eye(3)[2], np.eye(3)[1], np.eye(3)[0]
+    np.testing.assert_allclose(coronal[:, down], -superior, atol=1e-6)
+    np.testing.assert_allclose(sagittal[:, down], -superior, atol=1e-6)
+    np.testing.assert_allclose(axial[:, down], -anterior, atol=1e-6)  # anterior up
+    np.testing.assert_allclose(axial[:, right], -patient_right, atol=1e-6)  # right on the left
+    np.testing.assert_allclose(np.abs(coronal[:, 2]), anterior, atol=1e-6)  # normals
+    np.testing.assert_allclose(np.abs(sagittal[:, 2]), patient_right, atol=1e-6)
+
+
+def test_3d_camera_looks_from_behind_with_superior_up(anatomy):
+    from cordmap.viewer import viewer_state
+
+    camera = _rotation(viewer_state(*anatomy)["projectionOrientation"])
+    np.testing.assert_allclose(camera[:, 0], [1, 0, 0], atol=1e-6)  # patient's right, right
+    np.testing.assert_allclose(camera[:, 1], [0, 0, -1], atol=1e-6)  # superior up
+    np.testing.assert_allclose(camera[:, 2], [0, 1, 0], atol=1e-6)  # looking anteriorly
+
+
 def test_csf_is_listed_but_hidden(anatomy):
     from cordmap.viewer import viewer_state
 

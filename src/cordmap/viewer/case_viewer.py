@@ -21,7 +21,7 @@ VIEWER_DIR = "viewer"
 STATE_FILE = "state.json"
 STAGE = "view"
 #: Bump when the dataset layout or the first view changes, so that old cases rebuild.
-VIEWER_FORMAT = 3
+VIEWER_FORMAT = 4
 
 
 def build_case_viewer(case: Case) -> tuple[Path, dict]:

@@ -33,9 +33,13 @@ LABELS_MARGIN = 1.15
 #: Camera seen from behind the patient: screen right = patient's right (+x), screen
 #: down = inferior (-z), into the screen = anterior (+y). Quaternion [x, y, z, w].
 POSTERIOR_VIEW = [-np.sqrt(0.5), 0.0, 0.0, np.sqrt(0.5)]
-#: Slice panels turned half a turn about x: anterior up in the axial panel, superior up in
-#: the coronal and sagittal panels (Neuroglancer's default puts them down).
-SUPERIOR_UP = [1.0, 0.0, 0.0, 0.0]
+#: Slice panels the radiological way, none lying on its side. Neuroglancer derives its
+#: three panels from one rotation R (panel "xy": R, "xz": R * Rx(90), "yz": R * Ry(90)).
+#: R = [[-1, 0, 0], [0, 0, -1], [0, -1, 0]] (half a turn about (0, 1, -1)) makes the
+#: top-left panel coronal and the bottom-right one sagittal, both with superior up, and
+#: the top-right one axial with anterior up and the patient's right on the left.
+#: R is its own inverse, so the quaternion convention does not matter.
+RADIOLOGICAL_PANELS = [0.0, np.sqrt(0.5), -np.sqrt(0.5), 0.0]
 IMAGE_LAYER = "MRI"
 
 
@@ -54,8 +58,8 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
         # zoom: slice panels in output units per screen pixel, the 3D panel's height in units
         "crossSectionScale": float(extent_mm / min(image.spacing) / 400),
         "projectionScale": float(extent_mm / min(image.spacing)),
-        "projectionOrientation": [round(q, 6) for q in POSTERIOR_VIEW],
-        "crossSectionOrientation": SUPERIOR_UP,
+        "projectionOrientation": [round(q, 9) for q in POSTERIOR_VIEW],
+        "crossSectionOrientation": [round(q, 9) for q in RADIOLOGICAL_PANELS],
         "layers": layers,
         "layout": "4panel",
         "selectedLayer": {"layer": layers[min(1, len(layers) - 1)]["name"], "visible": True},
