@@ -26,8 +26,6 @@ VIEWER_FORMAT = 4
 
 def build_case_viewer(case: Case) -> tuple[Path, dict]:
     """Write (or reuse, when up to date) CASE/viewer/; return its folder and state."""
-    from cordmap.mesh import mesh_labels
-
     folder = case.path(VIEWER_DIR)
     sources = case.label_sources()  # the first is the one case.labels() reads
     inputs = [case.image_path] + [case.labels_path(source) for source in sources[:1]]
@@ -35,7 +33,9 @@ def build_case_viewer(case: Case) -> tuple[Path, dict]:
     if sources and case.is_up_to_date(STAGE, inputs=inputs, parameters=parameters):
         return folder, json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     image, labels = case.image(), case.labels()  # no labels: a clear CordmapError
-    check_labels(image, labels)
+    check_labels(image, labels)  # before the meshing, which takes seconds
+    from cordmap.mesh import mesh_labels  # zmesh and trimesh load slowly: only when needed
+
     write_precomputed(image, labels, mesh_labels(labels), folder)
     state = viewer_state(image, labels, DATA_PATH)
     write_text(folder / STATE_FILE, json.dumps(state, indent=1))
