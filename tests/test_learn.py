@@ -245,3 +245,14 @@ def test_extra_augmentations_keep_labels_aligned():
     assert np.array_equal(plain[1], varied[1]) and not np.allclose(plain[0], varied[0])
     with pytest.raises(CordmapError, match="unknown augmentations"):
         crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True, ("blur",))
+
+
+def test_patches_are_centred_on_each_class_equally_often():
+    target = np.zeros((40, 40, 40), np.uint8)
+    target[5:35, 5:35, 5:35] = 2  # a large class
+    target[30, 30, 30] = 1  # one voxel of a rare class, inside it
+    example = Example("two", np.zeros(target.shape, np.float32), target, (1.0, 1.0, 1.0))
+    rng = np.random.default_rng(0)
+    hits = sum((crop_patch(example, (4, 4, 4), rng, 1.0, False)[1] == 1).any()
+               for _ in range(200))
+    assert 70 <= hits <= 130  # the rare class is drawn half the time, not 1 in 27,000

@@ -41,6 +41,13 @@ class Example:
     target: np.ndarray
     spacing: tuple[float, float, float]  # mm, of the model grid
 
+    def class_voxels(self) -> dict[int, np.ndarray]:
+        """Voxel indices of each foreground class present (computed once)."""
+        if not hasattr(self, "_class_voxels"):
+            self._class_voxels = {int(c): np.argwhere(self.target == c)
+                                  for c in np.unique(self.target) if c}
+        return self._class_voxels
+
 
 # -- intensities and grids -----------------------------------------------------------------
 def normalise(array: np.ndarray, source: str = "image") -> np.ndarray:
@@ -185,7 +192,9 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: float,
                augment: bool, extra: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """A random training patch, centred on a labelled voxel with probability `foreground`.
+    """A random training patch, centred with probability `foreground` on a voxel of a
+    foreground class drawn uniformly among those present (so a thin cord or root is
+    centred as often as a vertebra), else anywhere.
 
     With `augment`, a margin around the patch is rotated before the centre is cut out, so
     the rotated patch holds no padding from the rotation. `extra` adds any of
@@ -198,9 +207,10 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
     patch = np.array(patch)
     margin = (np.ceil(patch * 0.25).astype(int) if augment else np.zeros(3, int))
     region = patch + 2 * margin
-    labelled = np.argwhere(example.target > 0) if rng.random() < foreground else None
-    if labelled is not None and len(labelled):
-        centre = labelled[rng.integers(len(labelled))]
+    classes = example.class_voxels()
+    if classes and rng.random() < foreground:
+        voxels = classes[list(classes)[rng.integers(len(classes))]]
+        centre = voxels[rng.integers(len(voxels))]
     else:
         centre = np.array([rng.integers(n) for n in example.image.shape])
     image = _window(example.image, centre, region, fill=float(example.image.min()))
