@@ -346,6 +346,23 @@ def test_cli_mesh_case_writes_exports_and_records_the_stage(tmp_path):
         cord["voxel_volume_mm3"], rel=VOLUME_TOLERANCE)
 
 
+def test_cli_mesh_case_rerun_is_up_to_date_until_options_change(tmp_path):
+    from cordmap.ingest import import_case
+
+    image, labels, _ = _case_inputs(tmp_path)
+    case_dir = tmp_path / "case"
+    import_case(image, case_dir, labels_source=labels)
+    assert _run("mesh", case_dir).exit_code == 0
+    glb = case_dir / "mesh" / "sub-01_mesh.glb"
+    written = glb.stat().st_mtime_ns
+    again = _run("mesh", case_dir)
+    assert again.exit_code == 0 and "up to date" in again.output
+    assert "2 structures meshed" in again.output and glb.stat().st_mtime_ns == written
+    changed = _run("mesh", case_dir, "--smoothing", "3")
+    assert changed.exit_code == 0 and "up to date" not in changed.output
+    assert glb.stat().st_mtime_ns != written
+
+
 def test_cli_mesh_label_file_writes_beside_it(tmp_path):
     _, labels, _ = _case_inputs(tmp_path)
     result = _run("mesh", labels, "--format", "ply,obj")

@@ -822,6 +822,9 @@ def mesh_command(
             raise CordmapError("--out and --protocol apply to a label file; a case writes "
                                "CASE/mesh/ with the case's own protocol")
         result = mesh_case(source, **options)
+        if result.up_to_date:
+            console.print(f"mesh stage of {source} is up to date (same labels and options)",
+                          highlight=False, soft_wrap=True)
     else:
         result = mesh_label_file(source, out, protocol=protocol, **options)
     table = Table(title=f"{len(result.structures)} structures meshed", title_justify="left")
@@ -833,7 +836,8 @@ def mesh_command(
                       "yes" if s.stats.watertight else "no")
     console.print(table)
     for path in result.files:
-        console.print(f"written {path}", highlight=False)
+        console.print(f"{'kept' if result.up_to_date else 'written'} {path}", highlight=False,
+                      soft_wrap=True)
 
 
 @command()

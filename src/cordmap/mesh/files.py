@@ -6,7 +6,8 @@
     <subject>_mesh.json    per structure: id, name, volume mm³, area mm², watertight,
                            triangles, voxel volume mm³; and the parameters used
 
-and records the `mesh` stage in case.json (inputs, outputs with checksums, parameters).
+and records the `mesh` stage in case.json (inputs, outputs with checksums, parameters);
+re-running it with the same parameters on unchanged labels reports it up to date.
 `mesh_label_file(LABELS.nii.gz, OUT_DIR)` does the same for a plain label file.
 """
 
@@ -42,6 +43,7 @@ class MeshResult:
     files: list[Path]
     structures: list[MeshedStructure]
     parameters: dict
+    up_to_date: bool = False  # the case's mesh stage was current: nothing was redone
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -59,14 +61,23 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def mesh_case(case_dir: str | Path, *, formats=("glb",), smoothing: int = DEFAULT_SMOOTHING,
               reduction: float = DEFAULT_REDUCTION,
               thin_upsample: int = DEFAULT_THIN_UPSAMPLE) -> MeshResult:
-    """Mesh the case's labels (manual, else U-Net) into CASE/mesh/ and record the stage."""
+    """Mesh the case's labels (manual, else U-Net) into CASE/mesh/ and record the stage.
+
+    When case.json shows the stage already ran with these parameters on unchanged labels
+    and its outputs are untouched, nothing is redone (`MeshResult.up_to_date`)."""
     from cordmap.case import Case
 
     case = Case.open(case_dir)
-    labels = case.labels()
-    source = case.labels_path(case.label_sources()[0])
-    result = _mesh_to_folder(labels, case.path(MESH_DIR), f"{case.subject}_mesh", formats,
-                             smoothing, reduction, thin_upsample)
+    sources = case.label_sources()
+    if not sources:
+        case.labels()  # raises the case's clear error: no labels
+    source = case.labels_path(sources[0])
+    folder, stem = case.path(MESH_DIR), f"{case.subject}_mesh"
+    parameters = _parameters(formats, smoothing, reduction, thin_upsample)
+    if case.is_up_to_date(STAGE, inputs=[source], parameters=parameters):
+        return _recorded_result(folder, stem, case.manifest["stages"][STAGE], case.root)
+    result = _mesh_to_folder(case.labels(sources[0]), folder, stem, formats, smoothing,
+                             reduction, thin_upsample)
     case.record(STAGE, inputs=[source], outputs=result.files, parameters=result.parameters)
     return result
 
@@ -86,11 +97,25 @@ def mesh_label_file(labels_path: str | Path, out_dir: str | Path | None = None, 
                            thin_upsample)
 
 
+def _parameters(formats, smoothing, reduction, thin_upsample) -> dict:
+    return {"formats": list(formats), "smoothing": smoothing, "reduction": reduction,
+            "thin_upsample": thin_upsample}
+
+
+def _recorded_result(folder: Path, stem: str, stage: dict, root: Path) -> MeshResult:
+    """The result of an up-to-date mesh stage, read back from its summary JSON."""
+    summary = json.loads((folder / f"{stem}.json").read_text(encoding="utf-8"))
+    structures = [MeshedStructure(s["id"], s["name"], s["voxel_volume_mm3"], MeshStats(
+        s["volume_mm3"], s["area_mm2"], s["watertight"], s["triangles"]))
+        for s in summary["structures"]]
+    files = [root / entry["path"] for entry in stage["outputs"]]
+    return MeshResult(folder, files, structures, stage["parameters"], up_to_date=True)
+
+
 def _mesh_to_folder(labels: LabelVolume, folder: Path, stem: str, formats, smoothing,
                     reduction, thin_upsample) -> MeshResult:
     formats = tuple(formats)
-    parameters = {"formats": list(formats), "smoothing": smoothing, "reduction": reduction,
-                  "thin_upsample": thin_upsample}
+    parameters = _parameters(formats, smoothing, reduction, thin_upsample)
     meshes = mesh_labels(labels, smoothing=smoothing, reduction=reduction,
                          thin_upsample=thin_upsample)
     counts = labels.counts()
