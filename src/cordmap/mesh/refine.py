@@ -30,7 +30,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from trimesh.smoothing import filter_taubin
 
-#: Meshes with fewer triangles than this are not decimated (a voxel is 8 triangles).
+#: Decimation never goes below this many triangles (a lone voxel is 8); smaller meshes
+#: are kept as they are.
 MIN_TRIANGLES = 200
 #: fast-simplification's `agg`: how fast its error threshold grows (its default is 7). On
 #: the smoothed phantom meshes 9 decimates ~30% faster and changes the volume by 0.1%
