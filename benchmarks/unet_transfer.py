@@ -11,7 +11,8 @@
 Prints a table and writes JSON. Work files (cases, runs, models) go to --work. Usage:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unet_transfer.py [--phantoms 8]
-        [--epochs 20] [--patches 16] [--finetune-epochs 10] [--work out/unet_transfer]
+        [--epochs 32] [--patches 32] [--finetune-epochs 10] [--work out/unet_transfer]
+        [--resume]
 """
 
 from __future__ import annotations
@@ -61,11 +62,14 @@ def sct_reference_dice() -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phantoms", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--patches", type=int, default=16, help="patches per epoch")
+    parser.add_argument("--epochs", type=int, default=32)
+    parser.add_argument("--patches", type=int, default=32, help="patches per epoch")
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "unet_transfer")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the phantom training in --work up to --epochs "
+                             "(same result as one uninterrupted run) instead of starting anew")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks" / "results" / "unet_transfer.json")
     args = parser.parse_args()
@@ -80,7 +84,8 @@ def main():
     from rich.console import Console
 
     console = Console()
-    shutil.rmtree(args.work, ignore_errors=True)
+    for part in (("cases", "finetune-run") if args.resume else ("",)):
+        shutil.rmtree(args.work / part, ignore_errors=True)
     timings = {}
 
     start = time.perf_counter()
