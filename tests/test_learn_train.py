@@ -226,3 +226,19 @@ def test_bad_training_input_leaves_no_run_folder(tmp_path):
     with pytest.raises(CordmapError, match="synthetic-40 has NaN or infinite intensities"):
         train(cases, tmp_path / "run", SCHEMA, TrainConfig(epochs=1, val_fraction=0.5, **TINY))
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_finetune_reports_held_out_cases(trained, tmp_path):
+    cases = [str(_case(tmp_path, f"case{s}", synthetic_case(50 + s))) for s in range(2)]
+    result = CliRunner().invoke(app, [
+        "finetune", str(trained[2].model_path), cases[0], "--heldout", cases[1],
+        "--out", str(tmp_path / "ft"), "--epochs", "1", "--patches", "2", "--freeze-encoder",
+        "--annotated", "cord", "--no-progress", "--accelerator", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "held-out cases before fine-tuning" in result.output
+    report = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert report["trained_on"] == ["case0"] and report["held_out"] == ["case1"]
+    bad = CliRunner().invoke(app, ["finetune", str(trained[2].model_path), cases[0], "--out",
+                                   str(tmp_path / "ft2"), "--annotated", "nerve"])
+    assert bad.exit_code == 1 and "--annotated names unknown classes ['nerve']" in bad.output
+    assert not (tmp_path / "ft2").exists()

@@ -175,6 +175,7 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
     """
     out_dir = Path(out_dir)
     mapping = config.mapping(schema)
+    unannotated = _unannotated(mapping, config.annotated)
     net_config = initial.config if initial is not None else config.network_config(len(mapping))
     if initial is not None and config.patch is not None:
         net_config = replace(net_config, patch=tuple(config.patch))
@@ -197,7 +198,6 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
     if resume is None:  # only once every input has been read and checked
         write_text(out_dir / "run.json", json.dumps(settings, indent=1) + "\n")
         write_text(out_dir / "split.json", json.dumps(split, indent=1) + "\n")
-    unannotated = _unannotated(mapping, config.annotated)
     module = SegmentationModule(net_config.to_dict(), config.lr, unannotated,
                                 config.freeze_encoder)
     if initial is not None:
