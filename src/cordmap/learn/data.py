@@ -127,13 +127,16 @@ def split_cases(names, seed: int = 0, val_fraction: float = 0.2,
 
 # -- sources -------------------------------------------------------------------------------
 def load_cases(case_dirs) -> list[tuple[str, Volume, LabelVolume]]:
-    """(name, image, labels) of each case folder; the name is the folder's name."""
+    """(name, image, manual labels) of each case folder; the name is the folder's name.
+
+    Only manual labels train: a case's own desc-unet prediction never becomes its truth.
+    """
     from cordmap.case import Case
 
     out = []
     for case_dir in case_dirs:
         case = Case.open(case_dir)
-        out.append((Path(case_dir).name, case.image(), case.labels()))
+        out.append((Path(case_dir).name, case.image(), case.labels("manual")))
     return out
 
 

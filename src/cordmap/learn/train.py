@@ -4,8 +4,8 @@ As published: Adam (lr 1.2e-3), cross-entropy, up to 100 epochs, the weights of 
 validation loss kept. A run folder holds `checkpoints/last.ckpt` (saved after every
 epoch, so an interruption loses at most the current epoch; running again with the same
 settings resumes from it), `checkpoints/best.ckpt`, CSV logs (`logs/part-N/metrics.csv`,
-one per session), the loss curves (`loss.png`, the published Fig. 3), the split (`split.json`) and the final
-`model.pt`. Everything is seeded.
+one per session), the loss curves (`loss.png`, the published Fig. 3), the split
+(`split.json`) and the final `model.pt`. Everything is seeded.
 
 Fine-tuning may use cases annotated with only some classes (`annotated`): their
 unlabelled voxels then count as "background or any unannotated class" (the marginal
