@@ -78,10 +78,20 @@ def test_classes_follow_the_schema():
 
 def test_decode_writes_level_free_labels_and_skips_the_rest():
     mapping = ClassMapping(SCHEMA)
-    decoded = mapping.decode(np.arange(7, dtype=np.uint8).reshape(7, 1, 1), np.eye(4))
-    assert decoded.array.ravel().tolist() == [0, SCHEMA.find("cord").id, SCHEMA.find("csf").id,
-                                              0, 0, 0, 0]
-    assert mapping.unwritten() == ["vertebra", "disc", "dorsal_root", "ventral_root"]
+    classes = np.arange(7, dtype=np.uint8).reshape(7, 1, 1)
+    decoded = mapping.decode(classes, np.eye(4))
+    assert decoded.array.ravel().tolist() == [
+        0, SCHEMA.find("cord").id, SCHEMA.find("csf").id, SCHEMA.find("vertebra").id,
+        SCHEMA.find("disc").id, SCHEMA.find("dorsal_root").id, SCHEMA.find("ventral_root").id]
+    assert mapping.unwritten() == []
+    # a protocol without level-free vertebrae, discs and roots cannot write those classes
+    levelled = LabelSchema(SCHEMA.name, SCHEMA.version,
+                           [label for label in SCHEMA if label.level or label.structure
+                            not in ("vertebra", "disc", "dorsal_root", "ventral_root")])
+    partial = ClassMapping(levelled)
+    assert partial.decode(classes, np.eye(4)).array.ravel().tolist() == [
+        0, SCHEMA.find("cord").id, SCHEMA.find("csf").id, 0, 0, 0, 0]
+    assert partial.unwritten() == ["vertebra", "disc", "dorsal_root", "ventral_root"]
 
 
 def test_label_without_a_class_is_refused():

@@ -30,6 +30,12 @@ labels = [
     label(1, "spinal cord (unassigned segment)", "cord", "#d9d9d9", totalspineseg=1),
     label(2, "CSF", "csf", "#5fc3e4", totalspineseg=2),
     label(60, "conus medullaris", "conus", "#ff2fa0", sct=60),
+    # level-free labels: what an annotator or a model knows before levels are assigned (the
+    # U-Net writes these; cordmap's own level labelling or an annotator refines them)
+    label(3, "vertebra (level not assigned)", "vertebra", "#c8b89a"),
+    label(4, "disc (level not assigned)", "disc", "#8fa8e8"),
+    label(5, "dorsal root (level and side not assigned)", "dorsal_root", "#f2b33d"),
+    label(6, "ventral root (level and side not assigned)", "ventral_root", "#5fd35f"),
 ]
 n = len(SEG_RANGE)
 for i, seg in enumerate(SEG_RANGE):
@@ -60,7 +66,7 @@ for (cls, side), offset in ROOT_OFFSETS.items():
 
 protocol = {
     "name": "cordmap-lumbosacral",
-    "version": "1.0.0",
+    "version": "1.1.0",
     "description": "Annotation protocol for planning epidural stimulation over the lumbosacral "
                    "spinal cord: vertebrae T8..sacrum, discs, cord segments T8..S5, dorsal and "
                    "ventral roots by level and side, CSF and the conus medullaris.",

@@ -294,8 +294,9 @@ def _cord_islands(array: np.ndarray, cord: np.ndarray, known: dict[int, Label],
 def _order(known: dict[int, Label], extents: dict[int, _Extent], structure: str, code: str,
            *, key, rule: str) -> list[Finding]:
     """Consecutive present labels of `structure` (sorted by `key`, rostral first) must lie
-    ever lower along S."""
-    present = sorted((label for label in known.values() if label.structure == structure), key=key)
+    ever lower along S; level-free labels have no place in the order."""
+    present = sorted((label for label in known.values()
+                      if label.structure == structure and label.level), key=key)
     findings = []
     for upper, lower in zip(present, present[1:]):
         z_upper = extents[upper.id].centroid[2]
@@ -311,7 +312,7 @@ def _order(known: dict[int, Label], extents: dict[int, _Extent], structure: str,
 
 def _discs(known: dict[int, Label], extents: dict[int, _Extent]) -> list[Finding]:
     vertebrae = {levels.vertebra(label.level): label
-                 for label in known.values() if label.structure == "vertebra"}
+                 for label in known.values() if label.structure == "vertebra" and label.level}
     findings = []
     for disc in (label for label in known.values() if label.structure == "disc"):
         try:
