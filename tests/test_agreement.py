@@ -12,7 +12,8 @@ from cordmap.anatomy.schema import LabelSchema
 from cordmap.cli import app
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import write_nifti
-from cordmap.study.agreement import agree_files, compare_labels, surface_distances
+from cordmap.study.agreement import agree_files, compare_labels
+from cordmap.surface import surface_distances
 from cordmap.volume import LabelVolume
 
 SCHEMA = LabelSchema.load()

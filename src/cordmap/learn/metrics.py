@@ -10,9 +10,9 @@ either volume lacks the class.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from cordmap.errors import CordmapError
+from cordmap.surface import hausdorff95
 
 
 def confusion_matrix(reference: np.ndarray, prediction: np.ndarray, classes: int) -> np.ndarray:
@@ -51,18 +51,6 @@ def scores(confusion: np.ndarray, names: list[str]) -> dict:
     }
 
 
-def hausdorff95(reference: np.ndarray, prediction: np.ndarray, spacing) -> float | None:
-    """95th-percentile symmetric surface distance (mm) between two binary masks."""
-    reference, prediction = np.asarray(reference, bool), np.asarray(prediction, bool)
-    if not reference.any() or not prediction.any():
-        return None
-    ref_surface, pred_surface = _surface(reference), _surface(prediction)
-    to_ref = ndimage.distance_transform_edt(~ref_surface, sampling=spacing)
-    to_pred = ndimage.distance_transform_edt(~pred_surface, sampling=spacing)
-    distances = np.concatenate([to_ref[pred_surface], to_pred[ref_surface]])
-    return float(np.percentile(distances, 95))
-
-
 def evaluate_arrays(reference: np.ndarray, prediction: np.ndarray, names: list[str],
                     spacing) -> dict:
     """All metrics of one volume: `scores` plus per-class HD95 (mm)."""
@@ -71,10 +59,6 @@ def evaluate_arrays(reference: np.ndarray, prediction: np.ndarray, names: list[s
         result["per_class"][name]["hd95_mm"] = hausdorff95(reference == index,
                                                            prediction == index, spacing)
     return result
-
-
-def _surface(mask: np.ndarray) -> np.ndarray:
-    return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
 def _mean(values) -> float | None:

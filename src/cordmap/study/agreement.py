@@ -23,10 +23,10 @@ from scipy import ndimage
 from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_labels
+from cordmap.surface import hd95_of, surface_distances
 from cordmap.volume import LabelVolume
 
 #: The surface of a mask: its voxels with a face-neighbour outside it.
-_FACE_NEIGHBOURS = ndimage.generate_binary_structure(3, 1)
 
 
 @dataclass(frozen=True)
@@ -140,19 +140,6 @@ def kappa_from_confusion(confusion: np.ndarray) -> float:
     return float((observed - expected) / (1.0 - expected))
 
 
-def surface_distances(mask_a: np.ndarray, mask_b: np.ndarray,
-                      spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Distances (mm) from each surface voxel of A to B's surface, and from B's to A's."""
-    if not mask_a.any() or not mask_b.any():
-        raise CordmapError("surface distances need both masks to be non-empty")
-    box = _bounding_box(mask_a | mask_b)
-    surface_a = _surface(mask_a[box])
-    surface_b = _surface(mask_b[box])
-    to_b = ndimage.distance_transform_edt(~surface_b, sampling=spacing)
-    to_a = ndimage.distance_transform_edt(~surface_a, sampling=spacing)
-    return to_b[surface_a], to_a[surface_b]
-
-
 def _binary_scores(confusion: np.ndarray, members: np.ndarray) -> tuple[int, int, float, float, float]:
     """Voxels in A, in B, kappa, Dice and IoU of "one of `members`" (a boolean row mask)."""
     both = int(confusion[np.ix_(members, members)].sum())
@@ -186,7 +173,7 @@ def _label_agreement(label_id: int, confusion: np.ndarray, ids: np.ndarray,
         a_to_b, b_to_a = surface_distances(a.array[box] == label_id, b.array[box] == label_id,
                                            a.spacing)
         mean_mm = float(np.concatenate([a_to_b, b_to_a]).mean())
-        hd95_mm = float(max(np.percentile(a_to_b, 95), np.percentile(b_to_a, 95)))
+        hd95_mm = hd95_of(a_to_b, b_to_a)
     label = a.schema.labels.get(label_id)
     return LabelAgreement(
         id=label_id,
@@ -227,10 +214,6 @@ def _name(schema: LabelSchema, label_id: int) -> str:
     return label.name if label else f"unknown id {label_id}"
 
 
-def _surface(mask: np.ndarray) -> np.ndarray:
-    return mask & ~ndimage.binary_erosion(mask, _FACE_NEIGHBOURS, border_value=0)
-
-
 def _label_boxes(array: np.ndarray) -> dict[int, tuple[slice, ...]]:
     """The bounding box of every label id present in `array`."""
     found = ndimage.find_objects(array)
@@ -241,9 +224,3 @@ def _union(box_a, box_b, shape) -> tuple[slice, ...]:
     """The box holding both boxes, grown by one voxel (within the array)."""
     return tuple(slice(max(min(p.start, q.start) - 1, 0), min(max(p.stop, q.stop) + 1, n))
                  for p, q, n in zip(box_a, box_b, shape))
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """The box around `mask` grown by one voxel (within the array)."""
-    where = np.nonzero(mask)
-    return tuple(slice(max(int(w.min()) - 1, 0), int(w.max()) + 2) for w in where)
