@@ -133,24 +133,21 @@ class Case:
             return False
         if [e["path"] for e in entry["inputs"]] != [self._relative(p) for p in inputs]:
             return False
-        return all(
-            self._resolve(e["path"]).exists() and sha256(self._resolve(e["path"])) == e["sha256"]
-            for e in entry["inputs"] + entry["outputs"]
-        )
+        current = [(Path(p), e) for p, e in zip(inputs, entry["inputs"])]
+        current += [(self.root / e["path"], e) for e in entry["outputs"]]
+        return all(path.exists() and sha256(path) == e["sha256"] for path, e in current)
 
     def save(self) -> None:
         write_text(self.root / MANIFEST, json.dumps(self.manifest, indent=1) + "\n")
 
     def _relative(self, path: str | Path) -> str:
+        """A file's path relative to the case; outside the case, its name only: export
+        folders are often named after the patient, and the manifest must not carry that."""
         path = Path(path).resolve()
         try:
             return path.relative_to(self.root.resolve()).as_posix()
         except ValueError:
-            return str(path)
-
-    def _resolve(self, stored: str) -> Path:
-        path = Path(stored)
-        return path if path.is_absolute() else self.root / path
+            return path.name
 
     def _file_entry(self, path: str | Path) -> dict:
         return {"path": self._relative(path), "sha256": sha256(path)}

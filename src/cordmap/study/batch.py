@@ -85,7 +85,7 @@ def is_current(case: Case, stage: str, options: dict) -> bool:
         return False
     if stage == "segment" and entry["parameters"].get("model") != str(Path(options["model"]).resolve()):
         return False
-    inputs = [p if Path(p).is_absolute() else case.root / p for p in (e["path"] for e in entry["inputs"])]
+    inputs = [case.root / e["path"] for e in entry["inputs"]]  # stages read the case's own files
     return case.is_up_to_date(stage, inputs=inputs, parameters=entry["parameters"])
 
 
