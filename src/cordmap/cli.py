@@ -861,3 +861,23 @@ def demo(
     for what, where in result.made:
         table.add_row(what, str(where))
     console.print(table)
+
+
+@command()
+def report(
+    case_dir: Annotated[Path, typer.Argument(help="Case folder (with labels).")],
+    out: Annotated[Optional[Path], typer.Option(
+        help="HTML file to write (default CASE/report/<subject>_report.html).")] = None,
+    site: Annotated[Optional[Path], typer.Option(
+        help="A static viewer site (`cordmap view CASE --static DIR`) to link to.")] = None,
+):
+    """Write the case report: one self-contained HTML page (slices, 3D view, coverage, candidates)."""
+    from cordmap.report.case_report import write_case_report
+
+    with console.status("planning if needed, drawing the figures"):
+        result = write_case_report(case_dir, out, site=site)
+    best = result.plan["candidates"][0]
+    console.print(f"best placement: rostral edge {best['rostral_edge']}, caudal edge "
+                  f"{best['caudal_edge']}: {best['volume_pct']:.1f} % of the enlargement",
+                  highlight=False, soft_wrap=True)
+    console.print(f"report written to {result.path}", highlight=False, soft_wrap=True)

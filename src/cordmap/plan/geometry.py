@@ -94,6 +94,21 @@ class Centreline:
         """The same curve with arc lengths shifted by `offset` mm."""
         return Centreline(self.s + offset, self.points, self.tangents, self._tree)
 
+    def dorsal_strip(self, start: float, end: float, width: float, depth: float,
+                     step: float = 1.0) -> np.ndarray:
+        """A strip lying over the dorsal midline between arc lengths `start` and `end` (mm):
+        `width` mm wide, `depth` mm posterior to the centreline, following the curve.
+        Returns (n, 2, 3) RAS+ points: the strip's two lateral edges at n arc lengths."""
+        s = np.linspace(start, end, max(int(np.ceil((end - start) / step)), 1) + 1)
+        tangent = np.stack([np.interp(s, self.s, self.tangents[:, i]) for i in range(3)], axis=-1)
+        tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+        posterior = np.array([0.0, -1.0, 0.0]) - tangent[:, 1:2] * -tangent
+        posterior /= np.linalg.norm(posterior, axis=1, keepdims=True)
+        lateral = np.cross(tangent, posterior)
+        middle = self.point(s) + depth * posterior
+        half = (width / 2) * lateral
+        return np.stack([middle - half, middle + half], axis=1)
+
 
 class ArcVolume:
     """Volume (mm³) of a structure as a function of arc length along the cord.

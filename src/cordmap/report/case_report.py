@@ -1,0 +1,260 @@
+"""The case report: one self-contained HTML page a surgeon can open anywhere.
+
+`write_case_report(CASE)` plans the case first when `CASE/plan/plan.json` is missing or
+stale (`cordmap.plan.files`, with the options the plan was last made with), then writes
+`CASE/report/<subject>_report.html`: MRI slices with the labels in the schema colours, a
+3D view of the cord, vertebrae and candidate paddles from behind, the coverage curve, the
+candidates table in vertebral terms, and how to open the live viewer. Images are embedded
+as base64 PNG, so the page has no external reference except the optional relative link to
+a static viewer site. The "report" stage is recorded in case.json. Nothing is written when
+anything fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cordmap import __version__
+from cordmap.atomic import write_text
+from cordmap.case import Case
+from cordmap.errors import CordmapError
+from cordmap.report import figures
+
+REPORT_DIR = "report"
+STAGE = "report"
+#: The paddle is drawn this far (mm) dorsal to the cord's surface: the dura and CSF.
+PADDLE_GAP_MM = 2.0
+
+
+@dataclass(frozen=True)
+class CaseReport:
+    path: Path
+    plan: dict
+    images: dict[str, bytes]  # figure name -> PNG
+
+
+def write_case_report(case_dir: str | Path, out: str | Path | None = None,
+                      site: str | Path | None = None) -> CaseReport:
+    """Plan when needed, draw the figures, write the HTML (default
+    CASE/report/<subject>_report.html) and record the stage. `site`: a static viewer site
+    (`cordmap view CASE --static DIR`) to link to, relative to the page."""
+    case = Case.open(case_dir)
+    labels = case.labels()  # no labels: a clear CordmapError before anything is written
+    out = Path(out) if out else case.path(f"{REPORT_DIR}/{case.subject}_report.html")
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise CordmapError(f"--out {out} must end in .html")
+    site = Path(site) if site else None
+    if site is not None and not (site / "index.html").is_file():
+        raise CordmapError(f"{site} is not a viewer site (no index.html); write one with "
+                           f"`cordmap view {case.root} --static DIR` or leave out --site")
+    plan_written = _current_plan(case)
+    plan = plan_written.result
+    image = case.image()
+    images = draw_figures(image, labels, plan)
+    page = render_html(case.subject, plan, images, case.root, out, site)
+    write_text(out, page)
+    case.record(STAGE, inputs=[case.image_path, case.labels_path(case.label_sources()[0]),
+                               plan_written.path],
+                outputs=[out], parameters={"site": str(site) if site else None})
+    return CaseReport(out, plan, images)
+
+
+def _current_plan(case: Case):
+    """plan.json, re-planned with its recorded options when missing or stale."""
+    from cordmap.plan.files import run_plan
+
+    entry = case.manifest.get("stages", {}).get("plan", {})
+    options = dict(entry.get("parameters", {}))
+    inputs = entry.get("inputs", [])
+    paddles_file = case._resolve(inputs[1]["path"]) if len(inputs) > 1 else None
+    return run_plan(case.root, paddles_file=paddles_file, **options)
+
+
+def draw_figures(image, labels, plan: dict) -> dict[str, bytes]:
+    """The report's PNGs: sagittal, axial, 3d, coverage."""
+    from cordmap.mesh import mesh_labels
+    from cordmap.plan.geometry import measure_cord
+
+    schema = labels.schema
+    names = _segment_names(plan)
+    segment_ids = [schema.find("segment", n).id for n in names]
+    sagittal, axial = figures.slice_figures(image, labels, segment_ids)
+
+    geometry = measure_cord(labels)
+    paddle = plan["paddle"]
+    strips = []
+    for candidate in plan["candidates"]:
+        a, b = candidate["rostral_mm"], candidate["caudal_mm"]
+        area = np.interp((a + b) / 2, geometry.csa_s, geometry.csa)
+        depth = float(np.sqrt(area / np.pi)) + PADDLE_GAP_MM + 0.4 * (candidate["rank"] - 1)
+        strips.append((f"paddle #{candidate['rank']}: {candidate['volume_pct']:.1f} %",
+                       geometry.centreline.dorsal_strip(a, b, paddle["width_mm"], depth)))
+    present = set(labels.ids())
+    wanted = [label.id for label in schema.of_class("cord", "segment", "conus", "vertebra", "disc")
+              if label.id in present]
+    meshes = mesh_labels(labels, ids=wanted, reduction=0.9)
+    first, last = plan["enlargement"]["extent_mm"]
+    z = geometry.centreline.point([first, last])[:, 2]
+    render = figures.render_3d(meshes, labels, strips,
+                               (z.min() - figures.RENDER_MARGIN_MM, z.max() + figures.RENDER_MARGIN_MM))
+    return {"sagittal": sagittal, "axial": axial, "3d": render,
+            "coverage": figures.coverage_figure(plan)}
+
+
+def _segment_names(plan: dict) -> list[str]:
+    from cordmap.anatomy.levels import SEGMENTS
+
+    first, last = plan["enlargement"]["segments"].split("..")
+    return list(SEGMENTS[SEGMENTS.index(first):SEGMENTS.index(last) + 1])
+
+
+# -- HTML ------------------------------------------------------------------------------------
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;border-bottom:1px solid #ccc;
+padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right;vertical-align:top}
+th{background:#f2f2f2}td.text,th.text{text-align:left}
+.muted{color:#666;font-size:.9em}.warn{color:#a40}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
+.row{display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start}
+code{background:#f4f4f4;padding:.1em .3em}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(subject: str, plan: dict, images: dict[str, bytes], case_root: Path,
+                out: Path, site: Path | None) -> str:
+    """The report page (a string)."""
+    e = html.escape
+    enlargement = plan["enlargement"]
+    paddle = plan["paddle"]
+    estimated = ("<span class='warn'>estimated from the conus tip and the PAM50 template "
+                 "(segments not labelled): label the segments to confirm</span>"
+                 if enlargement["estimated"] else "labelled segments")
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>cordmap report {e(subject)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>Paddle placement report: {e(subject)}</h1>",
+        f"<p class='muted'>cordmap {e(__version__)} &middot; labels {e(str(plan['labels']))} "
+        f"&middot; {e(plan['units'])}</p>",
+        "<h2>Summary</h2>",
+        _summary(plan, estimated),
+        "<h2>Candidate placements</h2>",
+        _candidates_table(plan),
+        _segments_table(plan),
+        "<h2>Coverage along the cord</h2>",
+        f"<figure>{_img(images['coverage'], 'coverage against position')}<figcaption "
+        "class='muted'>Share of the enlargement under the array as its rostral end moves "
+        "caudally along the cord; vertebral bodies at the level of the cord shaded.</figcaption>"
+        "</figure>",
+        "<h2>3D view</h2>",
+        f"<figure>{_img(images['3d'], 'posterior 3D view')}<figcaption class='muted'>Seen "
+        "from behind the patient (patient's right on the right, superior up). Each candidate "
+        f"is drawn {paddle['width_mm']:g} mm wide over the dorsal midline between its rostral "
+        "and caudal edges.</figcaption></figure>",
+        "<h2>MRI with labels</h2>",
+        "<div class='row'>",
+        f"<figure>{_img(images['sagittal'], 'mid-sagittal slice')}</figure>",
+        f"<figure>{_img(images['axial'], 'axial slices')}<figcaption class='muted'>Axial "
+        "slices shown radiologically: anterior up, the patient's right on the left."
+        "</figcaption></figure>",
+        "</div>",
+        "<h2>Live 3D viewer</h2>",
+        _viewer(case_root, out, site),
+        _paddle(paddle),
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _summary(plan: dict, estimated: str) -> str:
+    e = html.escape
+    enlargement = plan["enlargement"]
+    best = plan["candidates"][0]
+    return (
+        "<table>"
+        f"<tr><th class='text'>enlargement</th><td class='text'>{e(enlargement['segments'])} "
+        f"({estimated}): {enlargement['length_mm']:.1f} mm long, "
+        f"{enlargement['volume_mm3']:.0f} mm³</td></tr>"
+        f"<tr><th class='text'>paddle</th><td class='text'>{e(plan['paddle']['manufacturer'])} "
+        f"{e(plan['paddle']['name'])}: array {plan['paddle']['array_length_mm']:g} mm &times; "
+        f"{plan['paddle']['width_mm']:g} mm</td></tr>"
+        f"<tr><th class='text'>best placement</th><td class='text'>rostral edge "
+        f"<b>{e(best['rostral_edge'])}</b>, caudal edge <b>{e(best['caudal_edge'])}</b>: "
+        f"<b>{best['volume_pct']:.2f} %</b> of the enlargement's volume</td></tr>"
+        f"<tr><th class='text'>cord</th><td class='text'>{plan['cord']['length_mm']:.1f} mm in "
+        "view, conus tip " + (f"at {plan['cord']['conus_tip_mm']:.1f} mm"
+                              if plan['cord']['conus_tip_mm'] is not None else "out of view")
+        + "</td></tr></table>"
+    )
+
+
+def _candidates_table(plan: dict) -> str:
+    e = html.escape
+    rows = ["<table id='candidates'><tr><th>rank</th><th class='text'>rostral edge</th>"
+            "<th class='text'>caudal edge</th><th>rostral mm</th><th>caudal mm</th>"
+            "<th>volume %</th><th>length %</th><th>15 &times; 3 mm slices %</th></tr>"]
+    for c in plan["candidates"]:
+        rows.append(
+            f"<tr><td>{c['rank']}</td><td class='text'>{e(c['rostral_edge'])}</td>"
+            f"<td class='text'>{e(c['caudal_edge'])}</td><td>{c['rostral_mm']:.1f}</td>"
+            f"<td>{c['caudal_mm']:.1f}</td><td class='volume'>{c['volume_pct']:.2f}</td>"
+            f"<td class='length'>{c['length_pct']:.2f}</td><td>{c['slice_count_pct']:.2f}</td></tr>")
+    rows.append("</table><p class='muted'>volume %: share of the enlargement's volume between "
+                "the array's ends, measured along the cord; length %: share of its length; the "
+                "last column is the published 15 &times; 3 mm axial-slice method, for comparison."
+                "</p>")
+    return "".join(rows)
+
+
+def _segments_table(plan: dict) -> str:
+    e = html.escape
+    candidates = plan["candidates"]
+    names = [s["segment"] for s in candidates[0]["segments"]]
+    head = "".join(f"<th>#{c['rank']} covered %</th><th class='text'>#{c['rank']} contact rows</th>"
+                   for c in candidates)
+    rows = [f"<table id='segments'><tr><th class='text'>segment</th>{head}</tr>"]
+    for n, name in enumerate(names):
+        cells = "".join(
+            f"<td>{c['segments'][n]['covered_pct']:.1f}</td>"
+            f"<td class='text'>{', '.join(map(str, c['segments'][n]['contact_rows'])) or '-'}</td>"
+            for c in candidates)
+        rows.append(f"<tr><th class='text'>{e(name)}</th>{cells}</tr>")
+    rows.append("</table><p class='muted'>Per-segment coverage (by volume when the segments "
+                "are labelled, by length when estimated); contact rows numbered from the "
+                "rostral end of the array.</p>")
+    return "".join(rows)
+
+
+def _viewer(case_root: Path, out: Path, site: Path | None) -> str:
+    command = html.escape(f"cordmap view {case_root}")
+    text = (f"<p>Open the case in the interactive viewer (slices, meshes, candidate paddles "
+            f"as toggleable layers): <code>{command}</code></p>")
+    if site is not None:
+        link = Path(os.path.relpath(site / "index.html", out.parent)).as_posix()
+        text += (f"<p>Or the exported viewer site: <a href='{html.escape(link)}'>"
+                 f"{html.escape(link)}</a> (serve its folder over http, e.g. "
+                 "<code>python -m http.server</code>).</p>")
+    return text
+
+
+def _paddle(paddle: dict) -> str:
+    return (f"<h2>Paddle model</h2><p>{html.escape(paddle['manufacturer'])} "
+            f"{html.escape(paddle['name'])}: {paddle['contacts']} contacts in "
+            f"{len(paddle['rows'])} rows over an array of {paddle['array_length_mm']:g} mm, "
+            f"{paddle['width_mm']:g} mm wide (dimensions and their sources: docs/planning.md)."
+            "</p>")

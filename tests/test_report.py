@@ -1,0 +1,155 @@
+"""`cordmap report`: one self-contained HTML page per case, numbers equal to plan.json."""
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cordmap.anatomy.phantom import make_phantom
+from cordmap.anatomy.schema import LabelSchema
+from cordmap.case import Case
+from cordmap.cli import app
+from cordmap.errors import CordmapError
+from cordmap.ingest import import_case
+from cordmap.io.nifti import read_nifti, write_nifti
+from cordmap.plan.files import PLAN_FILE, plan_file
+from cordmap.plan.geometry import Centreline
+from cordmap.report.case_report import write_case_report
+from cordmap.report.figures import OVERLAY_ALPHA, label_overlay, overlay_colours
+from cordmap.volume import LabelVolume
+
+WIDE = {"COLUMNS": "200"}
+
+
+@pytest.fixture(scope="module")
+def phantom_case(tmp_path_factory):
+    """A phantom case planned with --top 2 whose plan.json was then deleted, and a viewer
+    site beside it: the report must re-plan with the recorded options."""
+    root = tmp_path_factory.mktemp("report")
+    phantom = make_phantom(0)
+    image = write_nifti(phantom.image, root / "t2.nii.gz")
+    labels = write_nifti(phantom.labels, root / "labels.nii.gz")
+    case_dir = root / "case"
+    import_case(image, case_dir, labels_source=labels, subject="sub-01")
+    plan_file(case_dir, top=2)
+    (case_dir / PLAN_FILE).unlink()
+    site = root / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html></html>")
+    result = CliRunner().invoke(app, ["report", str(case_dir), "--site", str(site)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    page = case_dir / "report" / "sub-01_report.html"
+    return case_dir, page, page.read_text(encoding="utf-8"), result.output
+
+
+def images(page: str) -> list[Image.Image]:
+    found = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    return [Image.open(io.BytesIO(base64.b64decode(data))) for data in found]
+
+
+def test_report_is_self_contained(phantom_case):
+    case_dir, page_path, page, output = phantom_case
+    assert f"report written to {page_path}" in output
+    sources = re.findall(r"""\bsrc=["']([^"']*)""", page)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    links = re.findall(r"""\bhref=["']([^"']*)""", page)
+    assert links == ["../../site/index.html"]  # the viewer site, relative to the page
+    assert (page_path.parent / links[0]).resolve().is_file()
+    assert "http://" not in page and "https://" not in page
+    assert f"cordmap view {case_dir}" in page
+
+
+def test_report_images_decode_and_are_not_blank(phantom_case):
+    decoded = images(phantom_case[2])
+    assert len(decoded) == 4
+    for image in decoded:
+        pixels = np.asarray(image.convert("RGB"), dtype=float)
+        assert min(image.size) > 200
+        assert pixels.std() > 20  # not a blank page
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # drawings, not a flat fill
+
+
+def test_report_replans_with_the_recorded_options_and_its_table_equals_plan_json(phantom_case):
+    case_dir, _, page, _ = phantom_case
+    plan = json.loads((case_dir / PLAN_FILE).read_text())
+    assert len(plan["candidates"]) == 2  # --top 2, recorded by the earlier plan, was reused
+    table = re.search(r"<table id='candidates'>(.*?)</table>", page).group(1)
+    rows = re.findall(r"<tr><td>(\d+)</td><td class='text'>(.*?)</td><td class='text'>(.*?)</td>"
+                      r"<td>([\d.]+)</td><td>([\d.]+)</td><td class='volume'>([\d.]+)</td>"
+                      r"<td class='length'>([\d.]+)</td>", table)
+    assert len(rows) == 2
+    for row, candidate in zip(rows, plan["candidates"]):
+        assert int(row[0]) == candidate["rank"]
+        assert row[1] == candidate["rostral_edge"] and row[2] == candidate["caudal_edge"]
+        assert float(row[3]) == pytest.approx(candidate["rostral_mm"], abs=0.05)
+        assert float(row[5]) == pytest.approx(candidate["volume_pct"], abs=0.005)
+        assert float(row[6]) == pytest.approx(candidate["length_pct"], abs=0.005)
+    segments = re.search(r"<table id='segments'>(.*?)</table>", page).group(1)
+    for entry in plan["candidates"][0]["segments"]:
+        assert f"<th class='text'>{entry['segment']}</th><td>{entry['covered_pct']:.1f}</td>" in segments
+    assert plan["enlargement"]["segments"] in page and "labelled segments" in page
+
+
+def test_report_stage_is_recorded(phantom_case):
+    case_dir, page_path, _, _ = phantom_case
+    stage = Case.open(case_dir).manifest["stages"]["report"]
+    assert stage["outputs"][0]["path"] == "report/sub-01_report.html"
+    assert [e["path"] for e in stage["inputs"]][-1] == PLAN_FILE
+
+
+def test_case_without_labels_is_refused_and_nothing_written(tmp_path, phantom_case):
+    case_dir = tmp_path / "case"
+    import_case(phantom_case[0] / "sub-01_T2w.nii.gz", case_dir, subject="sub-01")
+    before = sorted(p.relative_to(case_dir) for p in case_dir.rglob("*"))
+    manifest = (case_dir / "case.json").read_text()
+    with pytest.raises(CordmapError, match="has no labels.*cordmap segment"):
+        write_case_report(case_dir)
+    result = CliRunner().invoke(app, ["report", str(case_dir)], env=WIDE)
+    assert result.exit_code == 1 and "has no labels" in result.output
+    assert sorted(p.relative_to(case_dir) for p in case_dir.rglob("*")) == before
+    assert (case_dir / "case.json").read_text() == manifest
+
+
+def test_wrong_out_suffix_and_missing_site_are_refused(tmp_path, phantom_case):
+    case_dir = phantom_case[0]
+    with pytest.raises(CordmapError, match="must end in .html"):
+        write_case_report(case_dir, out=tmp_path / "report.pdf")
+    with pytest.raises(CordmapError, match="not a viewer site"):
+        write_case_report(case_dir, out=tmp_path / "r.html", site=tmp_path / "nowhere")
+    assert not list(tmp_path.iterdir())
+
+
+def test_overlay_blends_the_schema_colour_at_the_cord_of_a_real_subject(data_dir):
+    """sct-t2 (real T2 and its expert cord mask): the overlay is the cord's schema colour at
+    the cord's voxels and the untouched MRI elsewhere."""
+    image = read_nifti(data_dir / "sct-t2" / "t2.nii.gz")
+    mask = read_nifti(data_dir / "sct-t2" / "t2_seg-manual.nii.gz")
+    schema = LabelSchema.load()
+    cord = schema.find("cord")
+    labels = LabelVolume((mask.array > 0).astype(np.uint16) * cord.id, mask.affine, schema=schema)
+    colours = overlay_colours(labels)
+    assert colours == {cord.id: tuple(c / 255 for c in cord.colour)}
+    k = int(np.argmax((labels.array > 0).sum(axis=(0, 1))))
+    gray = image.array[:, :, k] / image.array.max()
+    rgb = label_overlay(gray, labels.array[:, :, k], colours)
+    inside = labels.array[:, :, k] == cord.id
+    assert inside.sum() > 10
+    expected = (1 - OVERLAY_ALPHA) * gray[inside][:, None] + OVERLAY_ALPHA * np.array(colours[cord.id])
+    np.testing.assert_allclose(rgb[inside], expected)
+    np.testing.assert_allclose(rgb[~inside], np.repeat(gray[~inside][:, None], 3, axis=1))
+
+
+def test_dorsal_strip_lies_behind_a_straight_cord():
+    s = np.arange(0.0, 101.0)
+    points = np.column_stack([np.full_like(s, 3.0), np.full_like(s, 7.0), -s])  # down along -z
+    tangents = np.tile([0.0, 0.0, -1.0], (len(s), 1))
+    strip = Centreline(s, points, tangents).dorsal_strip(10.0, 56.5, width=10.0, depth=6.0)
+    assert strip.shape[1:] == (2, 3)
+    np.testing.assert_allclose(strip[:, :, 1], 1.0)  # 6 mm posterior of y = 7
+    np.testing.assert_allclose(np.sort(strip[0, :, 0]), [-2.0, 8.0])  # 10 mm wide about x = 3
+    np.testing.assert_allclose(strip[[0, -1], 0, 2], [-10.0, -56.5])
