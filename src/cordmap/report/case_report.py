@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 
 from cordmap import __version__
 from cordmap.atomic import write_text
-from cordmap.case import Case
+from cordmap.case import Case, sha256
 from cordmap.errors import CordmapError
 from cordmap.report import figures
 
@@ -66,14 +67,25 @@ def write_case_report(case_dir: str | Path, out: str | Path | None = None,
 
 
 def _current_plan(case: Case):
-    """plan.json, re-planned with its recorded options when missing or stale."""
-    from cordmap.plan.files import run_plan
+    """plan.json, re-planned with its recorded options when missing or stale. A plan made
+    with a user's paddle file (outside the case, recorded by name only) cannot be re-made
+    here: it is used while the labels it was made from are unchanged."""
+    from cordmap.plan.files import PLAN_FILE, Written, run_plan
 
     entry = case.manifest.get("stages", {}).get("plan", {})
-    options = dict(entry.get("parameters", {}))
     inputs = entry.get("inputs", [])
-    paddles_file = case._resolve(inputs[1]["path"]) if len(inputs) > 1 else None
-    return run_plan(case.root, paddles_file=paddles_file, **options)
+    if len(inputs) < 2:
+        return run_plan(case.root, **entry.get("parameters", {}))
+    path = case.path(PLAN_FILE)
+    labels = case.labels_path(case.label_sources()[0])
+    if (path.is_file() and inputs[0]["path"] == labels.name
+            and sha256(labels) == inputs[0]["sha256"]
+            and [sha256(path)] == [e["sha256"] for e in entry.get("outputs", [])]):
+        return Written(json.loads(path.read_text(encoding="utf-8")), path, True)
+    raise CordmapError(
+        f"the plan of {case.root} was made with the paddle file {inputs[1]['path']} and is "
+        f"missing or out of date; re-run `cordmap plan {case.root} --paddles "
+        f"{inputs[1]['path']}` first")
 
 
 def draw_figures(image, labels, plan: dict) -> dict[str, bytes]:
