@@ -7,8 +7,10 @@ spine mask, 141 x 141 x 991 at 0.5 mm), (b) the lumbosacral phantom (seed 0) sam
 
 Pipelines, each in a fresh forked process:
   cordmap     zmesh multi-label marching cubes in one pass (+ thin roots bridged),
-              Taubin smoothing (10 iterations), fast-simplification to 10% with the
-              watertight guard, Neuroglancer precomputed writer (cordmap.viewer).
+              Taubin smoothing (10 iterations) and fast-simplification to 10% with the
+              watertight guard, label by label in a fork pool over the cores (one
+              stage: cordmap.mesh.parallel), Neuroglancer precomputed writer
+              (cordmap.viewer).
   unsmoothed  the same without smoothing: stage for stage the baseline's work (a
               smoothed surface can take the decimator up to twice as long as the voxel
               staircase, whose flat steps collapse at no cost: PAM50 spine, once).
@@ -16,7 +18,9 @@ Pipelines, each in a fresh forked process:
               same fast-simplification call to the same per-label triangle counts, then
               the same precomputed writer. No smoothing.
 Per stage: seconds, triangles after the stage, and the process's peak resident memory
-after it (ru_maxrss; it only grows, so a stage that raises it is the one that needed it).
+after it (ru_maxrss; it only grows, so a stage that raises it is the one that needed it),
+and the largest of the pool's worker processes (forked: most of their pages are shared
+with the pipeline's process, so the two do not add up).
 Each pipeline runs --repeat times, in alternating order (the machine is shared and its
 load drifts); the fastest run of each is reported.
 Targets (issue 6): 512 x 512 x 48 meshed, simplified to ~10% and written in under 3 s and
@@ -98,8 +102,10 @@ class Stages:
         seconds = time.perf_counter() - start
         count = triangles(result) if triangles else None
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        worker_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         self.rows.append({"stage": name, "seconds": round(seconds, 3), "triangles": count,
-                          "peak_rss_mib": round(peak_mib, 1)})
+                          "peak_rss_mib": round(peak_mib, 1),
+                          "worker_peak_rss_mib": round(worker_mib, 1)})
         return result
 
 
@@ -110,18 +116,17 @@ def _triangles(meshes) -> int:
 def cordmap_pipeline(image, labels, out_dir, targets=None, smoothing=None):
     """Mesh with cordmap, stage by stage; `targets` is unused (the baseline's input)."""
     from cordmap.mesh import march_labels
-    from cordmap.mesh.refine import simplify, smooth
+    from cordmap.mesh.parallel import refine_meshes
     from cordmap.mesh.surfaces import DEFAULT_SMOOTHING
     from cordmap.viewer import write_precomputed
 
     smoothing = DEFAULT_SMOOTHING if smoothing is None else smoothing
     stages = Stages()
     meshes = stages.run("marching cubes", lambda: march_labels(labels), _triangles)
-    if smoothing:
-        meshes = stages.run("smoothing", lambda: {i: smooth(m, smoothing)
-                                                  for i, m in meshes.items()}, _triangles)
-    meshes = stages.run("simplification", lambda: {i: simplify(m, REDUCTION)
-                                                   for i, m in meshes.items()}, _triangles)
+    # smoothing and simplification run label by label over the cores (as mesh_labels does)
+    stage = "smoothing + simplification" if smoothing else "simplification"
+    meshes = stages.run(stage, lambda: refine_meshes(meshes, smoothing, REDUCTION, closed=True),
+                        _triangles)
     stages.run("precomputed", lambda: write_precomputed(image, labels, meshes, out_dir))
     closed = sum(m.is_watertight for m in meshes.values())
     return stages.rows, {i: len(m.faces) for i, m in meshes.items()}, closed, len(meshes)
@@ -200,7 +205,7 @@ def run_in_fresh_process(pipeline, targets=None) -> dict:
 
 # -- report ---------------------------------------------------------------------------------------
 def print_table(results):
-    header = f"{'case':28} {'pipeline':10} {'stage':15} {'s':>7} {'triangles':>10} {'peak MiB':>9}"
+    header = f"{'case':28} {'pipeline':10} {'stage':26} {'s':>7} {'triangles':>10} {'peak MiB':>9}"
     print(header)
     print("-" * len(header))
     for case in results:
@@ -208,9 +213,9 @@ def print_table(results):
             run = case[name]
             for row in run["rows"]:
                 triangles = "" if row["triangles"] is None else str(row["triangles"])
-                print(f"{case['case']:28} {name:10} {row['stage']:15} {row['seconds']:7.2f} "
+                print(f"{case['case']:28} {name:10} {row['stage']:26} {row['seconds']:7.2f} "
                       f"{triangles:>10} {row['peak_rss_mib']:9.0f}")
-            print(f"{case['case']:28} {name:10} {'TOTAL':15} {run['total_s']:7.2f} "
+            print(f"{case['case']:28} {name:10} {'TOTAL':26} {run['total_s']:7.2f} "
                   f"{'':>10} {'':>9}  closed meshes {run['closed']}/{run['meshes']}")
         print()
 

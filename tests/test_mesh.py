@@ -425,3 +425,48 @@ def test_phantom_every_structure_closed_volumes_agree_roots_connected():
     for label_id in roots:
         pieces = ndimage.label(labels.array == label_id, structure=np.ones((3, 3, 3)))[1]
         assert len(meshes[label_id].split(only_watertight=False)) == pieces, label_id
+
+
+def test_close_decimated_keeps_the_odd_one_of_three_coincident_triangles():
+    box = trimesh.creation.box()
+    face = box.faces[0]
+    # the decimator left face 0 three times: twice as it was, once inside out
+    faces = np.vstack([box.faces, [face], [face[::-1]]])
+    broken = trimesh.Trimesh(box.vertices, faces, process=False)
+    assert not broken.is_watertight
+    repaired = close_decimated(broken)
+    assert repaired.is_watertight and repaired.is_winding_consistent
+    assert len(repaired.faces) == len(box.faces)
+    assert repaired.volume == pytest.approx(box.volume)
+
+
+def test_smooth_is_trimesh_taubin_filter():
+    from trimesh.smoothing import filter_taubin
+
+    from cordmap.mesh.refine import TAUBIN_LAMBDA, TAUBIN_MU, smooth
+
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    noisy = sphere.vertices + np.random.default_rng(0).normal(0, 0.02, sphere.vertices.shape)
+    expected = filter_taubin(trimesh.Trimesh(noisy, sphere.faces, process=False),
+                             lamb=TAUBIN_LAMBDA, nu=-TAUBIN_MU, iterations=7)
+    ours = smooth(trimesh.Trimesh(noisy, sphere.faces, process=False), 7)
+    np.testing.assert_allclose(ours.vertices, expected.vertices, atol=1e-12)
+    assert not np.allclose(ours.vertices, noisy)
+
+
+def test_refine_over_worker_processes_gives_the_same_meshes(monkeypatch):
+    from cordmap.mesh import march_labels, parallel
+
+    array = np.zeros(SHAPE, np.uint16)
+    array[_sphere(10.0)[0]] = CSF
+    array[_box()[0]] = CORD
+    array[_diagonal_line() == ROOT] = ROOT
+    labels = _labels(array)
+    serial = parallel.refine_meshes(march_labels(labels), 10, 0.9, closed=True, workers=1)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_TRIANGLES", 0)  # a pool even for small work
+    forked = parallel.refine_meshes(march_labels(labels), 10, 0.9, closed=True, workers=2)
+    assert list(forked) == list(serial) == [CORD, CSF, ROOT]
+    for label_id, mesh in serial.items():
+        np.testing.assert_array_equal(forked[label_id].faces, mesh.faces)
+        np.testing.assert_allclose(forked[label_id].vertices, mesh.vertices)
+        assert forked[label_id].is_watertight

@@ -3,7 +3,8 @@
 `mesh_labels` bridges the diagonal contacts of thin labels (`cordmap.mesh.thin`), runs
 zmesh's multi-label marching cubes once over the labels' bounding box (thin labels may
 instead be meshed on their own upsampled grid), maps the vertices through the volume's
-affine, then smooths and simplifies each mesh (`cordmap.mesh.refine`).
+affine, then smooths and simplifies each mesh (`cordmap.mesh.refine`), over the CPU
+cores when there is enough work (`cordmap.mesh.parallel`).
 
 Coordinates: the centre of voxel (i, j, k) is at ``affine @ (i, j, k, 1)`` (NIfTI), and
 a surface lies half-way between a labelled voxel centre and an unlabelled one. This is
@@ -23,7 +24,8 @@ import zmesh
 from scipy import ndimage
 
 from cordmap.errors import CordmapError
-from cordmap.mesh import refine, thin
+from cordmap.mesh import thin
+from cordmap.mesh.parallel import refine_meshes
 from cordmap.volume import LabelVolume
 
 #: Default number of Taubin lambda/mu iterations.
@@ -58,8 +60,8 @@ def mesh_labels(labels: LabelVolume, *, ids=None, smoothing: int = DEFAULT_SMOOT
     """
     _check_parameters(smoothing, reduction, thin_upsample)
     meshes = march_labels(labels, ids=ids, thin_upsample=thin_upsample)
-    return {label_id: refine.simplify(refine.smooth(mesh, smoothing), reduction)
-            for label_id, mesh in meshes.items()}
+    # marching cubes with a background border closes every mesh
+    return refine_meshes(meshes, smoothing, reduction, closed=True)
 
 
 def march_labels(labels: LabelVolume, *, ids=None,
