@@ -24,15 +24,18 @@ SLICE_SUFFIXES = (".png", ".tif", ".tiff")
 
 def read_image(source: str | Path, *, series: str | None = None,
                spacing: tuple[float, float, float] | None = None,
-               orientation: str = "axial", reverse: bool = False) -> Volume:
+               orientation: str = "axial", reverse: bool = False) -> tuple[Volume, dict]:
     """Read an MRI from a NIfTI file, a folder holding a DICOM export, or a folder of slices
-    (`spacing`, `orientation` and `reverse` apply to slices: see cordmap.io.slices)."""
+    (`spacing`, `orientation` and `reverse` apply to slices: see cordmap.io.slices).
+
+    Returns the volume and a description of its source for the case manifest: its format
+    and, for DICOM, whether the export was de-identified (PatientIdentityRemoved)."""
     source = Path(source)
     if not source.exists():
         raise CordmapError(f"{source} does not exist")
     if source.is_file():
         if is_nifti(source):
-            return read_nifti(source)
+            return read_nifti(source), {"format": "nifti"}
         raise CordmapError(
             f"{source} is not a NIfTI file; pass a .nii/.nii.gz file, a DICOM folder or a "
             "folder of PNG/TIFF slices"
@@ -45,10 +48,12 @@ def read_image(source: str | Path, *, series: str | None = None,
                 f"{source} holds 2D slices, which carry no voxel size; pass --spacing "
                 "PIXEL_X,PIXEL_Y,SLICE (mm), e.g. --spacing 0.8,0.8,3"
             )
-        return read_slice_stack(source, spacing=spacing, orientation=orientation, reverse=reverse)
-    from cordmap.io.dicom import read_dicom
+        volume = read_slice_stack(source, spacing=spacing, orientation=orientation, reverse=reverse)
+        return volume, {"format": "slices"}
+    from cordmap.io.dicom import identity_removed, read_dicom_with_info
 
-    return read_dicom(source, series=series)
+    volume, info = read_dicom_with_info(source, series=series)
+    return volume, {"format": "dicom", "patient_identity_removed": identity_removed(info)}
 
 
 def read_annotations(source: str | Path, image: Volume, schema: LabelSchema, *,
@@ -100,12 +105,12 @@ def import_case(image_source: str | Path, out: str | Path, *, labels_source: str
 
     schema_file = Path(protocol) if protocol else DEFAULT_PROTOCOL
     schema = LabelSchema.load(schema_file)
-    image = read_image(image_source, series=series, spacing=spacing, orientation=orientation,
+    image, source = read_image(image_source, series=series, spacing=spacing, orientation=orientation,
                        reverse=reverse)
     labels = (read_annotations(labels_source, image, schema, colour_table=colour_table)
               if labels_source else None)
 
-    manifest = {**previous, "subject": subject, "cordmap_version": __version__,
+    manifest = {**previous, "subject": subject, "cordmap_version": __version__, "source": source,
                 "protocol": {"name": schema.name, "version": schema.version, "file": PROTOCOL}}
     manifest.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     case = Case(out, manifest)

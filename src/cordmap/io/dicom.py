@@ -207,6 +207,12 @@ def read_dicom_with_info(folder: str | Path, series: str | int | None = None
     return Volume.from_any_orientation(array, stack.affine), info
 
 
+def identity_removed(info: SeriesInfo) -> bool:
+    """Whether the series says it was de-identified (PatientIdentityRemoved = YES)."""
+    header = pydicom.dcmread(info.files[0], stop_before_pixels=True)
+    return str(header.get("PatientIdentityRemoved", "")).upper() == "YES"
+
+
 def select_series(infos: list[SeriesInfo], series: str | int | None, folder: Path) -> SeriesInfo:
     """The series chosen by UID, number or description part; a clear error otherwise."""
     listing = "; ".join(info.summary() for info in infos)

@@ -113,29 +113,11 @@ def _new_uid(value, pseudonym: str):
 
 def require_deidentified(case) -> None:
     """Refuse a case (a `cordmap.case.Case`) imported from a DICOM export that still
-    identifies the patient.
-
-    Checks the first DICOM file of each folder the case was imported from, when that
-    folder still exists; files written by `deidentify_dicom` carry PatientIdentityRemoved.
-    """
-    stage = case.manifest.get("stages", {}).get("import", {})
-    for entry in stage.get("inputs", []):
-        folder = Path(entry["path"])
-        folder = folder if folder.is_absolute() else case.root / folder
-        if not folder.is_dir():
-            continue
-        dataset = _first_dicom(folder)
-        if dataset is not None and dataset.get("PatientIdentityRemoved", "") != "YES":
-            raise CordmapError(
-                f"case {case.root} was imported from the DICOM export {folder}, which still "
-                f"identifies the patient; run `cordmap study deidentify {folder} CLEAN "
-                "--participant ID`, import the case again from CLEAN, then register it")
-
-
-def _first_dicom(folder: Path) -> pydicom.Dataset | None:
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        try:
-            return pydicom.dcmread(file, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError):
-            continue
-    return None
+    identifies the patient; `cordmap import` records this in case.json ("source") from the
+    export's PatientIdentityRemoved, which files written by `deidentify_dicom` carry."""
+    source = case.manifest.get("source", {})
+    if source.get("format") == "dicom" and not source.get("patient_identity_removed"):
+        raise CordmapError(
+            f"case {case.root} was imported from a DICOM export that still identifies the "
+            "patient; run `cordmap study deidentify EXPORT CLEAN --participant ID`, import the "
+            "case again from CLEAN, then register it")
