@@ -1,10 +1,15 @@
-"""The built-in example end to end: phantom -> DICOM -> case -> validate -> mesh -> viewer -> plan."""
+"""The built-in example end to end: phantom -> DICOM -> case -> validate -> mesh -> plan ->
+viewer with the candidate paddles -> case report."""
 
+import base64
+import io
 import json
+import re
 
 import numpy as np
 import pytest
 import trimesh
+from PIL import Image
 from typer.testing import CliRunner
 
 from cordmap.anatomy.phantom import PhantomTruth
@@ -28,7 +33,7 @@ def test_demo_case_reproduces_the_phantom_through_dicom(demo):
     labels = case.labels()
     assert labels.same_grid(truth_labels)  # geometry survived the DICOM round trip
     np.testing.assert_array_equal(labels.array, truth_labels.array)
-    assert case.manifest["stages"].keys() >= {"import", "mesh", "view", "plan"}
+    assert case.manifest["stages"].keys() >= {"import", "mesh", "view", "plan", "report"}
 
 
 def test_demo_plan_matches_phantom_truth(demo):
@@ -58,3 +63,31 @@ def test_demo_refuses_a_foreign_folder(tmp_path):
     assert result.exit_code == 1
     assert "already holds other files" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_demo_ends_with_a_report_that_quotes_the_plan(demo):
+    out, output = demo
+    plan = json.loads((out / "case" / "plan" / "plan.json").read_text())
+    report = out / "case" / "report" / "sub-phantom0_report.html"
+    assert "case report" in output and report.name[:12] in output.replace("\n", "")
+    page = report.read_text(encoding="utf-8")
+    volumes = re.findall(r"<td class='volume'>([\d.]+)</td>", page)
+    lengths = re.findall(r"<td class='length'>([\d.]+)</td>", page)
+    assert [float(v) for v in volumes] == pytest.approx([c["volume_pct"] for c in plan["candidates"]], abs=0.005)
+    assert [float(v) for v in lengths] == pytest.approx([c["length_pct"] for c in plan["candidates"]], abs=0.005)
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(pngs) == 4
+    for data in pngs:
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=float)
+        assert pixels.std() > 20
+    assert re.findall(r"href='([^']*)'", page) == ["../../viewer-site/index.html"]
+
+
+def test_demo_viewer_shows_the_candidate_paddles(demo):
+    out, _ = demo
+    plan = json.loads((out / "case" / "plan" / "plan.json").read_text())
+    state = json.loads((out / "case" / "viewer" / "state.json").read_text())
+    paddles = [layer for layer in state["layers"] if layer["type"] == "annotation"]
+    assert [p["name"].split(":")[0] for p in paddles] == \
+        [f"paddle #{c['rank']}" for c in plan["candidates"]]
+    assert [p["visible"] for p in paddles] == [True] + [False] * (len(paddles) - 1)

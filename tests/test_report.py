@@ -170,3 +170,38 @@ def test_a_plan_made_with_a_paddle_file_is_not_silently_replanned(tmp_path, phan
     with pytest.raises(CordmapError, match="paddle file mine.json .* --paddles mine.json"):
         write_case_report(case_dir)
     assert not (case_dir / "report").exists() and not (case_dir / PLAN_FILE).exists()
+
+
+def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
+    """The viewer state of a planned case: one annotation layer per candidate, outline and
+    contact rows on the dorsal midline, at the plan's arc lengths; the image layer kept."""
+    from cordmap.plan.geometry import candidate_strips, measure_cord
+    from cordmap.viewer.precomputed import world_to_output
+    from cordmap.viewer.state import paddle_name, viewer_state
+
+    case = Case.open(phantom_case[0])
+    plan = json.loads((case.root / PLAN_FILE).read_text())
+    image, labels = case.image(), case.labels()
+    geometry = measure_cord(labels)
+    paddles = candidate_strips(geometry, plan)
+    state = viewer_state(image, labels, paddles=paddles)
+    names = [layer["name"] for layer in state["layers"]]
+    assert names == [paddle_name(c) for c in plan["candidates"]] + ["MRI", "cord and roots", "vertebrae"]
+    assert state["selectedLayer"]["layer"] == "cord and roots"
+    rows = len(plan["paddle"]["rows"])
+    for layer, (candidate, strip, row_lines) in zip(state["layers"], paddles):
+        assert layer["type"] == "annotation" and layer["source"]["url"] == "local://annotations"
+        assert layer["visible"] == (candidate["rank"] == 1)
+        lines = layer["annotations"]
+        assert len(lines) == 2 * len(strip) + rows  # closed outline + one line per contact row
+        first = np.array(lines[0]["pointA"])
+        np.testing.assert_allclose(first, world_to_output(image, strip[0, 0]), atol=2e-3)
+        # the array's ends sit at the plan's arc lengths, behind the cord
+        s, _ = geometry.centreline.project(strip[[0, -1]].mean(axis=1))
+        np.testing.assert_allclose(s, [candidate["rostral_mm"], candidate["caudal_mm"]], atol=0.05)
+        middle = strip.mean(axis=1)
+        behind = middle - geometry.centreline.point(geometry.centreline.project(middle)[0])
+        assert (behind[:, 1] < -3).all()  # posterior of the centreline by more than the radius
+        np.testing.assert_allclose(np.linalg.norm(strip[:, 0] - strip[:, 1], axis=1),
+                                   plan["paddle"]["width_mm"])
+        assert len(row_lines) == rows

@@ -2,7 +2,8 @@
 
 phantom (NIfTI + DICOM axial and sagittal series) -> import the axial DICOM series with the
 phantom's exact labels into a case -> validate the labels against the protocol -> meshes
-(GLB for Blender, STL) -> Neuroglancer viewer as a static site -> paddle placement plan.
+(GLB for Blender, STL) -> paddle placement plan -> Neuroglancer viewer with the candidate
+paddles, as a static site -> the case report (one HTML page).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def run_demo(out: str | Path, *, seed: int = 0,
     from cordmap.ingest import import_case
     from cordmap.mesh.files import mesh_case
     from cordmap.plan.files import plan_file
+    from cordmap.report.case_report import write_case_report
     from cordmap.viewer import export_case
 
     out = Path(out)
@@ -67,11 +69,6 @@ def run_demo(out: str | Path, *, seed: int = 0,
     result.notes.append(f"{len(meshes.structures)} structures meshed, "
                         f"{sum(s.stats.triangles for s in meshes.structures):,} triangles")
 
-    on_step("writing the Neuroglancer viewer as a static site")
-    site = export_case(case.root, out / "viewer-site")
-    result.made.append(("3D viewer: open index.html from any web server, or `cordmap view "
-                        f"{case.root}`", site))
-
     on_step("planning the paddle placement")
     plan, plan_path = plan_file(case.root)
     result.made.append(("placement plan (JSON)", plan_path))
@@ -79,6 +76,15 @@ def run_demo(out: str | Path, *, seed: int = 0,
     result.notes.append(f"best placement covers {best['volume_pct']:.1f} % of the enlargement "
                         f"({plan['enlargement']['segments']}): "
                         f"rostral edge {best['rostral_edge']}, caudal edge {best['caudal_edge']}")
+
+    on_step("writing the Neuroglancer viewer (with the candidate paddles) as a static site")
+    site = export_case(case.root, out / "viewer-site")
+    result.made.append(("3D viewer: open index.html from any web server, or `cordmap view "
+                        f"{case.root}`", site))
+
+    on_step("writing the case report")
+    report = write_case_report(case.root, site=site)
+    result.made.append(("case report (one self-contained HTML page)", report.path))
     return result
 
 

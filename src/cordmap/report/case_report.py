@@ -19,8 +19,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from cordmap import __version__
 from cordmap.atomic import write_text
 from cordmap.case import Case, sha256
@@ -29,8 +27,6 @@ from cordmap.report import figures
 
 REPORT_DIR = "report"
 STAGE = "report"
-#: The paddle is drawn this far (mm) dorsal to the cord's surface: the dura and CSF.
-PADDLE_GAP_MM = 2.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,7 @@ def _current_plan(case: Case):
 def draw_figures(image, labels, plan: dict) -> dict[str, bytes]:
     """The report's PNGs: sagittal, axial, 3d, coverage."""
     from cordmap.mesh import mesh_labels
-    from cordmap.plan.geometry import measure_cord
+    from cordmap.plan.geometry import candidate_strips, measure_cord
 
     schema = labels.schema
     names = _segment_names(plan)
@@ -99,14 +95,8 @@ def draw_figures(image, labels, plan: dict) -> dict[str, bytes]:
     sagittal, axial = figures.slice_figures(image, labels, segment_ids)
 
     geometry = measure_cord(labels)
-    paddle = plan["paddle"]
-    strips = []
-    for candidate in plan["candidates"]:
-        a, b = candidate["rostral_mm"], candidate["caudal_mm"]
-        area = np.interp((a + b) / 2, geometry.csa_s, geometry.csa)
-        depth = float(np.sqrt(area / np.pi)) + PADDLE_GAP_MM + 0.4 * (candidate["rank"] - 1)
-        strips.append((f"paddle #{candidate['rank']}: {candidate['volume_pct']:.1f} %",
-                       geometry.centreline.dorsal_strip(a, b, paddle["width_mm"], depth)))
+    strips = [(f"paddle #{c['rank']}: {c['volume_pct']:.1f} %", strip)
+              for c, strip, _ in candidate_strips(geometry, plan)]
     present = set(labels.ids())
     wanted = [label.id for label in schema.of_class("cord", "segment", "conus", "vertebra", "disc")
               if label.id in present]

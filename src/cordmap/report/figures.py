@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from cordmap.viewer.state import PADDLE_COLOURS  # noqa: E402
 from cordmap.volume import LabelVolume, Volume  # noqa: E402
 
 #: Opacity of the label colours over the MRI.
@@ -36,10 +37,8 @@ AXIAL_SLICES = 4
 RENDER_MARGIN_MM = 45.0
 #: Triangles kept per structure in the 3D view.
 RENDER_FACES = 1500
-#: Candidate colours, rank 1 first.
 #: Length (mm) of the scale bar in the 3D view.
 SCALE_BAR_MM = 50.0
-PADDLE_COLOURS = ("#00c8ff", "#ffb000", "#c050ff", "#30d050", "#ff4060")
 DPI = 110
 
 

@@ -1,8 +1,10 @@
 """The viewer of a case folder: build CASE/viewer/ once, then serve it or export it.
 
 CASE/viewer/ holds the precomputed dataset (image, labels, meshes, segment names) and
-`state.json`, the first view. The "view" stage is recorded in case.json with the image
-and labels it was made from, and is rebuilt only when they change.
+`state.json`, the first view, with the candidate paddles of CASE/plan/plan.json when the
+case has been planned (one annotation layer per candidate, the best one shown). The "view"
+stage is recorded in case.json with the image, labels (and plan) it was made from, and is
+rebuilt only when they change.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from cordmap.atomic import write_text
 from cordmap.case import Case
+from cordmap.plan.files import PLAN_FILE
 from cordmap.viewer.precomputed import check_labels, write_precomputed
 from cordmap.viewer.server import ViewerServer
 from cordmap.viewer.site import DATA_PATH, Site, export_static
@@ -21,7 +24,7 @@ VIEWER_DIR = "viewer"
 STATE_FILE = "state.json"
 STAGE = "view"
 #: Bump when the dataset layout or the first view changes, so that old cases rebuild.
-VIEWER_FORMAT = 4
+VIEWER_FORMAT = 5
 
 
 def build_case_viewer(case: Case) -> tuple[Path, dict]:
@@ -29,6 +32,9 @@ def build_case_viewer(case: Case) -> tuple[Path, dict]:
     folder = case.path(VIEWER_DIR)
     sources = case.label_sources()  # the first is the one case.labels() reads
     inputs = [case.image_path] + [case.labels_path(source) for source in sources[:1]]
+    plan_path = case.path(PLAN_FILE)
+    if plan_path.is_file():  # its candidate paddles are shown
+        inputs.append(plan_path)
     parameters = {"viewer_format": VIEWER_FORMAT}
     if sources and case.is_up_to_date(STAGE, inputs=inputs, parameters=parameters):
         return folder, json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
@@ -37,10 +43,20 @@ def build_case_viewer(case: Case) -> tuple[Path, dict]:
     from cordmap.mesh import mesh_labels  # zmesh and trimesh load slowly: only when needed
 
     write_precomputed(image, labels, mesh_labels(labels), folder)
-    state = viewer_state(image, labels, DATA_PATH)
+    state = viewer_state(image, labels, DATA_PATH, paddles=_paddles(labels, plan_path))
     write_text(folder / STATE_FILE, json.dumps(state, indent=1))
     case.record(STAGE, inputs=inputs, outputs=[folder], parameters=parameters)
     return folder, state
+
+
+def _paddles(labels, plan_path: Path) -> list:
+    """The candidate paddles of the case's plan.json with their strips, or none."""
+    if not plan_path.is_file():
+        return []
+    from cordmap.plan.geometry import candidate_strips, measure_cord
+
+    plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    return candidate_strips(measure_cord(labels), plan)
 
 
 def case_site(case_dir: str | Path) -> Site:

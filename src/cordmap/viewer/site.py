@@ -50,7 +50,9 @@ ENTRY_PAGE = """<!doctype html>
 const state = {state};
 const root = new URL(".", window.location.href);
 for (const layer of state.layers) {{
-  layer.source.url = "precomputed://" + new URL(layer.source.url, root).href;
+  if (!layer.source.url.includes("://")) {{  // data paths; local:// annotations stay
+    layer.source.url = "precomputed://" + new URL(layer.source.url, root).href;
+  }}
 }}
 const target = new URL("{client}/", root).href + "#!" + encodeURIComponent(JSON.stringify(state));
 document.getElementById("open").href = target;

@@ -41,10 +41,15 @@ POSTERIOR_VIEW = [-np.sqrt(0.5), 0.0, 0.0, np.sqrt(0.5)]
 #: R is its own inverse, so the quaternion convention does not matter.
 RADIOLOGICAL_PANELS = [0.0, np.sqrt(0.5), -np.sqrt(0.5), 0.0]
 IMAGE_LAYER = "MRI"
+#: Colours of the candidate paddles, rank 1 first (viewer and report).
+PADDLE_COLOURS = ("#00c8ff", "#ffb000", "#c050ff", "#30d050", "#ff4060")
 
 
-def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "data") -> dict:
-    """Neuroglancer state (JSON-ready) for a dataset written by `write_precomputed`."""
+def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "data",
+                 paddles: list[tuple[dict, np.ndarray]] = ()) -> dict:
+    """Neuroglancer state (JSON-ready) for a dataset written by `write_precomputed`;
+    `paddles`: candidates of a plan with their strips (`plan.geometry.candidate_strips`),
+    each shown as a layer of its own that can be toggled."""
     present = present_ids(labels) if labels is not None else []
     centre, extent_mm = focus(image, labels, present)
     layers = [_image_layer(image, data_path)]
@@ -52,6 +57,11 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
         shown = [i for i in present if labels.schema[i].structure in classes]
         if shown:
             layers.append(_labels_layer(labels, data_path, name, shown, present, alpha))
+    selected = layers[min(1, len(layers) - 1)]["name"]
+    # paddles listed first: after the image layer, Neuroglancer 2.41 at times drops the image
+    # layer while it restores several annotation layers
+    layers = [paddle_layer(image, candidate, strip, rows)
+              for candidate, strip, rows in paddles] + layers
     return {
         "dimensions": output_dimensions(image),
         "position": [round(float(v), 3) for v in world_to_output(image, centre)],
@@ -62,7 +72,7 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
         "crossSectionOrientation": [round(q, 9) for q in RADIOLOGICAL_PANELS],
         "layers": layers,
         "layout": "4panel",
-        "selectedLayer": {"layer": layers[min(1, len(layers) - 1)]["name"], "visible": True},
+        "selectedLayer": {"layer": selected, "visible": True},
         "showSlices": False,
     }
 
@@ -113,4 +123,36 @@ def _labels_layer(labels: LabelVolume, data_path: str, name: str, shown: list[in
         "selectedAlpha": 0.35,
         "objectAlpha": alpha,
         "tab": "segments",
+    }
+
+
+def paddle_name(candidate: dict) -> str:
+    """Layer name of a candidate paddle, e.g. "paddle #1: 72.0 % (T11/T12 disc)"."""
+    return (f"paddle #{candidate['rank']}: {candidate['volume_pct']:.1f} % "
+            f"({candidate['rostral_edge']})")
+
+
+def paddle_layer(image: Volume, candidate: dict, strip: np.ndarray,
+                 rows: np.ndarray | None = None) -> dict:
+    """A local annotation layer drawing one candidate paddle: the outline of its `strip`
+    ((n, 2, 3) RAS+ mm edges, `Centreline.dorsal_strip`) and, when given, a line across it
+    at each contact row (`rows`: (m, 2, 3) end points). The best candidate is shown at
+    first, the others listed and hidden."""
+    outline = np.concatenate([strip[:, 0], strip[::-1, 1], strip[:1, 0]])
+    segments = list(zip(outline[:-1], outline[1:]))
+    if rows is not None:
+        segments += [(a, b) for a, b in rows]
+    rank = candidate["rank"]
+    annotations = [{"type": "line", "id": f"paddle{rank}-{n}",
+                    "pointA": [round(float(v), 3) for v in world_to_output(image, a)],
+                    "pointB": [round(float(v), 3) for v in world_to_output(image, b)]}
+                   for n, (a, b) in enumerate(segments)]
+    return {
+        "type": "annotation",
+        "name": paddle_name(candidate),
+        "source": {"url": "local://annotations",
+                   "transform": {"outputDimensions": output_dimensions(image)}},
+        "annotations": annotations,
+        "annotationColor": PADDLE_COLOURS[(rank - 1) % len(PADDLE_COLOURS)],
+        "visible": rank == 1,
     }
