@@ -68,9 +68,19 @@ def test_cases_come_from_the_study_database(cases, tmp_path):
     assert study_cases(cases) == [str((cases / f"case-{n}").resolve()) for n in range(3)]
 
 
+def test_report_batch_plans_and_writes_each_case_report(cases):
+    outcomes = run_batch(cases, "report", workers=2, processes=False)
+    assert statuses(outcomes) == {"case-0": "done", "case-1": "done", "case-2": "failed"}
+    for seed in range(2):
+        case = Case.open(cases / f"case-{seed}")
+        assert (case.root / "report" / f"sub-phantom{seed}_report.html").is_file()
+        assert {"plan", "report"} <= case.manifest["stages"].keys()
+    again = run_batch(cases, "report", workers=2, processes=False)
+    assert statuses(again) == {"case-0": "up to date", "case-1": "up to date", "case-2": "failed"}
+
+
 @pytest.mark.parametrize("stage, options, message", [
-    ("report", {}, "stage 'report' is not available"),
-    ("paint", {}, "unknown stage 'paint'; use one of mesh, plan, view, segment"),
+    ("paint", {}, "unknown stage 'paint'; use one of mesh, plan, view, segment, report"),
     ("segment", {}, "the segment stage needs --model"),
 ])
 def test_unavailable_stages_are_refused_before_anything_runs(cases, stage, options, message):

@@ -1,4 +1,7 @@
-"""The case report's figures, drawn offscreen with matplotlib (Agg) into PNG bytes.
+"""The case report's figures, drawn offscreen with matplotlib into PNG bytes.
+
+Figures are made with `matplotlib.figure.Figure` (the Agg canvas), not pyplot, so that
+several reports can be drawn at once in threads (`cordmap batch --stage report`).
 
 - `slice_figures`: a mid-sagittal slice through the cord and axial slices through the
   lumbosacral enlargement, with the labels in the schema's colours over the MRI (as the
@@ -15,15 +18,12 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from cordmap.viewer.state import PADDLE_COLOURS  # noqa: E402
-from cordmap.volume import LabelVolume, Volume  # noqa: E402
+from cordmap.viewer.state import PADDLE_COLOURS
+from cordmap.volume import LabelVolume, Volume
 
 #: Opacity of the label colours over the MRI.
 OVERLAY_ALPHA = 0.6
@@ -43,10 +43,9 @@ DPI = 110
 
 
 def png_bytes(figure) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
+    """The figure as PNG bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
-    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -135,7 +134,8 @@ def _sagittal(gray, labels: LabelVolume, colours, segment_ids) -> bytes:
     i = mid_sagittal_index(labels, segment_ids)
     plane = labels.array[i]  # (y, z)
     rgb = label_overlay(gray[i], plane, colours)
-    figure, ax = plt.subplots(figsize=(4.2, 9))
+    figure = Figure(figsize=(4.2, 9))
+    ax = figure.subplots()
     y0, y1, z0, z1 = _extent(labels, (1, 2))
     # anterior on the left, superior up
     ax.imshow(np.transpose(rgb, (1, 0, 2)), origin="lower", extent=(y0, y1, z0, z1),
@@ -174,8 +174,8 @@ def _sagittal(gray, labels: LabelVolume, colours, segment_ids) -> bytes:
 
 def _axial(gray, labels: LabelVolume, colours, segment_ids) -> bytes:
     picks = axial_indices(labels, segment_ids)
-    figure, axes = plt.subplots(1, max(len(picks), 1), figsize=(3.2 * max(len(picks), 1), 3.6),
-                                squeeze=False)
+    figure = Figure(figsize=(3.2 * max(len(picks), 1), 3.6))
+    axes = figure.subplots(1, max(len(picks), 1), squeeze=False)
     schema = labels.schema
     x0, x1, y0, y1 = _extent(labels, (0, 1))
     cord = np.isin(labels.array, cord_ids(labels))
@@ -212,7 +212,7 @@ def render_3d(meshes: dict, labels: LabelVolume, paddles: list[tuple[str, np.nda
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     schema = labels.schema
-    figure = plt.figure(figsize=(7, 8.5))
+    figure = Figure(figsize=(7, 8.5))
     ax = figure.add_subplot(projection="3d", computed_zorder=False)
     low, high = z_range
     lows, highs = [], []
@@ -287,7 +287,8 @@ def coverage_figure(plan: dict) -> bytes:
     """PNG of volume and length coverage against the rostral end's arc length, vertebral
     bodies shaded and named along the axis, the candidates marked."""
     curve = plan["curve"]
-    figure, ax = plt.subplots(figsize=(9, 4.2))
+    figure = Figure(figsize=(9, 4.2))
+    ax = figure.subplots()
     ax.plot(curve["rostral_mm"], curve["volume_pct"], color="#1f4e9a", lw=2,
             label="enlargement volume covered")
     ax.plot(curve["rostral_mm"], curve["length_pct"], color="#1f4e9a", lw=1, ls="--",

@@ -8,9 +8,9 @@ and outputs is skipped as up to date (re-run it with `force`).
 
 Stages available: `mesh` (GLB meshes of every structure, `cordmap.mesh`), `plan`
 (placement search, `cordmap.plan`), `view` (Neuroglancer dataset with meshes,
-`cordmap.viewer`) and `segment` (U-Net inference with a model file, `cordmap.learn`), each
-with its default parameters. `report` (the case report) has no case-level stage in this
-cordmap yet and is refused with a message saying so.
+`cordmap.viewer`), `segment` (U-Net inference with a model file, `cordmap.learn`) and
+`report` (the HTML case report, planning first where needed, `cordmap.report`), each with
+its default parameters.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from pathlib import Path
 from cordmap.case import MANIFEST, Case
 from cordmap.errors import CordmapError
 
-#: Stages that `batch` knows of but that do not exist as case-level stages yet.
-UNAVAILABLE = {"report": "cordmap has no case report stage yet"}
 #: What each stage needs in `options`.
 REQUIRED_OPTIONS = {"segment": ("model",)}
 
@@ -56,6 +54,12 @@ def _view(case_dir: Path, options: dict) -> None:
     build_case_viewer(Case.open(case_dir))
 
 
+def _report(case_dir: Path, options: dict) -> None:
+    from cordmap.report.case_report import write_case_report
+
+    write_case_report(case_dir)
+
+
 def _segment(case_dir: Path, options: dict) -> None:
     from cordmap.learn.infer import segment_case
 
@@ -63,13 +67,11 @@ def _segment(case_dir: Path, options: dict) -> None:
 
 
 STAGES: dict[str, Callable[[Path, dict], None]] = {
-    "mesh": _mesh, "plan": _plan, "view": _view, "segment": _segment}
+    "mesh": _mesh, "plan": _plan, "view": _view, "segment": _segment, "report": _report}
 
 
 def check_stage(stage: str, options: dict) -> None:
-    """Refuse unknown or unavailable stages, and missing options, before anything runs."""
-    if stage in UNAVAILABLE:
-        raise CordmapError(f"stage '{stage}' is not available: {UNAVAILABLE[stage]}")
+    """Refuse unknown stages, and missing options, before anything runs."""
     if stage not in STAGES:
         raise CordmapError(f"unknown stage '{stage}'; use one of {', '.join(STAGES)}")
     for name in REQUIRED_OPTIONS.get(stage, ()):
