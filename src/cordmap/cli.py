@@ -769,7 +769,7 @@ def _plan_table(rows: list) -> None:
 @command()
 def batch(
     study: Annotated[str, typer.Argument(help="Study database, or a folder of case folders.")],
-    stage: Annotated[str, typer.Option(help="Stage to run on every case: mesh, plan, view or segment.")],
+    stage: Annotated[str, typer.Option(help="Stage to run on every case: mesh, plan, view, segment or report.")],
     scheduler: Annotated[Optional[str], typer.Option(
         help="Address of an existing Dask scheduler (default: a local cluster).")] = None,
     workers: Annotated[int, typer.Option(help="Workers of the local cluster.")] = 2,
