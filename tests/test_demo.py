@@ -91,3 +91,47 @@ def test_demo_viewer_shows_the_candidate_paddles(demo):
     assert [p["name"].split(":")[0] for p in paddles] == \
         [f"paddle #{c['rank']}" for c in plan["candidates"]]
     assert [p["visible"] for p in paddles] == [True] + [False] * (len(paddles) - 1)
+
+
+def test_demo_site_shows_paddles_and_mri_in_a_real_browser(demo):
+    """The exported site in headless Chromium: the paddle layers load beside the MRI and
+    labels (Neuroglancer once dropped the image layer when annotation layers followed it)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, open_viewer
+
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian chromium is absent (scripts/setup.sh installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    out, _ = demo
+    plan = json.loads((out / "case" / "plan" / "plan.json").read_text())
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(Quiet, directory=str(out / "viewer-site")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = open_viewer(browser, f"http://127.0.0.1:{server.server_address[1]}/", (640, 480))
+            layers = page.evaluate("viewer.layerManager.managedLayers.map(l => [l.name, l.visible])")
+            counts = page.evaluate("""viewer.state.toJSON().layers
+                .filter(l => l.type === 'annotation').map(l => l.annotations.length)""")
+            errors = page.errors
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert errors == []
+    names = [name for name, _ in layers]
+    assert names[-3:] == ["MRI", "cord and roots", "vertebrae"]
+    assert [visible for name, visible in layers if name.startswith("paddle #")] == \
+        [True] + [False] * (len(plan["candidates"]) - 1)
+    state = json.loads((out / "case" / "viewer" / "state.json").read_text())
+    expected = [len(layer["annotations"]) for layer in state["layers"] if layer["type"] == "annotation"]
+    assert counts == expected and len(counts) == len(plan["candidates"]) and min(counts) > 4
