@@ -151,7 +151,7 @@ def render_html(subject: str, plan: dict, images: dict[str, bytes], case_root: P
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>cordmap report {e(subject)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Paddle placement report: {e(subject)}</h1>",
-        f"<p class='muted'>cordmap {e(__version__)} &middot; labels {e(str(plan['labels']))} "
+        f"<p class='muted'>cordmap {e(__version__)} &middot; labels {e(Path(plan['labels']).name)} "
         f"&middot; {e(plan['units'])}</p>",
         "<h2>Summary</h2>",
         _summary(plan, estimated),
