@@ -205,3 +205,24 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
         np.testing.assert_allclose(np.linalg.norm(strip[:, 0] - strip[:, 1], axis=1),
                                    plan["paddle"]["width_mm"])
         assert len(row_lines) == rows
+
+
+def test_figures_of_an_estimated_enlargement(phantom_case, tmp_path):
+    """Segments not labelled (all cord voxels plain cord): the enlargement is estimated and
+    the figures still show its extent."""
+    from cordmap.plan.planner import Planner
+    from cordmap.report.case_report import draw_figures, render_html
+
+    case = Case.open(phantom_case[0])
+    labels = case.labels()
+    schema = labels.schema
+    array = labels.array.copy()
+    array[np.isin(array, [label.id for label in schema.of_class("segment")])] = schema.find("cord").id
+    labels = LabelVolume(array, labels.affine, schema=schema)
+    plan = Planner.prepare(labels).plan(top=1)
+    assert plan["enlargement"]["estimated"]
+    pictures = draw_figures(case.image(), labels, plan)
+    for png in pictures.values():
+        assert np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float).std() > 20
+    page = render_html("sub-01", plan, pictures, case.root, tmp_path / "r.html", None)
+    assert "estimated from the conus tip" in page

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from cordmap import __version__
 from cordmap.atomic import write_text
 from cordmap.case import Case, sha256
@@ -90,11 +92,15 @@ def draw_figures(image, labels, plan: dict) -> dict[str, bytes]:
     from cordmap.plan.geometry import candidate_strips, measure_cord
 
     schema = labels.schema
-    names = _segment_names(plan)
-    segment_ids = [schema.find("segment", n).id for n in names]
-    sagittal, axial = figures.slice_figures(image, labels, segment_ids)
-
+    segment_ids = [schema.find("segment", n).id for n in _segment_names(plan)]
     geometry = measure_cord(labels)
+    slices = None
+    if plan["enlargement"]["estimated"]:  # no segment labelled: slices along its extent
+        points = geometry.centreline.point(np.linspace(*plan["enlargement"]["extent_mm"],
+                                                       figures.AXIAL_SLICES))
+        k = np.clip(np.round(labels.voxel(points)[:, 2]).astype(int), 0, labels.shape[2] - 1)
+        slices = [("estimated enlargement", "#404040", int(i)) for i in dict.fromkeys(k)]
+    sagittal, axial = figures.slice_figures(image, labels, segment_ids, slices)
     strips = [(f"paddle #{c['rank']}: {c['volume_pct']:.1f} %", strip)
               for c, strip, _ in candidate_strips(geometry, plan)]
     present = set(labels.ids())

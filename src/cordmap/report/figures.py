@@ -79,31 +79,38 @@ def cord_ids(labels: LabelVolume) -> list[int]:
 
 
 def mid_sagittal_index(labels: LabelVolume, segments: list[int]) -> int:
-    """Index (first voxel axis) of the sagittal slice through the enlargement's cord."""
-    mask = np.isin(labels.array, segments or cord_ids(labels))
+    """Index (first voxel axis) of the sagittal slice through the enlargement's cord (the
+    whole cord when none of `segments` is labelled)."""
+    mask = np.isin(labels.array, segments)
+    if not mask.any():
+        mask = np.isin(labels.array, cord_ids(labels))
     return int(round(np.median(np.nonzero(mask)[0])))
 
 
-def axial_indices(labels: LabelVolume, segment_ids: list[int]) -> list[tuple[int, int]]:
-    """(segment id, axial index) of up to AXIAL_SLICES enlargement segments, evenly spread:
-    the slice holding most of each segment's voxels."""
+def axial_picks(labels: LabelVolume, segment_ids: list[int]) -> list[tuple[str, str, int]]:
+    """(title, colour, axial index) of up to AXIAL_SLICES labelled enlargement segments,
+    evenly spread: the slice holding most of each segment's voxels."""
     present = [i for i in segment_ids if (labels.array == i).any()]
     chosen = [present[int(round(p))] for p in np.linspace(0, len(present) - 1,
                                                              min(AXIAL_SLICES, len(present)))]
     out = []
     for label_id in dict.fromkeys(chosen):
         counts = (labels.array == label_id).sum(axis=(0, 1))
-        out.append((label_id, int(np.argmax(counts))))
+        label = labels.schema[label_id]
+        out.append((f"cord segment {label.level}", label.hex, int(np.argmax(counts))))
     return out
 
 
-def slice_figures(image: Volume, labels: LabelVolume, segment_ids: list[int]) -> tuple[bytes, bytes]:
+def slice_figures(image: Volume, labels: LabelVolume, segment_ids: list[int],
+                  axial: list[tuple[str, str, int]] | None = None) -> tuple[bytes, bytes]:
     """PNGs of the mid-sagittal slice and of axial slices through the enlargement segments
-    (`segment_ids`, rostral to caudal), labels in the schema colours over the MRI."""
+    (`segment_ids`, rostral to caudal), labels in the schema colours over the MRI. `axial`:
+    (title, colour, index) of the axial slices, by default `axial_picks`."""
     gray = normalised(image)
     colours = overlay_colours(labels)
+    picks = axial if axial is not None else axial_picks(labels, segment_ids)
     return (_sagittal(gray, labels, colours, segment_ids),
-            _axial(gray, labels, colours, segment_ids))
+            _axial(gray, labels, colours, picks))
 
 
 def _extent(labels: LabelVolume, axes: tuple[int, int]) -> list[float]:
@@ -127,7 +134,8 @@ def _name_structures(ax, labels: LabelVolume, plane: np.ndarray, axes, ids, **st
             continue
         centre = where.mean(axis=0)
         x, y = (origin[a] + centre[n] * spacing[a] for n, a in enumerate(axes))
-        ax.text(x, y, labels.schema[label_id].level, ha="center", va="center", **style)
+        ax.text(x, y, labels.schema[label_id].level, ha="center", va="center", clip_on=True,
+                **style)
 
 
 def _sagittal(gray, labels: LabelVolume, colours, segment_ids) -> bytes:
@@ -172,14 +180,13 @@ def _sagittal(gray, labels: LabelVolume, colours, segment_ids) -> bytes:
     return png_bytes(figure)
 
 
-def _axial(gray, labels: LabelVolume, colours, segment_ids) -> bytes:
-    picks = axial_indices(labels, segment_ids)
+def _axial(gray, labels: LabelVolume, colours, picks) -> bytes:
     figure = Figure(figsize=(3.2 * max(len(picks), 1), 3.6))
     axes = figure.subplots(1, max(len(picks), 1), squeeze=False)
     schema = labels.schema
     x0, x1, y0, y1 = _extent(labels, (0, 1))
     cord = np.isin(labels.array, cord_ids(labels))
-    for ax, (label_id, k) in zip(axes[0], picks):
+    for ax, (title, colour, k) in zip(axes[0], picks):
         plane = labels.array[:, :, k]
         rgb = label_overlay(gray[:, :, k], plane, colours)
         # radiological: anterior up, the patient's right on the left
@@ -189,8 +196,7 @@ def _axial(gray, labels: LabelVolume, colours, segment_ids) -> bytes:
         ax.set_xlim(centre[0] + AXIAL_HALF_WIDTH_MM, centre[0] - AXIAL_HALF_WIDTH_MM)
         ax.set_ylim(centre[1] - AXIAL_HALF_WIDTH_MM, centre[1] + AXIAL_HALF_WIDTH_MM)
         z = labels.world([0, 0, k])[2]
-        ax.set_title(f"cord segment {schema[label_id].level}  (z = {z:.1f} mm)", fontsize=9,
-                     color=schema[label_id].hex)
+        ax.set_title(f"{title}  (z = {z:.1f} mm)", fontsize=9, color=colour)
         ax.set_xlabel("R  \u2190  x (mm)  \u2192  L", fontsize=8)
         ax.set_ylabel("P  \u2190  y (mm)  \u2192  A", fontsize=8)
         ax.tick_params(labelsize=7)
