@@ -113,6 +113,14 @@ def test_mapping_for_another_protocol_version_is_refused():
     assert ClassMapping.from_dict(ClassMapping(SCHEMA).to_dict(), SCHEMA).names[1] == "cord"
 
 
+def test_mapping_serves_later_minor_versions_of_its_protocol():
+    """A minor version only adds labels: a model trained on 1.0.0 maps a 1.x case."""
+    data = ClassMapping(SCHEMA).to_dict()
+    data["schema"]["version"] = SCHEMA.version.split(".")[0] + ".0.0"
+    mapping = ClassMapping.from_dict(data, SCHEMA)
+    assert mapping.class_of(SCHEMA.find("segment", "L2").id) == mapping.names.index("cord")
+
+
 # -- metrics -------------------------------------------------------------------------------
 def test_metrics_on_a_hand_made_example():
     reference = np.array([0, 0, 1, 1, 2, 2])

@@ -137,9 +137,13 @@ class ClassMapping:
 
     @classmethod
     def from_dict(cls, data: dict, schema: LabelSchema, source: str = "model") -> "ClassMapping":
-        """Rebuild a mapping for `schema`, refusing a mapping made for another protocol."""
+        """Rebuild a mapping for `schema`, refusing one made for an incompatible protocol.
+
+        Classes gather structure classes, not label ids, so a model serves every version of
+        its protocol with the same major version (minor versions only add labels).
+        """
         want = data["schema"]
-        if (want["name"], str(want["version"])) != (schema.name, schema.version):
+        if want["name"] != schema.name or _major(want["version"]) != _major(schema.version):
             raise CordmapError(
                 f"{source} was trained for protocol '{want['name']}' version {want['version']}, "
                 f"but the case uses '{schema.name}' version {schema.version}; use a model "
@@ -147,3 +151,7 @@ class ClassMapping:
             )
         classes = [TrainingClass(c["name"], tuple(c["structures"])) for c in data["classes"]]
         return cls(schema, classes)
+
+
+def _major(version) -> str:
+    return str(version).split(".")[0]
