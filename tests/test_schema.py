@@ -27,7 +27,7 @@ def test_ids_follow_pam50_totalspineseg_and_sct(schema):
     assert schema.find("csf").id == 2
     assert schema.find("conus").id == 60 == schema.find("conus").code("sct")
     segments = schema.of_class("segment")
-    assert [s.level for s in segments] == list(levels.SEGMENTS[levels.SEGMENTS.index("T8"):])
+    assert [s.level for s in segments] == list(levels.SEGMENTS)  # the whole cord, C1 .. S5
     for segment in segments:
         assert segment.id == 100 + levels.pam50_segment(segment.level) == 100 + segment.code("pam50")
     levelled = lambda *classes: [label for label in schema.of_class(*classes) if label.level]  # noqa: E731
@@ -46,10 +46,29 @@ def test_ids_follow_pam50_totalspineseg_and_sct(schema):
     assert [schema.find(c).id for c in ("vertebra", "disc", "dorsal_root", "ventral_root")] == [3, 4, 5, 6]
 
 
+def test_the_whole_cord_is_covered_and_published_colours_are_kept(schema):
+    """1.2.0 covers C1..S5 and every vertebra and disc; labels published in 1.1.0 keep their
+    ids and colours (models and cases depend on them), and no two labels share a colour."""
+    assert schema.version == "1.2.0"
+    levelled = lambda cls: [label.level for label in schema.of_class(cls) if label.level]  # noqa: E731
+    assert levelled("vertebra") == list(levels.VERTEBRAE)
+    vertebrae = levels.VERTEBRAE
+    assert levelled("disc") == [f"{u}-{l}" for u, l in zip(vertebrae[1:], vertebrae[2:])]
+    for cls in ("dorsal_root", "ventral_root"):
+        for side in ("left", "right"):
+            assert [label.level for label in schema.of_class(cls) if label.side == side] == list(levels.SEGMENTS)
+    published = {116: "#3d44f2", 130: "#f23d3d", 28: "#f2e3c7", 50: "#a69c88", 79: "#80a3ff",
+                 100: "#536aa6", 216: "#f28724", 330: "#afcc1f", 416: "#28f224", 530: "#1fcc92"}
+    assert {i: schema[i].hex for i in published} == published
+    colours = [label.colour for label in schema]
+    assert len(set(colours)) == len(colours)
+
+
 def test_lookup_errors(schema):
     assert schema.find("dorsal_root", "L2", "left").name == "dorsal root L2 left"
-    with pytest.raises(CordmapError, match="has no segment label C3"):
-        schema.find("segment", "C3")
+    assert schema.find("dorsal_root", "C6", "right").name == "dorsal root C6 right"
+    with pytest.raises(CordmapError, match="has no segment label Co1"):
+        schema.find("segment", "Co1")
     with pytest.raises(CordmapError, match="label id 999 is not in the annotation protocol"):
         schema[999]
 

@@ -14,7 +14,7 @@ summary of voxel counts and volumes. Slices are the canonical axial slice indice
 | segment-order        | error    | segments not in PAM50 order going caudally (along -S)       |
 | root-inside-cord     | error    | root voxels enclosed by the cord in an axial slice          |
 | root-side            | warning  | a left root right of the canal's midline, or the reverse    |
-| vertebra-order       | error    | vertebrae not in T..L..sacrum order going caudally          |
+| vertebra-order       | error    | vertebrae not in C..T..L..sacrum order going caudally       |
 | disc-position        | error    | a disc not between the two vertebrae it separates           |
 
 The cord is the union of the `cord`, `segment` and `conus` classes; its largest
@@ -183,7 +183,7 @@ def _anatomy(labels: LabelVolume, extents: dict[int, "_Extent"]) -> list[Finding
                        rule="segments must follow PAM50 order going caudally")
     findings += _order(known, extents, "vertebra", "vertebra-order",
                        key=lambda label: levels.vertebra_index(label.level),
-                       rule="vertebrae must follow T8..L5, sacrum going caudally")
+                       rule="vertebrae must follow C1..L5, sacrum going caudally")
     findings += _discs(known, extents)
     return findings
 

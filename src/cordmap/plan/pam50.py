@@ -5,9 +5,9 @@ PAM50 (De Leener et al., NeuroImage 2018) labels its cord twice: by spinal segme
 1..20 = C1..L1). A label volume holds one id per voxel, so:
 
 - cord voxels take their segment id (PAM50 number n -> 100 + n, e.g. L1 = 21 -> 121) where
-  the protocol defines that segment (T8..S5), else the plain cord id;
+  the protocol defines that segment (C1..S5 in the shipped protocol), else the plain cord id;
 - the template has no vertebra masks, only the cord's vertebral level, so each vertebral
-  level of the protocol (T8..L1) is drawn as a stand-in "vertebra": the cord voxels of that
+  level the protocol defines (C1..L1) is drawn as a stand-in "vertebra": the cord voxels of that
   level moved `VERTEBRA_OFFSET_MM` anteriorly. The template is straightened, so this keeps
   each level's exact rostro-caudal range (disc to disc) and its projection onto the cord.
 """
