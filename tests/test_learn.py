@@ -9,10 +9,11 @@ import torch
 from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import CORD_CLASSES, ClassMapping
-from cordmap.learn.data import (NOISE_SIGMA, Example, crop_patch, normalise, prepare, resample,
-                                rotate, rotation, split_cases)
+from cordmap.learn.data import (NOISE_SIGMA, SCALE_RANGE, Example, crop_patch, normalise,
+                                prepare, resample, rotate, rotation, split_cases)
 from cordmap.learn.metrics import confusion_matrix, evaluate_arrays, hausdorff95, scores
 from cordmap.learn.model import PUBLISHED, SMALL, UNet3D, UNetConfig, count_parameters
+from cordmap.learn.train import class_weights, segmentation_loss
 from cordmap.volume import LabelVolume, Volume
 
 SCHEMA = LabelSchema.load()
@@ -263,6 +264,48 @@ def test_extra_augmentations_keep_labels_aligned():
     assert np.array_equal(plain[1], varied[1]) and not np.allclose(plain[0], varied[0])
     with pytest.raises(CordmapError, match="unknown augmentations"):
         crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True, ("blur",))
+
+
+def test_scale_augmentation_resizes_content_with_its_labels():
+    """A rod of radius 4 mm: its section grows by the drawn scale squared, labels follow."""
+    spacing = (1.0, 1.0, 2.0)
+    x, y, _ = np.meshgrid(*[np.arange(n) * s for n, s in zip((48, 48, 30), spacing)],
+                          indexing="ij")
+    target = ((x - 24) ** 2 + (y - 23) ** 2 <= 16).astype(np.uint8)
+    example = Example("rod", target.astype(np.float32), target, spacing)
+    areas = []
+    for seed in range(6):
+        image, labels = crop_patch(example, (32, 32, 16), np.random.default_rng(seed), 1.0,
+                                   True, ("scale",))
+        predicted = image > 0.5
+        assert 2 * (predicted & (labels > 0)).sum() / (predicted.sum() + (labels > 0).sum()) > 0.9
+        areas.append((labels[:, :, 8] > 0).sum() / (math.pi * 16))
+    low, high = SCALE_RANGE
+    assert all(0.85 * low ** 2 < a < 1.15 * high ** 2 for a in areas)
+    assert max(areas) - min(areas) > 0.2  # the scale is drawn, not fixed
+
+
+def test_class_weights_favour_thin_classes_and_weight_the_loss():
+    target = np.zeros((10, 10, 10), np.uint8)
+    target[:2] = 1  # 20 %
+    target[0, 0, :5] = 2  # 0.5 %
+    weights = class_weights([Example("a", target.astype(np.float32), target, (1, 1, 1))], 4)
+    frequency = np.array([800, 195, 5]) / 1000
+    median = np.median(frequency)
+    assert weights == pytest.approx([min(1, (median / frequency[0]) ** 0.5),
+                                     (median / frequency[1]) ** 0.5,
+                                     (median / frequency[2]) ** 0.5, 1.0], abs=1e-4)
+    logits = torch.randn(1, 4, 10, 10, 10)
+    labels = torch.from_numpy(target.astype(np.int64))[None]
+    w = torch.tensor(weights)
+    assert torch.isclose(segmentation_loss(logits, labels, weights=w),
+                         torch.nn.functional.cross_entropy(logits, labels, weight=w))
+    # partial labels: a background voxel may be class 3; weighted mean of the marginal NLL
+    log_p = torch.log_softmax(logits, 1)
+    nll = torch.where(labels == 0, -torch.logsumexp(log_p[:, [0, 3]], 1),
+                      -log_p.gather(1, labels[:, None])[:, 0])
+    expected = (nll * w[labels]).sum() / w[labels].sum()
+    assert torch.isclose(segmentation_loss(logits, labels, (3,), w), expected)
 
 
 def test_patches_are_centred_on_each_class_equally_often():

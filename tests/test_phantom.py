@@ -15,7 +15,8 @@ from cordmap.anatomy.phantom import (
 )
 from cordmap.anatomy.phantom_geometry import SEGMENTS, VERTEBRAE
 from cordmap.anatomy.phantom_realism import compare, pam50_proportions, phantom_proportions
-from cordmap.anatomy.phantom_sampling import Grid
+from cordmap.anatomy.phantom_image import varied_contrast
+from cordmap.anatomy.phantom_sampling import Grid, Tissue
 from cordmap.anatomy.schema import default_schema
 from cordmap.anatomy.validate import validate
 from cordmap.errors import CordmapError
@@ -219,6 +220,20 @@ def test_image_contrast_is_t2_like(small):
     cord = np.median(image[np.isin(labels, CORD_IDS)])
     bone = np.median(image[np.isin(labels, [29, 30, 31, 32, 41, 42, 43, 44, 45, 50])])
     assert csf > 1.5 * cord > 1.5 * bone
+
+
+def test_varied_contrast_changes_the_image_not_the_anatomy(small):
+    rng = np.random.default_rng(5)
+    intensities = varied_contrast(rng)
+    varied = make_phantom(1, pixel_mm=1.6, fov_mm=(128.0, 128.0), intensities=intensities)
+    assert np.array_equal(varied.labels.array, small.labels.array)
+    image, labels = varied.image.array, varied.labels.array
+    cord = np.median(image[np.isin(labels, CORD_IDS)])
+    csf = np.median(image[labels == 2])
+    assert not np.allclose(image, small.image.array)
+    ratio = intensities[Tissue.CORD] / intensities[Tissue.CSF]
+    assert cord / csf == pytest.approx(ratio, rel=0.15)  # noise and partial volume aside
+    assert intensities[Tissue.AIR] == 0.0
 
 
 def test_sagittal_series_samples_the_same_anatomy(small):

@@ -557,12 +557,15 @@ def phantom(
         console.print(f"written {path}")
 
 
-def _train_options(epochs, patches, batch_size, patch, seed, augment, accelerator, devices,
-                   strategy, progress, **extra):
+def _train_options(epochs, patches, batch_size, patch, seed, augment, extra_augmentation,
+                   balance_classes, accelerator, devices, strategy, progress, **extra):
     from cordmap.learn.train import TrainConfig, parse_patch
 
     return TrainConfig(epochs=epochs, patches_per_epoch=patches, batch_size=batch_size,
                        patch=parse_patch(patch), seed=seed, augment=augment,
+                       extra_augmentation=tuple(extra_augmentation.split(","))
+                       if extra_augmentation else (),
+                       balance_classes=balance_classes,
                        accelerator=accelerator, devices=devices, strategy=strategy,
                        progress=progress, **extra)
 
@@ -573,6 +576,8 @@ _PATCH = typer.Option(help="Patch / sliding-window size X,Y,Z in voxels (default
 _ACCEL = typer.Option(help="Lightning accelerator: auto, cpu, gpu.")
 _DEVICES = typer.Option(help="Lightning devices: auto, 1, 2, ...")
 _STRATEGY = typer.Option(help="Lightning strategy: auto, ddp, ...")
+_EXTRA = typer.Option(help="Extra augmentations, comma-separated: intensity, bias, elastic, scale.")
+_BALANCE = typer.Option(help="Class-weighted cross-entropy (--no-balance-classes: the published plain loss).")
 
 
 @command()
@@ -589,6 +594,8 @@ def train(
     patch: Annotated[Optional[str], _PATCH] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, sampling and weights.")] = 0,
     augment: Annotated[bool, typer.Option(help="Published rotation + noise augmentation.")] = True,
+    extra_augmentation: Annotated[Optional[str], _EXTRA] = None,
+    balance_classes: Annotated[bool, _BALANCE] = True,
     accelerator: Annotated[str, _ACCEL] = "auto",
     devices: Annotated[str, _DEVICES] = "auto",
     strategy: Annotated[str, _STRATEGY] = "auto",
@@ -598,8 +605,9 @@ def train(
     from cordmap.learn.data import gather_cases
     from cordmap.learn.train import train as run_training
 
-    settings = _train_options(epochs, patches, batch_size, patch, seed, augment, accelerator,
-                              devices, strategy, progress, model=config, classes=classes)
+    settings = _train_options(epochs, patches, batch_size, patch, seed, augment,
+                              extra_augmentation, balance_classes, accelerator, devices,
+                              strategy, progress, model=config, classes=classes)
     data, schema = gather_cases(cases or [], phantoms, phantom_seed)
     result = run_training(data, out, schema, settings)
     console.print(f"trained {result.epochs_run} epochs; best validation loss "
@@ -649,6 +657,8 @@ def finetune(
     patch: Annotated[Optional[str], _PATCH] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
     augment: Annotated[bool, typer.Option(help="Published rotation + noise augmentation.")] = True,
+    extra_augmentation: Annotated[Optional[str], _EXTRA] = None,
+    balance_classes: Annotated[bool, _BALANCE] = True,
     accelerator: Annotated[str, _ACCEL] = "auto",
     devices: Annotated[str, _DEVICES] = "auto",
     strategy: Annotated[str, _STRATEGY] = "auto",
@@ -659,8 +669,9 @@ def finetune(
     from cordmap.learn.evaluate import report_table
     from cordmap.learn.finetune import finetune as run_finetune
 
-    settings = _train_options(epochs, patches, batch_size, patch, seed, augment, accelerator,
-                              devices, strategy, progress, freeze_encoder=freeze_encoder,
+    settings = _train_options(epochs, patches, batch_size, patch, seed, augment,
+                              extra_augmentation, balance_classes, accelerator, devices,
+                              strategy, progress, freeze_encoder=freeze_encoder,
                               annotated=tuple(annotated.split(",")) if annotated else None)
     data, schema = gather_cases(cases)
     held = gather_cases(heldout)[0] if heldout else []

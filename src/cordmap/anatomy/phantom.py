@@ -111,24 +111,27 @@ class Phantom:
 
 def make_phantom(seed: int = 0, *, slice_thickness: float | None = 3.0, pixel_mm: float = 0.8,
                  fov_mm: tuple[float, float] = (160.0, 160.0),
-                 n_slices: int | None = None, partial_volume: int = PARTIAL_VOLUME) -> Phantom:
+                 n_slices: int | None = None, partial_volume: int = PARTIAL_VOLUME,
+                 intensities: dict | None = None) -> Phantom:
     """Draw phantom `seed` and acquire it as axial slices.
 
     `slice_thickness` None draws it from the seed (2.5, 3, 3.5 or 4 mm). Without
     `n_slices` the slab covers T9 to the S1 part of the sacrum; with it (48 for the
     published network input), the slab is centred on the enlargement and conus.
-    `partial_volume` planes per slice make the image (see `sample_phantom`).
+    `partial_volume` planes per slice make the image (see `sample_phantom`), with the
+    tissue `intensities` given (default: phantom_image.T2_INTENSITY).
     """
     if seed < 0:
         raise CordmapError(f"phantom seed must be 0 or more, got {seed}")
     geometry = PhantomGeometry(draw_parameters(seed, slice_thickness))
     grid = axial_grid(geometry, geometry.parameters.slice_thickness, pixel_mm, fov_mm, n_slices)
-    image, labels = sample_phantom(geometry, grid, partial_volume=partial_volume)
+    image, labels = sample_phantom(geometry, grid, partial_volume=partial_volume,
+                                   intensities=intensities)
     return Phantom(image, labels, describe(geometry, grid), geometry)
 
 
-def sample_phantom(source, grid, *, partial_volume: int = PARTIAL_VOLUME
-                   ) -> tuple[Volume, LabelVolume]:
+def sample_phantom(source, grid, *, partial_volume: int = PARTIAL_VOLUME,
+                   intensities: dict | None = None) -> tuple[Volume, LabelVolume]:
     """Image and labels of a phantom's anatomy sampled on `grid`.
 
     `source` is a PhantomGeometry, PhantomParameters, PhantomTruth or seed; `grid` a Grid,
@@ -136,7 +139,8 @@ def sample_phantom(source, grid, *, partial_volume: int = PARTIAL_VOLUME
     voxel centres. The image averages the tissue intensities of `partial_volume` (odd)
     planes spread evenly through each slice's thickness, the middle one through the voxel
     centres (along the grid's thickest axis, when it is thicker than the others), as a
-    thick MRI slice does, before bias and noise.
+    thick MRI slice does, before bias and noise. `intensities` maps each Tissue to its
+    noise-free intensity (default: phantom_image.T2_INTENSITY).
     """
     if partial_volume < 1 or partial_volume % 2 == 0:
         raise CordmapError(f"partial_volume must be an odd number of planes, got {partial_volume}")
@@ -159,7 +163,7 @@ def sample_phantom(source, grid, *, partial_volume: int = PARTIAL_VOLUME
     labels = np.ascontiguousarray(fine_labels[tuple(middle)])
     planes = list(grid.shape)
     planes.insert(axis + 1, partial_volume)
-    intensity = tissue_intensity(tissue).reshape(planes).mean(axis=axis + 1)
+    intensity = tissue_intensity(tissue, intensities).reshape(planes).mean(axis=axis + 1)
     image = t2_image(intensity, grid, geometry.parameters)
     return (Volume(image, grid.affine),
             LabelVolume(labels, grid.affine, schema=default_schema()))

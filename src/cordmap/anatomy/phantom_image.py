@@ -5,6 +5,9 @@ bright, cord and roots grey, muscle and the marrow of the vertebrae darker, flow
 and air dark. The receive coil's smooth bias is a multiplicative field exp(P(x, y, z)),
 P a quadratic with coefficients drawn from the seed (about +-20 % over the field of
 view); magnitude noise is Rician: |signal + n1 + i n2| with n1, n2 ~ N(0, sigma).
+
+`varied_contrast` draws other tissue intensities around these (for training a network
+that must not depend on one scanner's contrast, as in domain randomisation).
 """
 
 from __future__ import annotations
@@ -23,10 +26,20 @@ T2_INTENSITY = {
 BIAS_SCALE = 0.12  # amplitude of each bias-field term
 
 
-def tissue_intensity(tissue: np.ndarray) -> np.ndarray:
-    """Noise-free T2 intensity (float32) of a tissue map."""
+def varied_contrast(rng: np.random.Generator, spread: float = 0.6) -> dict:
+    """T2 intensities each scaled by exp(U(-spread, spread)), air kept dark.
+
+    With the default spread the cord stays darker than CSF (ratio 0.1 to 1.2 times the
+    default 0.37) while its contrast to fat, muscle, bone and discs varies widely.
+    """
+    return {kind: value * float(np.exp(rng.uniform(-spread, spread)))
+            for kind, value in T2_INTENSITY.items()}
+
+
+def tissue_intensity(tissue: np.ndarray, intensities: dict | None = None) -> np.ndarray:
+    """Noise-free intensity (float32) of a tissue map: T2_INTENSITY or `intensities`."""
     lut = np.zeros(max(Tissue) + 1, dtype=np.float32)
-    for kind, value in T2_INTENSITY.items():
+    for kind, value in (intensities or T2_INTENSITY).items():
         lut[kind] = value
     return lut[tissue]
 

@@ -5,7 +5,9 @@ Arrays stay in canonical RAS+ voxel order (X, Y, Z); the cord runs roughly along
 Augmentation as published: rotation about the cord's vertical axis (Z) uniform in
 ±π/18 and about the left-right axis (X) uniform in ±π/45, in millimetres (so anisotropic
 voxels rotate correctly), labels by nearest neighbour; then Gaussian noise N(0, 0.05)
-on the normalised intensities.
+on the normalised intensities. Optional extras (`EXTRA_AUGMENTATIONS`): intensity
+(gamma, contrast, brightness), a smooth bias field, elastic deformation and an isotropic
+scale (anatomy of other sizes: the cervical cord is wider than the lumbar one).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ from cordmap.volume import LabelVolume, Volume
 #: Intensity percentiles mapped to 0 and 1 by `normalise`.
 NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
 #: Optional augmentations beyond the published ones (`TrainConfig.extra_augmentation`).
-EXTRA_AUGMENTATIONS = ("intensity", "bias", "elastic")
+EXTRA_AUGMENTATIONS = ("intensity", "bias", "elastic", "scale")
+#: Range of the isotropic scale augmentation (content enlarged by up to 40 %).
+SCALE_RANGE = (0.9, 1.4)
+#: Range of the gamma of the intensity augmentation (log-uniform).
+GAMMA_RANGE = (0.6, 1.6)
 VERTICAL_RANGE = math.pi / 18
 LEFT_RIGHT_RANGE = math.pi / 45
 NOISE_SIGMA = 0.05
@@ -141,12 +147,21 @@ def load_cases(case_dirs) -> list[tuple[str, Volume, LabelVolume]]:
 
 
 def phantom_cases(count: int, seed: int = 0) -> list[tuple[str, Volume, LabelVolume]]:
-    """`count` varied phantom cases (seeds seed .. seed+count-1)."""
+    """`count` varied phantom cases (seeds seed .. seed+count-1) for training.
+
+    Beyond the anatomy each seed varies, each phantom gets its own tissue contrast
+    (`phantom_image.varied_contrast`), in-plane pixel (0.5 to 1 mm) and slice thickness
+    (1 to 4 mm), so that a network does not learn one acquisition.
+    """
     from cordmap.anatomy.phantom import make_phantom
+    from cordmap.anatomy.phantom_image import varied_contrast
 
     cases = []
     for s in range(seed, seed + count):
-        phantom = make_phantom(seed=s)
+        rng = np.random.default_rng((s, 7))
+        phantom = make_phantom(seed=s, intensities=varied_contrast(rng),
+                               pixel_mm=round(float(rng.uniform(0.5, 1.0)), 2),
+                               slice_thickness=float(rng.choice([1.0, 2.0, 3.0, 4.0])))
         cases.append((f"phantom-{s:03d}", phantom.image, phantom.labels))
     return cases
 
@@ -179,10 +194,11 @@ def rotation(about_vertical: float, about_left_right: float) -> np.ndarray:
 
 
 def rotate(array: np.ndarray, matrix: np.ndarray, spacing, order: int) -> np.ndarray:
-    """Rotate an array's content by `matrix` (in mm) about the array's centre."""
+    """Transform an array's content by the linear map `matrix` (in mm, e.g. a rotation)
+    about the array's centre."""
     scale = np.diag(spacing)
-    # output voxel o shows input voxel i = S^-1 R^-1 S (o - c) + c
-    inverse = np.linalg.inv(scale) @ matrix.T @ scale
+    # output voxel o shows input voxel i = S^-1 M^-1 S (o - c) + c
+    inverse = np.linalg.inv(scale) @ np.linalg.inv(matrix) @ scale
     centre = (np.array(array.shape) - 1) / 2
     offset = centre - inverse @ centre
     return ndimage.affine_transform(array, inverse, offset=offset, order=order, mode="nearest")
@@ -202,7 +218,9 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
     With `augment`, a margin around the patch is rotated before the centre is cut out, so
     the rotated patch holds no padding from the rotation. `extra` adds any of
     EXTRA_AUGMENTATIONS: elastic deformation (with the rotation, labels nearest
-    neighbour), a smooth multiplicative bias field and a random contrast / brightness.
+    neighbour), an isotropic scale in SCALE_RANGE (with the rotation), a smooth
+    multiplicative bias field and an intensity change (gamma in GAMMA_RANGE, then contrast
+    and brightness).
     """
     unknown = sorted(set(extra) - set(EXTRA_AUGMENTATIONS))
     if unknown:
@@ -220,6 +238,8 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
     target = _window(example.target, centre, region, fill=0)
     if augment:
         matrix = random_rotation(rng)
+        if "scale" in extra:
+            matrix = matrix * rng.uniform(*SCALE_RANGE)
         image = rotate(image, matrix, example.spacing, order=1)
         target = rotate(target, matrix, example.spacing, order=0)
         if "elastic" in extra:
@@ -230,7 +250,8 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
         if "bias" in extra:
             image = image * bias_field(image.shape, rng)
         if "intensity" in extra:
-            image = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
+            gamma = math.exp(rng.uniform(*np.log(GAMMA_RANGE)))
+            image = np.clip(image, 0, None) ** gamma * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
         image = image + rng.normal(0.0, NOISE_SIGMA, image.shape).astype(np.float32)
     return image.astype(np.float32), target
 

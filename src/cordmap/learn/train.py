@@ -1,7 +1,10 @@
 """Training, resuming and fine-tuning with PyTorch Lightning.
 
 As published: Adam (lr 1.2e-3), cross-entropy, up to 100 epochs, the weights of the best
-validation loss kept. A run folder holds `checkpoints/last.ckpt` (saved after every
+validation loss kept. Unlike the published run, the cross-entropy is class-weighted by
+default (`class_weights`; `balance_classes=False` for the published plain loss): thin
+classes (cord, roots) are a fraction of a percent of the voxels, and a short CPU training
+otherwise learns to predict none of them. A run folder holds `checkpoints/last.ckpt` (saved after every
 epoch, so an interruption loses at most the current epoch; running again with the same
 settings resumes from it), `checkpoints/best.ckpt`, CSV logs (`logs/part-N/metrics.csv`,
 one per session), the loss curves (`loss.png`, the published Fig. 3), the split
@@ -64,6 +67,7 @@ class TrainConfig:
     progress: bool = True
     freeze_encoder: bool = False
     annotated: tuple[str, ...] | None = None  # classes annotated in the data (None: all)
+    balance_classes: bool = True  # weight the loss by `class_weights` (published: False)
 
     def network_config(self, classes: int) -> UNetConfig:
         if self.model not in CONFIGS:
@@ -117,25 +121,48 @@ class TrainResult:
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
-                      unannotated: tuple[int, ...] = ()) -> torch.Tensor:
-    """Cross-entropy; voxels labelled background may also be any `unannotated` class."""
+                      unannotated: tuple[int, ...] = (),
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy, weighted per target class by `weights` (a weighted mean, as
+    F.cross_entropy's `weight`); voxels labelled background may also be any `unannotated`
+    class."""
     if not unannotated:
-        return F.cross_entropy(logits, target)
+        return F.cross_entropy(logits, target, weight=weights)
     log_p = F.log_softmax(logits, dim=1)
     background = torch.logsumexp(log_p[:, [0, *unannotated]], dim=1)
     labelled = log_p.gather(1, target[:, None])[:, 0]
-    return -torch.where(target == 0, background, labelled).mean()
+    nll = -torch.where(target == 0, background, labelled)
+    if weights is None:
+        return nll.mean()
+    voxel_weights = weights[target]
+    return (nll * voxel_weights).sum() / voxel_weights.sum()
+
+
+def class_weights(examples: list[Example], classes: int) -> list[float]:
+    """Weights that keep thin classes from being ignored: (median frequency / frequency)
+    ** 0.5 over the training volumes' voxels, absent classes 1, background at most 1."""
+    counts = np.bincount(np.concatenate([e.target.ravel() for e in examples]),
+                         minlength=classes).astype(float)
+    present = counts > 0
+    frequency = counts / counts.sum()
+    weights = np.ones(classes)
+    weights[present] = np.sqrt(np.median(frequency[present]) / frequency[present])
+    weights[0] = min(weights[0], 1.0)
+    return [round(float(w), 4) for w in weights]
 
 
 class SegmentationModule(pl.LightningModule):
     """The U-Net with its loss and optimiser, for Lightning."""
 
     def __init__(self, config: dict, lr: float = LEARNING_RATE,
-                 unannotated: tuple[int, ...] = (), freeze_encoder: bool = False):
+                 unannotated: tuple[int, ...] = (), freeze_encoder: bool = False,
+                 weights: list[float] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.network = UNet3D(UNetConfig.from_dict(config))
         self.unannotated = tuple(unannotated)
+        self.register_buffer("weights", None if weights is None
+                             else torch.tensor(weights, dtype=torch.float32))
         if freeze_encoder:
             for parameter in self.network.encoder_parameters():
                 parameter.requires_grad_(False)
@@ -145,7 +172,7 @@ class SegmentationModule(pl.LightningModule):
 
     def training_step(self, batch, batch_index):
         image, target = batch
-        loss = segmentation_loss(self.network(image), target, self.unannotated)
+        loss = segmentation_loss(self.network(image), target, self.unannotated, self.weights)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(image))
         return loss
@@ -154,7 +181,7 @@ class SegmentationModule(pl.LightningModule):
         image, target = batch
         logits = sliding_window_inference(image, self.network.config.patch, 2, self.network,
                                           overlap=0.0)
-        loss = segmentation_loss(logits, target, self.unannotated)
+        loss = segmentation_loss(logits, target, self.unannotated, self.weights)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
 
     def on_train_epoch_start(self):
@@ -198,8 +225,10 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
     if resume is None:  # only once every input has been read and checked
         write_text(out_dir / "run.json", json.dumps(settings, indent=1) + "\n")
         write_text(out_dir / "split.json", json.dumps(split, indent=1) + "\n")
+    weights = (class_weights([examples[n] for n in split["train"]], len(mapping))
+               if config.balance_classes else None)
     module = SegmentationModule(net_config.to_dict(), config.lr, unannotated,
-                                config.freeze_encoder)
+                                config.freeze_encoder, weights)
     if initial is not None:
         module.network.load_state_dict(initial.state_dict())
     train_data = PatchDataset([examples[n] for n in split["train"]], net_config.patch,
@@ -228,6 +257,7 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
     module.load_state_dict(state)
     best_loss = float(best.best_model_score) if best.best_model_score is not None else None
     summary = _summary(examples, split, config, mapping, best_loss, len(history), initial)
+    summary["class_weights"] = weights
     model_path = save_model(out_dir / "model.pt", module.network, mapping, summary)
     plot = plot_losses(history, out_dir / "loss.png")
     return TrainResult(model_path, best_loss, len(history), split, plot, history)
