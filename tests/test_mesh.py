@@ -5,7 +5,7 @@ import pytest
 import trimesh
 from scipy import ndimage
 
-from cordmap.anatomy.schema import Label, LabelSchema
+from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_nifti
 from cordmap.mesh import export_meshes, mesh_labels, mesh_stats
@@ -269,30 +269,6 @@ def test_pam50_lumbosacral_cord_meshes_match_voxel_volumes(data_dir):
     # segments stack along S inside the cord's world extent, in order
     centres = [meshes[i].center_mass[2] for i in sorted(stats) if i >= 116]
     assert centres == sorted(centres, reverse=True)  # caudal segments lie lower
-
-
-def test_sct_t2_cord_and_rootlets_mesh_as_connected_pieces(data_dir):
-    folder = data_dir / "sct-t2"
-    cord = read_nifti(folder / "t2_seg-manual.nii.gz")
-    rootlets = read_nifti(folder / "t2_seg-deepseg_rootlets-manual.nii.gz")
-    cord.require_same_grid(rootlets, "rootlets")
-    schema = LabelSchema("sct-t2", "1", [Label(CORD, "spinal cord", "cord", (217, 217, 217))] + [
-        Label(200 + level, f"dorsal root C{level}", "dorsal_root", (242, 135, 36), f"C{level}")
-        for level in (5, 6, 7)])
-    array = np.where(cord.array > 0, CORD, 0).astype(np.uint16)
-    roots = rootlets.array > 0
-    array[roots] = 200 + rootlets.array[roots].astype(np.uint16)
-    labels = LabelVolume(array, cord.affine, schema=schema)
-    meshes = mesh_labels(labels)
-    stats = mesh_stats(meshes)
-    cord_mm3 = (array == CORD).sum() * labels.voxel_volume
-    assert stats[CORD].watertight
-    assert stats[CORD].volume_mm3 == pytest.approx(cord_mm3, rel=VOLUME_TOLERANCE)
-    for label_id in (205, 206, 207):
-        pieces = ndimage.label(array == label_id, structure=np.ones((3, 3, 3)))[1]
-        assert len(meshes[label_id].split(only_watertight=False)) == pieces
-        assert stats[label_id].watertight
-        assert stats[label_id].volume_mm3 > 0.5 * (array == label_id).sum()
 
 
 # -- files and the command line ---------------------------------------------------------------

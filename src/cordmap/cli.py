@@ -92,13 +92,18 @@ def import_(
                                                 "(anterior, right) slice.")] = False,
     colour_table: Annotated[Optional[Path], typer.Option(help="Colour-coded masks: colour -> label file.")] = None,
     protocol: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
+    spinal_levels: Annotated[Optional[Path], typer.Option(
+        help="SCT convention: the cord labelled by spinal level (1..30 = C1..S5) -> cord segments.")] = None,
+    rootlets: Annotated[Optional[Path], typer.Option(
+        help="SCT convention: dorsal rootlets by spinal level -> dorsal roots, side from the cord.")] = None,
 ):
     """Build a case folder from an MRI and (optionally) its annotations."""
     from cordmap.ingest import import_case
 
     result = import_case(image, case_dir, labels_source=labels, subject=subject, series=series,
                          spacing=_spacing(spacing), orientation=orientation, reverse=reverse,
-                         colour_table=colour_table, protocol=protocol)
+                         colour_table=colour_table, protocol=protocol,
+                         spinal_levels=spinal_levels, rootlets=rootlets)
     state = "up to date" if result.up_to_date else "written"
     console.print(f"case {result.case.root} {state}")
     _print_summary(result.case.summary())

@@ -1,5 +1,9 @@
 """Ingest: read an MRI (NIfTI, DICOM series or slice stack) and its annotations into a case folder.
 
+Annotations are protocol labels (a NIfTI label volume or per-slice masks), optionally
+completed by Spinal Cord Toolbox outputs in SCT's own conventions: the cord's spinal levels
+and the dorsal rootlets by spinal level (see cordmap.io.sct).
+
 Everything is read and checked in memory first; only then are files written, each
 atomically, so bad input leaves nothing behind. Inputs are never modified. Re-running
 with the same inputs and parameters finds the case up to date and writes nothing.
@@ -10,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
 
 from cordmap import __version__
 from cordmap.anatomy.schema import DEFAULT_PROTOCOL, LabelSchema
@@ -74,6 +80,24 @@ def read_annotations(source: str | Path, image: Volume, schema: LabelSchema, *,
     return labels
 
 
+def read_sct_annotations(image: Volume, labels: LabelVolume | None, schema: LabelSchema, *,
+                         spinal_levels: str | Path | None = None,
+                         rootlets: str | Path | None = None) -> LabelVolume:
+    """`labels` (or, without them, an empty label volume on the image's grid) completed by
+    SCT's spinal levels (-> cord segments) and rootlets (-> dorsal roots, left or right)."""
+    from cordmap.io import sct
+
+    if labels is None:
+        labels = LabelVolume(np.zeros(image.shape, np.uint16), image.affine, schema=schema)
+    if spinal_levels is not None:
+        levels = sct.read_sct_levels(spinal_levels, image, "spinal levels")
+        labels = sct.add_spinal_levels(labels, levels, Path(spinal_levels).name)
+    if rootlets is not None:
+        found = sct.read_sct_levels(rootlets, image, "rootlets")
+        labels = sct.add_rootlets(labels, found, Path(rootlets).name)
+    return labels
+
+
 @dataclass(frozen=True)
 class ImportResult:
     case: Case
@@ -84,14 +108,19 @@ def import_case(image_source: str | Path, out: str | Path, *, labels_source: str
                 subject: str = "sub-01", series: str | None = None,
                 spacing: tuple[float, float, float] | None = None, orientation: str = "axial",
                 reverse: bool = False, colour_table: str | Path | None = None,
-                protocol: str | Path | None = None) -> ImportResult:
-    """Build (or refresh) the case folder `out` from an image and optional annotations."""
+                protocol: str | Path | None = None, spinal_levels: str | Path | None = None,
+                rootlets: str | Path | None = None) -> ImportResult:
+    """Build (or refresh) the case folder `out` from an image and optional annotations:
+    `labels_source` in the protocol's ids, `spinal_levels` and `rootlets` in SCT's conventions
+    (see cordmap.io.sct), all merged into the case's manual labels."""
     out = Path(out)
     check_subject(subject)
     parameters = {"subject": subject, "series": series,
                   "spacing_mm": list(spacing) if spacing else None, "orientation": orientation,
                   "reverse": reverse, "protocol": str(protocol) if protocol else None}
-    inputs = [Path(p) for p in (image_source, labels_source, colour_table) if p]
+    sct_inputs = {"spinal_levels": spinal_levels, "rootlets": rootlets}
+    parameters |= {key: Path(path).name for key, path in sct_inputs.items() if path}
+    inputs = [Path(p) for p in (image_source, labels_source, colour_table, *sct_inputs.values()) if p]
     previous = {}
     if (out / MANIFEST).is_file():
         existing = Case.open(out)
@@ -109,6 +138,9 @@ def import_case(image_source: str | Path, out: str | Path, *, labels_source: str
                        reverse=reverse)
     labels = (read_annotations(labels_source, image, schema, colour_table=colour_table)
               if labels_source else None)
+    if spinal_levels or rootlets:
+        labels = read_sct_annotations(image, labels, schema, spinal_levels=spinal_levels,
+                                      rootlets=rootlets)
 
     manifest = {**previous, "subject": subject, "cordmap_version": __version__, "source": source,
                 "protocol": {"name": schema.name, "version": schema.version, "file": PROTOCOL}}

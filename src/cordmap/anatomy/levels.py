@@ -36,6 +36,15 @@ def pam50_segment(name: str) -> int:
         ) from None
 
 
+def segment_name(number: int) -> str:
+    """Name of the spinal cord segment with this PAM50 number (21 -> "L1")."""
+    if not 1 <= number <= len(SEGMENTS):
+        raise CordmapError(
+            f"{number} is not a PAM50 spinal segment number; use 1..{len(SEGMENTS)} (C1..S5)"
+        )
+    return SEGMENTS[number - 1]
+
+
 def vertebra(name: str) -> str:
     """Canonical vertebra name: "t11" -> "T11", "S1"/"sacrum" -> "S"."""
     key = name.strip().upper()

@@ -134,8 +134,12 @@ class _Extent:
     slices: tuple[int, ...]
 
 
-def validate(labels: LabelVolume) -> ValidationReport:
-    """Check `labels` against its schema; see the module docstring for the checks."""
+def validate(labels: LabelVolume, *, partial: bool = False) -> ValidationReport:
+    """Check `labels` against its schema; see the module docstring for the checks.
+
+    `partial`: the labels annotate only part of the anatomy on purpose (e.g. the cord and
+    rootlets of Spinal Cord Toolbox outputs), so the protocol's required structures are not
+    asked for (no `required-missing`); every other check runs."""
     schema = labels.schema
     extents = _extents(labels)
     unknown, unknown_slices = _unknown(labels)
@@ -160,15 +164,15 @@ def validate(labels: LabelVolume) -> ValidationReport:
             f"'{schema.name}': relabel them (see `cordmap protocol`){hint}{skipped}",
             tuple(ids), unknown_slices))
     if unknown_voxels <= known_voxels:
-        report.findings += _anatomy(labels, extents)
+        report.findings += _anatomy(labels, extents, partial)
     return report
 
 
-def _anatomy(labels: LabelVolume, extents: dict[int, "_Extent"]) -> list[Finding]:
+def _anatomy(labels: LabelVolume, extents: dict[int, "_Extent"], partial: bool) -> list[Finding]:
     """The checks of the protocol's structures: presence, cord, roots, order, discs."""
     array = labels.array
     known = {i: labels.schema[i] for i in extents}
-    findings = _missing_required(labels, known)
+    findings = [] if partial else _missing_required(labels, known)
     cord_ids = [i for i, label in known.items() if label.structure in CORD_CLASSES]
     if cord_ids:  # the cord checks look only inside the cord's bounding box
         box = _bounding_box(array, cord_ids, [extents[i].slices for i in cord_ids])
