@@ -89,6 +89,12 @@ def test_sct_t2_case_validates_and_records_its_sources(sct_case):
     report = validate(labels)
     assert [(f.code, f.message.split("'")[1]) for f in report.findings] == [
         ("required-missing", "CSF"), ("required-missing", "vertebrae")]
+    path = case.labels_path("manual")
+    result = _run("validate", path, "--partial")
+    assert result.exit_code == 0 and "OK (0 errors, 0 warnings)" in result.output, result.output
+    assert "dorsal root C6 right" in result.output
+    result = _run("validate", path)
+    assert result.exit_code == 1 and "FAILED (2 errors, 0 warnings)" in result.output
     stage = case.manifest["stages"]["import"]
     assert [e["path"] for e in stage["inputs"]] == ["t2.nii.gz", "t2_seg-manual.nii.gz", ROOTLETS]
     assert stage["inputs"][2]["sha256"] == sha256(folder / ROOTLETS)
@@ -241,6 +247,13 @@ def _bad(tmp_path, synthetic, what):
         bad = rootlets.array.copy()
         bad[9, 7, 3] = 6  # in the cord
         return {"rootlets": _write(Volume(bad, canonical), tmp_path / "r.nii.gz")}
+    if what == "enclosed":
+        cord = read_nifti(paths["cord"]).array.copy()
+        cord[9, 7, 3] = 0  # a hole in the cord, holding a rootlet
+        bad = rootlets.array.copy()
+        bad[9, 7, 3] = 6
+        return {"labels_source": _write(Volume(cord, canonical), tmp_path / "cord.nii.gz"),
+                "rootlets": _write(Volume(bad, canonical), tmp_path / "r.nii.gz")}
     if what == "no-cord":
         return {"labels_source": None}
     if what == "levels-on-csf":
@@ -257,7 +270,8 @@ def _bad(tmp_path, synthetic, what):
     ("grid", r"the rootlets r\.nii\.gz do not match the image grid.*resample"),
     ("value", r"rootlets .*r\.nii\.gz hold the values 31, outside SCT's convention"),
     ("fraction", r"r\.nii\.gz hold the values 3\.5, outside SCT's convention"),
-    ("inside", r"rootlets r\.nii\.gz have 1 voxels on the cord"),
+    ("inside", r"rootlets r\.nii\.gz have 1 voxels inside the cord"),
+    ("enclosed", r"rootlets r\.nii\.gz have 1 voxels inside the cord"),
     ("no-cord", r"rootlets rootlets\.nii\.gz need the cord .* --labels"),
     ("levels-on-csf", r"spinal levels l\.nii\.gz cover 9 voxels of CSF"),
 ])

@@ -208,6 +208,8 @@ def validate_labels(
     labels: Annotated[Path, typer.Argument(help="Label volume (NIfTI) to check.")],
     schema: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON to this file.")] = None,
+    partial: Annotated[bool, typer.Option(help="Part of the anatomy on purpose (e.g. SCT's cord and "
+                                               "rootlets): do not ask for the required structures.")] = False,
 ):
     """Check a label volume against the annotation protocol; exit status 1 when it has errors."""
     import json
@@ -217,7 +219,7 @@ def validate_labels(
     from cordmap.atomic import write_text
     from cordmap.io.nifti import read_labels
 
-    report = validate(read_labels(labels, LabelSchema.load(schema)))
+    report = validate(read_labels(labels, LabelSchema.load(schema)), partial=partial)
     console.print(report.as_text(), markup=False, highlight=False, soft_wrap=True)
     if json_out is not None:
         write_text(json_out, json.dumps(report.to_dict(), indent=1) + "\n")

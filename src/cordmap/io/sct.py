@@ -16,8 +16,9 @@ SCT and its PAM50 template label by convention, not by protocol id:
   with cord); the piece is the patient's right when the mean of these offsets is positive,
   else the patient's left.
 
-Rootlets lie outside the cord: a rootlet voxel on a cord voxel is refused, as are values
-outside 0..30 and files on another grid than the image. Inputs are never modified.
+Rootlets lie outside the cord: a rootlet voxel on the cord, or in a hole of the cord's axial
+cross-section, is refused, as are values outside 0..30 and files on another grid than the
+image. Inputs are never modified.
 """
 
 from __future__ import annotations
@@ -79,11 +80,12 @@ def add_rootlets(labels: LabelVolume, rootlets: np.ndarray, source: str) -> Labe
             "with --labels (or the cord's spinal levels with --spinal-levels)"
         )
     inside = rootlets > 0
-    on_cord = int((inside & cord).sum())
-    if on_cord:
+    in_cord = _inside_cord(inside, cord)
+    if in_cord:
         raise CordmapError(
-            f"rootlets {source} have {on_cord} voxels on the cord; rootlets lie outside the "
-            "cord: check that the rootlets and the cord mask belong to the same image"
+            f"rootlets {source} have {in_cord} voxels inside the cord (on the cord mask or in a "
+            "hole of its axial cross-section); rootlets lie outside the cord: check that the "
+            "rootlets and the cord mask belong to the same image"
         )
     _require_free(labels, inside, (0, *_ids(labels, ROOTLET_BACKGROUND)), f"rootlets {source}",
                   "rootlets may only cover background or CSF")
@@ -104,6 +106,13 @@ def add_rootlets(labels: LabelVolume, rootlets: np.ndarray, source: str) -> Labe
                               for p in range(1, count + 1)], dtype=np.uint16)
         array[box][mask] = ids[piece]
     return LabelVolume(array, labels.affine, schema=schema)
+
+
+def _inside_cord(mask: np.ndarray, cord: np.ndarray) -> int:
+    """Voxels of `mask` on the cord or enclosed by it in their axial plane."""
+    planes = np.flatnonzero(mask.any(axis=(0, 1)) & cord.any(axis=(0, 1)))
+    return sum(int((ndimage.binary_fill_holes(cord[:, :, k]) & mask[:, :, k]).sum())
+               for k in planes)
 
 
 def _cord_centre_r(labels: LabelVolume, cord: np.ndarray) -> np.ndarray:
