@@ -132,6 +132,18 @@ def test_each_kind_of_error_is_caught(schema, code, severity, names, slices):
     assert code in report.as_text()
 
 
+def test_partial_labels_skip_only_the_required_structures(schema):
+    """partial=True: missing CSF and vertebrae are not asked for; a root in the cord still is."""
+    n = ids(schema)
+    array = broken(schema, "root-inside-cord")
+    array[np.isin(array, [n["csf"], n["vert T12"], n["vert L1"], n["vert L2"],
+                          n["disc T12-L1"], n["disc L1-L2"]])] = 0
+    assert validate(labelled(array, schema)).codes() == {"required-missing", "root-inside-cord"}
+    report = validate(labelled(array, schema), partial=True)
+    assert report.codes() == {"root-inside-cord"} and not report.ok
+    assert validate(labelled(broken(schema, "required-missing"), schema), partial=True).findings == []
+
+
 def test_negative_and_many_unknown_values_make_one_finding(schema):
     array = correct_labels(schema).astype(np.int32)
     array[0, 0, 3] = -3

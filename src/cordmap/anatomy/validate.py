@@ -17,6 +17,9 @@ summary of voxel counts and volumes. Slices are the canonical axial slice indice
 | vertebra-order       | error    | vertebrae not in C..T..L..sacrum order going caudally       |
 | disc-position        | error    | a disc not between the two vertebrae it separates           |
 
+With `partial=True` (labels of part of the anatomy on purpose, e.g. SCT's cord and
+rootlets) `required-missing` is not reported; every other check runs.
+
 The cord is the union of the `cord`, `segment` and `conus` classes; its largest
 26-connected piece is "the cord". Order checks compare the structures' centroids along
 the world S axis. When most labelled voxels carry unknown ids (an image passed as labels),
