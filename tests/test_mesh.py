@@ -430,19 +430,60 @@ def test_smooth_is_trimesh_taubin_filter():
     assert not np.allclose(ours.vertices, noisy)
 
 
-def test_refine_over_worker_processes_gives_the_same_meshes(monkeypatch):
-    from cordmap.mesh import march_labels, parallel
+def test_meshing_over_worker_processes_gives_the_same_meshes(monkeypatch):
+    from cordmap.mesh import parallel
 
     array = np.zeros(SHAPE, np.uint16)
     array[_sphere(10.0)[0]] = CSF
     array[_box()[0]] = CORD
     array[_diagonal_line() == ROOT] = ROOT
     labels = _labels(array)
-    serial = parallel.refine_meshes(march_labels(labels), 10, 0.9, closed=True, workers=1)
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_TRIANGLES", 0)  # a pool even for small work
-    forked = parallel.refine_meshes(march_labels(labels), 10, 0.9, closed=True, workers=2)
+    serial = mesh_labels(labels, workers=1)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 0)  # a pool even for small work
+    forked = mesh_labels(labels, workers=2)
     assert list(forked) == list(serial) == [CORD, CSF, ROOT]
     for label_id, mesh in serial.items():
         np.testing.assert_array_equal(forked[label_id].faces, mesh.faces)
         np.testing.assert_allclose(forked[label_id].vertices, mesh.vertices)
         assert forked[label_id].is_watertight
+    assert len(forked[ROOT].split(only_watertight=False)) == 1  # bridged before the pool
+
+
+def test_surface_voxels_of_a_box_are_all_but_its_core():
+    from cordmap.mesh.thin import surface_voxels
+
+    padded = np.zeros((7, 8, 9), np.uint16)
+    padded[1:4, 1:5, 1:6] = CSF  # 3 x 4 x 5 voxels, a core of 1 x 2 x 3
+    padded[4:6, 1:5, 1:6] = CORD  # a neighbour is outside the label too
+    points = np.flatnonzero(padded.ravel() == CSF)
+    assert surface_voxels(padded, points, CSF) == 60 - 6
+
+
+def _worker_fails(label_id, parent, started, how):
+    """make_mesh for map_labels: the parent waits until a child has taken a label, which
+    then fails (`how`)."""
+    import os
+
+    if os.getpid() == parent:
+        assert started.wait(60), "no child process took a label"
+        return trimesh.creation.box()
+    started.set()
+    if how == "raises":
+        raise CordmapError(f"label {label_id} cannot be meshed")
+    os._exit(3)  # dies without a word
+
+
+@pytest.mark.parametrize("how, message", [("raises", "cannot be meshed"),
+                                          ("dies", "ended without its results")])
+def test_a_failing_worker_process_is_a_clear_error(monkeypatch, how, message):
+    import functools
+    import multiprocessing
+    import os
+
+    from cordmap.mesh import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 0)
+    started = multiprocessing.get_context("fork").Event()
+    make_mesh = functools.partial(_worker_fails, parent=os.getpid(), started=started, how=how)
+    with pytest.raises(CordmapError, match=message):
+        parallel.map_labels(make_mesh, {CORD: 2, CSF: 1}, workers=2)

@@ -1,69 +1,104 @@
-"""Smoothing and simplification of many label meshes, spread over the CPU cores.
+"""Per-label meshing work (surface extraction, smoothing, simplification) over the CPU
+cores.
 
-fast-simplification holds the GIL, so threads do not help: `refine_meshes` forks a pool
-of worker processes that inherit the meshes (no copy on the way in) and send back only
-the simplified vertices and faces. Forking costs some tens of milliseconds, so the pool
-is used only when there are at least `PARALLEL_MIN_TRIANGLES` triangles to refine, more
-than one usable core, and the "fork" start method (Linux, macOS); otherwise the meshes
-are refined one after the other in this process. The results are the same either way:
-each mesh is refined on its own by `cordmap.mesh.refine`.
+fast-simplification holds the GIL, so threads do not help: `map_labels` forks one child
+process per extra core. The children inherit everything the work needs (zmesh's
+marching-cubes pass, the label array: no copy on the way in); this process works too,
+its memory already warm, and every process takes the next label, largest first, until
+none is left. Each child sends back only its finished, simplified meshes, in one message
+at the end. Forking costs some tens of milliseconds, so it is done only when the
+estimated work (surface voxels, about 1.5 triangles each) reaches `PARALLEL_MIN_WORK`,
+there is more than one usable core, and the "fork" start method is available (Linux,
+macOS); otherwise the labels are done one after the other here. The results are the same
+either way: each label is done on its own by the same function.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import trimesh
 
-from cordmap.mesh import refine
+from cordmap.errors import CordmapError
 
-#: Fewer triangles than this in all meshes together are refined in this process.
-PARALLEL_MIN_TRIANGLES = 200_000
+#: Less estimated work than this (surface voxels of all labels together, ~200 000
+#: triangles) is done in this process alone.
+PARALLEL_MIN_WORK = 130_000
 
-# The meshes and parameters the forked workers inherit (set only around the pool's life).
-_JOB: dict = {}
+MakeMesh = Callable[[int], trimesh.Trimesh]
 
 
-def refine_meshes(meshes: dict[int, trimesh.Trimesh], smoothing: int, reduction: float, *,
-                  closed: bool | None = None,
-                  workers: int | None = None) -> dict[int, trimesh.Trimesh]:
-    """Smooth (`smoothing` Taubin passes) then simplify (remove `reduction` of the
-    triangles) each mesh; returns {label id: mesh} in the order of `meshes`.
+def map_labels(make_mesh: MakeMesh, work: dict[int, float], *,
+               workers: int | None = None) -> dict[int, trimesh.Trimesh]:
+    """`make_mesh(label_id)` for every label of `work` ({label id: estimated work});
+    returns {label id: mesh} in the order of `work`.
 
-    closed: True when every mesh is known to be closed and consistently oriented (as
-        `cordmap.mesh.march_labels` makes them), which skips checking it; None checks.
-    workers: processes to use; default the usable cores. The given meshes may be
-    smoothed in place (as `refine.smooth` does): pass meshes you no longer need.
+    workers: processes to use, this one included; default the usable cores.
     """
-    workers = _usable_cores() if workers is None else workers
-    total = sum(len(mesh.faces) for mesh in meshes.values())
-    if workers < 2 or len(meshes) < 2 or total < PARALLEL_MIN_TRIANGLES or not _can_fork():
-        return {label_id: _refine(mesh, smoothing, reduction, closed)
-                for label_id, mesh in meshes.items()}
-    # largest first, so that no big mesh is left for the end while the other core idles
-    order = sorted(meshes, key=lambda label_id: -len(meshes[label_id].faces))
-    _JOB.update(meshes=meshes, smoothing=smoothing, reduction=reduction, closed=closed)
+    workers = min(_usable_cores() if workers is None else workers, len(work))
+    if workers < 2 or sum(work.values()) < PARALLEL_MIN_WORK or not _can_fork():
+        return {label_id: make_mesh(label_id) for label_id in work}
+    context = multiprocessing.get_context("fork")
+    order = sorted(work, key=lambda label_id: -work[label_id])
+    taken = context.Value("i", 0)  # how many labels of `order` have been taken
+    children = []
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(meshes))) as pool:
-            refined = dict(pool.imap_unordered(_refine_in_worker, order, chunksize=1))
+        for _ in range(workers - 1):
+            receiver, sender = context.Pipe(duplex=False)
+            child = context.Process(target=_child, args=(make_mesh, order, taken, sender),
+                                    daemon=True)
+            child.start()  # forked: the arguments are inherited, not pickled
+            sender.close()
+            children.append((child, receiver))
+        made = dict(_take_labels(make_mesh, order, taken))
+        for child, receiver in children:
+            made.update((label_id, trimesh.Trimesh(*arrays, process=False))
+                        for label_id, arrays in _receive(receiver))
     finally:
-        _JOB.clear()
-    return {label_id: trimesh.Trimesh(*refined[label_id], process=False)
-            for label_id in meshes}
+        for child, _ in children:
+            if child.is_alive():  # only after an error here
+                child.terminate()
+            child.join()
+    return {label_id: made[label_id] for label_id in work}
 
 
-def _refine(mesh: trimesh.Trimesh, smoothing: int, reduction: float,
-            closed: bool | None) -> trimesh.Trimesh:
-    return refine.simplify(refine.smooth(mesh, smoothing), reduction, closed=closed)
+def _take_labels(make_mesh: MakeMesh, order: list[int], taken) -> Iterator:
+    """(label id, mesh) for each label this process takes, until none is left."""
+    while True:
+        with taken.get_lock():
+            index = taken.value
+            taken.value += 1
+        if index >= len(order):
+            return
+        yield order[index], make_mesh(order[index])
 
 
-def _refine_in_worker(label_id: int):
-    # smoothing in place changes only this process's copy-on-write pages
-    result = _refine(_JOB["meshes"][label_id], _JOB["smoothing"], _JOB["reduction"],
-                     _JOB["closed"])
-    return label_id, (result.vertices.view(np.ndarray), result.faces.view(np.ndarray))
+def _child(make_mesh: MakeMesh, order: list[int], taken, sender) -> None:
+    try:
+        made = [(label_id, (mesh.vertices.view(np.ndarray), mesh.faces.view(np.ndarray)))
+                for label_id, mesh in _take_labels(make_mesh, order, taken)]
+        sender.send((made, None))
+    except Exception as error:  # handed to the parent, which raises it
+        sender.send(([], error))
+    finally:
+        sender.close()
+
+
+def _receive(receiver) -> list:
+    try:
+        made, error = receiver.recv()
+    except EOFError:
+        raise CordmapError(
+            "a meshing worker process ended without its results (out of memory?); "
+            "retry, or mesh with workers=1") from None
+    finally:
+        receiver.close()
+    if error is not None:
+        raise error
+    return made
 
 
 def _usable_cores() -> int:

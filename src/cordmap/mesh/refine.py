@@ -47,30 +47,39 @@ KEEP_PIECES_BELOW = 20_000
 PINCH_OFFSET_MM = 1e-3
 
 
+def smooth_and_simplify(mesh: trimesh.Trimesh, smoothing: int, reduction: float, *,
+                        closed: bool | None = None) -> trimesh.Trimesh:
+    """`smooth` (in place) then `simplify`: what `cordmap.mesh.mesh_labels` does to each
+    label's marching-cubes surface."""
+    return simplify(smooth(mesh, smoothing), reduction, closed=closed)
+
+
 def smooth(mesh: trimesh.Trimesh, iterations: int) -> trimesh.Trimesh:
     """Taubin-smooth `mesh` in place for `iterations` lambda/mu passes; return it.
 
     The same filter as trimesh.smoothing.filter_taubin (equal-weight umbrella operator
     over the triangles' edges), with the operator built once as a CSR matrix from the
-    faces: about twice as fast as trimesh's COO operator and its cache hashing."""
+    faces, without trimesh's cache hashing (about 1.3x faster on the phantom's meshes)."""
     if iterations > 0 and len(mesh.faces):
         operator = _umbrella_operator(mesh.faces, len(mesh.vertices))
         vertices = np.array(mesh.vertices, dtype=np.float64)
         for index in range(iterations):
-            step = operator @ vertices - vertices
-            vertices += (TAUBIN_LAMBDA if index % 2 == 0 else TAUBIN_MU) * step
+            step = operator @ vertices
+            step -= vertices
+            step *= TAUBIN_LAMBDA if index % 2 == 0 else TAUBIN_MU
+            vertices += step
         mesh.vertices = vertices
     return mesh
 
 
 def _umbrella_operator(faces: np.ndarray, n_vertices: int) -> csr_matrix:
     """Row-normalised adjacency over the directed edges of `faces` (each vertex moves to
-    the mean of its neighbours)."""
-    starts = faces.astype(np.int64).ravel()
-    ends = np.roll(faces, -1, axis=1).astype(np.int64).ravel()
-    degree = np.bincount(starts, minlength=n_vertices).astype(np.float64)
-    weights = 1.0 / np.maximum(degree, 1.0)[starts]
-    return csr_matrix((weights, (starts, ends)), shape=(n_vertices, n_vertices))
+    the mean of its neighbours), with 32-bit indices: quicker to build."""
+    faces = np.asarray(faces)
+    starts = faces.ravel().astype(np.int32)
+    ends = faces[:, [1, 2, 0]].ravel().astype(np.int32)
+    weights = (1.0 / np.maximum(np.bincount(starts, minlength=n_vertices), 1))[starts]
+    return coo_matrix((weights, (starts, ends)), shape=(n_vertices, n_vertices)).tocsr()
 
 
 def simplify(mesh: trimesh.Trimesh, reduction: float, *,
@@ -135,13 +144,13 @@ def _close(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, bool]:
 
 def _pieces(mesh: trimesh.Trimesh) -> int:
     """Number of connected pieces of the surface (vertices joined by edges)."""
-    faces = mesh.faces
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
+    faces = np.asarray(mesh.faces)
     n = len(mesh.vertices)
-    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
-                       shape=(n, n))
+    graph = csr_matrix((np.ones(faces.size, dtype=np.int8),
+                        (faces.ravel(), np.roll(faces, -1, axis=1).ravel())), shape=(n, n))
     _, group = connected_components(graph, directed=False)
-    return len(np.unique(group[np.unique(faces)]))
+    # vertices in no triangle are no piece; each triangle lies in one piece
+    return int(np.count_nonzero(np.bincount(group[faces[:, 0]])))
 
 
 def _without_fins(faces: np.ndarray) -> np.ndarray:

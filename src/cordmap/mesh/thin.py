@@ -43,42 +43,58 @@ _FACE_STEPS = [np.array(d) for d in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0
                                      (0, 0, 1), (0, 0, -1))]
 
 
-def is_thin(padded: np.ndarray, points: np.ndarray, label_id) -> bool:
-    """True when the label at `points` (flat indices into C-ordered `padded`) needs
-    bridging."""
+def surface_voxels(padded: np.ndarray, points: np.ndarray, label_id) -> int:
+    """Number of the label's voxels (`points`, flat indices into C-ordered `padded`) with
+    a face neighbour outside the label: a measure of its surface (and of its mesh's size)."""
     flat, strides = padded.ravel(), _strides(padded)
     interior = np.ones(len(points), dtype=bool)
     for step in _FACE_STEPS:
         interior &= flat[points + step @ strides] == label_id
-    if interior.sum() >= THIN_INTERIOR_FRACTION * len(points):
+    return len(points) - int(np.count_nonzero(interior))
+
+
+def is_thin(padded: np.ndarray, points: np.ndarray, label_id, surface: int) -> bool:
+    """True when the label at `points` (flat indices into C-ordered `padded`), with
+    `surface` surface voxels (`surface_voxels`), needs bridging."""
+    if len(points) - surface >= THIN_INTERIOR_FRACTION * len(points):
         return False
-    return any(len(_diagonal_only(flat, strides, points, label_id, offset))
-               for offset in DIAGONAL_OFFSETS)
+    flat, strides = padded.ravel(), _strides(padded)
+    return any(len(_diagonal_only(flat, strides, points, label_id, offset, paths))
+               for offset, paths in _DIAGONALS)
 
 
-def bridge_in_place(padded: np.ndarray, points: np.ndarray, label_id: int, keep_out) -> int:
-    """Bridge the diagonal-only contacts of the label at `points` (flat indices) in the
-    C-ordered label array `padded` (modified) on the voxel grid; never take voxels of the
-    ids in `keep_out`. Returns the number of voxels added."""
+def bridge_in_place(padded: np.ndarray, points: dict, thin_ids) -> int:
+    """Bridge the diagonal-only contacts of each label of `points` ({label id: flat
+    indices}) in the C-ordered label array `padded` (modified) on the voxel grid; never
+    take voxels of another label of `thin_ids`. Returns the number of voxels added."""
     flat, strides = padded.reshape(-1), _strides(padded)  # a view: writes go to `padded`
     kept_out = np.zeros(int(padded.max()) + 1, dtype=bool)  # lookup table by label id
-    kept_out[[i for i in keep_out if i != label_id and i < len(kept_out)]] = True
+    kept_out[[i for i in thin_ids if i < len(kept_out)]] = True
     added = 0
-    for offset in DIAGONAL_OFFSETS:
-        pairs = _diagonal_only(flat, strides, points, label_id, offset)
-        if not len(pairs):
-            continue
-        paths = [[step @ strides for step in path] for path in _paths(offset)]
-        costs = np.stack([sum(_cost(flat[pairs + step], kept_out) for step in path)
-                          for path in paths])
-        best = np.argmin(costs, axis=0)
-        for number, path in enumerate(paths):
-            chosen = pairs[best == number]
-            for step in path:
-                index = chosen + step
-                index = index[~kept_out[flat[index]]]
-                added += int(np.count_nonzero(flat[index] != label_id))
-                flat[index] = label_id
+    for label_id, label_points in points.items():
+        kept_out[label_id] = False
+        for offset, paths in _DIAGONALS:
+            pairs = _diagonal_only(flat, strides, label_points, label_id, offset, paths)
+            if len(pairs):
+                added += _bridge(flat, pairs, label_id, [path @ strides for path in paths],
+                                 kept_out)
+        kept_out[label_id] = label_id in thin_ids
+    return added
+
+
+def _bridge(flat, pairs, label_id, paths, kept_out) -> int:
+    """Join each pair through its cheapest face path (flat steps `paths`)."""
+    costs = np.stack([sum(_cost(flat[pairs + step], kept_out) for step in path)
+                      for path in paths])
+    best = np.argmin(costs, axis=0)
+    added = 0
+    for number, path in enumerate(paths):
+        chosen = pairs[best == number]
+        for step in path:
+            index = chosen + step
+            index = index[~kept_out[flat[index]]]
+            added += int(np.count_nonzero(flat[index] != label_id))
+            flat[index] = label_id
     return added
 
 
@@ -92,8 +108,8 @@ def bridged_upsample(mask: np.ndarray, factor: int) -> np.ndarray:
     padded = np.pad(mask, 1)
     flat, strides = padded.ravel(), _strides(padded)
     points = np.flatnonzero(flat)
-    for offset in DIAGONAL_OFFSETS:
-        pairs = _diagonal_only(flat, strides, points, True, offset)
+    for offset, paths in _DIAGONALS:
+        pairs = _diagonal_only(flat, strides, points, True, offset, paths)
         if not len(pairs):
             continue
         pairs = np.column_stack(np.unravel_index(pairs, padded.shape)) - 1  # mask indices
@@ -121,16 +137,22 @@ def _paths(offset) -> list[list[np.ndarray]]:
     return [list(itertools.accumulate(order[:-1])) for order in itertools.permutations(steps)]
 
 
-def _diagonal_only(flat, strides, points, label_id, offset) -> np.ndarray:
+def _diagonal_only(flat, strides, points, label_id, offset, paths) -> np.ndarray:
     """The points p whose neighbour p + offset is in the label, with no path of face
-    steps between the two through label voxels of their 2x2x2 block."""
+    steps between the two (`paths`, from `_paths(offset)`) through label voxels of their
+    2x2x2 block."""
     candidates = points[flat[points + offset @ strides] == label_id]
     if not len(candidates):
         return candidates
     connected = np.zeros(len(candidates), dtype=bool)
-    for path in _paths(offset):
+    for path in paths:
         through = np.ones(len(candidates), dtype=bool)
-        for step in path:
-            through &= flat[candidates + step @ strides] == label_id
+        for step in path @ strides:
+            through &= flat[candidates + step] == label_id
         connected |= through
     return candidates[~connected]
+
+
+#: Each diagonal offset with the intermediate voxels of its face paths, as arrays
+#: (path, step, axis).
+_DIAGONALS = [(offset, np.array(_paths(offset))) for offset in DIAGONAL_OFFSETS]
