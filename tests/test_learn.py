@@ -9,7 +9,7 @@ import torch
 from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import CORD_CLASSES, ClassMapping
-from cordmap.learn.data import (NOISE_SIGMA, SCALE_RANGE, Example, crop_patch, normalise,
+from cordmap.learn.data import (NOISE_SIGMA, SCALE_RANGE, Example, PatchDataset, crop_patch, normalise,
                                 prepare, resample, rotate, rotation, split_cases)
 from cordmap.learn.metrics import confusion_matrix, evaluate_arrays, hausdorff95, scores
 from cordmap.learn.model import PUBLISHED, SMALL, UNet3D, UNetConfig, count_parameters
@@ -286,18 +286,19 @@ def test_scale_augmentation_resizes_content_with_its_labels():
 
 
 def test_class_weights_favour_thin_classes_and_weight_the_loss():
+    """Weights from the patches training draws: (background / class voxels) ** 0.5."""
     target = np.zeros((10, 10, 10), np.uint8)
-    target[:2] = 1  # 20 %
-    target[0, 0, :5] = 2  # 0.5 %
-    weights = class_weights([Example("a", target.astype(np.float32), target, (1, 1, 1))], 4)
-    frequency = np.array([800, 195, 5]) / 1000
-    median = np.median(frequency)
-    assert weights == pytest.approx([min(1, (median / frequency[0]) ** 0.5),
-                                     (median / frequency[1]) ** 0.5,
-                                     (median / frequency[2]) ** 0.5, 1.0], abs=1e-4)
+    target[:2] = 1  # 195 voxels
+    target[0, 0, :5] = 2  # 5 voxels
+    example = Example("a", target.astype(np.float32), target, (1, 1, 1))
+    patches = PatchDataset([example], (20, 20, 20), samples=4, seed=0, foreground=0.5)
+    weights = class_weights(patches, 4, probes=3)  # each patch: the whole volume + padding
+    background = 20 ** 3 - 200
+    assert weights == pytest.approx([1.0, (background / 195) ** 0.5, (background / 5) ** 0.5,
+                                     1.0], abs=1e-4)
     logits = torch.randn(1, 4, 10, 10, 10)
     labels = torch.from_numpy(target.astype(np.int64))[None]
-    w = torch.tensor(weights)
+    w = torch.tensor(weights, dtype=torch.float32)
     assert torch.isclose(segmentation_loss(logits, labels, weights=w),
                          torch.nn.functional.cross_entropy(logits, labels, weight=w))
     # partial labels: a background voxel may be class 3; weighted mean of the marginal NLL

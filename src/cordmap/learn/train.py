@@ -35,8 +35,8 @@ from cordmap import __version__
 from cordmap.atomic import atomic_file, write_text
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import CLASS_SETS, ClassMapping
-from cordmap.learn.data import (Example, PatchDataset, VolumeDataset, crop_to_labels, prepare,
-                                split_cases)
+from cordmap.learn.data import (Example, PatchDataset, VolumeDataset, crop_patch, crop_to_labels,
+                                prepare, split_cases)
 from cordmap.learn.model import CONFIGS, UNet3D, UNetConfig
 from cordmap.learn.modelfile import save_model
 
@@ -138,16 +138,20 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
     return (nll * voxel_weights).sum() / voxel_weights.sum()
 
 
-def class_weights(examples: list[Example], classes: int) -> list[float]:
-    """Weights that keep thin classes from being ignored: (median frequency / frequency)
-    ** 0.5 over the training volumes' voxels, absent classes 1, background at most 1."""
-    counts = np.bincount(np.concatenate([e.target.ravel() for e in examples]),
-                         minlength=classes).astype(float)
-    present = counts > 0
-    frequency = counts / counts.sum()
+def class_weights(patches: PatchDataset, classes: int, probes: int = 64) -> list[float]:
+    """Loss weights that keep thin classes (cord, roots) from being ignored:
+    (background frequency / class frequency) ** 0.5, the frequencies counted in `probes`
+    patches drawn as training draws them (before augmentation; classes absent weigh 1;
+    without background voxels the most frequent class stands in for it)."""
+    counts = np.zeros(classes)
+    for index in range(probes):
+        rng = np.random.default_rng((patches.seed, index, 0, 1))  # not a training draw
+        example = patches.examples[rng.integers(len(patches.examples))]
+        _, target = crop_patch(example, patches.patch, rng, patches.foreground, augment=False)
+        counts += np.bincount(target.ravel(), minlength=classes)
     weights = np.ones(classes)
-    weights[present] = np.sqrt(np.median(frequency[present]) / frequency[present])
-    weights[0] = min(weights[0], 1.0)
+    present = counts > 0
+    weights[present] = np.sqrt((counts[0] or counts.max()) / counts[present])
     return [round(float(w), 4) for w in weights]
 
 
@@ -225,15 +229,14 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
     if resume is None:  # only once every input has been read and checked
         write_text(out_dir / "run.json", json.dumps(settings, indent=1) + "\n")
         write_text(out_dir / "split.json", json.dumps(split, indent=1) + "\n")
-    weights = (class_weights([examples[n] for n in split["train"]], len(mapping))
-               if config.balance_classes else None)
+    train_data = PatchDataset([examples[n] for n in split["train"]], net_config.patch,
+                              config.patches_per_epoch, config.seed, config.augment,
+                              config.foreground, tuple(config.extra_augmentation))
+    weights = class_weights(train_data, len(mapping)) if config.balance_classes else None
     module = SegmentationModule(net_config.to_dict(), config.lr, unannotated,
                                 config.freeze_encoder, weights)
     if initial is not None:
         module.network.load_state_dict(initial.state_dict())
-    train_data = PatchDataset([examples[n] for n in split["train"]], net_config.patch,
-                              config.patches_per_epoch, config.seed, config.augment,
-                              config.foreground, tuple(config.extra_augmentation))
     val_examples = [crop_to_labels(examples[n]) for n in split["val"] or split["train"]]
     loaders = (torch.utils.data.DataLoader(train_data, batch_size=config.batch_size),
                torch.utils.data.DataLoader(VolumeDataset(val_examples), batch_size=1))
