@@ -6,21 +6,23 @@ spine mask, 141 x 141 x 991 at 0.5 mm), (b) the lumbosacral phantom (seed 0) sam
 (c) as 512 x 512 x 512 voxels (0.3125 mm isotropic). Making the phantoms is not timed.
 
 Pipelines, each in a fresh forked process:
-  cordmap     zmesh multi-label marching cubes in one pass (+ thin roots bridged),
-              Taubin smoothing (10 iterations) and fast-simplification to 10% with the
-              watertight guard, label by label in a fork pool over the cores (one
-              stage: cordmap.mesh.parallel), Neuroglancer precomputed writer
-              (cordmap.viewer).
-  unsmoothed  the same without smoothing: stage for stage the baseline's work (a
-              smoothed surface can take the decimator up to twice as long as the voxel
-              staircase, whose flat steps collapse at no cost: PAM50 spine, once).
+  cordmap     `cordmap.mesh.mesh_labels`, one stage: zmesh multi-label marching cubes in
+              one pass (+ thin roots bridged), then label by label over the cores (this
+              process and one forked child per extra core) each surface taken out of
+              that pass, Taubin-smoothed (10 iterations) and simplified to 10% by
+              fast-simplification with the watertight guard; then the Neuroglancer
+              precomputed writer (cordmap.viewer).
+  unsmoothed  the same without smoothing: the baseline's work (a smoothed surface can
+              take the decimator up to twice as long as the voxel staircase, whose flat
+              steps collapse at no cost: PAM50 spine, once).
   baseline    PyMCubes on each label's bounding-box crop (scipy find_objects), then the
               same fast-simplification call to the same per-label triangle counts, then
-              the same precomputed writer. No smoothing.
-Per stage: seconds, triangles after the stage, and the process's peak resident memory
-after it (ru_maxrss; it only grows, so a stage that raises it is the one that needed it),
-and the largest of the pool's worker processes (forked: most of their pages are shared
-with the pipeline's process, so the two do not add up).
+              the same precomputed writer. No smoothing, one process.
+Per stage: seconds, CPU seconds (user + system, of the process and the children it
+waited for: the work done, whatever else the machine is doing), triangles after the
+stage, and the process's peak resident memory after it (ru_maxrss; it only grows, so a
+stage that raises it is the one that needed it), and the largest of its forked children
+(most of their pages are shared with the pipeline's process, so the two do not add up).
 Each pipeline runs --repeat times, in alternating order (the machine is shared and its
 load drifts); the fastest run of each is reported.
 Targets (issue 6): 512 x 512 x 48 meshed, simplified to ~10% and written in under 3 s and
@@ -97,16 +99,22 @@ class Stages:
         self.rows = []
 
     def run(self, name, function, triangles=None):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         result = function()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
         count = triangles(result) if triangles else None
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         worker_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        self.rows.append({"stage": name, "seconds": round(seconds, 3), "triangles": count,
+        self.rows.append({"stage": name, "seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
+                          "triangles": count,
                           "peak_rss_mib": round(peak_mib, 1),
                           "worker_peak_rss_mib": round(worker_mib, 1)})
         return result
+
+
+def _cpu_seconds() -> float:
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 def _triangles(meshes) -> int:
@@ -114,19 +122,16 @@ def _triangles(meshes) -> int:
 
 
 def cordmap_pipeline(image, labels, out_dir, targets=None, smoothing=None):
-    """Mesh with cordmap, stage by stage; `targets` is unused (the baseline's input)."""
-    from cordmap.mesh import march_labels
-    from cordmap.mesh.parallel import refine_meshes
+    """Mesh with cordmap; `targets` is unused (the baseline's input)."""
+    from cordmap.mesh import mesh_labels
     from cordmap.mesh.surfaces import DEFAULT_SMOOTHING
     from cordmap.viewer import write_precomputed
 
     smoothing = DEFAULT_SMOOTHING if smoothing is None else smoothing
     stages = Stages()
-    meshes = stages.run("marching cubes", lambda: march_labels(labels), _triangles)
-    # smoothing and simplification run label by label over the cores (as mesh_labels does)
-    stage = "smoothing + simplification" if smoothing else "simplification"
-    meshes = stages.run(stage, lambda: refine_meshes(meshes, smoothing, REDUCTION, closed=True),
-                        _triangles)
+    stage = "mesh_labels (smoothed)" if smoothing else "mesh_labels"
+    meshes = stages.run(stage, lambda: mesh_labels(labels, smoothing=smoothing,
+                                                   reduction=REDUCTION), _triangles)
     stages.run("precomputed", lambda: write_precomputed(image, labels, meshes, out_dir))
     closed = sum(m.is_watertight for m in meshes.values())
     return stages.rows, {i: len(m.faces) for i, m in meshes.items()}, closed, len(meshes)
@@ -205,7 +210,8 @@ def run_in_fresh_process(pipeline, targets=None) -> dict:
 
 # -- report ---------------------------------------------------------------------------------------
 def print_table(results):
-    header = f"{'case':28} {'pipeline':10} {'stage':26} {'s':>7} {'triangles':>10} {'peak MiB':>9}"
+    header = (f"{'case':28} {'pipeline':10} {'stage':26} {'s':>7} {'CPU s':>7} {'triangles':>10} "
+              f"{'peak MiB':>9}")
     print(header)
     print("-" * len(header))
     for case in results:
@@ -214,9 +220,10 @@ def print_table(results):
             for row in run["rows"]:
                 triangles = "" if row["triangles"] is None else str(row["triangles"])
                 print(f"{case['case']:28} {name:10} {row['stage']:26} {row['seconds']:7.2f} "
-                      f"{triangles:>10} {row['peak_rss_mib']:9.0f}")
+                      f"{row['cpu_s']:7.2f} {triangles:>10} {row['peak_rss_mib']:9.0f}")
             print(f"{case['case']:28} {name:10} {'TOTAL':26} {run['total_s']:7.2f} "
-                  f"{'':>10} {'':>9}  closed meshes {run['closed']}/{run['meshes']}")
+                  f"{run['total_cpu_s']:7.2f} {'':>10} {'':>9}  "
+                  f"closed meshes {run['closed']}/{run['meshes']}")
         print()
 
 
@@ -236,8 +243,9 @@ def main():
         entry = {"key": key, "case": name, "shape": list(labels.shape),
                  "spacing_mm": [round(s, 4) for s in labels.spacing],
                  "labels": len(labels.ids()), "load_average_1min": round(os.getloadavg()[0], 2)}
-        best, counts = {}, None
+        best, counts, rounds = {}, None, []
         for round_number in range(args.repeat):
+            rounds.append({})
             order = list(pipelines) if round_number % 2 == 0 else list(pipelines)[::-1]
             if counts is None:  # the baseline simplifies to cordmap's triangle counts
                 order.remove("cordmap")
@@ -246,6 +254,8 @@ def main():
                 run = run_in_fresh_process(pipelines[label], counts)
                 counts = counts or run["counts"]
                 run["total_s"] = round(sum(r["seconds"] for r in run["rows"]), 3)
+                run["total_cpu_s"] = round(sum(r["cpu_s"] for r in run["rows"]), 3)
+                rounds[-1][label] = run["total_s"]
                 if label not in best or run["total_s"] < best[label]["total_s"]:
                     best[label] = run
         for label, run in best.items():
@@ -254,6 +264,9 @@ def main():
         entry["speedup"] = round(best["baseline"]["total_s"] / best["cordmap"]["total_s"], 2)
         entry["speedup_unsmoothed"] = round(
             best["baseline"]["total_s"] / best["unsmoothed"]["total_s"], 2)
+        # the load drifts: each round's pipelines ran back to back, so compare within rounds
+        entry["rounds_s"] = rounds
+        entry["speedup_per_round"] = [round(r["baseline"] / r["cordmap"], 2) for r in rounds]
         if key in TARGETS_S:
             entry["target_s"] = TARGETS_S[key]
             entry["target_met"] = (best["cordmap"]["total_s"] < TARGETS_S[key]
@@ -266,7 +279,8 @@ def main():
         times = {label: entry[label]["total_s"] for label in ("cordmap", "unsmoothed", "baseline")}
         print(f"{entry['case']}: cordmap {times['cordmap']:.2f} s (unsmoothed "
               f"{times['unsmoothed']:.2f} s), baseline {times['baseline']:.2f} s, speed-up "
-              f"x{entry['speedup']} (unsmoothed x{entry['speedup_unsmoothed']}){target}")
+              f"x{entry['speedup']} (unsmoothed x{entry['speedup_unsmoothed']}; per round "
+              f"{', '.join(f'x{r}' for r in entry['speedup_per_round'])}){target}")
     machine = {"cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
                "python": platform.python_version(), "platform": platform.platform()}
     write_text(args.out, json.dumps({"machine": machine, "reduction": REDUCTION,
