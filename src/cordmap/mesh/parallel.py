@@ -7,10 +7,11 @@ marching-cubes pass, the label array: no copy on the way in); this process works
 its memory already warm, and every process takes the next label, largest first, until
 none is left. Each child sends back only its finished, simplified meshes, in one message
 at the end. Forking costs some tens of milliseconds, so it is done only when the
-estimated work (surface voxels, about 1.5 triangles each) reaches `PARALLEL_MIN_WORK`,
-there is more than one usable core, and the "fork" start method is available (Linux,
-macOS); otherwise the labels are done one after the other here. The results are the same
-either way: each label is done on its own by the same function.
+estimated work (surface voxels, 2.7 to 3.3 triangles each on the phantom and PAM50)
+reaches `PARALLEL_MIN_WORK`, there is more than one usable core, and the "fork" start
+method is available (Linux, macOS); otherwise the labels are done one after the other
+here. The results are the same either way: each label is done on its own by the same
+function.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import trimesh
 
 from cordmap.errors import CordmapError
 
-#: Less estimated work than this (surface voxels of all labels together, ~200 000
+#: Less estimated work than this (surface voxels of all labels together, about 200 000
 #: triangles) is done in this process alone.
-PARALLEL_MIN_WORK = 130_000
+PARALLEL_MIN_WORK = 70_000
 
 MakeMesh = Callable[[int], trimesh.Trimesh]
 
