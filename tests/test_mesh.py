@@ -487,3 +487,17 @@ def test_a_failing_worker_process_is_a_clear_error(monkeypatch, how, message):
     make_mesh = functools.partial(_worker_fails, parent=os.getpid(), started=started, how=how)
     with pytest.raises(CordmapError, match=message):
         parallel.map_labels(make_mesh, {CORD: 2, CSF: 1}, workers=2)
+
+
+def test_march_labels_gives_the_unrefined_surfaces_of_mesh_labels():
+    from cordmap.mesh import march_labels
+
+    array = _diagonal_line()
+    array[_box()[0]] = CORD
+    raw = march_labels(_labels(array))
+    unrefined = mesh_labels(_labels(array), smoothing=0, reduction=0)
+    assert list(raw) == list(unrefined) == [CORD, ROOT]
+    for label_id, mesh in raw.items():
+        np.testing.assert_array_equal(mesh.vertices, unrefined[label_id].vertices)
+        np.testing.assert_array_equal(mesh.faces, unrefined[label_id].faces)
+        assert mesh.is_watertight
