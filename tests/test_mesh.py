@@ -501,3 +501,9 @@ def test_march_labels_gives_the_unrefined_surfaces_of_mesh_labels():
         np.testing.assert_array_equal(mesh.vertices, unrefined[label_id].vertices)
         np.testing.assert_array_equal(mesh.faces, unrefined[label_id].faces)
         assert mesh.is_watertight
+
+
+def test_free_cores_are_usable_cores():
+    from cordmap.mesh import parallel
+
+    assert 1 <= parallel._free_cores() <= parallel._usable_cores()

@@ -58,7 +58,8 @@ def mesh_labels(labels: LabelVolume, *, ids=None, smoothing: int = DEFAULT_SMOOT
     thin_upsample: how thin labels (roots) are kept connected, see `cordmap.mesh.thin`:
         1 bridges their diagonal contacts on the voxel grid, a factor >= 2 upsamples
         them by it and bridges on the finer grid, 0 meshes them as they are (dust).
-    workers: processes for the per-label work; default the usable cores (1: none forked).
+    workers: processes for the per-label work; default the usable cores that other work
+        does not keep busy (1: none forked).
     Returns {label id: trimesh.Trimesh}, ascending ids; the same meshes whatever `workers`.
     """
     _check_parameters(smoothing, reduction, thin_upsample)
