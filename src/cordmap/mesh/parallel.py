@@ -10,8 +10,8 @@ back only its finished, simplified meshes, in one message at the end. Forking co
 tens of milliseconds, so it is done only when the estimated work (surface voxels, 2.7 to
 3.3 triangles each on the phantom and PAM50) reaches `PARALLEL_MIN_WORK`, more than one
 core is free, and the "fork" start method is available (Linux, macOS); otherwise the
-labels are done one after the other here. The results are the same either way: each label is done on its own by the same
-function.
+labels are done one after the other here. The results are the same either way: each
+label is done on its own by the same function.
 """
 
 from __future__ import annotations
