@@ -41,9 +41,12 @@ def map_labels(make_mesh: MakeMesh, work: dict[int, float], *,
     workers: processes to use, this one included; default the usable cores that other
     processes are not using right now (`_free_cores`).
     """
-    workers = min(_free_cores() if workers is None else workers, len(work))
-    if workers < 2 or sum(work.values()) < PARALLEL_MIN_WORK or not _can_fork():
+    worth_it = len(work) > 1 and sum(work.values()) >= PARALLEL_MIN_WORK and _can_fork()
+    if worth_it and workers is None:
+        workers = _free_cores()
+    if not worth_it or workers < 2:
         return {label_id: make_mesh(label_id) for label_id in work}
+    workers = min(workers, len(work))
     context = multiprocessing.get_context("fork")
     order = sorted(work, key=lambda label_id: -work[label_id])
     taken = context.Value("i", 0)  # how many labels of `order` have been taken
