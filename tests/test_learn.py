@@ -318,3 +318,21 @@ def test_patches_are_centred_on_each_class_equally_often():
     hits = sum((crop_patch(example, (4, 4, 4), rng, 1.0, False)[1] == 1).any()
                for _ in range(200))
     assert 70 <= hits <= 130  # the rare class is drawn half the time, not 1 in 27,000
+
+
+def test_keep_largest_piece_clears_the_other_pieces_of_that_class_only():
+    from cordmap.learn.infer import keep_largest_piece
+
+    class_map = np.zeros((12, 12, 12), np.uint8)
+    class_map[1:4, 1:4, 1:9] = 1  # the largest cord piece: 72 voxels
+    class_map[8:10, 8:10, 8:10] = 1  # a stray piece: 8 voxels
+    class_map[5, 5, 5] = 1  # touches nothing (not even diagonally)
+    class_map[8:10, 1:3, 1:3] = 2  # another class keeps all its pieces
+    class_map[1, 10, 10] = 2
+    keep_largest_piece(class_map, 1)
+    assert (class_map == 1).sum() == 72 and class_map[1:4, 1:4, 1:9].all()
+    assert (class_map == 2).sum() == 9
+    # 26-connectivity: a diagonal neighbour belongs to the piece
+    diagonal = np.zeros((4, 4, 4), np.uint8)
+    diagonal[0, 0, 0] = diagonal[1, 1, 1] = 1
+    assert (keep_largest_piece(diagonal, 1) == 1).sum() == 2

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from scipy import ndimage
 from typer.testing import CliRunner
 
 from cordmap.anatomy.schema import DEFAULT_PROTOCOL, LabelSchema
+from cordmap.case import Case
 from cordmap.cli import app
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import ClassMapping
@@ -138,8 +140,6 @@ def _case(tmp_path, name, case, protocol=None):
 
 
 def test_segment_case_writes_unet_labels_on_the_image_grid(trained, tmp_path):
-    from cordmap.case import Case
-
     model_path = trained[2].model_path
     case_dir = _case(tmp_path, "case", synthetic_case(11, shape=(20, 22, 9)))
     out = segment_case(case_dir, model_path)
@@ -201,6 +201,15 @@ def test_cli_evaluate_and_segment(trained, tmp_path):
     assert stored.exit_code == 0, stored.output
     missing = runner.invoke(app, ["segment", str(case_dir), "--model", str(tmp_path / "no.pt")])
     assert missing.exit_code == 1 and "does not exist" in missing.output
+    largest = runner.invoke(app, ["segment", str(case_dir), "--model", str(model_path),
+                                  "--keep-largest", "cord"])
+    assert largest.exit_code == 0, largest.output
+    cord = Case.open(case_dir).labels("unet").array == SCHEMA.find("cord").id
+    assert ndimage.label(cord, structure=np.ones((3, 3, 3)))[1] <= 1
+    assert Case.open(case_dir).manifest["stages"]["segment"]["parameters"]["keep_largest"] == ["cord"]
+    unknown = runner.invoke(app, ["segment", str(case_dir), "--model", str(model_path),
+                                  "--keep-largest", "spleen"])
+    assert unknown.exit_code == 1 and "does not have" in unknown.output
 
 
 def test_cli_train_on_case_folders_and_refuse_an_empty_set(tmp_path):

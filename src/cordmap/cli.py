@@ -564,14 +564,18 @@ def phantom(
         console.print(f"written {path}")
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    """'cord,csf' -> ('cord', 'csf')."""
+    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else ()
+
+
 def _train_options(epochs, patches, batch_size, patch, seed, augment, extra_augmentation,
                    balance_classes, accelerator, devices, strategy, progress, **extra):
     from cordmap.learn.train import TrainConfig, parse_patch
 
     return TrainConfig(epochs=epochs, patches_per_epoch=patches, batch_size=batch_size,
                        patch=parse_patch(patch), seed=seed, augment=augment,
-                       extra_augmentation=tuple(extra_augmentation.split(","))
-                       if extra_augmentation else (),
+                       extra_augmentation=_names(extra_augmentation),
                        balance_classes=balance_classes,
                        accelerator=accelerator, devices=devices, strategy=strategy,
                        progress=progress, **extra)
@@ -584,6 +588,7 @@ _ACCEL = typer.Option(help="Lightning accelerator: auto, cpu, gpu.")
 _DEVICES = typer.Option(help="Lightning devices: auto, 1, 2, ...")
 _STRATEGY = typer.Option(help="Lightning strategy: auto, ddp, ...")
 _EXTRA = typer.Option(help="Extra augmentations, comma-separated: intensity, bias, elastic, scale.")
+_KEEP_LARGEST = typer.Option(help="Classes to keep only the largest connected piece of, e.g. cord.")
 _BALANCE = typer.Option(help="Class-weighted cross-entropy (--no-balance-classes: the published plain loss).")
 
 
@@ -627,11 +632,12 @@ def evaluate(
     cases: Annotated[list[Path], typer.Argument(help="Case folders with manual labels.")],
     model: Annotated[Optional[Path], typer.Option(help="Model file; omit to score the stored desc-unet labels.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the full report (JSON) here.")] = None,
+    keep_largest: Annotated[Optional[str], _KEEP_LARGEST] = None,
 ):
     """Score segmentations against manual labels: IoU, Dice, HD95, mIoU, pixel accuracy."""
     from cordmap.learn.evaluate import evaluate_case_dirs, report_table, write_report
 
-    report = evaluate_case_dirs(cases, model)
+    report = evaluate_case_dirs(cases, model, _names(keep_largest))
     console.print(report_table(report))
     if out is not None:
         console.print(f"written {write_report(report, out)}")
@@ -643,11 +649,14 @@ def segment(
     model: Annotated[Path, typer.Option(help="Model file written by `cordmap train`.")],
     overlap: Annotated[float, typer.Option(help="Sliding-window overlap (0..0.9).")] = 0.25,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")] = "cpu",
+    keep_largest: Annotated[Optional[str], _KEEP_LARGEST] = None,
 ):
     """Segment a case with a trained U-Net; writes its desc-unet label volume."""
     from cordmap.learn.infer import segment_case
 
-    console.print(f"written {segment_case(case_dir, model, overlap=overlap, device=device)}")
+    out = segment_case(case_dir, model, overlap=overlap, device=device,
+                       keep_largest=_names(keep_largest))
+    console.print(f"written {out}")
 
 
 @command()
@@ -679,7 +688,7 @@ def finetune(
     settings = _train_options(epochs, patches, batch_size, patch, seed, augment,
                               extra_augmentation, balance_classes, accelerator, devices,
                               strategy, progress, freeze_encoder=freeze_encoder,
-                              annotated=tuple(annotated.split(",")) if annotated else None)
+                              annotated=_names(annotated) or None)
     data, schema = gather_cases(cases)
     held = gather_cases(heldout)[0] if heldout else []
     result = run_finetune(model, data, out, schema, heldout=held, config=settings)

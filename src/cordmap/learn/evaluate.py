@@ -20,13 +20,15 @@ from cordmap.learn.metrics import evaluate_arrays, scores
 from cordmap.learn.modelfile import TrainedModel
 
 
-def evaluate_model(model: TrainedModel, cases) -> dict:
-    """Segment each (name, image, labels) case with `model` and score it."""
+def evaluate_model(model: TrainedModel, cases, keep_largest: tuple[str, ...] = ()) -> dict:
+    """Segment each (name, image, labels) case with `model` (see `infer.predict` for
+    `keep_largest`) and score it."""
     rows = []
     for name, image, labels in cases:
         image.require_same_grid(labels, what=f"labels of {name}")
         reference = model.mapping.encode(labels, source=f"labels of {name}")
-        rows.append((name, reference, predict(model, image, name), image.spacing))
+        prediction = predict(model, image, name, keep_largest=keep_largest)
+        rows.append((name, reference, prediction, image.spacing))
     return _report(rows, model.mapping.names)
 
 
@@ -40,9 +42,10 @@ def evaluate_labels(pairs, mapping: ClassMapping) -> dict:
     return _report(rows, mapping.names)
 
 
-def evaluate_case_dirs(case_dirs, model_path: str | Path | None = None) -> dict:
-    """Evaluate case folders: a model's predictions (`model_path`), else the stored
-    desc-unet labels, against the desc-manual labels."""
+def evaluate_case_dirs(case_dirs, model_path: str | Path | None = None,
+                       keep_largest: tuple[str, ...] = ()) -> dict:
+    """Evaluate case folders: a model's predictions (`model_path`, `keep_largest` as in
+    `infer.predict`), else the stored desc-unet labels, against the desc-manual labels."""
     from cordmap.case import Case
     from cordmap.learn.modelfile import load_model
 
@@ -52,7 +55,7 @@ def evaluate_case_dirs(case_dirs, model_path: str | Path | None = None) -> dict:
     if model_path is not None:
         model = load_model(model_path, cases[0].schema)
         return evaluate_model(model, [(Path(c.root).name, c.image(), c.labels("manual"))
-                                      for c in cases])
+                                      for c in cases], keep_largest)
     mapping = ClassMapping(cases[0].schema)
     return evaluate_labels([(Path(c.root).name, c.labels("manual"), c.labels("unet"))
                             for c in cases], mapping)
