@@ -248,16 +248,23 @@ def _dilate(mask):
     return ndimage.binary_dilation(mask > 0, iterations=2)
 
 
+def _rod(shape, centre_mm, spacing=(1.0, 1.0, 2.0)) -> Example:
+    """A rod of radius 4 mm along Z whose image is its label (1 inside, 0 outside)."""
+    x, y, _ = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
+    target = ((x - centre_mm[0]) ** 2 + (y - centre_mm[1]) ** 2 <= 16).astype(np.uint8)
+    return Example("rod", target.astype(np.float32), target, spacing)
+
+
+def _image_dice(image, labels) -> float:
+    predicted = image > 0.5
+    return 2 * (predicted & (labels > 0)).sum() / (predicted.sum() + (labels > 0).sum())
+
+
 def test_extra_augmentations_keep_labels_aligned():
-    spacing = (1.0, 1.0, 2.0)
-    x, y, _ = np.meshgrid(*[np.arange(n) * s for n, s in zip((40, 40, 30), spacing)],
-                          indexing="ij")
-    target = ((x - 20) ** 2 + (y - 19) ** 2 <= 16).astype(np.uint8)
-    example = Example("rod", target.astype(np.float32), target, spacing)
+    example = _rod((40, 40, 30), (20, 19))
     image, labels = crop_patch(example, (16, 16, 16), np.random.default_rng(2), 1.0, True,
                                ("elastic",))
-    predicted = image > 0.5
-    assert 2 * (predicted & (labels > 0)).sum() / (predicted.sum() + (labels > 0).sum()) > 0.9
+    assert _image_dice(image, labels) > 0.9
     plain = crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True)
     varied = crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True,
                         ("bias", "intensity"))
@@ -268,17 +275,12 @@ def test_extra_augmentations_keep_labels_aligned():
 
 def test_scale_augmentation_resizes_content_with_its_labels():
     """A rod of radius 4 mm: its section grows by the drawn scale squared, labels follow."""
-    spacing = (1.0, 1.0, 2.0)
-    x, y, _ = np.meshgrid(*[np.arange(n) * s for n, s in zip((48, 48, 30), spacing)],
-                          indexing="ij")
-    target = ((x - 24) ** 2 + (y - 23) ** 2 <= 16).astype(np.uint8)
-    example = Example("rod", target.astype(np.float32), target, spacing)
+    example = _rod((48, 48, 30), (24, 23))
     areas = []
     for seed in range(6):
         image, labels = crop_patch(example, (32, 32, 16), np.random.default_rng(seed), 1.0,
                                    True, ("scale",))
-        predicted = image > 0.5
-        assert 2 * (predicted & (labels > 0)).sum() / (predicted.sum() + (labels > 0).sum()) > 0.9
+        assert _image_dice(image, labels) > 0.9
         areas.append((labels[:, :, 8] > 0).sum() / (math.pi * 16))
     low, high = SCALE_RANGE
     assert all(0.85 * low ** 2 < a < 1.15 * high ** 2 for a in areas)
