@@ -251,7 +251,8 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
             image = image * bias_field(image.shape, rng)
         if "intensity" in extra:
             gamma = math.exp(rng.uniform(*np.log(GAMMA_RANGE)))
-            image = np.clip(image, 0, None) ** gamma * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
+            image = np.clip(image, 0, None) ** gamma
+            image = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
         image = image + rng.normal(0.0, NOISE_SIGMA, image.shape).astype(np.float32)
     return image.astype(np.float32), target
 
