@@ -19,6 +19,8 @@ DEFAULT_PROTOCOL = Path(__file__).with_name("protocol.json")
 
 #: Structure classes a protocol may use, from the cord outwards.
 CLASSES = ("cord", "segment", "conus", "csf", "dorsal_root", "ventral_root", "vertebra", "disc")
+#: The structure classes that are cord tissue (the cord whatever its segment, the conus).
+CORD_CLASSES = ("cord", "segment", "conus")
 SIDES = (None, "left", "right")
 #: Export formats of `LabelSchema.export`.
 EXPORT_FORMATS = ("itksnap", "slicer", "neuroglancer", "table")

@@ -34,11 +34,10 @@ import numpy as np
 from scipy import ndimage
 
 from cordmap.anatomy import levels
-from cordmap.anatomy.schema import Label
+from cordmap.anatomy.schema import CORD_CLASSES, Label
 from cordmap.errors import CordmapError
 from cordmap.volume import LabelVolume
 
-CORD_CLASSES = ("cord", "segment", "conus")
 ROOT_CLASSES = ("dorsal_root", "ventral_root")
 
 

@@ -29,11 +29,11 @@ import numpy as np
 from scipy import ndimage
 
 from cordmap.anatomy.levels import SEGMENTS, segment_name
+from cordmap.anatomy.schema import CORD_CLASSES
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_nifti
 from cordmap.volume import LabelVolume, Volume
 
-CORD_CLASSES = ("cord", "segment", "conus")
 #: Protocol classes rootlets may be painted over (the CSF around the cord holds them).
 ROOTLET_BACKGROUND = ("csf",)
 

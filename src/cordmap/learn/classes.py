@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cordmap.anatomy.schema import CORD_CLASSES as CORD_STRUCTURES
 from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.volume import LabelVolume
@@ -37,7 +38,7 @@ class TrainingClass:
 #: The published classes. Background (index 0) gathers nothing: it is the absence of labels.
 PUBLISHED_CLASSES = (
     TrainingClass("background", ()),
-    TrainingClass("cord", ("cord", "segment", "conus")),
+    TrainingClass("cord", CORD_STRUCTURES),
     TrainingClass("csf", ("csf",)),
     TrainingClass("vertebra", ("vertebra",)),
     TrainingClass("disc", ("disc",)),

@@ -31,11 +31,11 @@ from scipy import ndimage
 from scipy.interpolate import splev, splprep
 from scipy.spatial import cKDTree
 
+from cordmap.anatomy.schema import CORD_CLASSES
 from cordmap.errors import CordmapError
 from cordmap.volume import LabelVolume
 
 #: Protocol classes whose voxels make up the spinal cord.
-CORD_CLASSES = ("cord", "segment", "conus")
 #: Protocol classes that mark vertebral levels.
 LEVEL_CLASSES = ("vertebra", "disc")
 #: Vertebral bodies and discs: the part of their label at least this far (mm) anterior to

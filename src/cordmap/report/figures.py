@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from cordmap.plan.geometry import cord_ids
 from cordmap.viewer.state import PADDLE_COLOURS
 from cordmap.volume import LabelVolume, Volume
 
@@ -73,9 +74,6 @@ def normalised(image: Volume) -> np.ndarray:
     low, high = np.percentile(image.array, [0.5, 99.5])
     return np.clip((image.array - low) / max(high - low, 1e-9), 0, 1)
 
-
-def cord_ids(labels: LabelVolume) -> list[int]:
-    return [label.id for label in labels.schema.of_class("cord", "segment", "conus")]
 
 
 def mid_sagittal_index(labels: LabelVolume, segments: list[int]) -> int:
