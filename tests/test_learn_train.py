@@ -235,6 +235,10 @@ def test_bad_training_input_leaves_no_run_folder(tmp_path):
     with pytest.raises(CordmapError, match="synthetic-40 has NaN or infinite intensities"):
         train(cases, tmp_path / "run", SCHEMA, TrainConfig(epochs=1, val_fraction=0.5, **TINY))
     assert not (tmp_path / "run").exists()
+    with pytest.raises(CordmapError, match=r"unknown augmentations \['blur'\]"):
+        train([synthetic_case(41)], tmp_path / "run", SCHEMA,
+              TrainConfig(epochs=1, extra_augmentation=("blur",), **TINY))
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_finetune_reports_held_out_cases(trained, tmp_path):

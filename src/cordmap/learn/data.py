@@ -222,9 +222,7 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
     multiplicative bias field and an intensity change (gamma in GAMMA_RANGE, then contrast
     and brightness).
     """
-    unknown = sorted(set(extra) - set(EXTRA_AUGMENTATIONS))
-    if unknown:
-        raise CordmapError(f"unknown augmentations {unknown}; use {', '.join(EXTRA_AUGMENTATIONS)}")
+    check_augmentations(extra)
     patch = np.array(patch)
     margin = (np.ceil(patch * 0.25).astype(int) if augment else np.zeros(3, int))
     region = patch + 2 * margin
@@ -255,6 +253,13 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
             image = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
         image = image + rng.normal(0.0, NOISE_SIGMA, image.shape).astype(np.float32)
     return image.astype(np.float32), target
+
+
+def check_augmentations(extra) -> None:
+    """Refuse names that are not EXTRA_AUGMENTATIONS."""
+    unknown = sorted(set(extra) - set(EXTRA_AUGMENTATIONS))
+    if unknown:
+        raise CordmapError(f"unknown augmentations {unknown}; use {', '.join(EXTRA_AUGMENTATIONS)}")
 
 
 def elastic(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, spacing,

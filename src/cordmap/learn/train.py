@@ -35,8 +35,8 @@ from cordmap import __version__
 from cordmap.atomic import atomic_file, write_text
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import CLASS_SETS, ClassMapping
-from cordmap.learn.data import (Example, PatchDataset, VolumeDataset, crop_patch, crop_to_labels,
-                                prepare, split_cases)
+from cordmap.learn.data import (Example, PatchDataset, VolumeDataset, check_augmentations,
+                                crop_patch, crop_to_labels, prepare, split_cases)
 from cordmap.learn.model import CONFIGS, UNet3D, UNetConfig
 from cordmap.learn.modelfile import save_model
 
@@ -205,6 +205,7 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
     weights of the same architecture.
     """
     out_dir = Path(out_dir)
+    check_augmentations(config.extra_augmentation)
     mapping = config.mapping(schema)
     unannotated = _unannotated(mapping, config.annotated)
     net_config = initial.config if initial is not None else config.network_config(len(mapping))
