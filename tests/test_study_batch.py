@@ -81,7 +81,7 @@ def test_report_batch_plans_and_writes_each_case_report(cases):
 
 @pytest.mark.parametrize("stage, options, message", [
     ("paint", {}, "unknown stage 'paint'; use one of mesh, plan, view, segment, report"),
-    ("segment", {}, "the segment stage needs --model"),
+    ("segment", {"model": "missing.pt"}, "model file missing.pt does not exist"),
 ])
 def test_unavailable_stages_are_refused_before_anything_runs(cases, stage, options, message):
     with pytest.raises(CordmapError, match=message):

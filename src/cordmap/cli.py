@@ -587,7 +587,7 @@ _PATCH = typer.Option(help="Patch / sliding-window size X,Y,Z in voxels (default
 _ACCEL = typer.Option(help="Lightning accelerator: auto, cpu, gpu.")
 _DEVICES = typer.Option(help="Lightning devices: auto, 1, 2, ...")
 _STRATEGY = typer.Option(help="Lightning strategy: auto, ddp, ...")
-_EXTRA = typer.Option(help="Extra augmentations, comma-separated: intensity, bias, elastic, scale.")
+_EXTRA = typer.Option(help="Extra augmentations, comma-separated: intensity, bias, elastic, scale, tilt.")
 _KEEP_LARGEST = typer.Option(help="Classes to keep only the largest connected piece of, e.g. cord.")
 _BALANCE = typer.Option(help="Class-weighted cross-entropy (--no-balance-classes: the published plain loss).")
 
@@ -599,7 +599,7 @@ def train(
     phantoms: Annotated[int, typer.Option(help="Add N generated phantom cases.")] = 0,
     phantom_seed: Annotated[int, typer.Option(help="Seed of the first phantom.")] = 0,
     config: Annotated[str, typer.Option(help="Network: small (default, CPU) or published.")] = "small",
-    classes: Annotated[str, typer.Option(help="Training classes: published (7) or cord.")] = "published",
+    classes: Annotated[str, typer.Option(help="Training classes: published (7), spine (cord, CSF, vertebra, disc) or cord.")] = "published",
     epochs: Annotated[int, _EPOCHS] = 30,
     patches: Annotated[int, _PATCHES] = 24,
     batch_size: Annotated[int, typer.Option(help="Patches per optimiser step.")] = 2,
@@ -612,11 +612,24 @@ def train(
     devices: Annotated[str, _DEVICES] = "auto",
     strategy: Annotated[str, _STRATEGY] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    recipe: Annotated[Optional[str], typer.Option(help="Train a recipe with its own data and settings: default (the bundled model).")] = None,
+    data: Annotated[Path, typer.Option(help="With --recipe: the folder holding lumbar-mri/, pam50/ and pam50-small/.")] = Path("../shared/data"),
 ):
-    """Train the 3D U-Net on annotated cases and/or phantoms (resumable)."""
+    """Train the 3D U-Net on annotated cases and/or phantoms, or a recipe (resumable)."""
     from cordmap.learn.data import gather_cases
     from cordmap.learn.train import train as run_training
 
+    if recipe is not None:
+        from cordmap.anatomy.schema import LabelSchema
+        from cordmap.learn.recipe import train_recipe
+
+        if cases or phantoms:
+            raise CordmapError("--recipe brings its own data: pass no case folders or --phantoms")
+        result = train_recipe(recipe, data, out, LabelSchema.load(), progress=progress)
+        console.print(f"trained {result.epochs_run} epochs; best validation loss "
+                      f"{result.best_val_loss:.4f}")
+        console.print(f"written {result.model_path} and {result.loss_plot}")
+        return
     settings = _train_options(epochs, patches, batch_size, patch, seed, augment,
                               extra_augmentation, balance_classes, accelerator, devices,
                               strategy, progress, model=config, classes=classes)
@@ -646,17 +659,37 @@ def evaluate(
 @command()
 def segment(
     case_dir: Annotated[Path, typer.Argument(help="Case folder.")],
-    model: Annotated[Path, typer.Option(help="Model file written by `cordmap train`.")],
+    model: Annotated[Optional[Path], typer.Option(help="Model file written by `cordmap train` (default: the bundled model).")] = None,
     overlap: Annotated[float, typer.Option(help="Sliding-window overlap (0..0.9).")] = 0.25,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")] = "cpu",
     keep_largest: Annotated[Optional[str], _KEEP_LARGEST] = None,
 ):
-    """Segment a case with a trained U-Net; writes its desc-unet label volume."""
+    """Segment a case with a U-Net (the bundled model by default); writes its desc-unet labels."""
     from cordmap.learn.infer import segment_case
 
-    out = segment_case(case_dir, model, overlap=overlap, device=device,
-                       keep_largest=_names(keep_largest))
+    out, warnings = segment_case(case_dir, model, overlap=overlap, device=device,
+                                 keep_largest=_names(keep_largest))
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(f"written {out}")
+
+
+@command()
+def models():
+    """List the segmentation models bundled with cordmap, with their model cards."""
+    from cordmap.learn.bundled import bundled_models
+
+    found = bundled_models()
+    if not found:
+        console.print("no bundled models in this installation")
+    for item in found:
+        card = item.card
+        console.print(f"[bold]{item.name}[/bold]  {item.path}")
+        for key in ("summary", "classes", "command", "hardware", "training_time"):
+            if key in card:
+                console.print(f"  {key}: {card[key]}")
+        for row in card.get("heldout", []):
+            console.print(f"  held out: {row}")
 
 
 @command()

@@ -49,7 +49,11 @@ PUBLISHED_CLASSES = (
 #: Cord against everything else (other structures are background).
 CORD_CLASSES = (TrainingClass("background", (REST,)), PUBLISHED_CLASSES[1])
 
-CLASS_SETS = {"published": PUBLISHED_CLASSES, "cord": CORD_CLASSES}
+#: The bundled default model's classes: cord, CSF, vertebra, disc; the rest (roots included:
+#: the cauda equina is not cord) is background.
+SPINE_CLASSES = (TrainingClass("background", (REST,)), *PUBLISHED_CLASSES[1:5])
+
+CLASS_SETS = {"published": PUBLISHED_CLASSES, "cord": CORD_CLASSES, "spine": SPINE_CLASSES}
 
 
 class ClassMapping:

@@ -6,14 +6,15 @@ Augmentation as published: rotation about the cord's vertical axis (Z) uniform i
 ±π/18 and about the left-right axis (X) uniform in ±π/45, in millimetres (so anisotropic
 voxels rotate correctly), labels by nearest neighbour; then Gaussian noise N(0, 0.05)
 on the normalised intensities. Optional extras (`EXTRA_AUGMENTATIONS`): intensity
-(gamma, contrast, brightness), a smooth bias field, elastic deformation and an isotropic
-scale (anatomy of other sizes: the cervical cord is wider than the lumbar one).
+(gamma, contrast, brightness), a smooth bias field, elastic deformation, an isotropic
+scale (anatomy of other sizes: the cervical cord is wider than the lumbar one) and a
+larger tilt about the left-right axis (±π/12: lordosis, oblique sagittal slabs).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,29 +24,41 @@ from scipy import ndimage
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import ClassMapping
 from cordmap.learn.model import UNetConfig
+from cordmap.learn.synth import bias_field, synthesise
 from cordmap.volume import LabelVolume, Volume
 
 #: Intensity percentiles mapped to 0 and 1 by `normalise`.
 NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
 #: Optional augmentations beyond the published ones (`TrainConfig.extra_augmentation`).
-EXTRA_AUGMENTATIONS = ("intensity", "bias", "elastic", "scale")
+EXTRA_AUGMENTATIONS = ("intensity", "bias", "elastic", "scale", "tilt")
 #: Range of the isotropic scale augmentation (content enlarged by up to 40 %).
 SCALE_RANGE = (0.9, 1.4)
 #: Range of the gamma of the intensity augmentation (log-uniform).
 GAMMA_RANGE = (0.6, 1.6)
 VERTICAL_RANGE = math.pi / 18
 LEFT_RIGHT_RANGE = math.pi / 45
+#: Rotation about the left-right axis with the "tilt" extra (lordosis, sagittal obliquity).
+TILT_RANGE = math.pi / 12
 NOISE_SIGMA = 0.05
 
 
 @dataclass
 class Example:
-    """One volume on the model grid: normalised image (float32) and class indices (uint8)."""
+    """One volume on the model grid: normalised image (float32) and class indices (uint8).
+
+    `unlabelled` lists the classes that a voxel labelled background may also be (the
+    classes this example's annotation leaves out: a cord-only mask says nothing about
+    CSF). Training draws examples in proportion to their `weight`. A synthetic example has no image but a `generation` map (see `learn.synth`): each
+    training patch gets a new random image of it.
+    """
 
     name: str
-    image: np.ndarray
+    image: np.ndarray | None
     target: np.ndarray
     spacing: tuple[float, float, float]  # mm, of the model grid
+    unlabelled: tuple[int, ...] = ()
+    generation: np.ndarray | None = None
+    weight: float = 1.0  # how often training draws it, relative to the other examples
 
     def class_voxels(self) -> dict[int, np.ndarray]:
         """Voxel indices of each foreground class present (computed once)."""
@@ -109,7 +122,7 @@ def crop_to_labels(example: Example, margin_mm: float = 16.0) -> Example:
     low = np.maximum(labelled.min(axis=0) - margin, 0)
     high = np.minimum(labelled.max(axis=0) + margin + 1, example.image.shape)
     box = tuple(slice(a, b) for a, b in zip(low, high))
-    return Example(example.name, example.image[box], example.target[box], example.spacing)
+    return replace(example, image=example.image[box], target=example.target[box])
 
 
 # -- split ---------------------------------------------------------------------------------
@@ -204,9 +217,11 @@ def rotate(array: np.ndarray, matrix: np.ndarray, spacing, order: int) -> np.nda
     return ndimage.affine_transform(array, inverse, offset=offset, order=order, mode="nearest")
 
 
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
+def random_rotation(rng: np.random.Generator, tilt: bool = False) -> np.ndarray:
+    """The published rotation; with `tilt`, up to TILT_RANGE about the left-right axis."""
+    left_right = TILT_RANGE if tilt else LEFT_RIGHT_RANGE
     return rotation(rng.uniform(-VERTICAL_RANGE, VERTICAL_RANGE),
-                    rng.uniform(-LEFT_RIGHT_RANGE, LEFT_RIGHT_RANGE))
+                    rng.uniform(-left_right, left_right))
 
 
 def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: float,
@@ -231,19 +246,25 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
         voxels = classes[list(classes)[rng.integers(len(classes))]]
         centre = voxels[rng.integers(len(voxels))]
     else:
-        centre = np.array([rng.integers(n) for n in example.image.shape])
-    image = _window(example.image, centre, region, fill=float(example.image.min()))
+        centre = np.array([rng.integers(n) for n in example.target.shape])
+    synthetic = example.generation is not None
+    if synthetic:
+        image = _window(example.generation, centre, region, fill=0)
+    else:
+        image = _window(example.image, centre, region, fill=float(example.image.min()))
     target = _window(example.target, centre, region, fill=0)
     if augment:
-        matrix = random_rotation(rng)
+        matrix = random_rotation(rng, tilt="tilt" in extra)
         if "scale" in extra:
             matrix = matrix * rng.uniform(*SCALE_RANGE)
-        image = rotate(image, matrix, example.spacing, order=1)
+        image = rotate(image, matrix, example.spacing, order=0 if synthetic else 1)
         target = rotate(target, matrix, example.spacing, order=0)
         if "elastic" in extra:
-            image, target = elastic(image, target, rng, example.spacing)
+            image, target = elastic(image, target, rng, example.spacing, synthetic)
     inner = tuple(slice(m, m + p) for m, p in zip(margin, patch))
     image, target = image[inner], target[inner]
+    if synthetic:
+        image = synthesise(image, rng, example.spacing)
     if augment:
         if "bias" in extra:
             image = image * bias_field(image.shape, rng)
@@ -263,8 +284,9 @@ def check_augmentations(extra) -> None:
 
 
 def elastic(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, spacing,
-            magnitude_mm: float = 2.0, smoothness_mm: float = 8.0):
-    """The same smooth random deformation (about `magnitude_mm`) of image and labels."""
+            labels_only: bool = False, magnitude_mm: float = 2.0, smoothness_mm: float = 8.0):
+    """The same smooth random deformation (about `magnitude_mm`) of image and labels
+    (`labels_only`: the image is a label map too, interpolated by nearest neighbour)."""
     grid = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in image.shape], indexing="ij")
     coordinates = []
     for axis, s in enumerate(spacing):
@@ -272,16 +294,9 @@ def elastic(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, spa
                                         [smoothness_mm / t for t in spacing])
         field *= magnitude_mm / s / (np.abs(field).max() or 1.0)
         coordinates.append(grid[axis] + field)
-    return (ndimage.map_coordinates(image, coordinates, order=1, mode="nearest"),
+    return (ndimage.map_coordinates(image, coordinates, order=0 if labels_only else 1,
+                                    mode="nearest"),
             ndimage.map_coordinates(target, coordinates, order=0, mode="nearest"))
-
-
-def bias_field(shape, rng: np.random.Generator, strength: float = 0.3) -> np.ndarray:
-    """A smooth multiplicative field exp(quadratic polynomial), within about ±`strength`."""
-    axes = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    terms = [*axes, *(a * b for i, a in enumerate(axes) for b in axes[i:])]
-    log_field = sum(rng.uniform(-1, 1) * term for term in terms) / len(terms)
-    return np.exp(strength * log_field).astype(np.float32)
 
 
 def _window(array: np.ndarray, centre, size, fill) -> np.ndarray:
@@ -294,8 +309,16 @@ def _window(array: np.ndarray, centre, size, fill) -> np.ndarray:
     return out
 
 
+def unlabelled_bits(example: Example) -> int:
+    """The example's `unlabelled` classes as a bit mask (bit c: class c), for batching."""
+    return sum(1 << c for c in example.unlabelled)
+
+
 class PatchDataset(torch.utils.data.Dataset):
-    """`samples` random (augmented) patches per epoch; seeded by (seed, epoch, index)."""
+    """`samples` random (augmented) patches per epoch; seeded by (seed, epoch, index).
+
+    Items: image (1, X, Y, Z), target (X, Y, Z) and the example's `unlabelled_bits`.
+    """
 
     def __init__(self, examples: list[Example], patch, samples: int, seed: int,
                  augment: bool = True, foreground: float = 0.67, extra: tuple[str, ...] = ()):
@@ -304,22 +327,27 @@ class PatchDataset(torch.utils.data.Dataset):
         self.examples, self.patch, self.samples = examples, tuple(patch), samples
         self.seed, self.augment, self.foreground, self.extra = seed, augment, foreground, extra
         self.epoch = 0
+        weights = np.array([e.weight for e in examples], dtype=float)
+        self.chances = weights / weights.sum()
 
     def __len__(self) -> int:
         return self.samples
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        example = self.examples[rng.integers(len(self.examples))]
+        example = self.examples[rng.choice(len(self.examples), p=self.chances)]
         image, target = crop_patch(example, self.patch, rng, self.foreground, self.augment,
                                    self.extra)
-        return torch.from_numpy(image[None]), torch.from_numpy(target.astype(np.int64))
+        return (torch.from_numpy(image[None]), torch.from_numpy(target.astype(np.int64)),
+                unlabelled_bits(example))
 
 
 class VolumeDataset(torch.utils.data.Dataset):
     """Whole volumes on the model grid (for validation by sliding window)."""
 
     def __init__(self, examples: list[Example]):
+        if any(e.image is None for e in examples):
+            raise CordmapError("synthetic examples cannot validate: validate on images")
         self.examples = examples
 
     def __len__(self) -> int:
@@ -328,4 +356,4 @@ class VolumeDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         example = self.examples[index]
         return (torch.from_numpy(example.image[None]),
-                torch.from_numpy(example.target.astype(np.int64)))
+                torch.from_numpy(example.target.astype(np.int64)), unlabelled_bits(example))

@@ -69,20 +69,78 @@ def predict_labels(model: TrainedModel, image: Volume, name: str = "image", **op
     return model.mapping.decode(predict(model, image, name, **options), image.affine)
 
 
-def segment_case(case_dir: str | Path, model_path: str | Path, *, overlap: float = OVERLAP,
-                 device: str = "cpu", keep_largest: tuple[str, ...] = ()) -> Path:
-    """Segment a case's image with a model file; write and record `..._desc-unet_dseg`."""
+def segment_case(case_dir: str | Path, model_path: str | Path | None = None, *,
+                 overlap: float = OVERLAP, device: str = "cpu",
+                 keep_largest: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
+    """Segment a case's image with a model file (default: the bundled model); write and
+    record `..._desc-unet_dseg`. Returns the file and the plausibility warnings."""
     from cordmap.case import Case
     from cordmap.io.nifti import write_nifti
+    from cordmap.learn.bundled import model_path as resolve
 
     case = Case.open(case_dir)
-    model = load_model(model_path, case.schema)
-    labels = predict_labels(model, case.image(), case.subject, overlap=overlap, device=device,
-                            keep_largest=tuple(keep_largest))
-    out = write_nifti(labels, case.labels_path("unet"))
-    case.record("segment", inputs=[case.image_path, model_path], outputs=[out], parameters={
-        "model": str(Path(model_path).resolve()), "overlap": overlap,
-        "keep_largest": list(keep_largest),
+    path = resolve(model_path)
+    model = load_model(path, case.schema)
+    image = case.image()
+    check_segmentable(image, case.image_path)
+    class_map = predict(model, image, case.subject, overlap=overlap, device=device,
+                        keep_largest=tuple(keep_largest))
+    warnings = plausibility_warnings(class_map, model.mapping.names, image.spacing,
+                                     case.image_path)
+    out = write_nifti(model.mapping.decode(class_map, image.affine), case.labels_path("unet"))
+    case.record("segment", inputs=[case.image_path, path], outputs=[out], parameters={
+        "model": str(path.resolve()), "bundled": model_path is None,
+        "overlap": overlap, "keep_largest": list(keep_largest),
         "classes": model.mapping.names, "classes_not_written": model.mapping.unwritten(),
+        "warnings": warnings,
     })
-    return out
+    return out, warnings
+
+
+def check_segmentable(image: Volume, source) -> None:
+    """Refuse images the model cannot segment: a single slice, a tiny field of view."""
+    extent = [n * s for n, s in zip(image.shape, image.spacing)]
+    if min(image.shape) < 3 or min(extent) < 10.0:
+        raise CordmapError(
+            f"{source} is {'x'.join(map(str, image.shape))} voxels ({' x '.join(f'{e:.0f}' for e in extent)} mm): "
+            "a 2D image or a very thin slab; segmentation needs a 3D volume of the spine "
+            "(at least 3 slices covering 10 mm)")
+
+
+#: Cord pieces smaller than this (mm^3) are not counted as pieces.
+PIECE_MIN_MM3 = 50.0
+#: Largest distance (mm) from a cord voxel to the CSF or bone around it.
+CANAL_MM = 6.0
+
+
+def plausibility_warnings(class_map: np.ndarray, names: list[str], spacing, source) -> list[str]:
+    """What looks wrong in a segmentation: no spine, no cord, a cord in many pieces or
+    away from the canal. A scan with neither cord nor vertebra is refused."""
+    voxel_mm3 = float(np.prod(spacing))
+    present = {n: bool((class_map == i).any()) for i, n in enumerate(names) if i}
+    if not any(present.values()):
+        raise CordmapError(f"no spine found in {source}: the model found no cord, CSF, "
+                           "vertebra or disc; check that the image shows the spine")
+    warnings = []
+    if "cord" not in names:
+        return warnings
+    cord = class_map == names.index("cord")
+    if not cord.any():
+        return ["no spinal cord found: the scan may lie below the conus, or the cord was "
+                "missed; check the sagittal figure"]
+    pieces, count = ndimage.label(cord, structure=np.ones((3, 3, 3)))
+    sizes = np.bincount(pieces.ravel())[1:] * voxel_mm3
+    large = int((sizes >= PIECE_MIN_MM3).sum())
+    if large > 2:
+        warnings.append(f"the cord is in {large} pieces (of {PIECE_MIN_MM3:.0f} mm^3 or more): "
+                        "check the segmentation along the cord")
+    canal = [names.index(n) for n in ("csf", "vertebra") if n in names]
+    if canal:
+        around = np.isin(class_map, canal)
+        if around.any():
+            distance = ndimage.distance_transform_edt(~around, sampling=spacing)
+            away = float((distance[cord] > CANAL_MM).mean())
+            if away > 0.2:
+                warnings.append(f"{100 * away:.0f} % of the cord lies over {CANAL_MM:.0f} mm "
+                                "from any CSF or bone: it may lie outside the spinal canal")
+    return warnings

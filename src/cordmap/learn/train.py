@@ -121,15 +121,21 @@ class TrainResult:
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
-                      unannotated: tuple[int, ...] = (),
+                      unlabelled: torch.Tensor | None = None,
                       weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy, weighted per target class by `weights` (a weighted mean, as
-    F.cross_entropy's `weight`); voxels labelled background may also be any `unannotated`
-    class."""
-    if not unannotated:
+    F.cross_entropy's `weight`). `unlabelled` (one bit mask per batch item, bit c for class
+    c, as `data.unlabelled_bits`) lists the classes a voxel labelled background may also
+    be: its loss is then the marginal -log(p_background + p_those classes)."""
+    if unlabelled is None or not bool(torch.as_tensor(unlabelled).any()):
         return F.cross_entropy(logits, target, weight=weights)
+    classes = logits.shape[1]
+    bits = torch.as_tensor(unlabelled, device=logits.device).long()
+    possible = ((bits[:, None] >> torch.arange(classes, device=logits.device)) & 1).bool()
+    possible[:, 0] = True
     log_p = F.log_softmax(logits, dim=1)
-    background = torch.logsumexp(log_p[:, [0, *unannotated]], dim=1)
+    mask = possible.reshape(*possible.shape, *([1] * (logits.dim() - 2)))
+    background = torch.logsumexp(log_p.masked_fill(~mask, float("-inf")), dim=1)
     labelled = log_p.gather(1, target[:, None])[:, 0]
     nll = -torch.where(target == 0, background, labelled)
     if weights is None:
@@ -146,7 +152,7 @@ def class_weights(patches: PatchDataset, classes: int, probes: int = 64) -> list
     counts = np.zeros(classes)
     for index in range(probes):
         rng = np.random.default_rng((patches.seed, index, 0, 1))  # not a training draw
-        example = patches.examples[rng.integers(len(patches.examples))]
+        example = patches.examples[rng.choice(len(patches.examples), p=patches.chances)]
         _, target = crop_patch(example, patches.patch, rng, patches.foreground, augment=False)
         counts += np.bincount(target.ravel(), minlength=classes)
     weights = np.ones(classes)
@@ -158,13 +164,11 @@ def class_weights(patches: PatchDataset, classes: int, probes: int = 64) -> list
 class SegmentationModule(pl.LightningModule):
     """The U-Net with its loss and optimiser, for Lightning."""
 
-    def __init__(self, config: dict, lr: float = LEARNING_RATE,
-                 unannotated: tuple[int, ...] = (), freeze_encoder: bool = False,
+    def __init__(self, config: dict, lr: float = LEARNING_RATE, freeze_encoder: bool = False,
                  weights: list[float] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.network = UNet3D(UNetConfig.from_dict(config))
-        self.unannotated = tuple(unannotated)
         self.register_buffer("weights", None if weights is None
                              else torch.tensor(weights, dtype=torch.float32))
         if freeze_encoder:
@@ -175,17 +179,17 @@ class SegmentationModule(pl.LightningModule):
         return self.network(x)
 
     def training_step(self, batch, batch_index):
-        image, target = batch
-        loss = segmentation_loss(self.network(image), target, self.unannotated, self.weights)
+        image, target, unlabelled = batch
+        loss = segmentation_loss(self.network(image), target, unlabelled, self.weights)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(image))
         return loss
 
     def validation_step(self, batch, batch_index):
-        image, target = batch
+        image, target, unlabelled = batch
         logits = sliding_window_inference(image, self.network.config.patch, 2, self.network,
                                           overlap=0.0)
-        loss = segmentation_loss(logits, target, self.unannotated, self.weights)
+        loss = segmentation_loss(logits, target, unlabelled, self.weights)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
 
     def on_train_epoch_start(self):
@@ -204,7 +208,6 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
     `cases` train and `val_cases` validate (fine-tuning). `initial` starts from trained
     weights of the same architecture.
     """
-    out_dir = Path(out_dir)
     check_augmentations(config.extra_augmentation)
     mapping = config.mapping(schema)
     unannotated = _unannotated(mapping, config.annotated)
@@ -222,11 +225,21 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
         raise CordmapError("the training set is empty: pass case folders with labels")
     settings = {"train": config.resumable_settings(), "network": net_config.to_dict(),
                 "split": split, "fine_tuned": initial is not None}
-    resume = _resume_checkpoint(out_dir, settings)
-
-    pl.seed_everything(config.seed, workers=True, verbose=False)
-    examples = {name: prepare(name, *by_name[name], mapping, net_config)
+    resume = _resume_checkpoint(Path(out_dir), settings)
+    examples = {name: replace(prepare(name, *by_name[name], mapping, net_config),
+                              unlabelled=unannotated)
                 for name in split["train"] + split["val"]}
+    return fit(examples, split, out_dir, mapping, net_config, config, settings,
+               initial=initial, resume=resume)
+
+
+def fit(examples: dict[str, Example], split: dict[str, list[str]], out_dir: str | Path,
+        mapping: ClassMapping, net_config: UNetConfig, config: TrainConfig, settings: dict, *,
+        initial: UNet3D | None = None, resume: str | None = None) -> TrainResult:
+    """Train on prepared examples (`split`: the names that train and validate); write the
+    run folder. `settings` (recorded in run.json) identify the run for resuming."""
+    out_dir = Path(out_dir)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
     if resume is None:  # only once every input has been read and checked
         write_text(out_dir / "run.json", json.dumps(settings, indent=1) + "\n")
         write_text(out_dir / "split.json", json.dumps(split, indent=1) + "\n")
@@ -234,8 +247,7 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
                               config.patches_per_epoch, config.seed, config.augment,
                               config.foreground, tuple(config.extra_augmentation))
     weights = class_weights(train_data, len(mapping)) if config.balance_classes else None
-    module = SegmentationModule(net_config.to_dict(), config.lr, unannotated,
-                                config.freeze_encoder, weights)
+    module = SegmentationModule(net_config.to_dict(), config.lr, config.freeze_encoder, weights)
     if initial is not None:
         module.network.load_state_dict(initial.state_dict())
     val_examples = [crop_to_labels(examples[n]) for n in split["val"] or split["train"]]
@@ -296,8 +308,7 @@ def _unannotated(mapping: ClassMapping, annotated) -> tuple[int, ...]:
 def _summary(examples: dict[str, Example], split, config: TrainConfig, mapping, best_loss,
              epochs, initial) -> dict:
     train = [examples[n] for n in split["train"]]
-    counts = np.bincount(np.concatenate([e.target.ravel() for e in train]),
-                         minlength=len(mapping))
+    counts = sum(np.bincount(e.target.ravel(), minlength=len(mapping)) for e in train)
     return {
         "cases": {part: list(names) for part, names in split.items()},
         "model_grid_spacing_mm": sorted({tuple(round(s, 3) for s in e.spacing) for e in train}),

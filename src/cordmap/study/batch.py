@@ -8,7 +8,7 @@ and outputs is skipped as up to date (re-run it with `force`).
 
 Stages available: `mesh` (GLB meshes of every structure, `cordmap.mesh`), `plan`
 (placement search, `cordmap.plan`), `view` (Neuroglancer dataset with meshes,
-`cordmap.viewer`), `segment` (U-Net inference with a model file, `cordmap.learn`) and
+`cordmap.viewer`), `segment` (U-Net inference with a model file or the bundled model, `cordmap.learn`) and
 `report` (the HTML case report, planning first where needed, `cordmap.report`), each with
 its default parameters.
 """
@@ -23,10 +23,6 @@ from pathlib import Path
 
 from cordmap.case import MANIFEST, Case
 from cordmap.errors import CordmapError
-
-#: What each stage needs in `options`.
-REQUIRED_OPTIONS = {"segment": ("model",)}
-
 
 @dataclass(frozen=True)
 class CaseOutcome:
@@ -63,7 +59,7 @@ def _report(case_dir: Path, options: dict) -> None:
 def _segment(case_dir: Path, options: dict) -> None:
     from cordmap.learn.infer import segment_case
 
-    segment_case(case_dir, options["model"])
+    segment_case(case_dir, options.get("model"))
 
 
 STAGES: dict[str, Callable[[Path, dict], None]] = {
@@ -71,12 +67,16 @@ STAGES: dict[str, Callable[[Path, dict], None]] = {
 
 
 def check_stage(stage: str, options: dict) -> None:
-    """Refuse unknown stages, and missing options, before anything runs."""
+    """Refuse unknown stages, and a missing model file, before anything runs."""
     if stage not in STAGES:
         raise CordmapError(f"unknown stage '{stage}'; use one of {', '.join(STAGES)}")
-    for name in REQUIRED_OPTIONS.get(stage, ()):
-        if not options.get(name):
-            raise CordmapError(f"the {stage} stage needs --{name}")
+    if stage == "segment":
+        from cordmap.learn.bundled import model_path
+
+        path = model_path(options.get("model"))
+        if not path.is_file():
+            raise CordmapError(f"model file {path} does not exist; pass --model a model "
+                               "file written by `cordmap train`, or omit it for the bundled model")
 
 
 def is_current(case: Case, stage: str, options: dict) -> bool:
@@ -85,8 +85,11 @@ def is_current(case: Case, stage: str, options: dict) -> bool:
     entry = case.manifest.get("stages", {}).get(stage)
     if entry is None:
         return False
-    if stage == "segment" and entry["parameters"].get("model") != str(Path(options["model"]).resolve()):
-        return False
+    if stage == "segment":
+        from cordmap.learn.bundled import model_path
+
+        if entry["parameters"].get("model") != str(model_path(options.get("model")).resolve()):
+            return False
     inputs = [case.root / e["path"] for e in entry["inputs"]]  # stages read the case's own files
     return case.is_up_to_date(stage, inputs=inputs, parameters=entry["parameters"])
 

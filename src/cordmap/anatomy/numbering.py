@@ -1,0 +1,353 @@
+"""Vertebral numbering: every vertebra and disc of a segmentation gets its level.
+
+A segmentation (the U-Net's, or any label volume) gives vertebrae and discs, possibly
+without levels. Numbering them is counting, and counting needs an anchor:
+
+1. **Discs** are the 26-connected pieces of the disc labels (pieces under
+   DISC_MIN_FRACTION of the median piece are dropped). Each has a centre and a normal (its
+   thinnest principal axis, pointing superior), and they are ordered from the top down.
+   The median distance between neighbouring discs is one level; a larger gap counts
+   round(gap / median) levels, so a disc the segmentation missed is counted, not skipped
+   (and flagged).
+2. **Vertebra voxels** belong to the level between the disc planes around them: each
+   voxel is placed above or below its nearest disc's plane.
+3. **The anchor**, in this order:
+   - the user's (`anchor="L5"`: the lowest vertebra in view is L5; `"T12/L1"`: the lowest
+     disc in view; `"L1@-120"`: the vertebra or disc nearest S = -120 mm);
+   - the sacrum, when the bone below the lowest disc is the sacrum (SACRUM_VOLUME times
+     the median vertebra's volume or more, or reaching SACRUM_DEPTH levels below the disc):
+     the lowest disc is L5/S1;
+   - otherwise the conus prior: the disc nearest the conus tip is L1/L2 (the tip lies at
+     the L1-L2 level in most adults), reported as *uncertain*;
+   - otherwise the lowest disc is assumed to be L5/S1, *uncertain*.
+4. **Variants** are flagged: a gap counted as missing discs; a level taller than
+   MERGED_HEIGHT median levels (vertebrae merged in the segmentation); an L5/S1 disc under
+   half the height of L4/L5 (a lumbosacral transitional vertebra is suspected: 4 or 6
+   lumbar vertebrae cannot be told from the lumbar spine alone, so the numbering is
+   marked uncertain).
+
+World coordinates are RAS+ mm; "superior" is +S.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from cordmap.anatomy.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
+from cordmap.anatomy.schema import CORD_CLASSES
+from cordmap.errors import CordmapError
+from cordmap.volume import LabelVolume
+
+DISC_MIN_FRACTION = 0.2
+SACRUM_VOLUME = 1.5
+SACRUM_DEPTH = 2.0
+MERGED_HEIGHT = 1.6
+MIN_VERTEBRAE = 3
+#: The disc nearest the conus tip under the conus prior.
+CONUS_DISC = "L1/L2"
+
+_ANCHOR = re.compile(r"^\s*([CTL]\d{1,2}|S1?|sacrum)(?:\s*[/-]\s*([CTL]\d{1,2}|S1?|sacrum))?"
+                     r"(?:\s+disc)?\s*(?:@\s*(-?\d+(?:\.\d+)?))?\s*$", re.I)
+
+
+@dataclass
+class Numbering:
+    """The levels found: a label volume with levelled ids and how they were found."""
+
+    labels: LabelVolume
+    anchor: str  # "user", "sacrum", "conus", "assumed"
+    uncertain: bool
+    vertebrae: dict[str, np.ndarray]  # name -> centre (RAS mm), top down
+    discs: dict[str, np.ndarray]  # "L5/S" -> centre (RAS mm), top down
+    conus_tip: np.ndarray | None = None  # RAS mm
+    conus_level: str | None = None  # e.g. "L1 lower third"
+    warnings: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        how = {"user": "from the anchor given", "sacrum": "automatic from the sacrum",
+               "conus": "from the conus position prior", "assumed": "lowest disc assumed L5/S1"}
+        text = f"levels: {how[self.anchor]}"
+        return text + ("; uncertain: confirm on X-ray" if self.uncertain else "")
+
+    def to_dict(self) -> dict:
+        return {"anchor": self.anchor, "uncertain": self.uncertain, "summary": self.describe(),
+                "vertebrae": list(self.vertebrae), "discs": list(self.discs),
+                "conus_tip_ras_mm": None if self.conus_tip is None else
+                [round(float(v), 1) for v in self.conus_tip],
+                "conus_level": self.conus_level, "warnings": list(self.warnings)}
+
+
+@dataclass
+class _Disc:
+    centre: np.ndarray
+    normal: np.ndarray  # superior-pointing unit vector
+    height: float  # extent along the normal (mm)
+    position: int = 0  # level units from the top disc (gaps counted)
+
+
+def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
+                     source: str = "the segmentation") -> Numbering:
+    """Give every vertebra and disc voxel of `labels` its level (see the module notes)."""
+    schema = labels.schema
+    array = np.asarray(labels.array)
+    vertebra_ids = [label.id for label in schema.of_class("vertebra")]
+    disc_ids = [label.id for label in schema.of_class("disc")]
+    bone, disc_mask = np.isin(array, vertebra_ids), np.isin(array, disc_ids)
+    if not bone.any():
+        raise CordmapError(f"no vertebra found in {source}: levels cannot be numbered; "
+                           "check that the image shows the spine")
+    discs = _discs(disc_mask, labels)
+    if len(discs) < MIN_VERTEBRAE - 1:
+        raise CordmapError(
+            f"{source} shows {len(discs)} intervertebral disc(s): numbering needs at least "
+            f"{MIN_VERTEBRAE} vertebrae in view; use a field of view covering more of the spine")
+    warnings = _count_gaps(discs)
+    bone_ijk = np.argwhere(bone)
+    bone_xyz = labels.world(bone_ijk)
+    level, fraction = _levels_of(bone_xyz, discs)
+    volumes = np.bincount(level + 1, minlength=discs[-1].position + 2) * labels.voxel_volume
+    spacing = _median_spacing(discs)
+    conus = conus_tip(labels)
+
+    sacrum = _is_sacrum(bone_xyz[level == discs[-1].position], discs, volumes, spacing)
+    if anchor:
+        offset = _user_offset(anchor, discs, bone_xyz, level)
+        if sacrum and offset != VERTEBRAE.index("S") - discs[-1].position:
+            raise CordmapError(
+                f"the anchor '{anchor}' contradicts the sacrum found below the lowest disc "
+                "(which makes that disc L5/S1); check the anchor, or the sagittal figure")
+        how, uncertain = "user", False
+    elif sacrum:
+        offset, how, uncertain = VERTEBRAE.index("S") - discs[-1].position, "sacrum", False
+    elif conus is not None:
+        nearest = min(discs, key=lambda d: abs(_signed(conus, d)))
+        offset, how, uncertain = VERTEBRAE.index("L2") - nearest.position, "conus", True
+    else:
+        offset, how, uncertain = VERTEBRAE.index("S") - discs[-1].position, "assumed", True
+    warnings += _variants(discs, volumes, offset)
+    if any("transitional" in w for w in warnings):
+        uncertain = True
+
+    names = _names(offset, discs[-1].position + 1, source)
+    out = np.zeros_like(array)
+    keep = ~np.isin(array, vertebra_ids + disc_ids)
+    out[keep] = array[keep]
+    out[tuple(bone_ijk.T)] = np.array([totalspineseg_vertebra(n) for n in names])[level + 1]
+    disc_level = _disc_voxel_levels(disc_mask, labels, discs)
+    disc_names = {}
+    for d in discs:
+        upper, lower = names[d.position], names[d.position + 1]
+        disc_names[f"{upper}/{lower}"] = d.centre
+    disc_lookup = np.array([totalspineseg_disc(names[d.position], names[d.position + 1])
+                            for d in discs])
+    out[disc_mask] = disc_lookup[disc_level]
+    centres = {}
+    for index in range(len(names)):
+        mine = bone_xyz[level + 1 == index]
+        if len(mine):
+            centres[names[index]] = mine.mean(axis=0)
+    result = Numbering(LabelVolume(out, labels.affine, schema=schema), how, uncertain,
+                       centres, disc_names, conus, warnings=warnings)
+    if conus is not None:
+        result.conus_level = _describe_point(conus, discs, names)
+    return result
+
+
+# -- discs --------------------------------------------------------------------------------
+def _discs(mask: np.ndarray, labels: LabelVolume) -> list[_Disc]:
+    pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    if not count:
+        return []
+    sizes = np.bincount(pieces.ravel())[1:]
+    keep = [i + 1 for i, n in enumerate(sizes) if n >= DISC_MIN_FRACTION * np.median(sizes)]
+    discs = []
+    for index in keep:
+        xyz = labels.world(np.argwhere(pieces == index))
+        centre = xyz.mean(axis=0)
+        _, _, axes = np.linalg.svd(xyz - centre, full_matrices=False)
+        normal = axes[-1] if len(xyz) >= 3 else np.array([0.0, 0.0, 1.0])
+        normal = normal if normal[2] >= 0 else -normal
+        height = float(np.ptp((xyz - centre) @ normal)) + float(min(labels.spacing))
+        discs.append(_Disc(centre, normal, height))
+    discs.sort(key=lambda d: -d.centre[2])
+    return discs
+
+
+def _median_spacing(discs: list[_Disc]) -> float:
+    gaps = [np.linalg.norm(a.centre - b.centre) for a, b in zip(discs, discs[1:])]
+    return float(np.median(gaps))
+
+
+def _count_gaps(discs: list[_Disc]) -> list[str]:
+    """Number the discs in level units from the top, a long gap counting missed discs."""
+    spacing = _median_spacing(discs)
+    warnings = []
+    for upper, lower in zip(discs, discs[1:]):
+        gap = float(np.linalg.norm(upper.centre - lower.centre))
+        steps = max(1, int(round(gap / spacing)))
+        lower.position = upper.position + steps
+        if steps > 1:
+            warnings.append(f"{steps - 1} disc(s) missing in the segmentation between "
+                            f"S = {upper.centre[2]:.0f} and {lower.centre[2]:.0f} mm: counted "
+                            "by spacing")
+    return warnings
+
+
+def _signed(xyz: np.ndarray, disc: _Disc) -> np.ndarray:
+    """Signed distance (mm) of points to a disc's plane, positive above it."""
+    return (np.asarray(xyz) - disc.centre) @ disc.normal
+
+
+def _levels_of(xyz: np.ndarray, discs: list[_Disc]) -> tuple[np.ndarray, np.ndarray]:
+    """Level of each point: -1 above the top disc, disc position p just below disc p;
+    within a gap of several levels, split by the fraction of the way down."""
+    centres = np.stack([d.centre for d in discs])
+    nearest = cKDTree(centres).query(xyz)[1]
+    signed = np.einsum("ij,ij->i", xyz - centres[nearest],
+                       np.stack([d.normal for d in discs])[nearest])
+    upper = np.where(signed >= 0, nearest - 1, nearest)  # index of the disc above (-1: none)
+    positions = np.array([d.position for d in discs])
+    level = np.where(upper >= 0, positions[np.maximum(upper, 0)], -1)
+    fraction = np.zeros(len(xyz))
+    inner = (upper >= 0) & (upper < len(discs) - 1)
+    if inner.any():
+        a, b = upper[inner], upper[inner] + 1
+        depth = -np.einsum("ij,ij->i", xyz[inner] - centres[a],
+                           np.stack([d.normal for d in discs])[a])
+        total = np.linalg.norm(centres[b] - centres[a], axis=1)
+        fraction[inner] = np.clip(depth / total, 0, 0.999)
+        steps = positions[b] - positions[a]
+        level[inner] = positions[a] + np.floor(fraction[inner] * steps).astype(int)
+    return level, fraction
+
+
+def _disc_voxel_levels(mask, labels, discs) -> np.ndarray:
+    """Index (into `discs`) of the disc nearest each disc voxel."""
+    xyz = labels.world(np.argwhere(mask))
+    return cKDTree(np.stack([d.centre for d in discs])).query(xyz)[1]
+
+
+# -- anchors ------------------------------------------------------------------------------
+def _is_sacrum(below: np.ndarray, discs: list[_Disc], volumes: np.ndarray, spacing: float) -> bool:
+    """Whether the bone below the lowest disc is the sacrum: far larger, or far longer,
+    than a vertebra."""
+    if not len(below):
+        return False
+    complete = volumes[1:-1]  # levels between two discs
+    complete = complete[complete > 0]
+    if len(complete) and volumes[-1] >= SACRUM_VOLUME * float(np.median(complete)):
+        return True
+    depth = float(-_signed(below, discs[-1]).min())
+    return depth >= SACRUM_DEPTH * spacing
+
+
+def parse_anchor(text: str) -> tuple[str, str | None, float | None]:
+    """'L5' -> ('L5', None, None); 'T12/L1 disc' -> ('T12', 'L1', None); 'L1@-120' ->
+    ('L1', None, -120.0)."""
+    match = _ANCHOR.match(text or "")
+    if not match:
+        raise CordmapError(
+            f"anchor '{text}' is not a vertebra or a disc: use e.g. 'L5' (the lowest vertebra "
+            "in view), 'T12/L1 disc' (the lowest disc in view), or add '@S' for the one "
+            "nearest S mm, e.g. 'T12/L1 disc@-350'")
+    upper, lower, at = match.groups()
+    upper = vertebra(upper)
+    lower = vertebra(lower) if lower else None
+    if lower and VERTEBRAE.index(lower) != VERTEBRAE.index(upper) + 1:
+        raise CordmapError(f"anchor '{text}': {upper} and {lower} are not adjacent vertebrae")
+    return upper, lower, (float(at) if at is not None else None)
+
+
+def _user_offset(anchor: str, discs: list[_Disc], bone_xyz: np.ndarray, level: np.ndarray) -> int:
+    """Offset from disc positions to VERTEBRAE indices implied by the user's anchor."""
+    upper, lower, at = parse_anchor(anchor)
+    if lower:  # a disc: disc p lies above VERTEBRAE[offset + p]
+        if at is None:
+            disc = discs[-1]
+        else:
+            disc = min(discs, key=lambda d: abs(d.centre[2] - at))
+            if abs(disc.centre[2] - at) > 0.5 * _median_spacing(discs):
+                raise CordmapError(f"anchor '{anchor}': no disc lies near S = {at:g} mm "
+                                   f"(nearest at {disc.centre[2]:.0f} mm); check the position")
+        return VERTEBRAE.index(lower) - disc.position
+    present = np.unique(level)
+    if at is None:
+        chosen = int(present.max())
+    else:
+        centres = {int(p): bone_xyz[level == p].mean(axis=0) for p in present}
+        chosen = min(centres, key=lambda p: abs(centres[p][2] - at))
+        if abs(centres[chosen][2] - at) > 0.75 * _median_spacing(discs):
+            raise CordmapError(f"anchor '{anchor}': no vertebra lies near S = {at:g} mm; "
+                               "check the position")
+    return VERTEBRAE.index(upper) - chosen
+
+
+def _names(offset: int, count: int, source: str) -> list[str]:
+    """Vertebra names of levels -1 .. count-1 (index 0 = above the top disc)."""
+    first, last = offset - 1 + 0, offset + count - 1
+    if first < 0 or last >= len(VERTEBRAE):
+        raise CordmapError(
+            f"numbering {source} from this anchor runs past "
+            f"{'C1' if first < 0 else 'the sacrum'}: the anchor does not fit the vertebrae "
+            "in view; check it against the sagittal figure")
+    return [VERTEBRAE[offset - 1 + i] for i in range(count + 1)]
+
+
+def _variants(discs: list[_Disc], volumes: np.ndarray, offset: int) -> list[str]:
+    warnings = []
+    spacing = _median_spacing(discs)
+    for upper, lower in zip(discs, discs[1:]):
+        gap = float(np.linalg.norm(upper.centre - lower.centre))
+        if lower.position - upper.position == 1 and gap > MERGED_HEIGHT * spacing:
+            warnings.append(f"a level {gap:.0f} mm tall (median {spacing:.0f} mm) below "
+                            f"S = {upper.centre[2]:.0f} mm: vertebrae may be merged")
+    by_name = {VERTEBRAE[offset + d.position - 1] + "/" + VERTEBRAE[offset + d.position]: d
+               for d in discs if 0 < offset + d.position < len(VERTEBRAE)}
+    if "L5/S" in by_name and "L4/L5" in by_name and \
+            by_name["L5/S"].height < 0.5 * by_name["L4/L5"].height:
+        warnings.append("the L5/S1 disc is under half as high as L4/L5: a lumbosacral "
+                        "transitional vertebra is suspected (4 or 6 lumbar vertebrae); "
+                        "confirm the count on a whole-spine image or X-ray")
+    return warnings
+
+
+# -- cord ---------------------------------------------------------------------------------
+def conus_tip(labels: LabelVolume) -> np.ndarray | None:
+    """Caudal end (RAS mm) of the largest 26-connected piece of cord, or None when there is
+    no cord or it reaches the image's lowest slice (the image cuts the cord)."""
+    ids = [label.id for label in labels.schema.of_class(*CORD_CLASSES)]
+    cord = np.isin(np.asarray(labels.array), ids)
+    if not cord.any():
+        return None
+    pieces, _ = ndimage.label(cord, structure=np.ones((3, 3, 3)))
+    sizes = np.bincount(pieces.ravel())
+    sizes[0] = 0
+    ijk = np.argwhere(pieces == np.argmax(sizes))
+    xyz = labels.world(ijk)
+    lowest = np.argmin(xyz[:, 2])
+    if ijk[lowest, 2] == 0:
+        return None
+    # the tip: the centroid of the last 2 mm of cord, not a single voxel
+    tip_zone = xyz[xyz[:, 2] <= xyz[lowest, 2] + 2.0]
+    centre = tip_zone.mean(axis=0)
+    centre[2] = xyz[lowest, 2]
+    return centre
+
+
+def _describe_point(xyz: np.ndarray, discs: list[_Disc], names: list[str]) -> str:
+    """'L1 lower third' or 'L1/L2 disc' for a point, from the disc planes around it."""
+    level, fraction = _levels_of(np.asarray(xyz)[None], discs)
+    signed = [float(_signed(xyz, d)) for d in discs]
+    for d, s in zip(discs, signed):
+        if abs(s) <= d.height / 2:
+            return f"{names[d.position]}/{names[d.position + 1]} disc"
+    name = names[int(level[0]) + 1]
+    if int(level[0]) < 0 or int(level[0]) >= discs[-1].position:
+        return f"{name} (beyond the discs in view)"
+    third = ("upper", "middle", "lower")[min(2, int(fraction[0] * 3))]
+    return f"{name} {third} third"

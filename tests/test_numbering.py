@@ -1,0 +1,114 @@
+"""Vertebral numbering against the phantom's exact levels, cropped fields of view, anchors."""
+
+import numpy as np
+import pytest
+
+from cordmap.anatomy.numbering import conus_tip, number_vertebrae, parse_anchor
+from cordmap.anatomy.phantom import make_phantom
+from cordmap.errors import CordmapError
+from cordmap.volume import LabelVolume
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return {seed: make_phantom(seed) for seed in (0, 5)}
+
+
+def _strip(labels: LabelVolume, lo: int = 0, hi: int | None = None):
+    """The labels cropped to axial slices lo..hi, vertebrae and discs without levels."""
+    truth = np.asarray(labels.array)[:, :, lo:hi]
+    affine = labels.affine.copy()
+    affine[:3, 3] += affine[:3, 2] * lo
+    schema = labels.schema
+    vertebrae = [label.id for label in schema.of_class("vertebra")]
+    discs = [label.id for label in schema.of_class("disc")]
+    stripped = truth.copy()
+    stripped[np.isin(truth, vertebrae)] = schema.find("vertebra").id
+    stripped[np.isin(truth, discs)] = schema.find("disc").id
+    return truth, LabelVolume(stripped, affine, schema=schema), vertebrae + discs
+
+
+def _named_right(truth, numbered, ids, min_voxels=500):
+    """(right, total) over the structures in view: the id most of its voxels get."""
+    out = np.asarray(numbered.labels.array)
+    right = total = 0
+    for label_id in np.unique(truth[np.isin(truth, ids)]):
+        voxels = out[truth == label_id]
+        if len(voxels) < min_voxels:  # a sliver at the edge of the field of view
+            continue
+        values, counts = np.unique(voxels, return_counts=True)
+        total += 1
+        right += values[np.argmax(counts)] == label_id
+    return right, total
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_whole_phantom_is_numbered_from_the_sacrum(phantoms, seed):
+    truth, stripped, ids = _strip(phantoms[seed].labels)
+    numbered = number_vertebrae(stripped)
+    assert numbered.anchor == "sacrum" and not numbered.uncertain
+    assert list(numbered.vertebrae) == ["T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4",
+                                        "L5", "S"]
+    right, total = _named_right(truth, numbered, ids)
+    assert right == total == 19
+    voxels = np.isin(truth, ids)
+    assert (np.asarray(numbered.labels.array)[voxels] == truth[voxels]).mean() > 0.98
+    # everything else untouched
+    assert np.array_equal(np.asarray(numbered.labels.array)[~voxels], truth[~voxels])
+
+
+def test_a_field_of_view_above_the_sacrum_is_uncertain(phantoms):
+    labels = phantoms[0].labels
+    sacrum = np.nonzero((np.asarray(labels.array) == 50).any(axis=(0, 1)))[0]
+    truth, stripped, ids = _strip(labels, lo=int(sacrum.max()) + 12)
+    numbered = number_vertebrae(stripped)
+    assert numbered.anchor == "conus" and numbered.uncertain
+    assert "confirm on X-ray" in numbered.describe()
+
+
+def test_a_user_anchor_renumbers_and_a_contradiction_is_refused(phantoms):
+    labels = phantoms[0].labels
+    sacrum = np.nonzero((np.asarray(labels.array) == 50).any(axis=(0, 1)))[0]
+    truth, stripped, ids = _strip(labels, lo=int(sacrum.max()) + 12)
+    lowest = next(name for name in ("L5", "L4", "L3") if (truth == {"L5": 45, "L4": 44,
+                                                                      "L3": 43}[name]).sum() > 3000)
+    numbered = number_vertebrae(stripped, anchor=lowest)
+    assert numbered.anchor == "user" and not numbered.uncertain
+    right, total = _named_right(truth, numbered, ids)
+    assert right == total
+    whole = _strip(labels)[1]
+    with pytest.raises(CordmapError, match="contradicts the sacrum"):
+        number_vertebrae(whole, anchor="L5")  # the lowest vertebra in view is the sacrum
+    assert number_vertebrae(whole, anchor="L5/S1 disc").anchor == "user"
+    with pytest.raises(CordmapError, match="runs past C1"):
+        number_vertebrae(stripped, anchor="C3")
+
+
+def test_anchor_grammar():
+    assert parse_anchor("L5") == ("L5", None, None)
+    assert parse_anchor("T12/L1 disc") == ("T12", "L1", None)
+    assert parse_anchor("t12-l1 disc @ -350.5") == ("T12", "L1", -350.5)
+    for bad in ("L7", "T12/L2 disc", "middle of L1", ""):
+        with pytest.raises(CordmapError):
+            parse_anchor(bad)
+
+
+def test_conus_tip_is_the_cord_end_not_a_stray_voxel(phantoms):
+    phantom = phantoms[0]
+    labels = phantom.labels
+    array = np.asarray(labels.array).copy()
+    tip = conus_tip(labels)
+    expected = phantom.geometry.centre(phantom.geometry.tip)[2]
+    assert abs(tip[2] - expected) <= 3.0  # one 3 mm slice
+    array[80, 80, 0:3] = labels.schema.find("cord").id  # a stray blob at the bottom
+    assert conus_tip(LabelVolume(array, labels.affine, schema=labels.schema))[2] == tip[2]
+
+
+def test_too_little_spine_is_refused(phantoms):
+    labels = phantoms[0].labels
+    truth, stripped, _ = _strip(labels, lo=40, hi=52)
+    with pytest.raises(CordmapError, match="at least 3 vertebrae"):
+        number_vertebrae(stripped)
+    empty = LabelVolume(np.zeros((8, 8, 8), np.uint16), labels.affine, schema=labels.schema)
+    with pytest.raises(CordmapError, match="no vertebra found"):
+        number_vertebrae(empty)
