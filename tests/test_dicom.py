@@ -452,3 +452,29 @@ def test_series_command_lists_the_series_of_a_folder(tmp_path):
         assert info.uid in result.output
     failed = CliRunner().invoke(app, ["series", str(tmp_path / "ax" / "IM0001.dcm")])
     assert failed.exit_code == 1 and "is a file, not a folder" in failed.output
+
+
+@pytest.mark.parametrize("end", ["first", "last"])
+@pytest.mark.parametrize("keep", [0, 100, 400, 0.5])
+def test_a_damaged_file_at_either_end_of_a_series_is_refused(tmp_path, end, keep):
+    """Emptied or truncated at the first or last slice: an error naming the file, never a
+    series one slice short; `cordmap series` lists the file as unreadable."""
+    from typer.testing import CliRunner
+
+    from cordmap.cli import app
+    from cordmap.io.dicom import scan_series
+
+    write_dicom_series(_volume(), tmp_path / "ax", series_description="T2")
+    files = sorted((tmp_path / "ax").iterdir(),
+                   key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    victim = files[0 if end == "first" else -1]
+    data = victim.read_bytes()
+    victim.write_bytes(data[:int(keep * len(data)) if isinstance(keep, float) else keep])
+    with pytest.raises(CordmapError, match=f"(cannot be read|cannot decode the pixels of) .*{victim.name}"):
+        read_dicom(tmp_path / "ax")
+    infos, unreadable = scan_series(tmp_path / "ax")
+    if keep != 0.5:  # a file cut in its pixels keeps a readable header
+        assert unreadable == [victim]
+    result = CliRunner().invoke(app, ["series", str(tmp_path / "ax")])
+    assert result.exit_code == 0
+    assert keep == 0.5 or "unreadable" in result.output

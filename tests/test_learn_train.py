@@ -142,7 +142,7 @@ def _case(tmp_path, name, case, protocol=None):
 def test_segment_case_writes_unet_labels_on_the_image_grid(trained, tmp_path):
     model_path = trained[2].model_path
     case_dir = _case(tmp_path, "case", synthetic_case(11, shape=(20, 22, 9)))
-    out, _ = segment_case(case_dir, model_path)
+    out = segment_case(case_dir, model_path).path
     case = Case.open(case_dir)
     assert out == case.labels_path("unet")
     written, source = nib.load(out), nib.load(case.image_path)
@@ -150,7 +150,8 @@ def test_segment_case_writes_unet_labels_on_the_image_grid(trained, tmp_path):
     assert np.allclose(written.affine, source.affine)
     stage = case.manifest["stages"]["segment"]
     assert stage["outputs"][0]["path"] == out.name
-    assert stage["parameters"]["classes"] == ["background", "cord"]
+    assert stage["results"]["classes"] == ["background", "cord"]
+    assert segment_case(case_dir, model_path).up_to_date
     assert set(case.labels("unet").ids()) <= {SCHEMA.find("cord").id}
 
 

@@ -114,14 +114,17 @@ class Case:
         )
 
     # -- provenance --------------------------------------------------------------------
-    def record(self, stage: str, *, inputs=(), outputs=(), parameters: dict | None = None) -> None:
-        """Record a finished stage: its inputs and outputs (with checksums) and parameters."""
+    def record(self, stage: str, *, inputs=(), outputs=(), parameters: dict | None = None,
+               results: dict | None = None) -> None:
+        """Record a finished stage: its inputs and outputs (with checksums), parameters, and
+        what it found (`results`: shown to the user, not part of its freshness)."""
         self.manifest.setdefault("stages", {})[stage] = {
             "cordmap_version": __version__,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "parameters": parameters or {},
             "inputs": [self._file_entry(p) for p in inputs],
             "outputs": [self._file_entry(p) for p in outputs],
+            **({"results": results} if results is not None else {}),
         }
         self.save()
 

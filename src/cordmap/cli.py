@@ -184,9 +184,9 @@ def series(folder: Annotated[Path, typer.Argument(help="Folder of a DICOM export
     """List the DICOM series in a folder: number, description, orientation, size, spacing."""
     from rich.table import Table
 
-    from cordmap.io.dicom import list_series
+    from cordmap.io.dicom import scan_series
 
-    infos = list_series(folder)
+    infos, unreadable = scan_series(folder)
     table = Table(title=f"{len(infos)} DICOM series in {folder}", title_justify="left")
     for column in ("#", "description", "modality", "plane", "images", "size", "pixel mm",
                    "slice mm"):
@@ -200,6 +200,9 @@ def series(folder: Annotated[Path, typer.Argument(help="Folder of a DICOM export
     for s in infos:
         console.print(f"#{'-' if s.number is None else s.number} UID {s.uid}", highlight=False,
                       soft_wrap=True)
+    for path in unreadable:
+        console.print(f"[yellow]unreadable:[/yellow] {path} (empty, truncated or damaged)",
+                      highlight=False, soft_wrap=True)
     console.print("choose one with --series NUMBER (or a UID, or part of the description)")
 
 
@@ -656,6 +659,9 @@ def evaluate(
         console.print(f"written {write_report(report, out)}")
 
 
+_ANCHOR = typer.Option(help="Vertebral anchor: 'L5' (the lowest vertebra in view), 'T12/L1 disc' (the lowest disc in view), '...@S' for the one nearest S mm.")
+
+
 @command()
 def segment(
     case_dir: Annotated[Path, typer.Argument(help="Case folder.")],
@@ -663,15 +669,76 @@ def segment(
     overlap: Annotated[float, typer.Option(help="Sliding-window overlap (0..0.9).")] = 0.25,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")] = "cpu",
     keep_largest: Annotated[Optional[str], _KEEP_LARGEST] = None,
+    anchor: Annotated[Optional[str], _ANCHOR] = None,
 ):
-    """Segment a case with a U-Net (the bundled model by default); writes its desc-unet labels."""
+    """Segment a case with a U-Net (the bundled model by default) and number its vertebrae;
+    writes its desc-unet labels."""
     from cordmap.learn.infer import segment_case
 
-    out, warnings = segment_case(case_dir, model, overlap=overlap, device=device,
-                                 keep_largest=_names(keep_largest))
-    for warning in warnings:
+    result = segment_case(case_dir, model, overlap=overlap, device=device,
+                          keep_largest=_names(keep_largest), anchor=anchor)
+    _print_segmentation(result)
+
+
+@command()
+def levels(
+    case_dir: Annotated[Path, typer.Argument(help="Case folder segmented by `cordmap segment`.")],
+    anchor: Annotated[Optional[str], _ANCHOR] = None,
+):
+    """Number the vertebrae and discs of a case's segmentation again (e.g. from an anchor)."""
+    from cordmap.learn.infer import renumber_case
+
+    _print_segmentation(renumber_case(case_dir, anchor))
+
+
+def _print_segmentation(result) -> None:
+    for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
-    console.print(f"written {out}")
+    if result.levels:
+        console.print(f"{result.levels['summary']}: {', '.join(result.levels['vertebrae'])}")
+        if result.levels["conus_level"]:
+            console.print(f"conus tip at {result.levels['conus_level']}")
+    state = "up to date" if result.up_to_date else "written"
+    console.print(f"{state} {result.path}")
+
+
+@command()
+def auto(
+    image: Annotated[Path, typer.Argument(help="NIfTI file, DICOM folder or slice folder of the scan.")],
+    case_dir: Annotated[Path, typer.Argument(help="Case folder to create (or refresh).")],
+    series: Annotated[Optional[str], typer.Option(help="DICOM series: number, UID or description.")] = None,
+    subject: Annotated[str, typer.Option(help="BIDS subject label.")] = "sub-01",
+    anchor: Annotated[Optional[str], _ANCHOR] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model file (default: the bundled model).")] = None,
+):
+    """From an unlabelled scan to a plan: import, segment, levels, validate, mesh, plan,
+    viewer site and report, unattended."""
+    from rich.progress import Progress
+
+    from cordmap.auto import run_auto
+
+    stages = ("import", "segment", "validate", "mesh", "plan", "viewer", "report")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("cordmap auto", total=len(stages))
+
+        def on_step(stage: str) -> None:
+            progress.update(task, completed=stages.index(stage), description=stage)
+
+        result = run_auto(image, case_dir, series=series, subject=subject, anchor=anchor,
+                          model=model, on_step=on_step)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    levels = result.levels
+    console.print(f"{levels['summary']}: {', '.join(levels['vertebrae'])}")
+    if levels["conus_level"]:
+        console.print(f"conus tip at {levels['conus_level']}")
+    best = result.plan["candidates"][0]
+    console.print(f"best placement: rostral edge {best['rostral_edge']}, caudal edge "
+                  f"{best['caudal_edge']}: {best['volume_pct']:.1f} % of the enlargement "
+                  f"({result.plan['enlargement']['segments']})")
+    if result.up_to_date:
+        console.print(f"up to date: {', '.join(result.up_to_date)}")
+    console.print(f"written {result.report} and {result.site}")
 
 
 @command()

@@ -4,7 +4,7 @@ A segmentation (the U-Net's, or any label volume) gives vertebrae and discs, pos
 without levels. Numbering them is counting, and counting needs an anchor:
 
 1. **Discs** are the 26-connected pieces of the disc labels (pieces under
-   DISC_MIN_FRACTION of the median piece are dropped). Each has a centre and a normal (its
+   DISC_MIN_FRACTION of the median piece are dropped, unless cut by the edge of the image). Each has a centre and a normal (its
    thinnest principal axis, pointing superior), and they are ordered from the top down.
    The median distance between neighbouring discs is one level; a larger gap counts
    round(gap / median) levels, so a disc the segmentation missed is counted, not skipped
@@ -15,8 +15,8 @@ without levels. Numbering them is counting, and counting needs an anchor:
    - the user's (`anchor="L5"`: the lowest vertebra in view is L5; `"T12/L1"`: the lowest
      disc in view; `"L1@-120"`: the vertebra or disc nearest S = -120 mm);
    - the sacrum, when the bone below the lowest disc is the sacrum (SACRUM_VOLUME times
-     the median vertebra's volume or more, or reaching SACRUM_DEPTH levels below the disc):
-     the lowest disc is L5/S1;
+     the larger of the two vertebrae above it or more, or reaching SACRUM_DEPTH levels
+     below the disc): the lowest disc is L5/S1;
    - otherwise the conus prior: the disc nearest the conus tip is L1/L2 (the tip lies at
      the L1-L2 level in most adults), reported as *uncertain*;
    - otherwise the lowest disc is assumed to be L5/S1, *uncertain*.
@@ -44,6 +44,7 @@ from cordmap.errors import CordmapError
 from cordmap.volume import LabelVolume
 
 DISC_MIN_FRACTION = 0.2
+EDGE_MIN_FRACTION = 0.03  # a disc cut by the edge of the field of view
 SACRUM_VOLUME = 1.5
 SACRUM_DEPTH = 2.0
 MERGED_HEIGHT = 1.6
@@ -164,7 +165,11 @@ def _discs(mask: np.ndarray, labels: LabelVolume) -> list[_Disc]:
     if not count:
         return []
     sizes = np.bincount(pieces.ravel())[1:]
-    keep = [i + 1 for i, n in enumerate(sizes) if n >= DISC_MIN_FRACTION * np.median(sizes)]
+    median = float(np.median(sizes))
+    boxes = ndimage.find_objects(pieces)
+    at_edge = [any(b.start == 0 or b.stop == n for b, n in zip(box, mask.shape)) for box in boxes]
+    keep = [i + 1 for i, n in enumerate(sizes)  # a disc cut by the field of view is kept
+            if n >= DISC_MIN_FRACTION * median or (at_edge[i] and n >= EDGE_MIN_FRACTION * median)]
     discs = []
     for index in keep:
         xyz = labels.world(np.argwhere(pieces == index))
@@ -238,9 +243,9 @@ def _is_sacrum(below: np.ndarray, discs: list[_Disc], volumes: np.ndarray, spaci
     than a vertebra."""
     if not len(below):
         return False
-    complete = volumes[1:-1]  # levels between two discs
+    complete = volumes[1:-1][-2:]  # the two lowest levels between two discs
     complete = complete[complete > 0]
-    if len(complete) and volumes[-1] >= SACRUM_VOLUME * float(np.median(complete)):
+    if len(complete) and volumes[-1] >= SACRUM_VOLUME * float(complete.max()):
         return True
     depth = float(-_signed(below, discs[-1]).min())
     return depth >= SACRUM_DEPTH * spacing

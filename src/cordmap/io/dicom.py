@@ -79,7 +79,14 @@ class SeriesInfo:
 
 def list_series(folder: str | Path) -> list[SeriesInfo]:
     """The image series in `folder` (searched recursively), by series number then UID."""
-    return _infos(_scan(Path(folder)))
+    return scan_series(folder)[0]
+
+
+def scan_series(folder: str | Path) -> tuple[list[SeriesInfo], list[Path]]:
+    """The image series in `folder` and its unreadable files (empty, truncated or damaged
+    files that are, or may be, DICOM images)."""
+    groups, damaged = _scan(Path(folder))
+    return _infos(groups), [path for path, _ in damaged]
 
 
 def _infos(groups: dict[str, list[tuple[Path, Dataset]]]) -> list[SeriesInfo]:
@@ -87,33 +94,51 @@ def _infos(groups: dict[str, list[tuple[Path, Dataset]]]) -> list[SeriesInfo]:
     return sorted(infos, key=lambda s: (s.number is None, s.number or 0, s.uid))
 
 
-def _scan(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
+def _scan(folder: Path) -> tuple[dict[str, list[tuple[Path, Dataset]]], list[tuple[Path, str | None]]]:
+    """Image headers by series UID, and the damaged files with the series UID they name
+    (None when unreadable)."""
     if not folder.exists():
         raise CordmapError(f"{folder} does not exist; {NO_DICOM_HINT}")
     if not folder.is_dir():
         raise CordmapError(f"{folder} is a file, not a folder; {NO_DICOM_HINT}")
     groups: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
+    damaged: list[tuple[Path, str | None]] = []
     for path in sorted(folder.rglob("*")):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue  # hidden files and unfinished (atomic) outputs
         if not path.is_file():
             continue
-        header = _read_header(path)
+        try:
+            header = _read_header(path)
+        except _Damaged as exc:
+            damaged.append((path, exc.series_uid))
+            continue
         if header is not None:
             groups[str(header.SeriesInstanceUID)].append((path, header))
     if not groups:
         raise CordmapError(f"no DICOM files in {folder}; {NO_DICOM_HINT}")
-    return groups
+    return groups, damaged
+
+
+class _Damaged(Exception):
+    """A file that is, or may be, a DICOM image but cannot be read whole."""
+
+    def __init__(self, series_uid: str | None = None):
+        super().__init__(series_uid)
+        self.series_uid = series_uid
 
 
 def _read_header(path: Path) -> Dataset | None:
-    """The header of a DICOM image file, or None for anything else (DICOMDIR, text, ...)."""
+    """The header of a DICOM image file, or None for anything else (DICOMDIR, text, ...);
+    raises _Damaged for an empty or truncated file, or a damaged DICOM image."""
     try:
         with open(path, "rb") as f:
             head = f.read(132)
     except OSError as exc:
         raise CordmapError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
     has_preamble = head[128:132] == b"DICM"
+    if not head or (len(head) < 132 and not head.strip(b"\0")):
+        raise _Damaged()  # empty, or cut inside the preamble
     # a file without preamble may still be DICOM if it starts with a group 0002/0008 tag
     if not has_preamble and head[:2] not in (b"\x02\x00", b"\x08\x00"):
         return None
@@ -121,13 +146,14 @@ def _read_header(path: Path) -> Dataset | None:
         header = pydicom.dcmread(path, stop_before_pixels=True, force=not has_preamble)
     except InvalidDicomError:
         return None
-    except Exception as exc:  # pydicom raises many types for damaged files
+    except Exception:  # pydicom raises many types for damaged files
         if not has_preamble:
             return None
-        raise CordmapError(
-            f"{path} is a damaged DICOM file ({exc}); copy the export again or remove that file"
-        ) from None
+        raise _Damaged() from None
     if "SeriesInstanceUID" not in header or "Rows" not in header:
+        sop_class = getattr(getattr(header, "file_meta", None), "MediaStorageSOPClassUID", None)
+        if has_preamble and (sop_class is None or "Image Storage" in getattr(sop_class, "name", "")):
+            raise _Damaged(str(header.get("SeriesInstanceUID", "")) or None)
         return None  # not an image: DICOMDIR, structured report, presentation state
     return header
 
@@ -189,8 +215,15 @@ def read_dicom_with_info(folder: str | Path, series: str | int | None = None
                          ) -> tuple[Volume, SeriesInfo]:
     """Like `read_dicom`, also returning the SeriesInfo of the series read."""
     folder = Path(folder)
-    groups = _scan(folder)
+    groups, damaged = _scan(folder)
     info = select_series(_infos(groups), series, folder)
+    ours = [path.relative_to(folder).as_posix() for path, uid in damaged
+            if uid in (None, info.uid)]
+    if ours:
+        raise CordmapError(
+            f"{len(ours)} file(s) of {folder} that are, or may be, images of {info.label} "
+            f"cannot be read (empty, truncated or damaged): {', '.join(ours[:5])}"
+            f"{' ...' if len(ours) > 5 else ''}; copy the export again or remove those files")
     headers = [header for _, header in groups[info.uid]]
     _require_single_volume(info, headers)
     names = [path.relative_to(folder).as_posix() for path in info.files]

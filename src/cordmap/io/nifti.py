@@ -52,16 +52,64 @@ def write_nifti(volume: Volume, path: str | Path) -> Path:
     return path
 
 
+#: Deflate cannot compress more than about 1032:1, so a file declaring more data than this
+#: many times its compressed size is truncated or lies about its size.
+MAX_DEFLATE_RATIO = 1032
+
+
 def _load(path: Path) -> nib.Nifti1Image:
+    """The image with its data in memory: a compressed file is read to its end, its CRC
+    and length checked, and its declared size checked against the file and the free
+    memory before anything is allocated."""
     if not path.exists():
         raise CordmapError(f"{path} does not exist")
     if not is_nifti(path):
         raise CordmapError(f"{path} is not a NIfTI file (expected .nii or .nii.gz)")
+    if not path.is_file():
+        raise CordmapError(f"{path} is not a regular file; pass a NIfTI file")
     try:
         image = nib.load(path)
     except Exception as exc:  # nibabel raises many types for corrupt headers
         raise CordmapError(f"{path} is not a readable NIfTI file ({exc}); re-export it") from None
-    return image
+    header = image.header
+    declared = (int(header.get_data_offset())
+                + int(np.prod(header.get_data_shape(), dtype=np.float64))
+                * header.get_data_dtype().itemsize)
+    on_disk = path.stat().st_size
+    compressed = str(path).lower().endswith(".gz")
+    if declared > (MAX_DEFLATE_RATIO if compressed else 1) * on_disk:
+        raise CordmapError(
+            f"{path} is truncated or corrupt: its header declares {declared:,} bytes of image "
+            f"but the file holds {on_disk:,} bytes; copy it again from the scanner or PACS export")
+    _require_memory(declared, path)
+    if not compressed:
+        return image
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (EOFError, OSError, zlib.error) as exc:
+        raise CordmapError(
+            f"{path} is truncated or corrupt ({exc or type(exc).__name__}); copy it again "
+            "from the scanner or PACS export") from None
+    if len(raw) < declared:
+        raise CordmapError(f"{path} is truncated: {len(raw):,} bytes of {declared:,} declared; "
+                           "copy it again from the scanner or PACS export")
+    return nib.Nifti1Image.from_bytes(raw)
+
+
+def _require_memory(size: int, path: Path) -> None:
+    """Refuse an image larger than the memory this machine has free."""
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+    except OSError:
+        return
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            available = int(line.split()[1]) * 1024
+            if size > available:
+                raise CordmapError(f"{path} needs {size / 2**30:.1f} GiB of memory to read, "
+                                   f"more than the {available / 2**30:.1f} GiB free; use a "
+                                   "machine with more memory or a smaller image")
+            return
 
 
 def _data(image, path) -> np.ndarray:

@@ -6,11 +6,13 @@ the image's own grid before the arg-max, so the output shares the image's shape 
 affine exactly. Optionally only the largest connected piece (26-connectivity) of some
 classes is kept, the rest becoming background (`keep_largest=("cord",)`: the cord is one
 piece in most scans, but not necessarily in an injured one, so this is not the default).
-`segment_case` writes the result into a case folder (desc-unet).
+`segment_case` writes the result into a case folder (desc-unet), with the vertebrae and
+discs numbered (`anatomy.numbering`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,31 +20,62 @@ import torch
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
+from cordmap.anatomy.numbering import number_vertebrae
 from cordmap.errors import CordmapError
 from cordmap.learn.data import prepare, resample
 from cordmap.learn.modelfile import TrainedModel, load_model
 from cordmap.volume import LabelVolume, Volume
 
 OVERLAP = 0.25
+#: Sliding windows are this many training patches wide along each axis.
+WINDOW_SCALE = 1
 
 
 def predict(model: TrainedModel, image: Volume, name: str = "image", *,
             overlap: float = OVERLAP, device: str = "cpu",
-            keep_largest: tuple[str, ...] = ()) -> np.ndarray:
-    """Training-class index of every voxel of `image` (uint8, the image's shape)."""
+            keep_largest: tuple[str, ...] = (), window: tuple[int, int, int] | None = None,
+            progress: bool = False) -> np.ndarray:
+    """Training-class index of every voxel of `image` (uint8, the image's shape).
+
+    `window`: the sliding window (voxels of the model grid; default WINDOW_SCALE times the
+    training patch); `progress`: a progress bar over the windows."""
     indices = _class_indices(model, keep_largest)
     example = prepare(name, image, None, model.mapping, model.config)
     network = model.network.to(device).eval()
+    window = tuple(window or (WINDOW_SCALE * n for n in model.config.patch))
+    box = body_box(example.image, example.spacing)
+    probabilities = np.zeros((len(model.mapping), *example.image.shape), np.float32)
+    probabilities[0] = 1.0  # outside the body: background
     with torch.no_grad():
-        x = torch.from_numpy(example.image[None, None]).to(device)
-        logits = sliding_window_inference(x, model.config.patch, 2, network, overlap=overlap,
-                                          mode="gaussian")
-        probabilities = torch.softmax(logits, dim=1)[0].cpu().numpy()
+        x = torch.from_numpy(np.ascontiguousarray(example.image[box])[None, None]).to(device)
+        logits = sliding_window_inference(x, window, 1, network, overlap=overlap,
+                                          mode="gaussian", progress=progress)
+        probabilities[(slice(None), *box)] = torch.softmax(logits, dim=1)[0].cpu().numpy()
     on_image = np.stack([resample(p, image.shape, order=1) for p in probabilities])
     class_map = np.argmax(on_image, axis=0).astype(np.uint8)
     for index in indices:
         keep_largest_piece(class_map, index)
     return class_map
+
+
+#: Normalised intensity above which a voxel may be body (air is about 0).
+BODY_THRESHOLD = 0.08
+#: Margin (mm) kept around the body.
+BODY_MARGIN_MM = 10.0
+
+
+def body_box(image: np.ndarray, spacing) -> tuple[slice, slice, slice]:
+    """The box around the body in a normalised image (air around it is left out: the
+    network would only find background there)."""
+    inside = ndimage.uniform_filter(image, 3) > BODY_THRESHOLD
+    if not inside.any():
+        return tuple(slice(0, n) for n in image.shape)
+    box = []
+    for axis, (n, s) in enumerate(zip(image.shape, spacing)):
+        present = np.nonzero(inside.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+        margin = int(np.ceil(BODY_MARGIN_MM / s))
+        box.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + margin + 1, n)))
+    return tuple(box)
 
 
 def keep_largest_piece(class_map: np.ndarray, index: int) -> np.ndarray:
@@ -69,17 +102,45 @@ def predict_labels(model: TrainedModel, image: Volume, name: str = "image", **op
     return model.mapping.decode(predict(model, image, name, **options), image.affine)
 
 
+@dataclass
+class Segmentation:
+    """What `segment_case` wrote and found."""
+
+    path: Path
+    warnings: list[str]  # plausibility of the segmentation, then of the levels
+    levels: dict | None  # `Numbering.to_dict()`, None when the levels could not be numbered
+    up_to_date: bool = False
+
+    @classmethod
+    def from_results(cls, path: Path, results: dict, up_to_date: bool = False) -> "Segmentation":
+        """From the `results` recorded in case.json by the segment stage."""
+        levels = results.get("levels")
+        warnings = list(results.get("warnings", []))
+        if results.get("levels_error"):
+            warnings.append(f"vertebral levels not numbered: {results['levels_error']}")
+        warnings += levels["warnings"] if levels else []
+        return cls(path, warnings, levels, up_to_date)
+
+
 def segment_case(case_dir: str | Path, model_path: str | Path | None = None, *,
                  overlap: float = OVERLAP, device: str = "cpu",
-                 keep_largest: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
-    """Segment a case's image with a model file (default: the bundled model); write and
-    record `..._desc-unet_dseg`. Returns the file and the plausibility warnings."""
+                 keep_largest: tuple[str, ...] = (), anchor: str | None = None,
+                 require_levels: bool = False) -> Segmentation:
+    """Segment a case's image with a model file (default: the bundled model), number its
+    vertebrae and discs (`anatomy.numbering`, with the user's `anchor` if given), write and
+    record `..._desc-unet_dseg`. Where the levels cannot be numbered the labels are written
+    without levels and a warning says why (`require_levels`: an error instead)."""
     from cordmap.case import Case
     from cordmap.io.nifti import write_nifti
     from cordmap.learn.bundled import model_path as resolve
 
     case = Case.open(case_dir)
     path = resolve(model_path)
+    parameters = {"model": str(path.resolve()), "overlap": overlap,
+                  "keep_largest": list(keep_largest), "anchor": anchor}
+    out = case.labels_path("unet")
+    if case.is_up_to_date("segment", inputs=[case.image_path, path], parameters=parameters):
+        return Segmentation.from_results(out, case.manifest["stages"]["segment"]["results"], True)
     model = load_model(path, case.schema)
     image = case.image()
     check_segmentable(image, case.image_path)
@@ -87,14 +148,45 @@ def segment_case(case_dir: str | Path, model_path: str | Path | None = None, *,
                         keep_largest=tuple(keep_largest))
     warnings = plausibility_warnings(class_map, model.mapping.names, image.spacing,
                                      case.image_path)
-    out = write_nifti(model.mapping.decode(class_map, image.affine), case.labels_path("unet"))
-    case.record("segment", inputs=[case.image_path, path], outputs=[out], parameters={
-        "model": str(path.resolve()), "bundled": model_path is None,
-        "overlap": overlap, "keep_largest": list(keep_largest),
-        "classes": model.mapping.names, "classes_not_written": model.mapping.unwritten(),
-        "warnings": warnings,
-    })
-    return out, warnings
+    labels = model.mapping.decode(class_map, image.affine)
+    levels, levels_error = None, None
+    if {"vertebra", "disc"} <= set(model.mapping.names):
+        try:
+            numbering = number_vertebrae(labels, anchor, source=str(case.image_path))
+        except CordmapError as exc:
+            if require_levels:
+                raise
+            levels_error = str(exc)
+        else:
+            labels, levels = numbering.labels, numbering.to_dict()
+    write_nifti(labels, out)
+    results = {"bundled": model_path is None, "classes": model.mapping.names,
+               "classes_not_written": model.mapping.unwritten(), "warnings": warnings,
+               "levels": levels, "levels_error": levels_error}
+    case.record("segment", inputs=[case.image_path, path], outputs=[out],
+                parameters=parameters, results=results)
+    return Segmentation.from_results(out, results)
+
+
+def renumber_case(case_dir: str | Path, anchor: str | None = None) -> Segmentation:
+    """Number the vertebrae and discs of a case's desc-unet labels again (an `anchor` from
+    the user, say); rewrite them and update the segment stage's record."""
+    from cordmap.case import Case
+    from cordmap.io.nifti import write_nifti
+
+    case = Case.open(case_dir)
+    entry = case.manifest.get("stages", {}).get("segment")
+    path = case.labels_path("unet")
+    if entry is None or not path.is_file():
+        raise CordmapError(f"{case.root} has no U-Net segmentation to number; run "
+                           f"`cordmap segment {case.root}` first")
+    numbering = number_vertebrae(case.labels("unet"), anchor, source=str(path))
+    write_nifti(numbering.labels, path)
+    results = {**entry.get("results", {}), "levels": numbering.to_dict(), "levels_error": None}
+    case.record("segment", inputs=[case.image_path, Path(entry["parameters"]["model"])],
+                outputs=[path], parameters={**entry["parameters"], "anchor": anchor},
+                results=results)
+    return Segmentation.from_results(path, results)
 
 
 def check_segmentable(image: Volume, source) -> None:

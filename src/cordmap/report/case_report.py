@@ -55,8 +55,9 @@ def write_case_report(case_dir: str | Path, out: str | Path | None = None,
     plan_written = _current_plan(case)
     plan = plan_written.result
     image = case.image()
-    images = draw_figures(image, labels, plan)
-    page = render_html(case.subject, plan, images, case.root, out, site)
+    automatic = automatic_steps(case)
+    images = draw_figures(image, labels, plan, automatic)
+    page = render_html(case.subject, plan, images, case.root, out, site, automatic)
     write_text(out, page)
     case.record(STAGE, inputs=[case.image_path, case.labels_path(case.label_sources()[0]),
                                plan_written.path],
@@ -86,7 +87,27 @@ def _current_plan(case: Case):
         f"{inputs[1]['path']}` first")
 
 
-def draw_figures(image, labels, plan: dict) -> dict[str, bytes]:
+def automatic_steps(case: Case) -> dict | None:
+    """What the automatic segmentation did, when the case's labels are the U-Net's: the
+    model (and the card of a bundled one), the vertebral levels and the warnings."""
+    if case.label_sources()[:1] != ["unet"]:
+        return None
+    entry = case.manifest.get("stages", {}).get("segment", {})
+    results = entry.get("results", {})
+    from cordmap.learn.bundled import MODELS_DIR, bundled_model
+
+    model = Path(entry.get("parameters", {}).get("model", "unknown model"))
+    card = None
+    if model.parent == MODELS_DIR.resolve() and (model.parent / f"{model.stem}.json").is_file():
+        card = bundled_model(model.stem).card
+    from cordmap.learn.infer import Segmentation
+
+    found = Segmentation.from_results(case.labels_path("unet"), results)
+    return {"model": model.name, "card": card, "levels": found.levels,
+            "warnings": found.warnings}
+
+
+def draw_figures(image, labels, plan: dict, automatic: dict | None = None) -> dict[str, bytes]:
     """The report's PNGs: sagittal, axial, 3d, coverage."""
     from cordmap.mesh import mesh_labels
     from cordmap.plan.geometry import candidate_strips, measure_cord
@@ -100,7 +121,9 @@ def draw_figures(image, labels, plan: dict) -> dict[str, bytes]:
                                                        figures.AXIAL_SLICES))
         k = np.clip(np.round(labels.voxel(points)[:, 2]).astype(int), 0, labels.shape[2] - 1)
         slices = [("estimated enlargement", "#404040", int(i)) for i in dict.fromkeys(k)]
-    sagittal, axial = figures.slice_figures(image, labels, segment_ids, slices)
+    levels = (automatic or {}).get("levels")
+    title = levels["summary"] if levels else None
+    sagittal, axial = figures.slice_figures(image, labels, segment_ids, slices, title)
     strips = [(f"paddle #{c['rank']}: {c['volume_pct']:.1f} %", strip)
               for c, strip, _ in candidate_strips(geometry, plan)]
     present = set(labels.ids())
@@ -145,7 +168,7 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def render_html(subject: str, plan: dict, images: dict[str, bytes], case_root: Path,
-                out: Path, site: Path | None) -> str:
+                out: Path, site: Path | None, automatic: dict | None = None) -> str:
     """The report page (a string)."""
     e = html.escape
     enlargement = plan["enlargement"]
@@ -160,7 +183,8 @@ def render_html(subject: str, plan: dict, images: dict[str, bytes], case_root: P
         f"<p class='muted'>cordmap {e(__version__)} &middot; labels {e(Path(plan['labels']).name)} "
         f"&middot; {e(plan['units'])}</p>",
         "<h2>Summary</h2>",
-        _summary(plan, estimated),
+        _summary(plan, estimated, automatic),
+        _automatic(automatic),
         "<h2>Candidate placements</h2>",
         _candidates_table(plan),
         _segments_table(plan),
@@ -189,12 +213,19 @@ def render_html(subject: str, plan: dict, images: dict[str, bytes], case_root: P
     return "\n".join(parts) + "\n"
 
 
-def _summary(plan: dict, estimated: str) -> str:
+def _summary(plan: dict, estimated: str, automatic: dict | None = None) -> str:
     e = html.escape
     enlargement = plan["enlargement"]
     best = plan["candidates"][0]
+    levels = (automatic or {}).get("levels")
+    level_row = ""
+    if levels:
+        style = "warn" if levels["uncertain"] else "text"
+        conus = f"; conus tip at {levels['conus_level']}" if levels["conus_level"] else ""
+        level_row = (f"<tr><th class='text'>levels</th><td class='{style}' id='levels'>"
+                     f"{e(levels['summary'])}{e(conus)}</td></tr>")
     return (
-        "<table>"
+        "<table>" + level_row +
         f"<tr><th class='text'>enlargement</th><td class='text'>{e(enlargement['segments'])} "
         f"({estimated}): {enlargement['length_mm']:.1f} mm long, "
         f"{enlargement['volume_mm3']:.0f} mm³</td></tr>"
@@ -209,6 +240,29 @@ def _summary(plan: dict, estimated: str) -> str:
                               if plan['cord']['conus_tip_mm'] is not None else "out of view")
         + "</td></tr></table>"
     )
+
+
+def _automatic(automatic: dict | None) -> str:
+    """What a clinician should check when the labels are automatic."""
+    if automatic is None:
+        return ""
+    e = html.escape
+    items = [f"<li>Segmentation by the U-Net <code>{e(automatic['model'])}</code>"]
+    card = automatic["card"]
+    if card:
+        items[-1] += f" (bundled model: {e(card.get('summary', ''))})"
+    items[-1] += ": check the cord, CSF, vertebrae and discs on the slices below.</li>"
+    levels = automatic["levels"]
+    if levels:
+        items.append(f"<li>Vertebral levels: {e(levels['summary'])} "
+                     f"({e(', '.join(levels['vertebrae']))}); confirm the count on the "
+                     "sagittal figure, where each vertebra is named.</li>")
+        if levels["conus_level"]:
+            items.append(f"<li>Conus tip (the cord's lowest point in the canal): "
+                         f"{e(levels['conus_level'])}.</li>")
+    items += [f"<li class='warn'>{e(w)}</li>" for w in automatic["warnings"]]
+    return ("<h2>Automatic steps: check these</h2><ul id='automatic'>" + "".join(items)
+            + "</ul>")
 
 
 def _candidates_table(plan: dict) -> str:

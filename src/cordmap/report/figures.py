@@ -100,14 +100,16 @@ def axial_picks(labels: LabelVolume, segment_ids: list[int]) -> list[tuple[str, 
 
 
 def slice_figures(image: Volume, labels: LabelVolume, segment_ids: list[int],
-                  axial: list[tuple[str, str, int]] | None = None) -> tuple[bytes, bytes]:
+                  axial: list[tuple[str, str, int]] | None = None,
+                  title: str | None = None) -> tuple[bytes, bytes]:
     """PNGs of the mid-sagittal slice and of axial slices through the enlargement segments
     (`segment_ids`, rostral to caudal), labels in the schema colours over the MRI. `axial`:
-    (title, colour, index) of the axial slices, by default `axial_picks`."""
+    (title, colour, index) of the axial slices, by default `axial_picks`; `title` of the
+    sagittal figure (how its vertebrae were numbered)."""
     gray = normalised(image)
     colours = overlay_colours(labels)
     picks = axial if axial is not None else axial_picks(labels, segment_ids)
-    return (_sagittal(gray, labels, colours, segment_ids),
+    return (_sagittal(gray, labels, colours, segment_ids, title),
             _axial(gray, labels, colours, picks))
 
 
@@ -136,7 +138,7 @@ def _name_structures(ax, labels: LabelVolume, plane: np.ndarray, axes, ids, **st
                 **style)
 
 
-def _sagittal(gray, labels: LabelVolume, colours, segment_ids) -> bytes:
+def _sagittal(gray, labels: LabelVolume, colours, segment_ids, title: str | None = None) -> bytes:
     i = mid_sagittal_index(labels, segment_ids)
     plane = labels.array[i]  # (y, z)
     rgb = label_overlay(gray[i], plane, colours)
@@ -170,7 +172,8 @@ def _sagittal(gray, labels: LabelVolume, colours, segment_ids) -> bytes:
                     arrowprops=dict(arrowstyle="-", color=schema[label_id].hex, lw=0.8))
     ax.set_xlabel("anterior  \u2190  y (mm)  \u2192  posterior")
     ax.set_ylabel("inferior  \u2190  z (mm)  \u2192  superior")
-    ax.set_title(f"Mid-sagittal slice (x = {labels.world([i, 0, 0])[0]:.1f} mm)", fontsize=10)
+    heading = f"Mid-sagittal slice (x = {labels.world([i, 0, 0])[0]:.1f} mm)"
+    ax.set_title(heading + (f"\n{title}" if title else ""), fontsize=10 if not title else 8)
     handles = [Patch(color=colours[v], label=schema[v].name) for v in enlargement]
     if handles:
         ax.legend(handles=handles, loc="lower right", fontsize=6, title="enlargement",

@@ -1,0 +1,161 @@
+"""The bundled default model: listed with its card, used when no model is given, accurate
+on a held-out real scan and on a phantom, refusing what it cannot segment; `cordmap auto`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cordmap.anatomy.phantom import make_phantom, write_phantom
+from cordmap.anatomy.schema import LabelSchema
+from cordmap.case import Case
+from cordmap.cli import app
+from cordmap.errors import CordmapError
+from cordmap.ingest import import_case
+from cordmap.io.nifti import write_nifti
+from cordmap.learn.bundled import bundled_model, bundled_models, model_path
+from cordmap.learn.infer import segment_case
+from cordmap.learn.modelfile import load_model
+from cordmap.learn.recipe import lumbar_split, read_lumbar
+from cordmap.volume import Volume
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LUMBAR = DATA / "lumbar-mri"
+SCHEMA = LabelSchema.load()
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_the_default_model_is_bundled_with_a_card():
+    model = bundled_model()
+    assert model_path(None) == model.path and model.path.stat().st_size < 20e6
+    card = model.card
+    assert card["command"].startswith("cordmap train --recipe default")
+    assert {"cord", "csf", "vertebra", "disc"} <= set(card["classes"])
+    assert set(card["data"]["split"]["test"]) >= set(lumbar_split_names_or_card(card))
+    loaded = load_model(model.path, SCHEMA)
+    assert loaded.mapping.names == card["classes"]
+    assert [m.name for m in bundled_models()] == ["default"]
+    result = invoke("models")
+    assert result.exit_code == 0 and "default" in result.output
+    assert "cordmap train --recipe default" in result.output
+
+
+def lumbar_split_names_or_card(card):
+    """The held-out lumbar scans: from the data when present, else as the card records."""
+    if LUMBAR.is_dir():
+        return lumbar_split(LUMBAR)["test"]
+    return [n for n in card["data"]["split"]["test"] if n.startswith(("vb", "ivd"))]
+
+
+@pytest.fixture(scope="module")
+def phantom_case(tmp_path_factory):
+    """Phantom 3 imported without labels (its truth kept aside)."""
+    root = tmp_path_factory.mktemp("phantom")
+    phantom = make_phantom(3)
+    write_nifti(phantom.image, root / "image.nii.gz")
+    import_case(root / "image.nii.gz", root / "case")
+    return root / "case", phantom
+
+
+def test_segment_without_a_model_uses_the_bundled_one_and_numbers_levels(phantom_case):
+    case_dir, phantom = phantom_case
+    result = invoke("segment", case_dir)
+    assert result.exit_code == 0, result.output
+    case = Case.open(case_dir)
+    entry = case.manifest["stages"]["segment"]
+    assert entry["results"]["bundled"] is True
+    assert entry["parameters"]["model"] == str(bundled_model().path.resolve())
+    labels = np.asarray(case.labels("unet").array)
+    truth = np.asarray(phantom.labels.array)
+    cord_ids = [label.id for label in SCHEMA.of_class("cord", "segment", "conus")]
+    cord, true_cord = np.isin(labels, cord_ids), np.isin(truth, cord_ids)
+    assert 2 * (cord & true_cord).sum() / (cord.sum() + true_cord.sum()) > 0.8
+    levels = entry["results"]["levels"]
+    assert levels is not None and "L1" in levels["vertebrae"]
+    # most L1 voxels of the truth are named L1
+    named = labels[truth == 41]
+    assert (named == 41).mean() > 0.5
+
+
+@pytest.mark.skipif(not LUMBAR.is_dir(), reason="../shared/data/lumbar-mri is absent")
+def test_held_out_real_t2_scan_vertebrae_found_and_named(tmp_path):
+    name = next(n for n in lumbar_split(LUMBAR)["test"] if n.startswith("vb2"))
+    image, reference = read_lumbar(LUMBAR, name, SCHEMA)
+    import_case(LUMBAR / f"{name}_img.nii.gz", tmp_path / "case")
+    segmented = segment_case(tmp_path / "case")
+    out = np.asarray(Case.open(tmp_path / "case").labels("unet").array)
+    ref = np.asarray(reference.array)
+    vertebrae = [label.id for label in SCHEMA.of_class("vertebra")]
+    found = np.isin(out, vertebrae)
+    assert found[ref > 0].mean() > 0.8  # the labelled bodies are found as vertebra
+    assert segmented.levels is not None
+    right = sum(np.bincount(out[ref == i]).argmax() == i for i in np.unique(ref) if i)
+    assert right >= len(np.unique(ref)) - 2  # levels named (T11..L5)
+
+
+def test_images_the_model_cannot_segment_are_refused(tmp_path):
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    flat = Volume(np.random.default_rng(0).normal(size=(64, 64, 1)).astype(np.float32), affine)
+    write_nifti(flat, tmp_path / "slice.nii.gz")
+    import_case(tmp_path / "slice.nii.gz", tmp_path / "slice")
+    result = invoke("segment", tmp_path / "slice")
+    assert result.exit_code == 1 and "2D image" in result.output
+    assert not Case.open(tmp_path / "slice").labels_path("unet").exists()
+    # a ball of uniform tissue in air (no spine)
+    x, y, z = np.meshgrid(*[np.arange(64)] * 3, indexing="ij")
+    ball = ((x - 32) ** 2 + (y - 32) ** 2 + (z - 32) ** 2 < 25 ** 2) * 800.0
+    write_nifti(Volume(ball.astype(np.float32), np.eye(4)), tmp_path / "ball.nii.gz")
+    result = invoke("auto", tmp_path / "ball.nii.gz", tmp_path / "ball")
+    assert result.exit_code == 1 and "no spine found" in result.output
+    assert not (tmp_path / "ball").exists()  # no partial case
+
+
+def test_a_truncated_model_file_is_refused(tmp_path, phantom_case):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(bundled_model().path.read_bytes()[:5000])
+    with pytest.raises(CordmapError, match="not a readable cordmap model file"):
+        load_model(broken, SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def auto_case(tmp_path_factory):
+    root = tmp_path_factory.mktemp("auto")
+    phantom = make_phantom(0)
+    write_phantom(phantom, root / "phantom")
+    result = invoke("auto", root / "phantom" / "dicom", root / "case", "--series", "axial")
+    return root, phantom, result
+
+
+def test_auto_takes_a_dicom_export_to_a_report(auto_case):
+    root, phantom, result = auto_case
+    assert result.exit_code == 0, result.output
+    case = Case.open(root / "case")
+    assert {"import", "segment", "mesh", "plan", "report"} <= set(case.manifest["stages"])
+    report = (root / "case" / "report" / f"{case.subject}_report.html").read_text()
+    assert "Automatic steps: check these" in report and "id='levels'" in report
+    assert (root / "case" / "viewer-site" / "index.html").is_file()
+    again = invoke("auto", root / "phantom" / "dicom", root / "case", "--series", "axial")
+    assert again.exit_code == 0 and "up to date: import, segment" in again.output
+
+
+def test_auto_plan_matches_the_plan_from_exact_labels(auto_case, tmp_path):
+    root, phantom, result = auto_case
+    from cordmap.plan.files import plan_file
+
+    auto_plan = json.loads((root / "case" / "plan" / "plan.json").read_text())
+    truth = next((root / "phantom").glob("*desc-truth_dseg.nii.gz"))
+    import_case(next((root / "phantom").glob("*_T2w.nii.gz")), tmp_path / "exact",
+                labels_source=truth)
+    exact, _ = plan_file(tmp_path / "exact")
+
+    def above_tip(plan):  # the best placement's rostral edge, mm above the conus tip
+        return plan["cord"]["conus_tip_mm"] - plan["candidates"][0]["rostral_mm"]
+
+    assert abs(above_tip(auto_plan) - above_tip(exact)) <= 2.0
