@@ -338,3 +338,39 @@ def test_keep_largest_piece_clears_the_other_pieces_of_that_class_only():
     diagonal = np.zeros((4, 4, 4), np.uint8)
     diagonal[0, 0, 0] = diagonal[1, 1, 1] = 1
     assert (keep_largest_piece(diagonal, 1) == 1).sum() == 2
+
+
+def test_unknown_voxels_are_left_out_of_the_loss():
+    from cordmap.learn.data import UNKNOWN
+
+    logits = torch.randn(1, 3, 6, 6, 6)
+    labels = torch.randint(0, 3, (1, 6, 6, 6))
+    masked = labels.clone()
+    masked[0, :3] = UNKNOWN
+    expected = torch.nn.functional.cross_entropy(logits[..., 3:, :, :].permute(0, 1, 2, 3, 4),
+                                                 labels[:, 3:], reduction="mean")
+    assert torch.isclose(segmentation_loss(logits, masked), expected)
+    # with partial labels too: unknown voxels weigh nothing
+    bits = torch.tensor([1 << 2])
+    assert torch.isclose(segmentation_loss(logits, masked, bits),
+                         segmentation_loss(logits[:, :, 3:], labels[:, 3:], bits))
+
+
+def test_lumbar_targets_say_only_what_the_bodies_tell():
+    """Two labelled bodies: the gap between them is disc, the front is background, the
+    rest unknown."""
+    from cordmap.learn.classes import SPINE_CLASSES
+    from cordmap.learn.data import UNKNOWN
+    from cordmap.learn.recipe import lumbar_target
+
+    mapping = ClassMapping(SCHEMA, SPINE_CLASSES)
+    vertebra, disc = mapping.names.index("vertebra"), mapping.names.index("disc")
+    target = np.zeros((20, 60, 80), np.uint8)
+    target[5:15, 30:45, 10:35] = vertebra  # lower body
+    target[5:15, 30:45, 43:68] = vertebra  # upper body, 8 mm above
+    out = lumbar_target(target, mapping, (1.0, 1.0, 1.0))
+    assert (out[5:15, 30:45, 35:43] == disc).all()
+    assert (out[target == vertebra] == vertebra).all()
+    assert (out[:, 51:, 10:68] == 0).all()  # in front of the bodies
+    assert (out[:, 10:29, 10:68] == UNKNOWN).all()  # canal, posterior elements
+    assert (out[:, :, :10] == UNKNOWN).all()  # below the lowest body (the sacrum)

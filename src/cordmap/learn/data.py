@@ -27,6 +27,8 @@ from cordmap.learn.model import UNetConfig
 from cordmap.learn.synth import bias_field, synthesise
 from cordmap.volume import LabelVolume, Volume
 
+#: Target value of a voxel whose class is unknown (left out of the loss).
+UNKNOWN = 255
 #: Intensity percentiles mapped to 0 and 1 by `normalise`.
 NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
 #: Optional augmentations beyond the published ones (`TrainConfig.extra_augmentation`).
@@ -48,7 +50,7 @@ class Example:
 
     `unlabelled` lists the classes that a voxel labelled background may also be (the
     classes this example's annotation leaves out: a cord-only mask says nothing about
-    CSF). Training draws examples in proportion to their `weight`. A synthetic example has no image but a `generation` map (see `learn.synth`): each
+    CSF); a voxel of class UNKNOWN may be anything and is left out of the loss. Training draws examples in proportion to their `weight`. A synthetic example has no image but a `generation` map (see `learn.synth`): each
     training patch gets a new random image of it.
     """
 
@@ -64,7 +66,7 @@ class Example:
         """Voxel indices of each foreground class present (computed once)."""
         if not hasattr(self, "_class_voxels"):
             self._class_voxels = {int(c): np.argwhere(self.target == c)
-                                  for c in np.unique(self.target) if c}
+                                  for c in np.unique(self.target) if c and c != UNKNOWN}
         return self._class_voxels
 
 

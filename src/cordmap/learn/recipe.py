@@ -8,8 +8,10 @@ contrast-independence (see `learn.synth`):
   anatomy: phantoms (cord, CSF, vertebrae, discs, roots, soft tissues; every class
   labelled) and the PAM50 template's cord, CSF and spine (its spine mask does not tell
   vertebra from disc, so those two classes stay unlabelled there);
-- real lumbar MRI, T1 and T2 (`lumbar-mri/`: vertebral bodies or discs labelled; every
-  other voxel is unknown, not background, so the loss leaves it out);
+- real lumbar MRI, T1 and T2 (`lumbar-mri/`: vertebral bodies or discs labelled; what that
+  tells for sure, `lumbar_target`: the discs between labelled bodies, the bodies between
+  labelled discs, background in front of the spine and far behind it; every other voxel
+  is unknown, not background, so the loss leaves it out);
 - the real T2 PAM50 image with its cord mask (`pam50-small/`: only the cord labelled).
 
 The split (`SPLIT_SEED`) is fixed by name and documented in the model card: per lumbar
@@ -26,11 +28,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import ClassMapping
-from cordmap.learn.data import Example, prepare, resample
+from cordmap.learn.data import UNKNOWN, Example, prepare, resample
 from cordmap.learn.model import UNetConfig
 from cordmap.learn.synth import generation_map
 from cordmap.learn.train import TrainConfig, TrainResult, _resume_checkpoint, fit
@@ -47,7 +50,7 @@ HELDOUT_PHANTOM = 1000
 DRAW_SHARE = {"synthetic": 0.5, "lumbar": 0.4, "cord": 0.1}
 
 DEFAULT = TrainConfig(
-    model="small", classes="spine", epochs=36, patches_per_epoch=320, batch_size=2,
+    model="small", classes="spine", epochs=32, patches_per_epoch=320, batch_size=2,
     seed=0, extra_augmentation=("intensity", "bias", "scale", "tilt"), foreground=0.8,
 )
 RECIPES = {"default": DEFAULT}
@@ -88,8 +91,9 @@ def recipe_data(data: str | Path, schema: LabelSchema, mapping: ClassMapping,
     examples: dict[str, Example] = {}
     for name in lumbar["train"] + lumbar["val"]:
         image, labels = read_lumbar(data / "lumbar-mri", name, schema)
-        examples[name] = replace(prepare(name, image, labels, mapping, net_config),
-                                 unlabelled=tuple(everything),
+        example = prepare(name, image, labels, mapping, net_config)
+        examples[name] = replace(example, target=lumbar_target(example.target, mapping,
+                                                               example.spacing),
                                  weight=DRAW_SHARE["lumbar"] / len(lumbar["train"]))
     image, labels = read_cord_image(data / "pam50-small/PAM50_small_t2.nii.gz",
                                     data / "pam50-small/PAM50_small_cord.nii.gz", schema)
@@ -127,6 +131,54 @@ def train_recipe(name: str, data: str | Path, out_dir: str | Path, schema: Label
 
 
 # -- sources ---------------------------------------------------------------------------------
+#: Lumbar targets: the largest gap (mm) between two labelled neighbours filled with the
+#: other class (a disc between two bodies, a body between two discs); background certain
+#: this far anterior to the labelled column and this far posterior to it (beyond the
+#: spinous processes).
+GAP_MM = {"vertebra": 20.0, "disc": 45.0}
+ANTERIOR_MM = 5.0
+POSTERIOR_MM = 90.0
+
+
+def lumbar_target(target: np.ndarray, mapping: ClassMapping, spacing) -> np.ndarray:
+    """What a scan labelled with vertebral bodies only (or discs only) tells for sure,
+    on the model grid: the labelled class; the other class between two labelled neighbours
+    (a disc between two bodies, a body between two discs) along each column; background
+    anterior to the column (abdomen) and far behind it (back muscles); UNKNOWN elsewhere
+    (posterior elements, canal, unlabelled levels)."""
+    vertebra, disc = mapping.names.index("vertebra"), mapping.names.index("disc")
+    labelled = vertebra if (target == vertebra).sum() >= (target == disc).sum() else disc
+    other = disc if labelled == vertebra else vertebra
+    mask = target == labelled
+    out = np.full(target.shape, UNKNOWN, np.uint8)
+    pieces, count = ndimage.label(mask)
+    sizes = np.bincount(pieces.ravel())[1:]
+    centres = ndimage.center_of_mass(mask, pieces, range(1, count + 1))
+    order = [i + 1 for i in sorted(range(count), key=lambda i: centres[i][2])
+             if sizes[i] >= 0.2 * sizes.max()]
+    gap = int(round(GAP_MM[mapping.names[labelled]] / spacing[2]))
+    for lower, upper in zip(order, order[1:]):
+        top = np.where(pieces == lower, np.arange(target.shape[2]), -1).max(axis=2)
+        bottom = np.where(pieces == upper, np.arange(target.shape[2]), target.shape[2]).min(axis=2)
+        columns = (top >= 0) & (bottom < target.shape[2]) & (bottom - top > 1) & (bottom - top <= gap)
+        for i, j in zip(*np.nonzero(columns)):
+            out[i, j, top[i, j] + 1:bottom[i, j]] = other
+    z = np.nonzero(mask.any(axis=(0, 1)))[0]
+    if len(z):
+        front = np.where(mask, np.arange(target.shape[1])[None, :, None], -1).max(axis=(0, 1))
+        back = np.where(mask, np.arange(target.shape[1])[None, :, None], target.shape[1]).min(axis=(0, 1))
+        known = np.arange(target.shape[2])
+        front = np.interp(known, z, front[z])
+        back = np.interp(known, z, back[z])
+        y = np.arange(target.shape[1])[None, :]
+        for k in range(int(z.min()), target.shape[2]):  # not below the lowest (the sacrum)
+            plane = out[:, :, k]
+            plane[:, (y[0] > front[k] + ANTERIOR_MM / spacing[1])
+                  | (y[0] < back[k] - POSTERIOR_MM / spacing[1])] = 0
+    out[mask] = labelled
+    return out
+
+
 def read_lumbar(folder: Path, name: str, schema: LabelSchema):
     from cordmap.io.nifti import read_labels, read_nifti
 

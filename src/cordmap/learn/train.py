@@ -35,7 +35,7 @@ from cordmap import __version__
 from cordmap.atomic import atomic_file, write_text
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import CLASS_SETS, ClassMapping
-from cordmap.learn.data import (Example, PatchDataset, VolumeDataset, check_augmentations,
+from cordmap.learn.data import (UNKNOWN, Example, PatchDataset, VolumeDataset, check_augmentations,
                                 crop_patch, crop_to_labels, prepare, split_cases)
 from cordmap.learn.model import CONFIGS, UNet3D, UNetConfig
 from cordmap.learn.modelfile import save_model
@@ -126,10 +126,13 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
     """Cross-entropy, weighted per target class by `weights` (a weighted mean, as
     F.cross_entropy's `weight`). `unlabelled` (one bit mask per batch item, bit c for class
     c, as `data.unlabelled_bits`) lists the classes a voxel labelled background may also
-    be: its loss is then the marginal -log(p_background + p_those classes)."""
+    be: its loss is then the marginal -log(p_background + p_those classes). Voxels of
+    class UNKNOWN are left out."""
     if unlabelled is None or not bool(torch.as_tensor(unlabelled).any()):
-        return F.cross_entropy(logits, target, weight=weights)
+        return F.cross_entropy(logits, target, weight=weights, ignore_index=UNKNOWN)
     classes = logits.shape[1]
+    known = target != UNKNOWN
+    target = torch.where(known, target, torch.zeros_like(target))
     bits = torch.as_tensor(unlabelled, device=logits.device).long()
     possible = ((bits[:, None] >> torch.arange(classes, device=logits.device)) & 1).bool()
     possible[:, 0] = True
@@ -138,10 +141,8 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
     background = torch.logsumexp(log_p.masked_fill(~mask, float("-inf")), dim=1)
     labelled = log_p.gather(1, target[:, None])[:, 0]
     nll = -torch.where(target == 0, background, labelled)
-    if weights is None:
-        return nll.mean()
-    voxel_weights = weights[target]
-    return (nll * voxel_weights).sum() / voxel_weights.sum()
+    voxel_weights = known.float() if weights is None else weights[target] * known
+    return (nll * voxel_weights).sum() / voxel_weights.sum().clamp_min(1e-12)
 
 
 def class_weights(patches: PatchDataset, classes: int, probes: int = 64) -> list[float]:
@@ -154,7 +155,7 @@ def class_weights(patches: PatchDataset, classes: int, probes: int = 64) -> list
         rng = np.random.default_rng((patches.seed, index, 0, 1))  # not a training draw
         example = patches.examples[rng.choice(len(patches.examples), p=patches.chances)]
         _, target = crop_patch(example, patches.patch, rng, patches.foreground, augment=False)
-        counts += np.bincount(target.ravel(), minlength=classes)
+        counts += np.bincount(target.ravel(), minlength=UNKNOWN + 1)[:classes]
     weights = np.ones(classes)
     present = counts > 0
     weights[present] = np.sqrt((counts[0] or counts.max()) / counts[present])
@@ -308,7 +309,8 @@ def _unannotated(mapping: ClassMapping, annotated) -> tuple[int, ...]:
 def _summary(examples: dict[str, Example], split, config: TrainConfig, mapping, best_loss,
              epochs, initial) -> dict:
     train = [examples[n] for n in split["train"]]
-    counts = sum(np.bincount(e.target.ravel(), minlength=len(mapping)) for e in train)
+    counts = sum(np.bincount(e.target.ravel(), minlength=UNKNOWN + 1)[:len(mapping)]
+                 for e in train)
     return {
         "cases": {part: list(names) for part, names in split.items()},
         "model_grid_spacing_mm": sorted({tuple(round(s, 3) for s in e.spacing) for e in train}),
