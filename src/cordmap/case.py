@@ -25,6 +25,7 @@ from cordmap.volume import LabelVolume, Volume
 MANIFEST = "case.json"
 PROTOCOL = "protocol.json"
 SUBJECT_PATTERN = re.compile(r"^sub-[A-Za-z0-9]+$")
+MAX_SUBJECT = 64  # file names stay well under the 255 bytes file systems allow
 LABEL_SOURCES = ("manual", "unet")  # preference order of `Case.labels()`
 
 
@@ -44,6 +45,9 @@ def sha256(path: str | Path) -> str:
 
 
 def check_subject(subject: str) -> str:
+    if len(subject) > MAX_SUBJECT:
+        raise CordmapError(f"subject '{subject[:20]}...' is {len(subject)} characters long; "
+                           f"use a BIDS subject label of at most {MAX_SUBJECT}, e.g. sub-01")
     if not SUBJECT_PATTERN.match(subject):
         raise CordmapError(
             f"subject '{subject}' is not a BIDS subject label; use sub-<letters/digits>, e.g. sub-01"

@@ -28,7 +28,8 @@ _state = {"debug": False}
 
 
 def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options):
-    """Register a command whose CordmapErrors become one-line messages and exit code 1.
+    """Register a command whose CordmapErrors (and failed file operations) become one-line
+    messages and exit code 1.
 
     Use as `@command`, `@command()` or `@command("name", help=...)`; `group` registers it
     in a sub-app (e.g. `cordmap study ...`) instead of the main one.
@@ -41,15 +42,26 @@ def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options
         def wrapper(*args, **kwargs):
             try:
                 return func(*args, **kwargs)
-            except CordmapError as exc:
+            except (CordmapError, OSError) as exc:
                 if _state["debug"]:
                     raise
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {_message(exc)}", highlight=False,
+                                  soft_wrap=True)
                 raise typer.Exit(1) from None
 
         return (group or app).command(func_or_name, **options)(wrapper)
 
     return register
+
+
+def _message(exc: Exception) -> str:
+    """One line for an error: a CordmapError's message; for a failed file operation (a
+    read-only folder, a name too long, a device instead of a file) what failed, on what."""
+    if isinstance(exc, CordmapError):
+        return str(exc)
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+    return (f"{exc.strerror or type(exc).__name__}{': ' + where if where else ''}; check the "
+            "path and its permissions (nothing half-written was left)")
 
 
 def _version(value: bool):
