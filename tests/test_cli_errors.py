@@ -1,7 +1,8 @@
-"""Failed file operations and over-long names end in one line and exit status 1, with no
-traceback and nothing half-made."""
+"""Failed file operations, over-long names, broken geometry, NaN voxels and devices end in
+one line and exit status 1, with no traceback and nothing half-made."""
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from cordmap.cli import app
@@ -32,3 +33,59 @@ def test_an_over_long_subject_is_refused_before_anything_is_written(tmp_path):
                                  "--subject", "sub-" + "a" * 300])
     assert result.exit_code == 1 and "at most 64" in result.output
     assert not (tmp_path / "case").exists()
+
+
+def _raw_nifti(path, array, srow, gz=False):
+    """A NIfTI file with the sform rows written as given (nibabel would refuse to make it)."""
+    import gzip
+
+    import nibabel as nib
+
+    header = nib.Nifti1Image(array, np.eye(4)).header
+    for axis, row in zip("xyz", srow):
+        header[f"srow_{axis}"] = row
+    header["sform_code"], header["qform_code"], header["vox_offset"] = 1, 0, 352
+    data = header.binaryblock + b"\0" * 4 + array.tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.mark.parametrize("srow, message", [
+    ([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]], "singular"),
+    ([[2e12, 0, 0, 0], [0, 2e12, 0, 0], [0, 0, 2e12, 0]], "not plausible"),
+    ([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], "not perpendicular"),
+])
+@pytest.mark.parametrize("command", ["import", "validate", "plan", "mesh"])
+def test_broken_geometry_is_one_line_naming_the_file(tmp_path, srow, message, command):
+    labels = np.zeros((10, 10, 10), np.uint16)
+    labels[4:6, 4:6, :] = 1
+    path = _raw_nifti(tmp_path / "broken.nii.gz", labels, srow, gz=True)
+    args = {"import": [str(path), str(tmp_path / "case")], "validate": [str(path)],
+            "plan": [str(path), "--out", str(tmp_path / "plan.json")],
+            "mesh": [str(path), "--out", str(tmp_path / "mesh")]}[command]
+    result = runner.invoke(app, [command, *args])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "broken.nii.gz" in result.output and message in result.output
+    assert not (tmp_path / "case").exists() and not (tmp_path / "plan.json").exists()
+
+
+@pytest.mark.parametrize("values", [[np.nan], [np.inf, 1.0], "all"])
+def test_nan_or_infinite_voxels_are_refused(tmp_path, values):
+    array = np.ones((8, 8, 8), np.float32)
+    if values == "all":
+        array[:] = np.nan
+    else:
+        array.flat[:len(values)] = values
+    path = _raw_nifti(tmp_path / "nan.nii.gz", array, np.eye(4)[:3], gz=True)
+    result = runner.invoke(app, ["import", str(path), str(tmp_path / "case")])
+    assert result.exit_code == 1 and "NaN or infinite voxels" in result.output
+    assert not (tmp_path / "case").exists()
+
+
+def test_a_device_or_pipe_is_not_an_image(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe")
+    for source in ("/dev/null", tmp_path / "pipe"):
+        result = runner.invoke(app, ["import", str(source), str(tmp_path / "case")])
+        assert result.exit_code == 1 and "device or pipe" in result.output

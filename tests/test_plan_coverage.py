@@ -69,6 +69,11 @@ def test_user_paddle_file_adds_models_and_bad_files_are_refused(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(CordmapError, match="bad.json is not valid JSON"):
         get_paddle("X", bad)
+    bad.write_text('{"models": [{"name": "X", "array_length_mm": NaN, "width_mm": 8, "rows": '
+                   '[{"offset_mm": 1, "lateral_mm": [0], "contact_length_mm": 3, '
+                   '"contact_width_mm": 2}]}]}')
+    with pytest.raises(CordmapError, match="bad.json is malformed.*not a finite number"):
+        get_paddle("X", bad)
 
 
 def test_volume_and_length_coverage_exact_on_a_straight_cylinder(cylinder):

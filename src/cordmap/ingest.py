@@ -39,9 +39,12 @@ def read_image(source: str | Path, *, series: str | None = None,
     source = Path(source)
     if not source.exists():
         raise CordmapError(f"{source} does not exist")
+    if not source.is_file() and not source.is_dir():
+        raise CordmapError(f"{source} is a device or pipe, not a file or folder; pass a "
+                           ".nii/.nii.gz file, a DICOM folder or a folder of PNG/TIFF slices")
     if source.is_file():
         if is_nifti(source):
-            return read_nifti(source), {"format": "nifti"}
+            return _finite(read_nifti(source), source), {"format": "nifti"}
         raise CordmapError(
             f"{source} is not a NIfTI file; pass a .nii/.nii.gz file, a DICOM folder or a "
             "folder of PNG/TIFF slices"
@@ -156,6 +159,19 @@ def import_case(image_source: str | Path, out: str | Path, *, labels_source: str
         case.labels_path("manual").unlink()  # labels of a previous import no longer apply
     case.record("import", inputs=inputs, outputs=outputs, parameters=parameters)
     return ImportResult(case, False)
+
+
+def _finite(volume: Volume, source: Path) -> Volume:
+    """Refuse an image with NaN or infinite voxels: intensities, and everything measured
+    from them, would be meaningless."""
+    array = np.asarray(volume.array)
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise CordmapError(
+                f"{source} has {bad:,} NaN or infinite voxels of {array.size:,}; re-export "
+                "the image from the scanner (or replace the bad voxels) before importing it")
+    return volume
 
 
 def _has_slices(folder: Path) -> bool:

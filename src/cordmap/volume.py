@@ -25,6 +25,37 @@ if TYPE_CHECKING:
 GRID_TOLERANCE_MM = 1e-3
 
 
+#: Plausible voxel sizes (mm) of a medical image.
+SPACING_RANGE_MM = (1e-3, 1e3)
+#: Largest |cosine| between two voxel axes: beyond it the grid is sheared, not rotated.
+SHEAR_TOLERANCE = 1e-3
+
+
+def check_affine(affine: np.ndarray) -> None:
+    """Refuse a voxel-to-world affine that is not finite, singular, sheared or of an
+    implausible voxel size: every later measurement in mm would be meaningless."""
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise CordmapError("the volume's affine must be a finite 4x4 matrix; the file's "
+                           "header is damaged: re-export the image")
+    axes = affine[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    if abs(np.linalg.det(axes)) < 1e-12 or spacing.min() == 0:
+        raise CordmapError("the volume's affine is singular (a voxel size of 0): the file's "
+                           "header is damaged; re-export the image")
+    low, high = SPACING_RANGE_MM
+    if spacing.min() < low or spacing.max() > high:
+        raise CordmapError(f"voxel size {' x '.join(f'{s:g}' for s in spacing)} mm is not "
+                           f"plausible for an MRI ({low:g} to {high:g} mm); the header's "
+                           "spacing is wrong: re-export the image")
+    unit = axes / spacing
+    cosines = np.abs(unit.T @ unit - np.eye(3))
+    if cosines.max() > SHEAR_TOLERANCE:
+        raise CordmapError("the volume's axes are not perpendicular (a sheared grid, as "
+                           "from a tilted-gantry acquisition); resample it to an orthogonal "
+                           "grid first (e.g. dcm2niix does)")
+
+
 def to_canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reorder (flip / permute) `array` so its axes run R, A, S; return the new pair.
 
@@ -32,6 +63,7 @@ def to_canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
     untouched; an oblique acquisition keeps its rotation in the affine.
     """
     affine = np.asarray(affine, dtype=float)
+    check_affine(affine)
     ornt = orientations.io_orientation(affine)
     target = orientations.axcodes2ornt(("R", "A", "S"))
     transform = orientations.ornt_transform(ornt, target)
@@ -56,10 +88,7 @@ class Volume:
                 "pass one 3D image (not a time series or a single slice)"
             )
         affine = np.asarray(self.affine, dtype=float)
-        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
-            raise CordmapError("the volume's affine must be a finite 4x4 matrix")
-        if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-            raise CordmapError("the volume's affine is singular: voxel spacing must be non-zero")
+        check_affine(affine)
         object.__setattr__(self, "affine", affine)
 
     @classmethod

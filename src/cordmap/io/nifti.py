@@ -25,14 +25,22 @@ def read_nifti(path: str | Path) -> Volume:
     """Load a 3D NIfTI image as a canonical RAS+ `Volume` (float32 unless integer on disk)."""
     image = _load(Path(path))
     data = _data(image, path)
-    return Volume.from_any_orientation(data, image.affine)
+    return _named(path, Volume.from_any_orientation, data, image.affine)
 
 
 def read_labels(path: str | Path, schema: LabelSchema) -> LabelVolume:
     """Load a NIfTI label volume (integer ids of `schema`) in canonical RAS+."""
     image = _load(Path(path))
     data = _data(image, path)
-    return LabelVolume.from_any_orientation(data, image.affine, schema=schema)
+    return _named(path, LabelVolume.from_any_orientation, data, image.affine, schema=schema)
+
+
+def _named(path, make, *args, **kwargs):
+    """`make(*args, **kwargs)`, its errors naming the file."""
+    try:
+        return make(*args, **kwargs)
+    except CordmapError as exc:
+        raise CordmapError(f"{path}: {exc}") from None
 
 
 def write_nifti(volume: Volume, path: str | Path) -> Path:

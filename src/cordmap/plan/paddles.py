@@ -8,6 +8,7 @@ default). A user adds models without code by passing a JSON file of the same for
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,12 +105,20 @@ def _read(path: Path) -> list[tuple[Paddle, list[str]]]:
         ) from None
 
 
+def _mm(value) -> float:
+    """A finite number of mm (JSON's NaN and Infinity are refused)."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value} is not a finite number of mm")
+    return number
+
+
 def _parse(item: dict) -> tuple[Paddle, list[str]]:
     name = str(item["name"])
-    rows = sorted((ContactRow(float(r["offset_mm"]), tuple(float(x) for x in r["lateral_mm"]),
-                              float(r["contact_length_mm"]), float(r["contact_width_mm"]))
+    rows = sorted((ContactRow(_mm(r["offset_mm"]), tuple(_mm(x) for x in r["lateral_mm"]),
+                              _mm(r["contact_length_mm"]), _mm(r["contact_width_mm"]))
                    for r in item["rows"]), key=lambda r: r.offset_mm)
-    length, width = float(item["array_length_mm"]), float(item["width_mm"])
+    length, width = _mm(item["array_length_mm"]), _mm(item["width_mm"])
     if length <= 0 or width <= 0 or not rows:
         raise ValueError(f"model '{name}' needs a positive array_length_mm and width_mm and "
                          "at least one row")
