@@ -53,6 +53,23 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def clean_stale(target: str | os.PathLike) -> None:
+    """Remove what a killed run left of writing `target` or inside it: temporary folders
+    beside it (`.NAME.*.part`, `.NAME.old`) and temporary files in it (`.*.part*`)."""
+    target = Path(target)
+    if target.parent.is_dir():
+        for stale in [*target.parent.glob(f".{target.name}.*.part"),
+                      target.parent / f".{target.name}.old"]:
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+    if target.is_dir():
+        for stale in target.glob(".*.part*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
 def write_text(target: str | os.PathLike, text: str) -> Path:
     """Atomically write a UTF-8 text file."""
     with atomic_file(target) as tmp:

@@ -19,7 +19,7 @@ import numpy as np
 
 from cordmap import __version__
 from cordmap.anatomy.schema import DEFAULT_PROTOCOL, LabelSchema
-from cordmap.atomic import write_text
+from cordmap.atomic import atomic_dir, clean_stale, write_text
 from cordmap.case import MANIFEST, PROTOCOL, Case, check_subject
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import is_nifti, read_labels, read_nifti, write_nifti
@@ -125,8 +125,13 @@ def import_case(image_source: str | Path, out: str | Path, *, labels_source: str
     parameters |= {key: Path(path).name for key, path in sct_inputs.items() if path}
     inputs = [Path(p) for p in (image_source, labels_source, colour_table, *sct_inputs.values()) if p]
     previous = {}
+    clean_stale(out)
     if (out / MANIFEST).is_file():
         existing = Case.open(out)
+        if existing.subject != subject:
+            raise CordmapError(
+                f"{out} holds subject {existing.subject}; importing {subject} into it would mix "
+                "two subjects' files: choose a new case folder (or delete this one)")
         if existing.is_up_to_date("import", inputs=inputs, parameters=parameters):
             return ImportResult(existing, True)
         previous = existing.manifest
@@ -148,17 +153,27 @@ def import_case(image_source: str | Path, out: str | Path, *, labels_source: str
     manifest = {**previous, "subject": subject, "cordmap_version": __version__, "source": source,
                 "protocol": {"name": schema.name, "version": schema.version, "file": PROTOCOL}}
     manifest.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    case = Case(out, manifest)
-    write_text(out / PROTOCOL, schema_file.read_text(encoding="utf-8"))
+    if previous:  # refresh in place: each file is replaced atomically, case.json last
+        return ImportResult(_write_case(Case(out, manifest), schema_file, image, labels,
+                                        inputs, parameters), False)
+    with atomic_dir(out) as tmp:  # a new case appears whole or not at all
+        _write_case(Case(tmp, manifest), schema_file, image, labels, inputs, parameters)
+    return ImportResult(Case.open(out), False)
+
+
+def _write_case(case: Case, schema_file: Path, image: Volume, labels: LabelVolume | None,
+                inputs, parameters) -> Case:
+    root = case.root
+    write_text(root / PROTOCOL, schema_file.read_text(encoding="utf-8"))
     write_nifti(image, case.image_path)
-    outputs = [out / PROTOCOL, case.image_path]
+    outputs = [root / PROTOCOL, case.image_path]
     if labels is not None:
         write_nifti(labels, case.labels_path("manual"))
         outputs.append(case.labels_path("manual"))
     elif case.labels_path("manual").exists():
         case.labels_path("manual").unlink()  # labels of a previous import no longer apply
     case.record("import", inputs=inputs, outputs=outputs, parameters=parameters)
-    return ImportResult(case, False)
+    return case
 
 
 def _finite(volume: Volume, source: Path) -> Volume:

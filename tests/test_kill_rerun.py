@@ -1,0 +1,60 @@
+"""SIGKILL at any moment leaves the old state or the new one: a stage killed part-way
+re-runs and its outputs equal an uninterrupted run's."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cordmap.anatomy.phantom import make_phantom, write_phantom
+
+CORDMAP = [str(Path(sys.executable).parent / "cordmap")]
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kill")
+    write_phantom(make_phantom(2, n_slices=48), root / "phantom", dicom=False)
+    image = next((root / "phantom").glob("*_T2w.nii.gz"))
+    labels = next((root / "phantom").glob("*_desc-truth_dseg.nii.gz"))
+    return root, image, labels
+
+
+def _run(args, kill_after=None):
+    process = subprocess.Popen([*CORDMAP, *map(str, args)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    if kill_after is None:
+        return process.wait()
+    time.sleep(kill_after)
+    os.kill(process.pid, signal.SIGKILL)
+    return process.wait()
+
+
+def _digests(folder: Path, names) -> dict:
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
+
+
+@pytest.mark.parametrize("kill_after", [0.8, 1.6, 2.4])
+def test_import_then_plan_killed_part_way_re_run_to_the_same_outputs(phantom, kill_after):
+    root, image, labels = phantom
+    reference = root / "reference"
+    if not reference.exists():
+        assert _run(["import", image, reference, "--labels", labels]) == 0
+        assert _run(["plan", reference]) == 0
+    case = root / f"case-{kill_after}"
+    _run(["import", image, case, "--labels", labels], kill_after=kill_after)
+    # either nothing, or a whole case: never a folder that blocks the re-run
+    assert _run(["import", image, case, "--labels", labels]) == 0
+    _run(["plan", case], kill_after=kill_after)
+    assert _run(["plan", case]) == 0
+    names = ["protocol.json", "sub-01_T2w.nii.gz", "sub-01_T2w_desc-manual_dseg.nii.gz"]
+    assert _digests(case, names) == _digests(reference, names)
+    plan = (case / "plan" / "plan.json").read_text()
+    assert plan.replace(str(case), "") == (reference / "plan" / "plan.json").read_text().replace(
+        str(reference), "")
+    assert not [p for p in case.rglob(".*part*")] and not list(root.glob(f".{case.name}.*"))
