@@ -89,7 +89,7 @@ def panel_pixels(page) -> np.ndarray:
 
 def test_page_loads_without_script_errors_or_missing_files(page):
     assert page.errors == []
-    assert page.server.not_found == []  # every chunk, manifest and fragment was there
+    assert list(page.server.not_found) == []  # every chunk, manifest and fragment was there
     assert page.evaluate("viewer.layerManager.managedLayers.length") == 3
 
 
@@ -176,7 +176,7 @@ def test_phantom_first_view_shows_the_enlargement_through_the_vertebrae(browser,
     server.start()
     try:
         page = open_viewer(browser, server.url)
-        assert page.errors == [] and server.not_found == []
+        assert page.errors == [] and list(server.not_found) == []
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "viewer-phantom.png")
         png = page.locator(PERSPECTIVE_PANEL).screenshot(path=ARTIFACTS / "viewer-phantom-3d.png")

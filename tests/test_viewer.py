@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -353,7 +354,8 @@ def server(case_dir):
 def get(server, path: str, headers=None) -> tuple[int, bytes, dict]:
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(host, port, timeout=10)
-    connection.putrequest("GET", path, skip_accept_encoding=True)  # keep the path verbatim
+    connection.putrequest("GET", path, skip_accept_encoding=True,  # keep the path verbatim
+                          skip_host="Host" in (headers or {}))
     for name, value in (headers or {}).items():
         connection.putheader(name, value)
     connection.endheaders()
@@ -423,6 +425,41 @@ def test_range_requests(server, case_dir):
     assert get(server, "/data/labels/info", {"Range": "bytes=-7"})[1] == whole[-7:]
     status, _, headers = get(server, "/data/labels/info", {"Range": f"bytes={len(whole)}-"})
     assert status == 416 and headers["Content-Range"] == f"bytes */{len(whole)}"
+
+
+@pytest.mark.parametrize("host, status", [
+    ("evil.example", 403), ("evil.example:8000", 403), ("127.0.0.1.evil.example", 403),
+    ("localhost", 200), ("LOCALHOST:1234", 200), ("127.0.0.1", 200), ("[::1]:80", 200),
+])
+def test_only_this_machine_may_be_named_in_the_host_header(server, host, status):
+    """DNS rebinding: a page of another site reaching 127.0.0.1 under its own name."""
+    assert get(server, "/data/labels/info", {"Host": host})[0] == status
+
+
+@pytest.mark.parametrize("value", [
+    "bytes=0-1,5-6", "bytes=abc", "items=0-5", "bytes=" + "9" * 5000 + "-", "bytes=5-2x",
+])
+def test_malformed_or_multiple_ranges_are_ignored(server, case_dir, value):
+    whole = (case_dir / "viewer" / "labels" / "info").read_bytes()
+    status, body, _ = get(server, "/data/labels/info", {"Range": value})
+    assert status == 200 and body == whole
+
+
+def test_abusive_paths_get_404_and_are_not_all_remembered(server):
+    for n in range(60):
+        status, _, _ = get(server, "/data/" + "a" * 60_000 + str(n))
+        assert status == 404
+    assert len(server.not_found) <= 20 and max(map(len, server.not_found)) <= 200
+
+
+def test_idle_connections_are_closed(server):
+    from cordmap.viewer.server import IDLE_TIMEOUT_S
+
+    with socket.create_connection(server.server_address[:2]) as idle:
+        idle.settimeout(IDLE_TIMEOUT_S + 10)
+        start = time.monotonic()
+        assert idle.recv(1) == b""  # the server hung up
+        assert time.monotonic() - start >= IDLE_TIMEOUT_S - 1
 
 
 def test_port_in_use_is_a_clear_error(case_dir):

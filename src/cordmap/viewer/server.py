@@ -1,7 +1,12 @@
 """A small local web server for a viewer `Site`: 127.0.0.1, GET/HEAD, Range requests.
 
 It serves only what the site names (the bundled client and the case's data); every other
-path, including any attempt to climb out of those folders, is answered 404.
+path, including any attempt to climb out of those folders, is answered 404. Requests must
+name this machine in their Host header (localhost, 127.0.0.1, [::1] or the bound address),
+so that a web page elsewhere cannot read the case through a name that resolves here (DNS
+rebinding): others are answered 403. An idle connection is closed after IDLE_TIMEOUT_S.
+A Range header that is malformed or asks for several ranges is ignored (the whole file,
+200), as RFC 9110 allows; a single range beyond the file is answered 416.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import errno
 import re
 import threading
+from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +27,10 @@ CONTENT_TYPES = {
     ".css": "text/css", ".wasm": "application/wasm", ".map": "application/json",
     ".json": "application/json",
 }
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
+IDLE_TIMEOUT_S = 10
+#: Paths answered 404 that are kept for diagnosis (the most recent, each cut to 200 chars).
+NOT_FOUND_KEPT = 20
 
 
 class ViewerServer(ThreadingHTTPServer):
@@ -31,7 +40,7 @@ class ViewerServer(ThreadingHTTPServer):
 
     def __init__(self, site: Site, port: int | None = None, host: str = "127.0.0.1"):
         self.site = site
-        self.not_found: list[str] = []  # paths answered 404, for diagnosis
+        self.not_found: deque[str] = deque(maxlen=NOT_FOUND_KEPT)  # recent 404s, for diagnosis
         if port is not None and not 0 <= port <= 65535:
             raise CordmapError(f"port {port} is not a TCP port; pass --port between 1024 and 65535")
         try:
@@ -72,6 +81,7 @@ class ViewerServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: ViewerServer
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_S
 
     def do_GET(self):
         self._answer(send_body=True)
@@ -83,9 +93,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _answer(self, send_body: bool) -> None:
-        found = self.server.site.lookup(self.path)
+        if not self._host_allowed():
+            self._send(HTTPStatus.FORBIDDEN, b"forbidden\n", "text/plain", send_body)
+            return
+        try:
+            found = self.server.site.lookup(self.path)
+        except (OSError, ValueError):  # a name too long for the file system, say
+            found = None
         if found is None:
-            self.server.not_found.append(self.path)
+            self.server.not_found.append(self.path[:200])
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain", send_body)
             return
         if isinstance(found, Path):
@@ -93,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body, kind = found, "text/html; charset=utf-8"
         wanted = self.headers.get("Range")
-        if wanted is None:
+        if wanted is None or not RANGE.match(wanted.strip()):  # none, malformed or several
             self._send(HTTPStatus.OK, body, kind, send_body)
             return
         span = _byte_range(wanted, len(body))
@@ -104,6 +120,12 @@ class _Handler(BaseHTTPRequestHandler):
         start, end = span
         self._send(HTTPStatus.PARTIAL_CONTENT, body[start:end + 1], kind, send_body,
                    {"Content-Range": f"bytes {start}-{end}/{len(body)}"})
+
+    def _host_allowed(self) -> bool:
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        bound = str(self.server.server_address[0]).lower()
+        return name in ("localhost", "127.0.0.1", "[::1]", bound, f"[{bound}]")
 
     def _send(self, status, body: bytes, kind: str, send_body: bool, headers=None) -> None:
         self.send_response(status)
