@@ -58,3 +58,18 @@ def test_import_then_plan_killed_part_way_re_run_to_the_same_outputs(phantom, ki
     assert plan.replace(str(case), "") == (reference / "plan" / "plan.json").read_text().replace(
         str(reference), "")
     assert not [p for p in case.rglob(".*part*")] and not list(root.glob(f".{case.name}.*"))
+
+
+@pytest.mark.parametrize("delay", [0.5, 0.9, 1.3])
+def test_ctrl_c_stops_mesh_at_any_moment(phantom, delay):
+    """Importing trimesh swallows KeyboardInterrupt: a Ctrl-C then must still stop the run."""
+    root, image, labels = phantom
+    case = root / f"mesh-{delay}"
+    if not case.exists():
+        assert _run(["import", image, case, "--labels", labels]) == 0
+    process = subprocess.Popen([*CORDMAP, "mesh", str(case)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    assert process.wait() != 0
+    assert not (case / "mesh").exists() or "mesh" in (case / "case.json").read_text()

@@ -227,3 +227,15 @@ def test_figures_of_an_estimated_enlargement(phantom_case, tmp_path):
         assert np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float).std() > 20
     page = render_html("sub-01", plan, pictures, case.root, tmp_path / "r.html", None)
     assert "estimated from the conus tip" in page
+
+
+def test_the_viewer_command_is_shell_quoted():
+    import html
+    import shlex
+
+    from cordmap.report.case_report import _viewer
+
+    root = Path("/tmp/my case; rm -rf ~")
+    text = _viewer(root, root / "report" / "r.html", None)
+    assert html.escape(f"cordmap view {shlex.quote(str(root))}") in text
+    assert "cordmap view /tmp/my case;" not in text

@@ -166,6 +166,11 @@ def test_csv_import_registers_every_row(db, tmp_path):
      "P01 appears twice \\(rows 2 and 4\\)"),
     (HEADER, ["P01,F,34,5,T4,A,S,a", "P02,M,30,2,C5,Q,S,b"], "row 3: ais_grade 'Q'"),
     (HEADER, [], "no participant rows"),
+    (HEADER, ["P01,F,34,inf,T4,A,S,a"], "years_since_injury 'inf' is not a finite number"),
+    (HEADER, ["P01,F,nan,2,T4,A,S,a"], "age_at_implant 'nan' is not a finite number"),
+    (HEADER, ["P01,F,34,5,T4"], "row 2 has fewer cells than the header"),
+    (HEADER, ["P072,F,34,5,T4,A,S,a", "p072,M,30,2,C5,B,S,b"], "p072 appears twice.*regardless of case"),
+    (HEADER, ["P01,F,34,5,T4,A,S,\x1b[2Ja"], "group .* holds control characters"),
 ])
 def test_bad_csv_is_refused_whole(db, tmp_path, header, lines, message):
     path = write_csv(tmp_path, *lines, header=header)
@@ -179,6 +184,9 @@ def test_csv_with_an_already_registered_participant_writes_nothing(db, tmp_path)
         registry.add_participants([validate_participant({"id": "P03"})])
         path = write_csv(tmp_path, "P01,F,34,5,T4,A,S,a", "P02,M,30,2,C5,B,S,b", "P03,M,30,2,C5,B,S,b")
         with pytest.raises(CordmapError, match="P03 is already registered.*nothing was written"):
+            import_participants_csv(registry, path)
+        path = write_csv(tmp_path, "p03,M,30,2,C5,B,S,b")
+        with pytest.raises(CordmapError, match="p03 is already registered.*as P03 \\(ids differ only in case"):
             import_participants_csv(registry, path)
     assert participant_count(db) == 1
 

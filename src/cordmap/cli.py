@@ -350,9 +350,11 @@ def study_list(db: _DB, group: Annotated[Optional[str], typer.Option(help="Only 
     table = Table(title=f"{len(participants)} participants", title_justify="left")
     for name, _, _ in PARTICIPANT_FIELDS:
         table.add_column(name)
+    from rich.markup import escape
+
     for p in participants:
         table.add_row(*("" if getattr(p, n) is None else f"{getattr(p, n):g}" if isinstance(getattr(p, n), float)
-                        else str(getattr(p, n)) for n, _, _ in PARTICIPANT_FIELDS))
+                        else escape(str(getattr(p, n))) for n, _, _ in PARTICIPANT_FIELDS))
     console.print(table)
 
 

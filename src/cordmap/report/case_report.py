@@ -16,6 +16,7 @@ import base64
 import html
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,7 +304,7 @@ def _segments_table(plan: dict) -> str:
 
 
 def _viewer(case_root: Path, out: Path, site: Path | None) -> str:
-    command = html.escape(f"cordmap view {case_root}")
+    command = html.escape(f"cordmap view {shlex.quote(str(case_root))}")
     text = (f"<p>Open the case in the interactive viewer (slices, meshes, candidate paddles "
             f"as toggleable layers): <code>{command}</code></p>")
     if site is not None:

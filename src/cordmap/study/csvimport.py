@@ -45,11 +45,15 @@ def read_participants_csv(path: str | Path) -> list[dict]:
     for number, row in enumerate(rows, start=2):  # row 1 is the header
         if None in row:
             raise CordmapError(f"{path} row {number} has more cells than the header has columns")
+        if None in row.values():
+            raise CordmapError(f"{path} row {number} has fewer cells than the header has columns; "
+                               "leave unknown cells empty but keep their commas")
         participant = validate_participant(row, where=f"{path} row {number}")
-        if participant["id"] in seen:
+        key = participant["id"].lower()
+        if key in seen:
             raise CordmapError(f"{path}: participant id {participant['id']} appears twice (rows "
-                               f"{seen[participant['id']]} and {number}); ids must be unique")
-        seen[participant["id"]] = number
+                               f"{seen[key]} and {number}); ids must be unique, regardless of case")
+        seen[key] = number
         participants.append(participant)
     return participants
 

@@ -14,13 +14,15 @@ number, and `cordmap.study.csvimport` refuses such columns.
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import (Boolean, Engine, Float, ForeignKey, Integer, String, UniqueConstraint,
+from sqlalchemy import (Boolean, Engine, Float, ForeignKey, Integer, String, UniqueConstraint, func,
                         create_engine, event, make_url, select)
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -142,8 +144,14 @@ def validate_participant(values: dict, where: str = "participant") -> dict:
                 out[name] = float(raw)
             except (TypeError, ValueError):
                 raise CordmapError(f"{where}: {name} '{raw}' is not a number; give the {help_}") from None
+            if not math.isfinite(out[name]):
+                raise CordmapError(f"{where}: {name} '{raw}' is not a finite number; give the "
+                                   f"{help_}, or leave the cell empty when unknown")
         else:
             out[name] = str(raw).strip()
+            if any(ord(c) < 32 or ord(c) == 127 for c in out[name]):
+                raise CordmapError(f"{where}: {name} {out[name]!r} holds control characters "
+                                   "(terminal escapes, line breaks); remove them")
     _check_fields(out, where)
     return out
 
@@ -305,9 +313,12 @@ class Registry:
         """Register participants (validated fields); all or none. Returns their ids."""
         with self.transaction() as session:
             for row in rows:
-                if session.get(Participant, row["id"]) is not None:
+                same = session.scalars(select(Participant.id).where(
+                    func.lower(Participant.id) == row["id"].lower())).first()
+                if same is not None:
                     raise CordmapError(
-                        f"{where}: participant {row['id']} is already registered in {self.name}; "
+                        f"{where}: participant {row['id']} is already registered in {self.name}"
+                        f"{'' if same == row['id'] else f' as {same} (ids differ only in case)'}; "
                         "remove the row or use another pseudonym (nothing was written)")
                 session.add(Participant(**row))
                 session.flush()
