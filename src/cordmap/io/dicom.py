@@ -273,6 +273,8 @@ def select_series(infos: list[SeriesInfo], series: str | int | None, folder: Pat
 
 
 _REQUIRED = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+#: What every image file must hold to be decoded at all.
+_PIXEL_TAGS = ("Rows", "Columns", "BitsAllocated", "PixelRepresentation")
 
 
 def _require_single_volume(info: SeriesInfo, headers: list[Dataset]) -> None:
@@ -285,6 +287,11 @@ def _require_single_volume(info: SeriesInfo, headers: list[Dataset]) -> None:
                 "frames), which cordmap does not read; export it as classic single-frame "
                 "images, or convert it with dcm2niix and pass the .nii.gz"
             )
+        damaged = [tag for tag in _PIXEL_TAGS if header.get(tag) is None]
+        if damaged:
+            raise CordmapError(
+                f"{info.label}: {path.name} has no {', '.join(damaged)}: the file is damaged; "
+                "copy the export again or remove that file")
         missing = [tag for tag in _REQUIRED if header.get(tag) is None]
         if missing:
             raise CordmapError(

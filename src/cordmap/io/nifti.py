@@ -121,6 +121,9 @@ def _require_memory(size: int, path: Path) -> None:
 
 
 def _data(image, path) -> np.ndarray:
+    if image.get_data_dtype().kind not in "biuf":
+        raise CordmapError(f"{path} stores {image.get_data_dtype()} voxels (colour or complex); "
+                           "cordmap reads scalar (greyscale) images: convert it first")
     try:
         if np.issubdtype(image.get_data_dtype(), np.integer) and _is_unscaled(image):
             data = np.asanyarray(image.dataobj)
