@@ -40,24 +40,36 @@ def _digests(folder: Path, names) -> dict:
 
 
 @pytest.mark.parametrize("kill_after", [0.8, 1.6, 2.4])
-def test_import_then_plan_killed_part_way_re_run_to_the_same_outputs(phantom, kill_after):
+def test_stages_killed_part_way_re_run_to_the_same_outputs(phantom, kill_after):
     root, image, labels = phantom
     reference = root / "reference"
     if not reference.exists():
         assert _run(["import", image, reference, "--labels", labels]) == 0
         assert _run(["plan", reference]) == 0
+        assert _run(["mesh", reference]) == 0
+        assert _run(["view", reference, "--static", root / "reference-site"]) == 0
     case = root / f"case-{kill_after}"
     _run(["import", image, case, "--labels", labels], kill_after=kill_after)
     # either nothing, or a whole case: never a folder that blocks the re-run
     assert _run(["import", image, case, "--labels", labels]) == 0
-    _run(["plan", case], kill_after=kill_after)
-    assert _run(["plan", case]) == 0
+    for stage in (["plan", case], ["mesh", case], ["view", case, "--static", root / f"site-{kill_after}"]):
+        _run(stage, kill_after=kill_after)
+        assert _run(stage) == 0
+    mesh = sorted(p.name for p in (case / "mesh").iterdir())
+    assert mesh == sorted(p.name for p in (reference / "mesh").iterdir())
+    assert _digests(case / "mesh", [m for m in mesh if m.endswith(".glb")]) == \
+        _digests(reference / "mesh", [m for m in mesh if m.endswith(".glb")])
+    site = root / f"site-{kill_after}"
+    assert sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file()) == \
+        sorted(p.relative_to(root / "reference-site") for p in (root / "reference-site").rglob("*")
+               if p.is_file())
     names = ["protocol.json", "sub-01_T2w.nii.gz", "sub-01_T2w_desc-manual_dseg.nii.gz"]
     assert _digests(case, names) == _digests(reference, names)
     plan = (case / "plan" / "plan.json").read_text()
     assert plan.replace(str(case), "") == (reference / "plan" / "plan.json").read_text().replace(
         str(reference), "")
     assert not [p for p in case.rglob(".*part*")] and not list(root.glob(f".{case.name}.*"))
+    assert not list(root.glob(f".site-{kill_after}.*"))
 
 
 @pytest.mark.parametrize("delay", [0.5, 0.9, 1.3])

@@ -1,11 +1,13 @@
 """Write files and folders atomically: to a temporary name beside the target, then rename.
 
 A crash or an error half-way leaves the old target (or nothing) in place, never a
-half-written file.
+half-written file; the temporary files a killed run left are removed by the next write of
+the same target.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -19,6 +21,9 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.part*"):  # a killed run's
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     # keep the target's extension so that format-sniffing writers (nibabel) still work
     suffix = ".part" + "".join(target.suffixes[-2:])
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
@@ -37,6 +42,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder to fill; on success it replaces the folder `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_dirs(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
         yield tmp
@@ -58,16 +64,21 @@ def clean_stale(target: str | os.PathLike) -> None:
     beside it (`.NAME.*.part`, `.NAME.old`) and temporary files in it (`.*.part*`)."""
     target = Path(target)
     if target.parent.is_dir():
-        for stale in [*target.parent.glob(f".{target.name}.*.part"),
-                      target.parent / f".{target.name}.old"]:
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
+        _remove_stale_dirs(target)
     if target.is_dir():
         for stale in target.glob(".*.part*"):
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink(missing_ok=True)
+
+
+def _remove_stale_dirs(target: Path) -> None:
+    """Temporary folders a killed `atomic_dir` left beside `target`."""
+    for stale in [*target.parent.glob(f".{glob.escape(target.name)}.*.part"),
+                  target.parent / f".{target.name}.old"]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def write_text(target: str | os.PathLike, text: str) -> Path:
