@@ -89,3 +89,33 @@ def test_a_device_or_pipe_is_not_an_image(tmp_path):
     for source in ("/dev/null", tmp_path / "pipe"):
         result = runner.invoke(app, ["import", str(source), str(tmp_path / "case")])
         assert result.exit_code == 1 and "device or pipe" in result.output
+
+
+def test_re_importing_another_subject_into_a_case_is_refused(tmp_path):
+    image = _image(tmp_path)
+    assert runner.invoke(app, ["import", str(image), str(tmp_path / "case")]).exit_code == 0
+    result = runner.invoke(app, ["import", str(image), str(tmp_path / "case"),
+                                 "--subject", "sub-02"])
+    assert result.exit_code == 1 and "holds subject sub-01" in result.output
+    assert sorted(p.name for p in (tmp_path / "case").iterdir()) == [
+        "case.json", "protocol.json", "sub-01_T2w.nii.gz"]
+
+
+def test_dicom_pixel_spacing_zero_is_one_line(tmp_path):
+    import pydicom
+
+    from cordmap.io.dicom import write_dicom_series
+
+    volume = Volume(np.random.default_rng(1).integers(0, 900, (8, 8, 5)).astype(np.uint16),
+                    np.diag([0.8, 0.8, 3.0, 1.0]))
+    write_dicom_series(volume, tmp_path / "dicom", series_description="T2")
+    for path in (tmp_path / "dicom").iterdir():
+        dataset = pydicom.dcmread(path)
+        dataset.PixelSpacing = [0, 0]
+        dataset.save_as(path)
+    for command in (["import", str(tmp_path / "dicom"), str(tmp_path / "case")],
+                    ["series", str(tmp_path / "dicom")]):
+        result = runner.invoke(app, command)
+        assert "Traceback" not in result.output
+    result = runner.invoke(app, ["import", str(tmp_path / "dicom"), str(tmp_path / "case")])
+    assert result.exit_code == 1 and not (tmp_path / "case").exists()
