@@ -49,7 +49,7 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     from cordmap.ingest import import_case
     from cordmap.learn.infer import segment_case
     from cordmap.mesh.files import mesh_case
-    from cordmap.plan.files import plan_file
+    from cordmap.plan.files import run_plan
     from cordmap.report.case_report import write_case_report
     from cordmap.viewer import export_case
 
@@ -78,11 +78,15 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     warnings = list(segmentation.warnings)
     warnings += [f.as_text() for f in report.findings]
     on_step("mesh")
-    mesh_case(case_dir, formats=("glb", "stl"))
+    if mesh_case(case_dir, formats=("glb", "stl")).up_to_date:
+        reused.append("mesh")
     on_step("plan")
-    plan, _ = plan_file(case_dir)
+    planned = run_plan(case_dir)
+    if planned.up_to_date:
+        reused.append("plan")
     on_step("viewer")
     site = export_case(case_dir, case_dir / VIEWER_SITE)
     on_step("report")
     written = write_case_report(case_dir, site=site)
-    return AutoResult(case_dir, written.path, site, plan, segmentation.levels, warnings, reused)
+    return AutoResult(case_dir, written.path, site, planned.result, segmentation.levels, warnings,
+                      reused)

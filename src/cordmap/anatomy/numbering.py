@@ -3,8 +3,11 @@
 A segmentation (the U-Net's, or any label volume) gives vertebrae and discs, possibly
 without levels. Numbering them is counting, and counting needs an anchor:
 
-1. **Discs** are the 26-connected pieces of the disc labels (pieces under
-   DISC_MIN_FRACTION of the median piece are dropped, unless cut by the edge of the image). Each has a centre and a normal (its
+1. **Discs** are the 26-connected pieces of the disc labels in front of the spinal canal
+   (the cord and CSF labels give its centre; pieces behind it or more than DISC_SIDE_MM
+   to the side are not discs), pieces under DISC_MIN_FRACTION of the median piece
+   dropped unless cut by the edge of the image, pieces less than MERGE_MM apart along S
+   taken as one disc. Each has a centre and a normal (its
    thinnest principal axis, pointing superior), and they are ordered from the top down.
    The median distance between neighbouring discs is one level; a larger gap counts
    round(gap / median) levels, so a disc the segmentation missed is counted, not skipped
@@ -45,6 +48,9 @@ from cordmap.volume import LabelVolume
 
 DISC_MIN_FRACTION = 0.2
 EDGE_MIN_FRACTION = 0.03  # a disc cut by the edge of the field of view
+MERGE_MM = 8.0  # disc pieces closer than this along S are one disc, split by the segmentation
+DISC_FRONT_MM = 70.0  # disc centres lie this far in front of the canal's centre at most
+DISC_SIDE_MM = 25.0  # and this close to its midline
 SACRUM_VOLUME = 1.5
 SACRUM_DEPTH = 2.0
 MERGED_HEIGHT = 1.6
@@ -102,7 +108,8 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
     if not bone.any():
         raise CordmapError(f"no vertebra found in {source}: levels cannot be numbered; "
                            "check that the image shows the spine")
-    discs = _discs(disc_mask, labels)
+    canal = np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES, "csf")])
+    discs = _discs(disc_mask, labels, _canal_line(canal, labels))
     if len(discs) < MIN_VERTEBRAE - 1:
         raise CordmapError(
             f"{source} shows {len(discs)} intervertebral disc(s): numbering needs at least "
@@ -160,19 +167,58 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
 
 
 # -- discs --------------------------------------------------------------------------------
-def _discs(mask: np.ndarray, labels: LabelVolume) -> list[_Disc]:
+def _canal_line(canal: np.ndarray, labels: LabelVolume):
+    """The spinal canal's centre (RAS mm) as a function of S: (s values, x, y), from the
+    cord and CSF labels; None without them."""
+    ijk = np.argwhere(canal)
+    if len(ijk) < 50:
+        return None
+    xyz = labels.world(ijk)
+    order = np.argsort(xyz[:, 2])
+    s, x, y = xyz[order, 2], xyz[order, 0], xyz[order, 1]
+    bins = np.unique(np.round(s / 5.0))  # 5 mm slabs
+    key = np.round(s / 5.0)
+    centres = np.array([[b * 5.0, np.median(x[key == b]), np.median(y[key == b])] for b in bins])
+    return centres[:, 0], centres[:, 1], centres[:, 2]
+
+
+def _in_column(centre: np.ndarray, canal) -> bool:
+    """Whether a disc centre lies where discs do: in front of the canal (anterior, +A),
+    within DISC_FRONT_MM of it and DISC_SIDE_MM of the midline."""
+    if canal is None:
+        return True
+    s, x, y = canal
+    ahead = centre[1] - np.interp(centre[2], s, y)
+    aside = abs(centre[0] - np.interp(centre[2], s, x))
+    return 0.0 < ahead < DISC_FRONT_MM and aside < DISC_SIDE_MM
+
+
+def _discs(mask: np.ndarray, labels: LabelVolume, canal=None) -> list[_Disc]:
     pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
     if not count:
         return []
-    sizes = np.bincount(pieces.ravel())[1:]
-    median = float(np.median(sizes))
+    centres = ndimage.center_of_mass(mask, pieces, range(1, count + 1))
+    world = labels.world(np.array(centres))
+    # pieces behind the canal or off to the side are not discs
+    placed = [i for i in range(count) if _in_column(world[i], canal)]
+    if not placed:
+        return []
+    sizes = np.bincount(pieces.ravel(), minlength=count + 1)[1:]
+    median = float(np.median(sizes[placed]))
     boxes = ndimage.find_objects(pieces)
     at_edge = [any(b.start == 0 or b.stop == n for b, n in zip(box, mask.shape)) for box in boxes]
-    keep = [i + 1 for i, n in enumerate(sizes)  # a disc cut by the field of view is kept
-            if n >= DISC_MIN_FRACTION * median or (at_edge[i] and n >= EDGE_MIN_FRACTION * median)]
+    keep = [i + 1 for i in placed  # a disc cut by the field of view is kept
+            if sizes[i] >= DISC_MIN_FRACTION * median
+            or (at_edge[i] and sizes[i] >= EDGE_MIN_FRACTION * median)]
+    groups: list[list[int]] = []  # pieces of one disc (split by the segmentation) together
+    for index in sorted(keep, key=lambda i: -world[i - 1][2]):
+        if groups and abs(world[groups[-1][-1] - 1][2] - world[index - 1][2]) < MERGE_MM:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
     discs = []
-    for index in keep:
-        xyz = labels.world(np.argwhere(pieces == index))
+    for group in groups:
+        xyz = labels.world(np.argwhere(np.isin(pieces, group)))
         centre = xyz.mean(axis=0)
         _, _, axes = np.linalg.svd(xyz - centre, full_matrices=False)
         normal = axes[-1] if len(xyz) >= 3 else np.array([0.0, 0.0, 1.0])
