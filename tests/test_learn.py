@@ -374,3 +374,15 @@ def test_lumbar_targets_say_only_what_the_bodies_tell():
     assert (out[:, 51:, 10:68] == 0).all()  # in front of the bodies
     assert (out[:, 10:29, 10:68] == UNKNOWN).all()  # canal, posterior elements
     assert (out[:, :, :10] == UNKNOWN).all()  # below the lowest body (the sacrum)
+
+
+def test_sliding_windows_never_exceed_the_image_and_skip_the_air():
+    from cordmap.learn.infer import body_box, fitted_window
+
+    assert fitted_window((96, 96, 96), (52, 60, 300), 8) == (56, 64, 96)
+    image = np.zeros((40, 50, 30), np.float32)
+    image[10:20, 5:45, 3:27] = 1.0  # the body; air around it
+    box = body_box(image, (1.0, 1.0, 1.0))
+    inside = [(b.start, b.stop) for b in box]
+    assert inside[0][0] <= 10 and inside[0][1] >= 20 and inside[0] != (0, 40)
+    assert inside[2] == (0, 30)  # within the margin of both ends

@@ -42,8 +42,9 @@ def predict(model: TrainedModel, image: Volume, name: str = "image", *,
     indices = _class_indices(model, keep_largest)
     example = prepare(name, image, None, model.mapping, model.config)
     network = model.network.to(device).eval()
-    window = tuple(window or (WINDOW_SCALE * n for n in model.config.patch))
     box = body_box(example.image, example.spacing)
+    window = fitted_window(window or [WINDOW_SCALE * n for n in model.config.patch],
+                           [b.stop - b.start for b in box], 2 ** model.config.depth)
     probabilities = np.zeros((len(model.mapping), *example.image.shape), np.float32)
     probabilities[0] = 1.0  # outside the body: background
     with torch.no_grad():
@@ -56,6 +57,12 @@ def predict(model: TrainedModel, image: Volume, name: str = "image", *,
     for index in indices:
         keep_largest_piece(class_map, index)
     return class_map
+
+
+def fitted_window(window, shape, unit: int) -> tuple[int, int, int]:
+    """The sliding window, no larger than the image (rounded up to a multiple of `unit`):
+    a window padded far beyond the image would feed the network mostly padding."""
+    return tuple(int(min(w, -(-n // unit) * unit)) for w, n in zip(window, shape))
 
 
 #: Normalised intensity above which a voxel may be body (air is about 0).
