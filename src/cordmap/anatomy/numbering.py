@@ -3,11 +3,11 @@
 A segmentation (the U-Net's, or any label volume) gives vertebrae and discs, possibly
 without levels. Numbering them is counting, and counting needs an anchor:
 
-1. **Discs** are the 26-connected pieces of the disc labels in front of the spinal canal
-   (the cord and CSF labels give its centre; pieces behind it or more than DISC_SIDE_MM
-   to the side are not discs), pieces under DISC_MIN_FRACTION of the median piece
-   dropped unless cut by the edge of the image, pieces less than MERGE_MM apart along S
-   taken as one disc. Each has a centre and a normal (its
+1. **Discs** are the 26-connected pieces of the disc labels that line up as the spine's
+   anterior column (grown from the larger pieces: a piece farther than COLUMN_MM from the
+   line through its two nearest column pieces is a false positive), pieces under DISC_MIN_FRACTION of the
+   median piece dropped unless cut by the edge of the image, pieces less than MERGE_MM
+   apart along S taken as one disc. Each has a centre and a normal (its
    thinnest principal axis, pointing superior), and they are ordered from the top down.
    The median distance between neighbouring discs is one level; a larger gap counts
    round(gap / median) levels, so a disc the segmentation missed is counted, not skipped
@@ -21,7 +21,8 @@ without levels. Numbering them is counting, and counting needs an anchor:
      the larger of the two vertebrae above it or more, or reaching SACRUM_DEPTH levels
      below the disc): the lowest disc is L5/S1;
    - otherwise the conus prior: the disc nearest the conus tip is L1/L2 (the tip lies at
-     the L1-L2 level in most adults), reported as *uncertain*;
+     the L1-L2 level in most adults), reported as *uncertain*; not when the cord found
+     spans under CONUS_CORD_MM or the count would run past C1 or the sacrum;
    - otherwise the lowest disc is assumed to be L5/S1, *uncertain*.
 4. **Variants** are flagged: a gap counted as missing discs; a level taller than
    MERGED_HEIGHT median levels (vertebrae merged in the segmentation); an L5/S1 disc under
@@ -49,12 +50,16 @@ from cordmap.volume import LabelVolume
 DISC_MIN_FRACTION = 0.2
 EDGE_MIN_FRACTION = 0.03  # a disc cut by the edge of the field of view
 MERGE_MM = 8.0  # disc pieces closer than this along S are one disc, split by the segmentation
-DISC_FRONT_MM = 70.0  # disc centres lie this far in front of the canal's centre at most
-DISC_SIDE_MM = 25.0  # and this close to its midline
+COLUMN_MM = 20.0  # disc centres lie this close to those of the neighbouring discs
+NEIGHBOURHOOD_MM = 60.0  # along S
+BODY_MM = 30.0  # bone this close to the column is vertebral body (or sacrum)
+SPINE_MM = 60.0  # and this close, part of a vertebra (or the sacrum's alae)
 SACRUM_VOLUME = 1.5
 SACRUM_DEPTH = 2.0
 MERGED_HEIGHT = 1.6
 MIN_VERTEBRAE = 3
+#: Cord (its largest piece) spanning less than this along S gives no conus tip.
+CONUS_CORD_MM = 40.0
 #: The disc nearest the conus tip under the conus prior.
 CONUS_DISC = "L1/L2"
 
@@ -108,8 +113,7 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
     if not bone.any():
         raise CordmapError(f"no vertebra found in {source}: levels cannot be numbered; "
                            "check that the image shows the spine")
-    canal = np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES, "csf")])
-    discs = _discs(disc_mask, labels, _canal_line(canal, labels))
+    discs, column = _discs(disc_mask, labels)
     if len(discs) < MIN_VERTEBRAE - 1:
         raise CordmapError(
             f"{source} shows {len(discs)} intervertebral disc(s): numbering needs at least "
@@ -122,7 +126,11 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
     spacing = _median_spacing(discs)
     conus = conus_tip(labels)
 
-    sacrum = _is_sacrum(bone_xyz[level == discs[-1].position], discs, volumes, spacing)
+    off = np.zeros(len(bone_xyz)) if column is None else _off_column(bone_xyz, column)
+    near = off < SPINE_MM  # bodies, arches and the sacral alae; not what lies far off
+    near_volumes = np.bincount(level[near] + 1, minlength=discs[-1].position + 2) * labels.voxel_volume
+    sacrum = _is_sacrum(bone_xyz[(off < BODY_MM) & (level == discs[-1].position)], discs,
+                        near_volumes, spacing)
     if anchor:
         offset = _user_offset(anchor, discs, bone_xyz, level)
         if sacrum and offset != VERTEBRAE.index("S") - discs[-1].position:
@@ -132,11 +140,13 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
         how, uncertain = "user", False
     elif sacrum:
         offset, how, uncertain = VERTEBRAE.index("S") - discs[-1].position, "sacrum", False
-    elif conus is not None:
-        nearest = min(discs, key=lambda d: abs(_signed(conus, d)))
-        offset, how, uncertain = VERTEBRAE.index("L2") - nearest.position, "conus", True
     else:
         offset, how, uncertain = VERTEBRAE.index("S") - discs[-1].position, "assumed", True
+        if conus is not None:
+            nearest = min(discs, key=lambda d: abs(_signed(conus, d)))
+            by_conus = VERTEBRAE.index("L2") - nearest.position
+            if _fits(by_conus, discs[-1].position + 1):  # else the cord found is implausible
+                offset, how = by_conus, "conus"
     warnings += _variants(discs, volumes, offset)
     if any("transitional" in w for w in warnings):
         uncertain = True
@@ -167,43 +177,15 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
 
 
 # -- discs --------------------------------------------------------------------------------
-def _canal_line(canal: np.ndarray, labels: LabelVolume):
-    """The spinal canal's centre (RAS mm) as a function of S: (s values, x, y), from the
-    cord and CSF labels; None without them."""
-    ijk = np.argwhere(canal)
-    if len(ijk) < 50:
-        return None
-    xyz = labels.world(ijk)
-    order = np.argsort(xyz[:, 2])
-    s, x, y = xyz[order, 2], xyz[order, 0], xyz[order, 1]
-    bins = np.unique(np.round(s / 5.0))  # 5 mm slabs
-    key = np.round(s / 5.0)
-    centres = np.array([[b * 5.0, np.median(x[key == b]), np.median(y[key == b])] for b in bins])
-    return centres[:, 0], centres[:, 1], centres[:, 2]
-
-
-def _in_column(centre: np.ndarray, canal) -> bool:
-    """Whether a disc centre lies where discs do: in front of the canal (anterior, +A),
-    within DISC_FRONT_MM of it and DISC_SIDE_MM of the midline."""
-    if canal is None:
-        return True
-    s, x, y = canal
-    ahead = centre[1] - np.interp(centre[2], s, y)
-    aside = abs(centre[0] - np.interp(centre[2], s, x))
-    return 0.0 < ahead < DISC_FRONT_MM and aside < DISC_SIDE_MM
-
-
-def _discs(mask: np.ndarray, labels: LabelVolume, canal=None) -> list[_Disc]:
+def _discs(mask: np.ndarray, labels: LabelVolume):
+    """The discs, top down, and the column they form (see `_column`)."""
     pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
     if not count:
-        return []
+        return [], None
     centres = ndimage.center_of_mass(mask, pieces, range(1, count + 1))
     world = labels.world(np.array(centres))
-    # pieces behind the canal or off to the side are not discs
-    placed = [i for i in range(count) if _in_column(world[i], canal)]
-    if not placed:
-        return []
     sizes = np.bincount(pieces.ravel(), minlength=count + 1)[1:]
+    placed, column = _column(world, sizes)  # pieces off the column are not discs
     median = float(np.median(sizes[placed]))
     boxes = ndimage.find_objects(pieces)
     at_edge = [any(b.start == 0 or b.stop == n for b, n in zip(box, mask.shape)) for box in boxes]
@@ -226,7 +208,49 @@ def _discs(mask: np.ndarray, labels: LabelVolume, canal=None) -> list[_Disc]:
         height = float(np.ptp((xyz - centre) @ normal)) + float(min(labels.spacing))
         discs.append(_Disc(centre, normal, height))
     discs.sort(key=lambda d: -d.centre[2])
-    return discs
+    return discs, column
+
+
+def _column(world: np.ndarray, sizes: np.ndarray):
+    """The disc pieces that line up as the spine's anterior column, and a fit of it.
+
+    The larger half of the pieces seeds the column, less those farther than COLUMN_MM
+    (in the axial plane) from the median of the other large pieces within
+    NEIGHBOURHOOD_MM along S; then the column grows piece by piece, nearest along S
+    first: a piece joins when it lies within COLUMN_MM of the line through the two column
+    pieces nearest it along S (a local test that follows the S-shaped curve of a long
+    spine). The fit is a polynomial x(S), y(S) through the column (cubic from 7 pieces,
+    quadratic from 5), None with fewer than 3."""
+    larger = np.nonzero(sizes >= np.median(sizes))[0]
+    column = []
+    for index in larger:
+        others = larger[larger != index]
+        dz = np.abs(world[others, 2] - world[index, 2])
+        near = others[dz <= NEIGHBOURHOOD_MM] if (dz <= NEIGHBOURHOOD_MM).any() else others[:0]
+        if not len(near) or np.hypot(*(world[index, :2] - np.median(world[near, :2], axis=0))) < COLUMN_MM:
+            column.append(int(index))
+    rest = [i for i in range(len(world)) if i not in column]
+    while rest and len(column) >= 2:
+        gaps = [np.abs(world[column, 2] - world[i, 2]).min() for i in rest]
+        index = rest.pop(int(np.argmin(gaps)))
+        a, b = sorted(column, key=lambda j: abs(world[j, 2] - world[index, 2]))[:2]
+        t = (world[index, 2] - world[a, 2]) / ((world[b, 2] - world[a, 2]) or 1.0)
+        expected = world[a, :2] + t * (world[b, :2] - world[a, :2])
+        if np.hypot(*(world[index, :2] - expected)) < COLUMN_MM:
+            column.append(index)
+    if len(column) < 3:
+        return column or list(range(len(world))), None
+    degree = 3 if len(column) >= 7 else 2 if len(column) >= 5 else 1
+    weights = np.sqrt(sizes[column].astype(float))
+    fit = (np.polyfit(world[column, 2], world[column, 0], degree, w=weights),
+           np.polyfit(world[column, 2], world[column, 1], degree, w=weights))
+    return sorted(column), fit
+
+
+def _off_column(xyz: np.ndarray, fit) -> np.ndarray:
+    """Distance (mm, in the axial plane) of points from the column fit."""
+    return np.hypot(xyz[:, 0] - np.polyval(fit[0], xyz[:, 2]),
+                    xyz[:, 1] - np.polyval(fit[1], xyz[:, 2]))
 
 
 def _median_spacing(discs: list[_Disc]) -> float:
@@ -338,6 +362,11 @@ def _user_offset(anchor: str, discs: list[_Disc], bone_xyz: np.ndarray, level: n
     return VERTEBRAE.index(upper) - chosen
 
 
+def _fits(offset: int, count: int) -> bool:
+    """Whether `count` levels numbered from `offset` stay within C1..sacrum."""
+    return offset - 1 >= 0 and offset + count - 1 < len(VERTEBRAE)
+
+
 def _names(offset: int, count: int, source: str) -> list[str]:
     """Vertebra names of levels -1 .. count-1 (index 0 = above the top disc)."""
     first, last = offset - 1 + 0, offset + count - 1
@@ -370,7 +399,8 @@ def _variants(discs: list[_Disc], volumes: np.ndarray, offset: int) -> list[str]
 # -- cord ---------------------------------------------------------------------------------
 def conus_tip(labels: LabelVolume) -> np.ndarray | None:
     """Caudal end (RAS mm) of the largest 26-connected piece of cord, or None when there is
-    no cord or it reaches the image's lowest slice (the image cuts the cord)."""
+    no cord, it reaches the image's lowest slice (the image cuts the cord) or it spans less
+    than CONUS_CORD_MM along S (too little cord to trust its end)."""
     ids = [label.id for label in labels.schema.of_class(*CORD_CLASSES)]
     cord = np.isin(np.asarray(labels.array), ids)
     if not cord.any():
@@ -381,8 +411,8 @@ def conus_tip(labels: LabelVolume) -> np.ndarray | None:
     ijk = np.argwhere(pieces == np.argmax(sizes))
     xyz = labels.world(ijk)
     lowest = np.argmin(xyz[:, 2])
-    if ijk[lowest, 2] == 0:
-        return None
+    if ijk[lowest, 2] == 0 or np.ptp(xyz[:, 2]) < CONUS_CORD_MM:
+        return None  # the image cuts the cord, or too little cord to trust its end
     # the tip: the centroid of the last 2 mm of cord, not a single voxel
     tip_zone = xyz[xyz[:, 2] <= xyz[lowest, 2] + 2.0]
     centre = tip_zone.mean(axis=0)
