@@ -256,3 +256,13 @@ def test_cli_finetune_reports_held_out_cases(trained, tmp_path):
                                    str(tmp_path / "ft2"), "--annotated", "nerve"])
     assert bad.exit_code == 1 and "--annotated names unknown classes ['nerve']" in bad.output
     assert not (tmp_path / "ft2").exists()
+
+
+def test_the_last_checkpoint_is_saved_every_epoch_even_without_a_new_best(tmp_path):
+    """With lr 0 the validation loss never improves after the first epoch; resuming must
+    still start after the last epoch run, not after the best one."""
+    cases = [synthetic_case(s) for s in range(3)]
+    train(cases, tmp_path / "run", SCHEMA, TrainConfig(epochs=3, classes="cord", lr=0.0, **TINY))
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=False)
+    assert last["epoch"] == 2 and best["epoch"] == 0  # 0-based: the third epoch, the first

@@ -50,7 +50,7 @@ HELDOUT_PHANTOM = 1000
 DRAW_SHARE = {"synthetic": 0.5, "lumbar": 0.4, "cord": 0.1}
 
 DEFAULT = TrainConfig(
-    model="small", classes="spine", epochs=56, patches_per_epoch=320, batch_size=2,
+    model="small", classes="spine", epochs=40, patches_per_epoch=320, batch_size=2,
     seed=0, extra_augmentation=("intensity", "bias", "scale", "tilt"), foreground=0.8,
 )
 RECIPES = {"default": DEFAULT}

@@ -256,12 +256,15 @@ def fit(examples: dict[str, Example], split: dict[str, list[str]], out_dir: str 
                torch.utils.data.DataLoader(VolumeDataset(val_examples), batch_size=1))
 
     best = pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best",
-                                        monitor="val_loss", mode="min", save_last=True,
+                                        monitor="val_loss", mode="min",
+                                        enable_version_counter=False)
+    # after every epoch, improved or not (save_last only saves with a new best)
+    last = pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last",
                                         enable_version_counter=False)
     with _quiet_lightning():
         trainer = pl.Trainer(
             max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
-            strategy=config.strategy, callbacks=[best], default_root_dir=out_dir,
+            strategy=config.strategy, callbacks=[best, last], default_root_dir=out_dir,
             logger=pl.loggers.CSVLogger(out_dir, name="logs", version=_log_part(out_dir)),
             enable_progress_bar=config.progress, enable_model_summary=False,
             log_every_n_steps=1, num_sanity_val_steps=0,
