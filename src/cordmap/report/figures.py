@@ -193,7 +193,9 @@ def _axial(gray, labels: LabelVolume, colours, picks) -> bytes:
         # radiological: anterior up, the patient's right on the left
         ax.imshow(np.transpose(rgb, (1, 0, 2)), origin="lower", extent=(x0, x1, y0, y1),
                   interpolation="nearest")
-        centre = labels.world(np.append(np.argwhere(cord[:, :, k]).mean(axis=0), k))
+        inside = np.argwhere(cord[:, :, k])  # no cord in this slice: the image's centre
+        middle = inside.mean(axis=0) if len(inside) else (np.array(labels.shape[:2]) - 1) / 2
+        centre = labels.world(np.append(middle, k))
         ax.set_xlim(centre[0] + AXIAL_HALF_WIDTH_MM, centre[0] - AXIAL_HALF_WIDTH_MM)
         ax.set_ylim(centre[1] - AXIAL_HALF_WIDTH_MM, centre[1] + AXIAL_HALF_WIDTH_MM)
         z = labels.world([0, 0, k])[2]
