@@ -769,8 +769,8 @@ def models():
         for key in ("summary", "classes", "command", "hardware", "training_time"):
             if key in card:
                 console.print(f"  {key}: {card[key]}")
-        for row in card.get("heldout", []):
-            console.print(f"  held out: {row}")
+        for name, scores in card.get("heldout", {}).items():
+            console.print(f"  held out, {name}: {scores}", highlight=False)
 
 
 @command()
