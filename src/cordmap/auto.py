@@ -50,6 +50,7 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     from cordmap.learn.infer import segment_case
     from cordmap.mesh.files import mesh_case
     from cordmap.plan.files import run_plan
+    from cordmap.plan.geometry import cord_ids
     from cordmap.report.case_report import write_case_report
     from cordmap.viewer import export_case
 
@@ -69,8 +70,7 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     if segmentation.levels is None:
         raise CordmapError(f"{case_dir}: the vertebral levels could not be numbered")
     labels = imported.case.labels("unet")
-    if not any(label.structure in ("cord", "segment", "conus") for label in
-               (labels.schema[i] for i in labels.ids())):
+    if not set(cord_ids(labels)) & set(labels.ids()):
         raise CordmapError(f"no spinal cord found in {image}: a plan needs the cord in view "
                            "(the scan may lie below the conus); check the image")
     on_step("validate")

@@ -121,7 +121,7 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
     warnings = _count_gaps(discs)
     bone_ijk = np.argwhere(bone)
     bone_xyz = labels.world(bone_ijk)
-    level, fraction = _levels_of(bone_xyz, discs)
+    level, _ = _levels_of(bone_xyz, discs)
     volumes = np.bincount(level + 1, minlength=discs[-1].position + 2) * labels.voxel_volume
     spacing = _median_spacing(discs)
     conus = conus_tip(labels)
@@ -144,7 +144,7 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
         offset, how, uncertain = VERTEBRAE.index("S") - discs[-1].position, "assumed", True
         if conus is not None:
             nearest = min(discs, key=lambda d: abs(_signed(conus, d)))
-            by_conus = VERTEBRAE.index("L2") - nearest.position
+            by_conus = VERTEBRAE.index(CONUS_DISC.split("/")[1]) - nearest.position
             if _fits(by_conus, discs[-1].position + 1):  # else the cord found is implausible
                 offset, how = by_conus, "conus"
     warnings += _variants(discs, volumes, offset)

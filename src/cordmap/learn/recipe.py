@@ -126,8 +126,7 @@ def train_recipe(name: str, data: str | Path, out_dir: str | Path, schema: Label
                 "network": net_config.to_dict(), "split": split, "fine_tuned": False}
     resume = _resume_checkpoint(Path(out_dir), settings)
     examples, split = recipe_data(data, schema, mapping, net_config)
-    result = fit(examples, split, out_dir, mapping, net_config, config, settings, resume=resume)
-    return result
+    return fit(examples, split, out_dir, mapping, net_config, config, settings, resume=resume)
 
 
 # -- sources ---------------------------------------------------------------------------------
