@@ -4,11 +4,13 @@ A segmentation (the U-Net's, or any label volume) gives vertebrae and discs, pos
 without levels. Numbering them is counting, and counting needs an anchor:
 
 1. **Discs** are the 26-connected pieces of the disc labels that line up as the spine's
-   anterior column (grown from the larger pieces: a piece farther than COLUMN_MM from the
-   line through its two nearest column pieces is a false positive), pieces under DISC_MIN_FRACTION of the
-   median piece dropped unless cut by the edge of the image, pieces less than MERGE_MM
-   apart along S taken as one disc. Each has a centre and a normal (its
-   thinnest principal axis, pointing superior), and they are ordered from the top down.
+   anterior column (near the size-weighted median of the pieces around them along S, or
+   on the line through the two nearest column pieces where the spine curves: see
+   `_column`), pieces under DISC_MIN_FRACTION of the median piece dropped unless cut by
+   the edge of the image, a piece with two peaks along S split in two (two discs joined by
+   the segmentation), pieces less than MERGE_MM apart along S taken as one disc. Each has
+   a centre and a normal (its thinnest principal axis, pointing superior), and they are
+   ordered from the top down.
    The median distance between neighbouring discs is one level; a larger gap counts
    round(gap / median) levels, so a disc the segmentation missed is counted, not skipped
    (and flagged).
@@ -39,7 +41,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, signal
 from scipy.spatial import cKDTree
 
 from cordmap.anatomy.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
@@ -50,6 +52,8 @@ from cordmap.volume import LabelVolume
 DISC_MIN_FRACTION = 0.2
 EDGE_MIN_FRACTION = 0.03  # a disc cut by the edge of the field of view
 MERGE_MM = 8.0  # disc pieces closer than this along S are one disc, split by the segmentation
+DISC_GAP_MM = 12.0  # discs lie at least this far apart along S (cervical levels ~15 mm)
+SPLIT_PROMINENCE = 0.3  # a piece with two peaks this prominent along S is two discs
 COLUMN_MM = 20.0  # disc centres lie this close to those of the neighbouring discs
 NEIGHBOURHOOD_MM = 60.0  # along S
 BODY_MM = 30.0  # bone this close to the column is vertebral body (or sacrum)
@@ -192,15 +196,16 @@ def _discs(mask: np.ndarray, labels: LabelVolume):
     keep = [i + 1 for i in placed  # a disc cut by the field of view is kept
             if sizes[i] >= DISC_MIN_FRACTION * median
             or (at_edge[i] and sizes[i] >= EDGE_MIN_FRACTION * median)]
-    groups: list[list[int]] = []  # pieces of one disc (split by the segmentation) together
-    for index in sorted(keep, key=lambda i: -world[i - 1][2]):
-        if groups and abs(world[groups[-1][-1] - 1][2] - world[index - 1][2]) < MERGE_MM:
-            groups[-1].append(index)
+    parts = [part for index in keep for part in _split(labels.world(np.argwhere(pieces == index)))]
+    groups: list[list[np.ndarray]] = []  # parts of one disc (split by the segmentation) together
+    for part in sorted(parts, key=lambda p: -p[:, 2].mean()):
+        if groups and abs(groups[-1][-1][:, 2].mean() - part[:, 2].mean()) < MERGE_MM:
+            groups[-1].append(part)
         else:
-            groups.append([index])
+            groups.append([part])
     discs = []
     for group in groups:
-        xyz = labels.world(np.argwhere(np.isin(pieces, group)))
+        xyz = np.concatenate(group)
         centre = xyz.mean(axis=0)
         _, _, axes = np.linalg.svd(xyz - centre, full_matrices=False)
         normal = axes[-1] if len(xyz) >= 3 else np.array([0.0, 0.0, 1.0])
@@ -214,23 +219,23 @@ def _discs(mask: np.ndarray, labels: LabelVolume):
 def _column(world: np.ndarray, sizes: np.ndarray):
     """The disc pieces that line up as the spine's anterior column, and a fit of it.
 
-    The larger half of the pieces seeds the column, less those farther than COLUMN_MM
-    (in the axial plane) from the median of the other large pieces within
-    NEIGHBOURHOOD_MM along S; then the column grows piece by piece, nearest along S
-    first: a piece joins when it lies within COLUMN_MM of the line through the two column
-    pieces nearest it along S (a local test that follows the S-shaped curve of a long
-    spine). The fit is a polynomial x(S), y(S) through the column (cubic from 7 pieces,
-    quadratic from 5), None with fewer than 3."""
-    larger = np.nonzero(sizes >= np.median(sizes))[0]
+    A piece belongs to the column when it lies within COLUMN_MM (in the axial plane) of
+    the size-weighted median position of the pieces within NEIGHBOURHOOD_MM of it along S,
+    itself included: the discs outweigh the false positives beside them (facet joints,
+    bowel), however many. Then the column grows piece by piece, nearest along S first,
+    where the spine curves away from that median (the lumbosacral angle): a piece of
+    DISC_MIN_FRACTION of the column's median piece or more joins when it lies within COLUMN_MM of the line through the two column pieces nearest it
+    along S. The fit is a polynomial x(S), y(S) through the column (cubic from 7 pieces, quadratic from
+    5), None with fewer than 3."""
     column = []
-    for index in larger:
-        others = larger[larger != index]
-        dz = np.abs(world[others, 2] - world[index, 2])
-        near = others[dz <= NEIGHBOURHOOD_MM] if (dz <= NEIGHBOURHOOD_MM).any() else others[:0]
-        if not len(near) or np.hypot(*(world[index, :2] - np.median(world[near, :2], axis=0))) < COLUMN_MM:
-            column.append(int(index))
-    rest = [i for i in range(len(world)) if i not in column]
-    while rest and len(column) >= 2:
+    for index in range(len(world)):
+        near = np.abs(world[:, 2] - world[index, 2]) <= NEIGHBOURHOOD_MM
+        centre = [_weighted_median(world[near, axis], sizes[near]) for axis in (0, 1)]
+        if np.hypot(*(world[index, :2] - centre)) < COLUMN_MM:
+            column.append(index)
+    large = DISC_MIN_FRACTION * np.median(sizes[column]) if column else np.inf
+    rest = [i for i in range(len(world)) if i not in column and sizes[i] >= large]
+    while rest and len(column) >= 2:  # where the spine curves away from the median
         gaps = [np.abs(world[column, 2] - world[i, 2]).min() for i in rest]
         index = rest.pop(int(np.argmin(gaps)))
         a, b = sorted(column, key=lambda j: abs(world[j, 2] - world[index, 2]))[:2]
@@ -245,6 +250,28 @@ def _column(world: np.ndarray, sizes: np.ndarray):
     fit = (np.polyfit(world[column, 2], world[column, 0], degree, w=weights),
            np.polyfit(world[column, 2], world[column, 1], degree, w=weights))
     return sorted(column), fit
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def _split(xyz: np.ndarray) -> list[np.ndarray]:
+    """A piece's voxels (RAS mm) as one disc each: split along S where its profile (1 mm
+    bins, smoothed) has peaks at least DISC_GAP_MM apart, each rising SPLIT_PROMINENCE of
+    the highest above the valley between them (two discs joined by the segmentation,
+    through a ligament say)."""
+    bins = np.floor(xyz[:, 2] - xyz[:, 2].min()).astype(int)
+    profile = ndimage.gaussian_filter1d(np.pad(np.bincount(bins).astype(float), 1), 3.0)
+    peaks, _ = signal.find_peaks(profile, distance=int(DISC_GAP_MM),
+                                 prominence=SPLIT_PROMINENCE * profile.max())
+    if len(peaks) < 2:
+        return [xyz]
+    valleys = np.array([a + int(np.argmin(profile[a:b + 1])) for a, b in zip(peaks, peaks[1:])])
+    owner = np.searchsorted(valleys, bins + 1)  # profile indices are bins + 1 (padding)
+    return [xyz[owner == index] for index in range(len(peaks))]
 
 
 def _off_column(xyz: np.ndarray, fit) -> np.ndarray:
