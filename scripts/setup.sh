@@ -15,5 +15,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # constraints.txt pins torch==2.13.0 (any other version pulls gigabytes of CUDA packages)
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[all,test]"
 echo "cordmap is set up in .venv ($(.venv/bin/cordmap --version))"

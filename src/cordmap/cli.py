@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cordmap import __version__
 from cordmap.errors import CordmapError
@@ -28,8 +29,8 @@ _state = {"debug": False}
 
 
 def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options):
-    """Register a command whose CordmapErrors (and failed file operations) become one-line
-    messages and exit code 1.
+    """Register a command whose CordmapErrors (and failed file operations, and a missing
+    optional extra) become one-line messages and exit code 1.
 
     Use as `@command`, `@command()` or `@command("name", help=...)`; `group` registers it
     in a sub-app (e.g. `cordmap study ...`) instead of the main one.
@@ -42,10 +43,11 @@ def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options
         def wrapper(*args, **kwargs):
             try:
                 return func(*args, **kwargs)
-            except (CordmapError, OSError) as exc:
-                if _state["debug"]:
+            except (CordmapError, OSError, ModuleNotFoundError) as exc:
+                if _state["debug"] or (isinstance(exc, ModuleNotFoundError)
+                                       and exc.name not in EXTRAS):
                     raise
-                err_console.print(f"[bold red]error:[/] {_message(exc)}", highlight=False,
+                err_console.print(f"[bold red]error:[/] {escape(_message(exc))}", highlight=False,
                                   soft_wrap=True)
                 raise typer.Exit(1) from None
 
@@ -54,11 +56,22 @@ def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options
     return register
 
 
+#: Modules of the optional extras (pyproject.toml) -> the extra that installs them.
+EXTRAS = {"torch": "learn", "pytorch_lightning": "learn", "lightning": "learn", "monai": "learn",
+          "neuroglancer": "viewer", "sqlalchemy": "study", "distributed": "study",
+          "dask": "study"}
+
+
 def _message(exc: Exception) -> str:
-    """One line for an error: a CordmapError's message; for a failed file operation (a
-    read-only folder, a name too long, a device instead of a file) what failed, on what."""
+    """One line for an error: a CordmapError's message; for a missing optional package,
+    the extra to install; for a failed file operation (a read-only folder, a name too long,
+    a device instead of a file) what failed, on what."""
     if isinstance(exc, CordmapError):
         return str(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        extra = EXTRAS[exc.name]
+        return (f"this command needs the '{extra}' extra ({exc.name} is not installed): "
+                f"pip install -c constraints.txt 'cordmap[{extra}]'")
     where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
     return (f"{exc.strerror or type(exc).__name__}{': ' + where if where else ''}; check the "
             "path and its permissions (nothing half-written was left)")
@@ -350,7 +363,6 @@ def study_list(db: _DB, group: Annotated[Optional[str], typer.Option(help="Only 
     table = Table(title=f"{len(participants)} participants", title_justify="left")
     for name, _, _ in PARTICIPANT_FIELDS:
         table.add_column(name)
-    from rich.markup import escape
 
     for p in participants:
         table.add_row(*("" if getattr(p, n) is None else f"{getattr(p, n):g}" if isinstance(getattr(p, n), float)
@@ -700,7 +712,7 @@ def levels(
     anchor: Annotated[Optional[str], _ANCHOR] = None,
 ):
     """Number the vertebrae and discs of a case's segmentation again (e.g. from an anchor)."""
-    from cordmap.learn.infer import renumber_case
+    from cordmap.segmentation import renumber_case
 
     _print_segmentation(renumber_case(case_dir, anchor))
 

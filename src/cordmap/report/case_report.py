@@ -101,7 +101,7 @@ def automatic_steps(case: Case) -> dict | None:
     card = None
     if model.parent == MODELS_DIR.resolve() and (model.parent / f"{model.stem}.json").is_file():
         card = bundled_model(model.stem).card
-    from cordmap.learn.infer import Segmentation
+    from cordmap.segmentation import Segmentation
 
     found = Segmentation.from_results(case.labels_path("unet"), results)
     return {"model": model.name, "card": card, "levels": found.levels,

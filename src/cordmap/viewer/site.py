@@ -69,7 +69,7 @@ def client_dir() -> Path:
     if folder is None or not (folder / "index.html").is_file():
         raise CordmapError(
             "the Neuroglancer web client is missing; reinstall it with "
-            "`.venv/bin/pip install -c constraints.txt neuroglancer`"
+            "`pip install -c constraints.txt 'cordmap[viewer]'`"
         )
     return folder
 
