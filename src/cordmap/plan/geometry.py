@@ -437,19 +437,22 @@ PADDLE_GAP_MM = 2.0
 def candidate_strips(geometry: CordGeometry, plan: dict, gap: float = PADDLE_GAP_MM
                      ) -> list[tuple[dict, np.ndarray, np.ndarray]]:
     """Each candidate of a plan (plan.json) with the strip its array covers over the dorsal
-    midline (`Centreline.dorsal_strip`, (n, 2, 3), the paddle's width) and its contact rows
-    ((m, 2, 3): the ends of a line across the strip at each row's centre), `gap` mm behind
-    the cord's surface (its radius from the cross-sectional area there). Lower ranks lie a
-    little further out, so that overlapping candidates stay visible."""
+    midline (`Centreline.dorsal_strip`, (n, 2, 3), the paddle's width) and its contacts
+    ((m, 3) RAS+ points, in the contact map's order: rows rostral to caudal, each from the
+    patient's left to right), `gap` mm behind the cord's surface (its radius from the
+    cross-sectional area there). Lower ranks lie a little further out, so that overlapping
+    candidates stay visible."""
     paddle = plan["paddle"]
     width = paddle["width_mm"]
+    layout = [(row["offset_mm"], x) for row in paddle["rows"] for x in sorted(row["lateral_mm"])]
     out = []
     for candidate in plan["candidates"]:
         a, b = candidate["rostral_mm"], candidate["caudal_mm"]
         area = float(np.interp((a + b) / 2, geometry.csa_s, geometry.csa))
         depth = np.sqrt(area / np.pi) + gap + 0.4 * (candidate["rank"] - 1)
-        rows = np.array([geometry.centreline.dorsal_strip(a + row["offset_mm"], a + row["offset_mm"],
-                                                          width, depth)[0]
-                         for row in paddle["rows"]]).reshape(-1, 2, 3)
-        out.append((candidate, geometry.centreline.dorsal_strip(a, b, width, depth), rows))
+        s = np.array([a + offset for offset, _ in layout])
+        _, right, posterior = geometry.centreline.frame(s)
+        contacts = (geometry.centreline.point(s) + depth * posterior
+                    + np.array([x for _, x in layout])[:, None] * right)
+        out.append((candidate, geometry.centreline.dorsal_strip(a, b, width, depth), contacts))
     return out
