@@ -117,7 +117,7 @@ class ContactMapper:
         for label in schema.of_class(*CORD_CLASSES):
             self._code[label.id] = 2
         csf = [label.id for label in schema.of_class("csf")]
-        self.has_csf = bool(np.isin(labels.ids(), csf).any())
+        self.has_csf = any(bool((labels.array == i).any()) for i in csf)
         self._csf = np.zeros(top + 1, dtype=bool)
         self._csf[csf] = True
 
