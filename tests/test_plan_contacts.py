@@ -273,3 +273,15 @@ def test_sct_t2_rootlets_meet_the_cord_near_the_modelled_entry_zone(data_dir):
     assert len(set(level)) >= 2 and set(level) <= {5, 6, 7} and len(s) >= 10
     distance = entry_zone_distances(geometry, s, side, xyz)
     assert 2.0 < np.median(distance) < 4.0 and distance.max() < 5.0
+
+
+def test_docs_quote_the_pam50_target_comparison(pam50):
+    from pathlib import Path
+
+    _, plan = pam50
+    diff = plan["targets"]["comparison"]
+    text = (Path(__file__).resolve().parents[1] / "docs" / "planning.md").read_text(encoding="utf-8")
+    assert not diff["agree"]
+    for quoted in (f"{diff['volume_pct']['by_volume']:.2f} %", f"{diff['volume_pct']['by_target']:.2f} %",
+                   f"{diff['distance_mm']:.1f} mm", f"s = {plan['targets']['candidates'][0]['rostral_mm']:.1f} mm"):
+        assert quoted in text, f"docs/planning.md should quote {quoted!r}"
