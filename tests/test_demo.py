@@ -76,7 +76,7 @@ def test_demo_ends_with_a_report_that_quotes_the_plan(demo):
     assert [float(v) for v in volumes] == pytest.approx([c["volume_pct"] for c in plan["candidates"]], abs=0.005)
     assert [float(v) for v in lengths] == pytest.approx([c["length_pct"] for c in plan["candidates"]], abs=0.005)
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(pngs) == 4
+    assert len(pngs) == 5  # sagittal, axial, 3D, coverage, contacts
     for data in pngs:
         pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=float)
         assert pixels.std() > 20

@@ -66,6 +66,15 @@ def test_user_paddle_file_adds_models_and_bad_files_are_refused(tmp_path):
                                            "rows": []}]}))
     with pytest.raises(CordmapError, match="bad.json.*positive"):
         get_paddle("X", bad)
+    bad.write_text(json.dumps({"models": [{"name": "X", "array_length_mm": 10, "width_mm": 8}]}))
+    with pytest.raises(CordmapError, match="bad.json.*'X' has no contact geometry.*rows of "
+                                           "contacts \\(offset_mm, lateral_mm"):
+        get_paddle("X", bad)
+    bad.write_text(json.dumps({"models": [{"name": "X", "array_length_mm": 10, "width_mm": 8,
+                                           "rows": [{"offset_mm": 5, "lateral_mm": [-4, 4],
+                                                     "contact_length_mm": 3, "contact_width_mm": 2}]}]}))
+    with pytest.raises(CordmapError, match="bad.json.*beyond its 8.0 mm width"):
+        get_paddle("X", bad)
     bad.write_text("{not json")
     with pytest.raises(CordmapError, match="bad.json is not valid JSON"):
         get_paddle("X", bad)

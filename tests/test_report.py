@@ -29,15 +29,15 @@ WIDE = {"COLUMNS": "200"}
 
 @pytest.fixture(scope="module")
 def phantom_case(tmp_path_factory):
-    """A phantom case planned with --top 2 whose plan.json was then deleted, and a viewer
-    site beside it: the report must re-plan with the recorded options."""
+    """A phantom case planned with --top 2 and target segments whose plan.json was then
+    deleted, and a viewer site beside it: the report must re-plan with the recorded options."""
     root = tmp_path_factory.mktemp("report")
     phantom = make_phantom(0)
     image = write_nifti(phantom.image, root / "t2.nii.gz")
     labels = write_nifti(phantom.labels, root / "labels.nii.gz")
     case_dir = root / "case"
     import_case(image, case_dir, labels_source=labels, subject="sub-01")
-    plan_file(case_dir, top=2)
+    plan_file(case_dir, top=2, targets="L3,L4", sides="left")
     (case_dir / PLAN_FILE).unlink()
     site = root / "site"
     site.mkdir()
@@ -57,7 +57,7 @@ def test_report_is_self_contained(phantom_case):
     case_dir, page_path, page, output = phantom_case
     assert f"report written to {page_path}" in output
     sources = re.findall(r"""\bsrc=["']([^"']*)""", page)
-    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
     links = re.findall(r"""\bhref=["']([^"']*)""", page)
     assert links == ["../../site/index.html"]  # the viewer site, relative to the page
     assert (page_path.parent / links[0]).resolve().is_file()
@@ -67,7 +67,7 @@ def test_report_is_self_contained(phantom_case):
 
 def test_report_images_decode_and_are_not_blank(phantom_case):
     decoded = images(phantom_case[2])
-    assert len(decoded) == 4
+    assert len(decoded) == 5
     for image in decoded:
         pixels = np.asarray(image.convert("RGB"), dtype=float)
         assert min(image.size) > 200
@@ -95,6 +95,36 @@ def test_report_replans_with_the_recorded_options_and_its_table_equals_plan_json
     for entry in plan["candidates"][0]["segments"]:
         assert f"<th class='text'>{entry['segment']}</th><td>{entry['covered_pct']:.1f}</td>" in segments
     assert plan["enlargement"]["segments"] in page and "labelled segments" in page
+
+
+def test_report_contact_tables_and_target_ranking_equal_plan_json(phantom_case):
+    """The contacts of the best placement by volume and of the best for the targets (the
+    recorded --targets L3,L4 --sides left), the target ranking and the comparison of the two
+    rankings: the numbers of plan.json."""
+    case_dir, _, page, _ = phantom_case
+    plan = json.loads((case_dir / PLAN_FILE).read_text())
+    assert plan["targets"]["segments"] == ["L3", "L4"] and plan["targets"]["sides"] == ["left"]
+    for table_id, placement in (("contacts", plan["candidates"][0]),
+                                ("target-contacts", plan["targets"]["candidates"][0])):
+        table = re.search(rf"<table id='{table_id}'>(.*?)</table>", page).group(1)
+        rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td><td class='text'>(.*?)</td>"
+                          r"<td class='text'>(.*?)</td><td>([-+\d.]+)</td><td>([-+\d.]+)</td>"
+                          r"<td class='dcsf'>([\d.]+)</td></tr>", table)
+        assert len(rows) == len(placement["contacts"]) == 16
+        for row, contact in zip(rows, placement["contacts"]):
+            assert int(row[0]) == contact["contact"] and int(row[1]) == contact["row"]
+            assert row[2] == (contact["segment"] or "-") and row[3] == contact["side"]
+            assert float(row[4]) == pytest.approx(contact["lateral_mm"], abs=0.005)
+            assert float(row[5]) == pytest.approx(contact["entry_zone_offset_mm"], abs=0.005)
+            assert float(row[6]) == pytest.approx(contact["dcsf_mm"], abs=0.005)
+    ranking = re.search(r"<table id='targets'>(.*?)</table>", page).group(1)
+    scores = re.findall(r"<td class='score'>([-\d.]+)</td>", ranking)
+    assert [float(x) for x in scores] == [c["target_score"] for c in plan["targets"]["candidates"]]
+    assert "reach L3 left" in ranking and "reach L3 right" not in ranking
+    comparison = re.search(r"<p id='comparison'>(.*?)</p>", page).group(1)
+    diff = plan["targets"]["comparison"]
+    assert ("agree" in comparison) and f"{diff['distance_mm']:.1f} mm apart" in comparison
+    assert ("disagree" in comparison) == (not diff["agree"])
 
 
 def test_report_stage_is_recorded(phantom_case):
@@ -175,8 +205,10 @@ def test_a_plan_made_with_a_paddle_file_is_not_silently_replanned(tmp_path, phan
 
 
 def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
-    """The viewer state of a planned case: one annotation layer per candidate, outline and
-    contact rows on the dorsal midline, at the plan's arc lengths; the image layer kept."""
+    """The viewer state of a planned case: one annotation layer per candidate, its outline
+    on the dorsal midline at the plan's arc lengths and a point per contact, at the contact
+    map's arc length and lateral offset, described by its segment, side and dCSF; the image
+    layer kept."""
     from cordmap.plan.geometry import candidate_strips, measure_cord
     from cordmap.viewer.precomputed import world_to_output
     from cordmap.viewer.state import paddle_name, viewer_state
@@ -190,12 +222,12 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
     names = [layer["name"] for layer in state["layers"]]
     assert names == [paddle_name(c) for c in plan["candidates"]] + ["MRI", "cord and roots", "vertebrae"]
     assert state["selectedLayer"]["layer"] == "cord and roots"
-    rows = len(plan["paddle"]["rows"])
-    for layer, (candidate, strip, row_lines) in zip(state["layers"], paddles):
+    for layer, (candidate, strip, contacts) in zip(state["layers"], paddles):
         assert layer["type"] == "annotation" and layer["source"]["url"] == "local://annotations"
         assert layer["visible"] == (candidate["rank"] == 1)
-        lines = layer["annotations"]
-        assert len(lines) == 2 * len(strip) + rows  # closed outline + one line per contact row
+        lines = [a for a in layer["annotations"] if a["type"] == "line"]
+        points = [a for a in layer["annotations"] if a["type"] == "point"]
+        assert len(lines) == 2 * len(strip)  # the closed outline
         first = np.array(lines[0]["pointA"])
         np.testing.assert_allclose(first, world_to_output(image, strip[0, 0]), atol=2e-3)
         # the array's ends sit at the plan's arc lengths, behind the cord
@@ -206,7 +238,19 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
         assert (behind[:, 1] < -3).all()  # posterior of the centreline by more than the radius
         np.testing.assert_allclose(np.linalg.norm(strip[:, 0] - strip[:, 1], axis=1),
                                    plan["paddle"]["width_mm"])
-        assert len(row_lines) == rows
+        # one point per contact, where the contact map puts it, described by it
+        mapped = candidate["contacts"]
+        assert len(points) == len(contacts) == plan["paddle"]["contacts"] == len(mapped)
+        np.testing.assert_allclose([p["point"] for p in points],
+                                   [world_to_output(image, c) for c in contacts], atol=2e-3)
+        s, _ = geometry.centreline.project(contacts)
+        np.testing.assert_allclose(s, [c["s_mm"] for c in mapped], atol=0.05)
+        _, right, _ = geometry.centreline.frame(s)
+        lateral = np.einsum("ij,ij->i", contacts - geometry.centreline.point(s), right)
+        np.testing.assert_allclose(lateral, [c["lateral_mm"] for c in mapped], atol=0.05)
+        for point, contact in zip(points, mapped):
+            assert point["description"].startswith(
+                f"contact {contact['contact']}: {contact['segment']} {contact['side']}, dCSF")
 
 
 def test_figures_of_an_estimated_enlargement(phantom_case, tmp_path):

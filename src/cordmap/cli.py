@@ -845,6 +845,11 @@ def plan_(
     top: Annotated[int, typer.Option(help="How many distinct candidate placements.")] = 3,
     step: Annotated[float, typer.Option(help="Search step along the cord (mm).")] = 0.5,
     separation: Annotated[float, typer.Option(help="Least distance between candidates (mm).")] = 5.0,
+    targets: Annotated[Optional[str], typer.Option(
+        help="Target segments, e.g. L2,L3,L4,S1: also rank placements by how the contacts "
+             "reach their dorsal root entry zones.")] = None,
+    sides: Annotated[Optional[str], typer.Option(
+        help="Sides of the targets: both (default), left or right.")] = None,
     out: _OutOpt = None,
     protocol: _ProtocolOpt = None,
 ):
@@ -853,10 +858,21 @@ def plan_(
 
     written = run_plan(target, out, paddle=paddle, paddles_file=paddles,
                        enlargement=enlargement, top=top, step=step, separation=separation,
-                       protocol=protocol)
-    _plan_header(written.result)
-    _plan_table([(f"#{c['rank']}", c) for c in written.result["candidates"]])
-    _plan_segments("#1", written.result["candidates"][0])
+                       targets=targets, sides=sides, protocol=protocol)
+    result = written.result
+    _plan_header(result)
+    _plan_table([(f"#{c['rank']}", c) for c in result["candidates"]])
+    _plan_segments("#1", result["candidates"][0])
+    _plan_contacts("#1", result["candidates"][0])
+    if "targets" in result:
+        ranked = result["targets"]
+        console.print(f"by target score ({', '.join(ranked['segments'])}; "
+                      f"{' and '.join(ranked['sides'])}):")
+        _plan_table([(f"#{c['rank']}", c) for c in ranked["candidates"]])
+        diff = ranked["comparison"]
+        console.print("the two rankings agree on the best placement" if diff["agree"] else
+                      f"the two rankings disagree: their best placements are "
+                      f"{diff['distance_mm']:.1f} mm apart")
     console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
 
 
@@ -887,6 +903,7 @@ def assess_(
         rows.append(("compared", result["compared"]["placement"]))
     _plan_table(rows)
     _plan_segments("placement", result["placement"])
+    _plan_contacts("placement", result["placement"])
     if "compared" in result:
         console.print(f"distance between the two placements: {result['compared']['distance_mm']:.1f} mm")
     console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
@@ -909,13 +926,29 @@ def _plan_segments(name: str, placement: dict) -> None:
 def _plan_table(rows: list) -> None:
     from rich.table import Table
 
+    scored = "target_score" in rows[0][1]
     table = Table(title_justify="left")
     for column in ("", "rostral edge", "caudal edge", "at mm", "volume %", "length %",
-                   "15x3 mm slices %"):
-        table.add_column(column, justify="right" if column.endswith(("%", "mm")) else "left")
+                   "15x3 mm slices %") + (("target score",) if scored else ()):
+        table.add_column(column, justify="right" if column.endswith(("%", "mm", "score")) else "left")
     for name, c in rows:
         table.add_row(name, c["rostral_edge"], c["caudal_edge"], f"{c['rostral_mm']:.1f}",
-                      f"{c['volume_pct']:.1f}", f"{c['length_pct']:.1f}", f"{c['slice_count_pct']:.1f}")
+                      f"{c['volume_pct']:.1f}", f"{c['length_pct']:.1f}", f"{c['slice_count_pct']:.1f}",
+                      *((f"{c['target_score']:.1f}",) if scored else ()))
+    console.print(table)
+
+
+def _plan_contacts(name: str, placement: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"contacts of {name}", title_justify="left")
+    for column in ("contact", "row", "segment", "side", "from midline mm",
+                   "from entry zone mm", "dCSF mm"):
+        table.add_column(column, justify="left" if column in ("segment", "side") else "right")
+    for c in placement["contacts"]:
+        table.add_row(str(c["contact"]), str(c["row"]), c["segment"] or "-", c["side"],
+                      f"{c['lateral_mm']:+.1f}", f"{c['entry_zone_offset_mm']:+.1f}",
+                      f"{c['dcsf_mm']:.1f}" if c["dcsf_mm"] is not None else c["dcsf_note"])
     console.print(table)
 
 

@@ -46,10 +46,14 @@ def assess_file(target: str | Path, out: str | Path | None = None, **options) ->
 def run_plan(target: str | Path, out: str | Path | None = None, *, paddle: str | None = None,
              paddles_file: str | Path | None = None, enlargement: str | None = None,
              top: int = 3, step: float | None = None, separation: float | None = None,
+             targets: str | None = None, sides: str | None = None,
              protocol: str | Path | None = None) -> Written:
     """Plan a case folder or a label NIfTI (of `protocol`, default the shipped one; a case
-    has its own) and write plan.json."""
-    search = _given(top=top, step=step, separation=separation)
+    has its own) and write plan.json. `targets` ("L2,L3,L4,S1") and `sides` (both, left,
+    right) rank the placements by the target-root score too; they are stage parameters."""
+    if sides is not None and targets is None:
+        raise CordmapError("--sides chooses the sides of --targets; add e.g. --targets L2,L3,L4,S1")
+    search = _given(top=top, step=step, separation=separation, targets=targets, sides=sides)
     return _run("plan", target, out, PLAN_FILE, paddles_file, protocol,
                 _given(paddle=paddle, enlargement=enlargement), search,
                 lambda planner: planner.plan(**search))

@@ -20,6 +20,9 @@ Method:
    function (`ArcVolume`).
 4. Cross-sectional area at `s` is the cord volume in a short window of arc length divided
    by the window's length - the area perpendicular to the centreline.
+5. Half-width and half-depth at `s`: those of the ellipse with the same second moments as
+   the cord's sub-voxels in the same window, measured in the centreline's frame (right,
+   posterior; `Centreline.frame`): 2 sqrt(variance), less each sub-voxel's own spread.
 """
 
 from __future__ import annotations
@@ -94,20 +97,31 @@ class Centreline:
         """The same curve with arc lengths shifted by `offset` mm."""
         return Centreline(self.s + offset, self.points, self.tangents, self._tree)
 
+    def frame(self, s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Unit tangent (caudal), right (the patient's right, +x made perpendicular to the
+        cord) and posterior vectors at arc length(s) `s`, each (n, 3)."""
+        s = np.atleast_1d(np.asarray(s, dtype=float))
+        tangent = np.stack([np.interp(s, self.s, self.tangents[:, i]) for i in range(3)], axis=-1)
+        return _frame(tangent)
+
     def dorsal_strip(self, start: float, end: float, width: float, depth: float,
                      step: float = 1.0) -> np.ndarray:
         """A strip lying over the dorsal midline between arc lengths `start` and `end` (mm):
         `width` mm wide, `depth` mm posterior to the centreline, following the curve.
-        Returns (n, 2, 3) RAS+ points: the strip's two lateral edges at n arc lengths."""
+        Returns (n, 2, 3) RAS+ points: the strip's right and left edges at n arc lengths."""
         s = np.linspace(start, end, max(int(np.ceil((end - start) / step)), 1) + 1)
-        tangent = np.stack([np.interp(s, self.s, self.tangents[:, i]) for i in range(3)], axis=-1)
-        tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
-        posterior = np.array([0.0, -1.0, 0.0]) - tangent[:, 1:2] * -tangent
-        posterior /= np.linalg.norm(posterior, axis=1, keepdims=True)
-        lateral = np.cross(tangent, posterior)
+        _, right, posterior = self.frame(s)
         middle = self.point(s) + depth * posterior
-        half = (width / 2) * lateral
-        return np.stack([middle - half, middle + half], axis=1)
+        half = (width / 2) * right
+        return np.stack([middle + half, middle - half], axis=1)
+
+
+def _frame(tangent: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tangent, right, posterior) unit vectors from tangents (n, 3)."""
+    tangent = tangent / np.linalg.norm(tangent, axis=1, keepdims=True)
+    posterior = np.array([0.0, -1.0, 0.0]) + tangent[:, 1:2] * tangent
+    posterior /= np.linalg.norm(posterior, axis=1, keepdims=True)
+    return tangent, np.cross(posterior, tangent), posterior
 
 
 class ArcVolume:
@@ -180,8 +194,10 @@ class CordGeometry:
     structures: dict[int, ArcVolume]  # cord label id -> its volume along the cord
     levels: dict[int, ArcVolume]  # vertebra / disc id -> its body's volume along the cord
     extents: dict[int, tuple[float, float]]  # cord, vertebra and disc id -> arc-length extent
-    csa_s: np.ndarray  # arc lengths at which the cross-sectional area is sampled
+    csa_s: np.ndarray  # arc lengths at which the cross-section is sampled
     csa: np.ndarray  # cross-sectional area (mm²) perpendicular to the centreline
+    half_width: np.ndarray  # mm, left-right, of the moment-equivalent ellipse at csa_s
+    half_depth: np.ndarray  # mm, antero-posterior
     cut_rostral: bool  # the cord reaches the image's top (most superior) slice
     cut_caudal: bool  # the cord reaches the image's bottom slice
 
@@ -215,7 +231,7 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
     spacing = np.array(labels.spacing)
     centreline = _fit_centreline(xyz, ijk[:, 2], labels.affine, spacing)
 
-    sub_s, sub_half, sub_weight, sub_label = _subvoxel_samples(
+    sub_s, sub_half, sub_weight, sub_label, sub_moments = _subvoxel_samples(
         centreline, ijk, cord_labels, labels.affine)
     origin = float((sub_s - sub_half).min())
     centreline = centreline.shifted(-origin)
@@ -234,7 +250,9 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
     window = max(CSA_WINDOW_MM, 2 * float(sub_half.max()))
     csa_s = np.arange(0.0, cord.end + 1e-9, 0.5)
     csa = cord.between(csa_s - window / 2, csa_s + window / 2) / window
+    half_width, half_depth = _half_axes(sub_s, sub_moments, csa_s, window)
     return CordGeometry(centreline, cord, structures, levels, extents, csa_s, csa,
+                        half_width, half_depth,
                         cut_rostral=bool((ijk[:, 2] == labels.shape[2] - 1).any()),
                         cut_caudal=bool((ijk[:, 2] == 0).any()))
 
@@ -346,7 +364,9 @@ def _spline(centroids: np.ndarray, noise: float) -> Centreline:
 
 def _subvoxel_samples(centreline, ijk, values, affine):
     """Split voxels into sub-voxels of at most SUBVOXEL_MM per axis and place each along the
-    cord: arc length, half-width of its arc-length span, volume, label id."""
+    cord: arc length, half-width of its arc-length span, volume, label id, and (n, 4) its
+    right and posterior coordinates in the centreline's frame with the variance of its own
+    extent along each."""
     axes = affine[:3, :3]
     spacing = np.linalg.norm(axes, axis=0)
     splits = np.maximum(np.ceil(spacing / SUBVOXEL_MM - 1e-9).astype(int), 1)
@@ -358,7 +378,29 @@ def _subvoxel_samples(centreline, ijk, values, affine):
     sub_axes = axes / splits  # columns: sub-voxel edge vectors
     half = 0.5 * np.sqrt(((tangent @ sub_axes) ** 2).sum(axis=1))
     weight = abs(np.linalg.det(axes)) / splits.prod()
-    return s, half, np.full(len(s), weight), np.repeat(values, len(offsets))
+    _, right, posterior = _frame(tangent)
+    offset = xyz - centreline.point(s)
+    moments = np.column_stack([np.einsum("ij,ij->i", offset, right),
+                               np.einsum("ij,ij->i", offset, posterior),
+                               ((right @ sub_axes) ** 2).sum(axis=1) / 12,
+                               ((posterior @ sub_axes) ** 2).sum(axis=1) / 12])
+    return s, half, np.full(len(s), weight), np.repeat(values, len(offsets)), moments
+
+
+def _half_axes(s, moments, at, window) -> tuple[np.ndarray, np.ndarray]:
+    """Half-width and half-depth (mm) at arc lengths `at` of the ellipse with the second
+    moments of the sub-voxels within `window` mm: 2 sqrt(variance - own spread); 0 where
+    the window holds no cord."""
+    order = np.argsort(s)
+    u, v, spread_u, spread_v = moments[order].T
+    columns = np.column_stack([np.ones_like(u), u, u * u, spread_u, v, v * v, spread_v])
+    sums = np.vstack([np.zeros(columns.shape[1]), np.cumsum(columns, axis=0)])
+    low, high = (np.searchsorted(s[order], at + sign * window / 2) for sign in (-1, 1))
+    n, su, suu, pu, sv, svv, pv = (sums[high] - sums[low]).T
+    count = np.maximum(n, 1)
+    variance_u = suu / count - (su / count) ** 2 - pu / count
+    variance_v = svv / count - (sv / count) ** 2 - pv / count
+    return 2 * np.sqrt(np.maximum(variance_u, 0.0)), 2 * np.sqrt(np.maximum(variance_v, 0.0))
 
 
 def _level_volumes(centreline, labels: LabelVolume, ijk, values, thinning) -> dict[int, ArcVolume]:
@@ -395,19 +437,22 @@ PADDLE_GAP_MM = 2.0
 def candidate_strips(geometry: CordGeometry, plan: dict, gap: float = PADDLE_GAP_MM
                      ) -> list[tuple[dict, np.ndarray, np.ndarray]]:
     """Each candidate of a plan (plan.json) with the strip its array covers over the dorsal
-    midline (`Centreline.dorsal_strip`, (n, 2, 3), the paddle's width) and its contact rows
-    ((m, 2, 3): the ends of a line across the strip at each row's centre), `gap` mm behind
-    the cord's surface (its radius from the cross-sectional area there). Lower ranks lie a
-    little further out, so that overlapping candidates stay visible."""
+    midline (`Centreline.dorsal_strip`, (n, 2, 3), the paddle's width) and its contacts
+    ((m, 3) RAS+ points, in the contact map's order: rows rostral to caudal, each from the
+    patient's left to right), `gap` mm behind the cord's surface (its radius from the
+    cross-sectional area there). Lower ranks lie a little further out, so that overlapping
+    candidates stay visible."""
     paddle = plan["paddle"]
     width = paddle["width_mm"]
+    layout = [(row["offset_mm"], x) for row in paddle["rows"] for x in sorted(row["lateral_mm"])]
     out = []
     for candidate in plan["candidates"]:
         a, b = candidate["rostral_mm"], candidate["caudal_mm"]
         area = float(np.interp((a + b) / 2, geometry.csa_s, geometry.csa))
         depth = np.sqrt(area / np.pi) + gap + 0.4 * (candidate["rank"] - 1)
-        rows = np.array([geometry.centreline.dorsal_strip(a + row["offset_mm"], a + row["offset_mm"],
-                                                          width, depth)[0]
-                         for row in paddle["rows"]]).reshape(-1, 2, 3)
-        out.append((candidate, geometry.centreline.dorsal_strip(a, b, width, depth), rows))
+        s = np.array([a + offset for offset, _ in layout])
+        _, right, posterior = geometry.centreline.frame(s)
+        contacts = (geometry.centreline.point(s) + depth * posterior
+                    + np.array([x for _, x in layout])[:, None] * right)
+        out.append((candidate, geometry.centreline.dorsal_strip(a, b, width, depth), contacts))
     return out

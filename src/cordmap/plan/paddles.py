@@ -49,6 +49,12 @@ class Paddle:
     def contacts(self) -> int:
         return sum(len(row.lateral_mm) for row in self.rows)
 
+    def layout(self) -> list[tuple[int, ContactRow, float]]:
+        """Every contact as (row number, its row, lateral_mm), numbered 1.. in this order:
+        rows rostral to caudal, each from the patient's left to right."""
+        return [(n, row, lateral) for n, row in enumerate(self.rows, start=1)
+                for lateral in sorted(row.lateral_mm)]
+
     def to_json(self) -> dict:
         return {
             "name": self.name, "manufacturer": self.manufacturer,
@@ -101,7 +107,8 @@ def _read(path: Path) -> list[tuple[Paddle, list[str]]]:
     except (KeyError, TypeError, ValueError) as exc:
         raise CordmapError(
             f"paddle file {path} is malformed ({exc}); each model needs name, "
-            "array_length_mm, width_mm and rows (see docs/planning.md)"
+            "array_length_mm, width_mm and rows of contacts (offset_mm, lateral_mm, "
+            "contact_length_mm, contact_width_mm; see docs/planning.md)"
         ) from None
 
 
@@ -115,13 +122,14 @@ def _mm(value) -> float:
 
 def _parse(item: dict) -> tuple[Paddle, list[str]]:
     name = str(item["name"])
+    length, width = _mm(item["array_length_mm"]), _mm(item["width_mm"])
+    if length <= 0 or width <= 0:
+        raise ValueError(f"model '{name}' needs a positive array_length_mm and width_mm")
+    if not item.get("rows"):
+        raise ValueError(f"model '{name}' has no contact geometry: give its rows of contacts")
     rows = sorted((ContactRow(_mm(r["offset_mm"]), tuple(_mm(x) for x in r["lateral_mm"]),
                               _mm(r["contact_length_mm"]), _mm(r["contact_width_mm"]))
                    for r in item["rows"]), key=lambda r: r.offset_mm)
-    length, width = _mm(item["array_length_mm"]), _mm(item["width_mm"])
-    if length <= 0 or width <= 0 or not rows:
-        raise ValueError(f"model '{name}' needs a positive array_length_mm and width_mm and "
-                         "at least one row")
     if any(row.contact_length_mm <= 0 or row.contact_width_mm <= 0 for row in rows):
         raise ValueError(f"model '{name}' has a contact of zero or negative size")
     for row in rows:
@@ -129,6 +137,9 @@ def _parse(item: dict) -> tuple[Paddle, list[str]]:
         if start < -1e-9 or end > length + 1e-9 or not row.lateral_mm:
             raise ValueError(f"model '{name}' has a row at {row.offset_mm} mm outside its "
                              f"{length} mm array, or without contacts")
+        if any(abs(x) + row.contact_width_mm / 2 > width / 2 + 1e-9 for x in row.lateral_mm):
+            raise ValueError(f"model '{name}' has a contact of the row at {row.offset_mm} mm "
+                             f"beyond its {width} mm width")
     paddle = Paddle(name, str(item.get("manufacturer", "")), length, width,
                     tuple(rows), dict(item.get("sources", {})))
     return paddle, [str(a) for a in item.get("aliases", [])]

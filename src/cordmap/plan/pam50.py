@@ -9,7 +9,9 @@ PAM50 (De Leener et al., NeuroImage 2018) labels its cord twice: by spinal segme
 - the template has no vertebra masks, only the cord's vertebral level, so each vertebral
   level the protocol defines (C1..L1) is drawn as a stand-in "vertebra": the cord voxels of that
   level moved `VERTEBRA_OFFSET_MM` anteriorly. The template is straightened, so this keeps
-  each level's exact rostro-caudal range (disc to disc) and its projection onto the cord.
+  each level's exact rostro-caudal range (disc to disc) and its projection onto the cord;
+- the CSF (`PAM50_csf`) takes the CSF id where nothing else is labelled, so that the dorsal
+  CSF under each contact can be measured (`plan.contacts`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from cordmap.volume import LabelVolume
 
 #: How far (mm, anterior) the stand-in vertebrae lie from the cord.
 VERTEBRA_OFFSET_MM = 12.0
-FILES = ("PAM50_cord.nii.gz", "PAM50_spinal_levels.nii.gz", "PAM50_levels.nii.gz")
+FILES = ("PAM50_cord.nii.gz", "PAM50_spinal_levels.nii.gz", "PAM50_levels.nii.gz",
+         "PAM50_csf.nii.gz")
 
 
 def load_pam50_labels(folder: str | Path, schema: LabelSchema | None = None) -> LabelVolume:
@@ -36,7 +39,7 @@ def load_pam50_labels(folder: str | Path, schema: LabelSchema | None = None) -> 
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
         raise CordmapError(f"{folder} lacks {', '.join(missing)}; point to the PAM50 template folder")
-    cord, segments, levels = (read_nifti(folder / name) for name in FILES)
+    cord, segments, levels, csf = (read_nifti(folder / name) for name in FILES)
     out = np.zeros(cord.shape, dtype=np.uint16)
     out[cord.array > 0] = schema.find("cord").id
     for number in range(1, len(SEGMENTS) + 1):
@@ -50,4 +53,5 @@ def load_pam50_labels(folder: str | Path, schema: LabelSchema | None = None) -> 
         mask = np.zeros_like(out, dtype=bool)
         mask[:, shift:, :] = levels.array[:, :-shift, :] == number
         out[mask & (out == 0)] = label_id
+    out[(csf.array > 0) & (out == 0)] = schema.find("csf").id
     return LabelVolume(out, cord.affine, schema=schema)

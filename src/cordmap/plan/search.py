@@ -5,12 +5,13 @@ array's caudal end meets the conus tip is scored (step 0.5 mm by default). The b
 candidate is the middle of the run of positions sharing the highest volume coverage (an
 enlargement shorter than the array is covered fully over a range of positions; the middle
 leaves equal margins). Later candidates are chosen the same way among positions at least
-`separation` mm from those already chosen.
+`separation` mm from those already chosen. With target segments (`plan.targets`), the same
+choice is made on the target score as well.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,11 +34,15 @@ class Curve:
     positions: np.ndarray
     volume_pct: np.ndarray
     length_pct: np.ndarray
+    target_score: np.ndarray | None = field(default=None)  # with target segments only
 
     def to_json(self) -> dict:
-        return {"rostral_mm": np.round(self.positions, 2).tolist(),
-                "volume_pct": np.round(self.volume_pct, 2).tolist(),
-                "length_pct": np.round(self.length_pct, 2).tolist()}
+        out = {"rostral_mm": np.round(self.positions, 2).tolist(),
+               "volume_pct": np.round(self.volume_pct, 2).tolist(),
+               "length_pct": np.round(self.length_pct, 2).tolist()}
+        if self.target_score is not None:
+            out["target_score"] = np.round(self.target_score, 2).tolist()
+        return out
 
 
 def search_positions(geometry: CordGeometry, paddle: Paddle, enlargement: Enlargement,
@@ -57,14 +62,16 @@ def search_positions(geometry: CordGeometry, paddle: Paddle, enlargement: Enlarg
     return Curve(positions, volume, length)
 
 
-def best_positions(curve: Curve, top: int = 3, separation: float = SEPARATION_MM) -> list[float]:
-    """Up to `top` rostral positions, best first, at least `separation` mm apart."""
+def best_positions(curve: Curve, top: int = 3, separation: float = SEPARATION_MM,
+                   by: str = "volume_pct") -> list[float]:
+    """Up to `top` rostral positions, best first by `by` (volume_pct or target_score), at
+    least `separation` mm apart."""
     if top < 1:
         raise CordmapError(f"--top must be at least 1, not {top}")
     allowed = np.ones(len(curve.positions), dtype=bool)
     chosen = []
     while len(chosen) < top and allowed.any():
-        score = np.where(allowed, curve.volume_pct, -np.inf)
+        score = np.where(allowed, getattr(curve, by), -np.inf)
         best = int(np.argmax(score))
         tied = allowed & (score >= score[best] - TIE_PCT)
         first, last = best, best

@@ -4,7 +4,9 @@
 stale (`cordmap.plan.files`, with the options the plan was last made with), then writes
 `CASE/report/<subject>_report.html`: MRI slices with the labels in the schema colours, a
 3D view of the cord, vertebrae and candidate paddles from behind, the coverage curve, the
-candidates table in vertebral terms, and how to open the live viewer. Images are embedded
+candidates table in vertebral terms, the best placement's contacts (table and figure over
+the dorsal root entry zones), the ranking by target roots when the plan has targets, and
+how to open the live viewer. Images are embedded
 as base64 PNG, so the page has no external reference except the optional relative link to
 a static viewer site. The "report" stage is recorded in case.json. Nothing is written when
 anything fails.
@@ -136,7 +138,20 @@ def draw_figures(image, labels, plan: dict, automatic: dict | None = None) -> di
     render = figures.render_3d(meshes, labels, strips,
                                (z.min() - figures.RENDER_MARGIN_MM, z.max() + figures.RENDER_MARGIN_MM))
     return {"sagittal": sagittal, "axial": axial, "3d": render,
-            "coverage": figures.coverage_figure(plan)}
+            "coverage": figures.coverage_figure(plan),
+            "contacts": figures.contact_figure(plan, contact_placements(plan))}
+
+
+def contact_placements(plan: dict) -> list[tuple[str, dict]]:
+    """The placements whose contacts the report shows: the best by volume, and the best by
+    target score when the plan has targets."""
+    best = plan["candidates"][0]
+    shown = [(f"best by volume\n{best['rostral_mm']:.1f} mm ({best['rostral_edge']})", best)]
+    if "targets" in plan:
+        first = plan["targets"]["candidates"][0]
+        shown.append((f"best for the targets\n{first['rostral_mm']:.1f} mm "
+                      f"({first['rostral_edge']})", first))
+    return shown
 
 
 def _segment_names(plan: dict) -> list[str]:
@@ -189,6 +204,17 @@ def render_html(subject: str, plan: dict, images: dict[str, bytes], case_root: P
         "<h2>Candidate placements</h2>",
         _candidates_table(plan),
         _segments_table(plan),
+        _targets(plan),
+        "<h2>Contacts</h2>",
+        _contacts_table(plan["candidates"][0], "contacts", "best placement by volume"),
+        (_contacts_table(plan["targets"]["candidates"][0], "target-contacts",
+                         "best placement for the targets") if "targets" in plan else ""),
+        f"<figure>{_img(images['contacts'], 'contacts over the dorsal cord')}<figcaption "
+        "class='muted'>The cord's dorsal surface seen from behind and unrolled along the "
+        "centreline (rostral up, the patient's right on the right): the cord's width, the "
+        "dorsal root entry zones of each segment (targets thick), the array's outline and its "
+        "contacts numbered as in the table, coloured by the dorsal CSF thickness under them "
+        "(hatched: unavailable).</figcaption></figure>",
         "<h2>Coverage along the cord</h2>",
         f"<figure>{_img(images['coverage'], 'coverage against position')}<figcaption "
         "class='muted'>Share of the enlargement under the array as its rostral end moves "
@@ -300,6 +326,60 @@ def _segments_table(plan: dict) -> str:
     rows.append("</table><p class='muted'>Per-segment coverage (by volume when the segments "
                 "are labelled, by length when estimated); contact rows numbered from the "
                 "rostral end of the array.</p>")
+    return "".join(rows)
+
+
+def _contacts_table(placement: dict, table_id: str, title: str) -> str:
+    e = html.escape
+    rows = [f"<p><b>{e(title)}</b>: rostral edge {e(placement['rostral_edge'])} "
+            f"({placement['rostral_mm']:.1f} mm)</p>"
+            f"<table id='{table_id}'><tr><th>contact</th><th>row</th><th class='text'>segment</th>"
+            "<th class='text'>side</th><th>from midline mm</th><th>from entry zone mm</th>"
+            "<th>dCSF mm</th></tr>"]
+    for c in placement["contacts"]:
+        dcsf = (f"<td class='dcsf'>{c['dcsf_mm']:.2f}</td>" if c["dcsf_mm"] is not None
+                else f"<td class='text warn'>unavailable: {e(c['dcsf_note'])}</td>")
+        rows.append(f"<tr><td>{c['contact']}</td><td>{c['row']}</td>"
+                    f"<td class='text'>{e(c['segment'] or '-')}</td><td class='text'>{e(c['side'])}</td>"
+                    f"<td>{c['lateral_mm']:+.2f}</td><td>{c['entry_zone_offset_mm']:+.2f}</td>{dcsf}</tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _targets(plan: dict) -> str:
+    """The ranking by target roots and where it disagrees with the ranking by volume."""
+    if "targets" not in plan:
+        return ""
+    e = html.escape
+    targets = plan["targets"]
+    keys = [f"{name} {side}" for name in targets["segments"] for side in targets["sides"]]
+    head = "".join(f"<th>reach {e(k)}</th>" for k in keys)
+    rows = ["<h2>Placements chosen for target roots</h2>",
+            f"<p>Targets {e(', '.join(targets['segments']))}, "
+            f"{e(' and '.join(targets['sides']))} side{'s' if len(targets['sides']) > 1 else ''}; "
+            "score = 100 &times; (mean reach of the targets' entry zones &minus; "
+            f"{targets['weights']['non_target_weight']:g} &times; mean reach of the other "
+            "segments'); a contact reaches an entry zone by exp(&minus;(d<sub>rc</sub>/"
+            f"{targets['weights']['rostrocaudal_mm']:g})²/2 &minus; (d<sub>lat</sub>/"
+            f"{targets['weights']['lateral_mm']:g})²/2), d<sub>rc</sub> its distance along the "
+            "cord from the segment, d<sub>lat</sub> across from the entry zone, in mm "
+            "(docs/planning.md).</p>",
+            "<table id='targets'><tr><th>rank</th><th class='text'>rostral edge</th>"
+            f"<th>rostral mm</th><th>target score</th><th>volume %</th>{head}</tr>"]
+    for c in targets["candidates"]:
+        reach = "".join(f"<td>{c['reach'][k]:.2f}</td>" for k in keys)
+        rows.append(f"<tr><td>{c['rank']}</td><td class='text'>{e(c['rostral_edge'])}</td>"
+                    f"<td>{c['rostral_mm']:.1f}</td><td class='score'>{c['target_score']:.2f}</td>"
+                    f"<td>{c['volume_pct']:.2f}</td>{reach}</tr>")
+    rows.append("</table>")
+    diff = targets["comparison"]
+    volume, score = diff["volume_pct"], diff["target_score"]
+    verdict = ("The two rankings agree on the best placement" if diff["agree"]
+               else "<b class='warn'>The two rankings disagree</b>")
+    rows.append(f"<p id='comparison'>{verdict}: their best placements are "
+                f"{diff['distance_mm']:.1f} mm apart; volume coverage {volume['by_volume']:.2f} % "
+                f"(best by volume) against {volume['by_target']:.2f} % (best for the targets); "
+                f"target score {score['by_volume']:.2f} against {score['by_target']:.2f}.</p>")
     return "".join(rows)
 
 

@@ -10,6 +10,8 @@ several reports can be drawn at once in threads (`cordmap batch --stage report`)
   the patient (superior up, the patient's right on the right), decimated meshes in mplot3d.
 - `coverage_figure`: coverage against the array's rostral position, vertebral levels
   shaded along the axis, candidates marked.
+- `contact_figure`: a placement's contacts over the dorsal cord surface, with the dorsal
+  root entry zones of each segment and the dorsal CSF thickness under each contact.
 
 All coordinates are world RAS+ mm; positions along the cord are arc lengths from plan.json.
 """
@@ -325,4 +327,83 @@ def coverage_figure(plan: dict) -> bytes:
                  f"{plan['paddle']['name']} array ({plan['paddle']['array_length_mm']:g} mm)",
                  fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    return png_bytes(figure)
+
+
+# -- contacts over the dorsal cord surface ----------------------------------------------------
+
+#: Millimetres of cord shown above and below the array in the contact figure.
+CONTACT_MARGIN_MM = 8.0
+
+
+def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
+    """PNG of each placement's contacts over the dorsal surface of the cord, seen from
+    behind (the patient's right on the right, rostral up), unrolled along the centreline:
+    the cord's width, the dorsal root entry zones of each segment (target segments drawn
+    thick) with the segments named, the paddle's outline and its contacts numbered as in
+    the contact map, coloured by their dorsal CSF thickness."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+
+    surface = plan["dorsal_surface"]
+    s = np.asarray(surface["s_mm"])
+    width = np.asarray(surface["cord_half_width_mm"])
+    zone = np.asarray(surface["entry_zone_mm"])
+    targets = set(plan.get("targets", {}).get("segments", []))
+    paddle = plan["paddle"]
+    values = [c["dcsf_mm"] for _, p in placements for c in p["contacts"] if c["dcsf_mm"] is not None]
+    norm = Normalize(min(values, default=0.0), max(values, default=1.0) + 1e-6)
+    cmap = colormaps["viridis"]
+    figure = Figure(figsize=(3.6 * len(placements) + 1.2, 7.5))
+    axes = figure.subplots(1, len(placements), squeeze=False)[0]
+    for ax, (title, placement) in zip(axes, placements):
+        top = placement["rostral_mm"] - CONTACT_MARGIN_MM
+        bottom = placement["caudal_mm"] + CONTACT_MARGIN_MM
+        shown = (s >= top) & (s <= bottom)
+        ax.fill_betweenx(s[shown], -width[shown], width[shown], color="0.88", zorder=0,
+                         label="cord (moment-equivalent width)")
+        for n, (name, (a, b)) in enumerate(sorted(surface["segments_mm"].items(),
+                                                  key=lambda item: item[1][0])):
+            if b < top or a > bottom:
+                continue
+            part = shown & (s >= a) & (s <= b)
+            colour = "#c03020" if n % 2 else "#2050b0"
+            thick = 3.0 if name in targets else 1.2
+            for side in (-1, 1):
+                ax.plot(side * zone[part], s[part], color=colour, lw=thick, zorder=2)
+            ax.axhline(a, color="0.55", lw=0.6, ls=":", zorder=1)
+            ax.text(-paddle["width_mm"] / 2 - 1.2, (max(a, top) + min(b, bottom)) / 2,
+                    name + (" (target)" if name in targets else ""), ha="right", va="center",
+                    fontsize=8, color=colour)
+        ax.add_patch(Rectangle((-paddle["width_mm"] / 2, placement["rostral_mm"]),
+                               paddle["width_mm"], placement["caudal_mm"] - placement["rostral_mm"],
+                               fill=False, ec="black", lw=1.2, zorder=3))
+        rows = {row["row"]: row for row in paddle["rows"]}
+        for contact in placement["contacts"]:
+            row = rows[contact["row"]]
+            dcsf = contact["dcsf_mm"]
+            ax.add_patch(Rectangle(
+                (contact["lateral_mm"] - row["contact_width_mm"] / 2,
+                 contact["s_mm"] - row["contact_length_mm"] / 2),
+                row["contact_width_mm"], row["contact_length_mm"],
+                fc=cmap(norm(dcsf)) if dcsf is not None else "white", ec="black", lw=0.8,
+                hatch=None if dcsf is not None else "///", zorder=4))
+            ax.text(contact["lateral_mm"], contact["s_mm"], str(contact["contact"]), ha="center",
+                    va="center", fontsize=6.5, zorder=5,
+                    color="white" if dcsf is not None and norm(dcsf) < 0.6 else "black")
+        half = max(paddle["width_mm"] / 2, float(width[shown].max(initial=0.0))) + 1.5
+        ax.set_xlim(-half - 7, half)
+        ax.set_ylim(bottom, top)  # rostral up
+        ax.set_aspect("equal")
+        ax.set_xlabel("mm from the midline (patient's right →)", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("mm along the cord (rostral up)", fontsize=8)
+    if values:
+        bar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), shrink=0.6)
+        bar.set_label("dorsal CSF thickness under the contact (mm)", fontsize=8)
+    figure.suptitle("Contacts over the dorsal cord: entry zones of the dorsal roots by segment",
+                    fontsize=10)
     return png_bytes(figure)

@@ -46,10 +46,10 @@ PADDLE_COLOURS = ("#00c8ff", "#ffb000", "#c050ff", "#30d050", "#ff4060")
 
 
 def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "data",
-                 paddles: list[tuple[dict, np.ndarray]] = ()) -> dict:
+                 paddles: list[tuple[dict, np.ndarray, np.ndarray]] = ()) -> dict:
     """Neuroglancer state (JSON-ready) for a dataset written by `write_precomputed`;
-    `paddles`: candidates of a plan with their strips (`plan.geometry.candidate_strips`),
-    each shown as a layer of its own that can be toggled."""
+    `paddles`: candidates of a plan with their strips and contacts
+    (`plan.geometry.candidate_strips`), each shown as a layer of its own that can be toggled."""
     present = present_ids(labels) if labels is not None else []
     centre, extent_mm = focus(image, labels, present)
     layers = [_image_layer(image, data_path)]
@@ -60,8 +60,8 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
     selected = layers[min(1, len(layers) - 1)]["name"]
     # paddles listed first: after the image layer, Neuroglancer 2.41 at times drops the image
     # layer while it restores several annotation layers
-    layers = [paddle_layer(image, candidate, strip, rows)
-              for candidate, strip, rows in paddles] + layers
+    layers = [paddle_layer(image, candidate, strip, contacts)
+              for candidate, strip, contacts in paddles] + layers
     return {
         "dimensions": output_dimensions(image),
         "position": [round(float(v), 3) for v in world_to_output(image, centre)],
@@ -126,27 +126,42 @@ def _labels_layer(labels: LabelVolume, data_path: str, name: str, shown: list[in
     }
 
 
+def contact_description(number: int, contact: dict | None) -> str:
+    """A contact's line of the contact map, e.g. "contact 3: L2 right, dCSF 4.1 mm"."""
+    if contact is None:
+        return f"contact {number}"
+    where = f"{contact['segment'] or 'no segment'} {contact['side']}"
+    dcsf = (f"dCSF {contact['dcsf_mm']:.1f} mm" if contact["dcsf_mm"] is not None
+            else f"dCSF unavailable: {contact['dcsf_note']}")
+    return f"contact {number}: {where}, {dcsf}"
+
+
 def paddle_name(candidate: dict) -> str:
     """Layer name of a candidate paddle, e.g. "paddle #1: 72.0 % (T11/T12 disc)"."""
     return (f"paddle #{candidate['rank']}: {candidate['volume_pct']:.1f} % "
             f"({candidate['rostral_edge']})")
 
 
-def paddle_layer(image: Volume, candidate: dict, strip: np.ndarray,
-                 rows: np.ndarray | None = None) -> dict:
+def paddle_layer(image: Volume, candidate: dict, strip: np.ndarray, contacts: np.ndarray) -> dict:
     """A local annotation layer drawing one candidate paddle: the outline of its `strip`
-    ((n, 2, 3) RAS+ mm edges, `Centreline.dorsal_strip`) and, when given, a line across it
-    at each contact row (`rows`: (m, 2, 3) end points). The best candidate is shown at
-    first, the others listed and hidden."""
+    ((n, 2, 3) RAS+ mm edges, `Centreline.dorsal_strip`) and a point at each contact
+    (`contacts`: (m, 3), `plan.geometry.candidate_strips`), described by its line of the
+    candidate's contact map (segment and side, dCSF) when plan.json holds one. The best
+    candidate is shown at first, the others listed and hidden."""
     outline = np.concatenate([strip[:, 0], strip[::-1, 1], strip[:1, 0]])
-    segments = list(zip(outline[:-1], outline[1:]))
-    if rows is not None:
-        segments += [(a, b) for a, b in rows]
     rank = candidate["rank"]
+
+    def output(point):
+        return [round(float(v), 3) for v in world_to_output(image, point)]
+
     annotations = [{"type": "line", "id": f"paddle{rank}-{n}",
-                    "pointA": [round(float(v), 3) for v in world_to_output(image, a)],
-                    "pointB": [round(float(v), 3) for v in world_to_output(image, b)]}
-                   for n, (a, b) in enumerate(segments)]
+                    "pointA": output(a), "pointB": output(b)}
+                   for n, (a, b) in enumerate(zip(outline[:-1], outline[1:]))]
+    described = candidate.get("contacts") or [None] * len(contacts)
+    for n, point in enumerate(contacts):
+        annotations.append({"type": "point", "id": f"paddle{rank}-contact{n + 1}",
+                            "point": output(point),
+                            "description": contact_description(n + 1, described[n])})
     return {
         "type": "annotation",
         "name": paddle_name(candidate),
