@@ -23,9 +23,9 @@ from cordmap.atomic import atomic_dir, clean_stale, write_text
 from cordmap.case import MANIFEST, PROTOCOL, Case, check_subject
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import is_nifti, read_labels, read_nifti, write_nifti
+from cordmap.io.slices import SLICE_SUFFIXES, read_masks, read_slice_stack
 from cordmap.volume import LabelVolume, Volume
 
-SLICE_SUFFIXES = (".png", ".tif", ".tiff")
 
 
 def read_image(source: str | Path, *, series: str | None = None,
@@ -50,13 +50,6 @@ def read_image(source: str | Path, *, series: str | None = None,
             "folder of PNG/TIFF slices"
         )
     if _has_slices(source):
-        from cordmap.io.slices import read_slice_stack
-
-        if spacing is None:
-            raise CordmapError(
-                f"{source} holds 2D slices, which carry no voxel size; pass --spacing "
-                "PIXEL_X,PIXEL_Y,SLICE (mm), e.g. --spacing 0.8,0.8,3"
-            )
         volume = read_slice_stack(source, spacing=spacing, orientation=orientation, reverse=reverse)
         return volume, {"format": "slices"}
     from cordmap.io.dicom import identity_removed, read_dicom_with_info
@@ -75,8 +68,6 @@ def read_annotations(source: str | Path, image: Volume, schema: LabelSchema, *,
     if source.is_file():
         labels = read_labels(source, schema)
     else:
-        from cordmap.io.slices import read_masks
-
         labels = read_masks(source, image, schema, colour_table=colour_table)
     image.require_same_grid(labels)
     labels.require_known_ids()

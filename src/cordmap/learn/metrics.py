@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cordmap.errors import CordmapError
+from cordmap import overlap
 from cordmap.surface import hausdorff95
 
 
 def confusion_matrix(reference: np.ndarray, prediction: np.ndarray, classes: int) -> np.ndarray:
     """counts[r, p]: voxels of reference class r predicted as class p."""
-    reference, prediction = np.asarray(reference), np.asarray(prediction)
-    if reference.shape != prediction.shape:
-        raise CordmapError(f"prediction {prediction.shape} and reference {reference.shape} differ "
-                           "in shape; compare volumes on the same grid")
-    flat = reference.astype(np.int64).ravel() * classes + prediction.astype(np.int64).ravel()
-    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
+    return overlap.confusion_matrix(reference, prediction, np.arange(classes))[0]
 
 
 def scores(confusion: np.ndarray, names: list[str]) -> dict:
@@ -32,12 +27,11 @@ def scores(confusion: np.ndarray, names: list[str]) -> dict:
     in_reference, in_prediction = confusion.sum(axis=1), confusion.sum(axis=0)
     per_class = {}
     for index, name in enumerate(names):
-        union = in_reference[index] + in_prediction[index] - true_pos[index]
-        present = union > 0
+        dice, iou = overlap.dice_iou(int(true_pos[index]), int(in_reference[index]),
+                                     int(in_prediction[index]))
         per_class[name] = {
-            "iou": float(true_pos[index] / union) if present else None,
-            "dice": (float(2 * true_pos[index] / (in_reference[index] + in_prediction[index]))
-                     if present else None),
+            "iou": iou,
+            "dice": dice,
             "reference_voxels": int(in_reference[index]),
             "predicted_voxels": int(in_prediction[index]),
         }

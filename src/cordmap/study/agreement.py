@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from cordmap import overlap
 from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_labels
@@ -108,7 +109,7 @@ def compare_labels(a: LabelVolume, b: LabelVolume, *, worst: int = 5) -> Agreeme
     """Agreement between two label volumes on one grid; labels named by `a.schema`."""
     if not a.same_grid(b):
         raise CordmapError("the two labellings are not on one grid; resample one onto the other")
-    confusion, ids = confusion_matrix(a.array, b.array)
+    confusion, ids = overlap.confusion_matrix(a.array, b.array)
     boxes = _label_boxes(a.array), _label_boxes(b.array)
     labels = [
         _label_agreement(int(label_id), confusion, ids, a, b, boxes) for label_id in ids if label_id
@@ -117,16 +118,6 @@ def compare_labels(a: LabelVolume, b: LabelVolume, *, worst: int = 5) -> Agreeme
                   for name in dict.fromkeys(label.structure for label in labels)]
     return Agreement(kappa_from_confusion(confusion), labels, structures,
                      _worst_slices(a, b, worst))
-
-
-def confusion_matrix(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel counts of (id in a, id in b) over the ids present in either array."""
-    ids = np.union1d(np.unique(a), np.unique(b))
-    index_a = np.searchsorted(ids, a.ravel())
-    index_b = np.searchsorted(ids, b.ravel())
-    n = len(ids)
-    counts = np.bincount(index_a * n + index_b, minlength=n * n).reshape(n, n)
-    return counts, ids
 
 
 def kappa_from_confusion(confusion: np.ndarray) -> float:
@@ -147,8 +138,7 @@ def _binary_scores(confusion: np.ndarray, members: np.ndarray) -> tuple[int, int
     in_b = int(confusion[:, members].sum())
     total = int(confusion.sum())
     binary = np.array([[total - in_a - in_b + both, in_b - both], [in_a - both, both]])
-    return in_a, in_b, kappa_from_confusion(binary), 2 * both / (in_a + in_b), \
-        both / (in_a + in_b - both)
+    return in_a, in_b, kappa_from_confusion(binary), *overlap.dice_iou(both, in_a, in_b)
 
 
 def _structure_agreement(structure: str, confusion: np.ndarray, ids: np.ndarray,
