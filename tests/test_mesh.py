@@ -503,7 +503,21 @@ def test_march_labels_gives_the_unrefined_surfaces_of_mesh_labels():
         assert mesh.is_watertight
 
 
-def test_free_cores_are_usable_cores():
+@pytest.mark.parametrize("runnable, expected", [
+    ([1, 1, 1, 1, 1], "all"),  # only this process runs
+    ([40, 40, 40, 40, 40], 1),  # a full machine: no child
+    ([9, 2, 9, 9, 9], "all but one"),  # the least of the readings counts
+])
+def test_free_cores_are_the_usable_ones_less_the_other_runnable_tasks(monkeypatch, runnable,
+                                                                       expected):
+    import io
+
     from cordmap.mesh import parallel
 
-    assert 1 <= parallel._free_cores() <= parallel._usable_cores()
+    monkeypatch.setattr(parallel, "_usable_cores", lambda: 8)
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
+    readings = iter(runnable)
+    monkeypatch.setattr(parallel, "open", lambda *a, **k: io.StringIO(
+        f"0.50 0.40 0.30 {next(readings)}/300 12345\n"), raising=False)
+    want = {"all": 8, "all but one": 7}.get(expected, expected)
+    assert parallel._free_cores() == want
