@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
@@ -429,3 +430,17 @@ def test_the_sacrum_below_the_lowest_body_is_no_disc_only_when_that_body_is_l5()
     assert (out[5:15, 30:45, 115:123] == disc).all()
     plain = lumbar_target(target, mapping, (1.0, 1.0, 1.0))
     assert (plain[:, :, :90] == UNKNOWN).all()
+
+
+def test_class_maps_are_upsampled_as_the_probabilities_would_be_resampled():
+    from cordmap.learn.data import resample
+    from cordmap.learn.infer import upsampled_classes
+
+    rng = np.random.default_rng(3)
+    probabilities = ndimage.gaussian_filter(rng.random((4, 12, 10, 8)), (0, 1.5, 1.5, 1.5))
+    probabilities = (probabilities / probabilities.sum(axis=0)).astype(np.float32)
+    shape = (37, 30, 21)
+    expected = np.argmax(np.stack([resample(p, shape, order=1) for p in probabilities]), axis=0)
+    got = upsampled_classes(probabilities, shape)
+    assert got.shape == shape and got.dtype == np.uint8
+    assert (got == expected).mean() > 0.999

@@ -22,7 +22,7 @@ from scipy import ndimage
 from cordmap.anatomy.numbering import number_vertebrae
 from cordmap.errors import CordmapError
 from cordmap.segmentation import Segmentation
-from cordmap.learn.data import prepare, resample
+from cordmap.learn.data import prepare
 from cordmap.learn.modelfile import TrainedModel, load_model
 from cordmap.volume import LabelVolume, Volume
 
@@ -52,11 +52,22 @@ def predict(model: TrainedModel, image: Volume, name: str = "image", *,
         logits = sliding_window_inference(x, window, 1, network, overlap=overlap,
                                           mode="gaussian", progress=progress)
         probabilities[(slice(None), *box)] = torch.softmax(logits, dim=1)[0].cpu().numpy()
-    on_image = np.stack([resample(p, image.shape, order=1) for p in probabilities])
-    class_map = np.argmax(on_image, axis=0).astype(np.uint8)
+    class_map = upsampled_classes(probabilities, image.shape)
     for index in indices:
         keep_largest_piece(class_map, index)
     return class_map
+
+
+def upsampled_classes(probabilities: np.ndarray, shape) -> np.ndarray:
+    """The most probable class (uint8) at every voxel of a grid of `shape` over the same
+    field of view, the (classes, ...) probabilities interpolated linearly with voxel edges
+    aligned, as `data.resample` does (in torch: several times faster on a 512 x 512 x 48
+    image)."""
+    with torch.no_grad():
+        fine = torch.nn.functional.interpolate(torch.from_numpy(probabilities)[None],
+                                               size=tuple(shape), mode="trilinear",
+                                               align_corners=False)
+    return fine[0].argmax(dim=0).numpy().astype(np.uint8)
 
 
 def fitted_window(window, shape, unit: int) -> tuple[int, int, int]:
