@@ -1,6 +1,7 @@
 """The bundled default model on held-out real scans and a held-out phantom.
 
 Usage: .venv/bin/python benchmarks/default_model.py [--model FILE] [--data ../shared/data]
+       [--window-scale 2] [--out FILE]
 
 Scored (none of these trained or selected the model; see learn/recipe.py for the split):
 - lumbar-mri test split (per contrast): vertebral body Dice and disc Dice, and the share of
@@ -61,10 +62,10 @@ def judged_region(reference: np.ndarray, spacing) -> np.ndarray:
     return region
 
 
-def score_lumbar(model, folder: Path, name: str, schema) -> dict:
+def score_lumbar(model, folder: Path, name: str, schema, window=None) -> dict:
     image, labels = read_lumbar(folder, name, schema)
     start = time.perf_counter()
-    class_map = predict(model, image, name)
+    class_map = predict(model, image, name, window=window)
     seconds = time.perf_counter() - start
     names = model.mapping.names
     reference = np.asarray(labels.array)
@@ -95,9 +96,9 @@ def score_lumbar(model, folder: Path, name: str, schema) -> dict:
     return row
 
 
-def score_cord(model, name: str, image, labels) -> dict:
+def score_cord(model, name: str, image, labels, window=None) -> dict:
     start = time.perf_counter()
-    class_map = predict(model, image, name)
+    class_map = predict(model, image, name, window=window)
     seconds = time.perf_counter() - start
     reference = np.asarray(labels.array) > 0
     result = evaluate_arrays(reference.astype(np.uint8),
@@ -107,11 +108,11 @@ def score_cord(model, name: str, image, labels) -> dict:
             "hd95_mm": result["per_class"]["cord"]["hd95_mm"]}
 
 
-def score_phantom(model, schema) -> dict:
+def score_phantom(model, schema, window=None) -> dict:
     (name, image, labels), = phantom_cases(1, HELDOUT_PHANTOM)
     reference = model.mapping.encode(labels)
     start = time.perf_counter()
-    class_map = predict(model, image, name)
+    class_map = predict(model, image, name, window=window)
     seconds = time.perf_counter() - start
     result = evaluate_arrays(reference, class_map, model.mapping.names, image.spacing)
     return {"case": name, "seconds": seconds,
@@ -123,19 +124,23 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/default_model.json")
+    parser.add_argument("--window-scale", type=int, default=None,
+                        help="sliding windows this many training patches wide (default: infer's)")
     args = parser.parse_args()
     schema = LabelSchema.load()
     path = model_path(args.model)
     model = load_model(path, schema)
+    window = (tuple(args.window_scale * n for n in model.config.patch) if args.window_scale
+              else None)
     folder = args.data / "lumbar-mri"
-    lumbar = [score_lumbar(model, folder, name, schema) for name in lumbar_split(folder)["test"]]
+    lumbar = [score_lumbar(model, folder, name, schema, window) for name in lumbar_split(folder)["test"]]
     cords = [score_cord(model, "sct-t2", *read_cord_image(args.data / "sct-t2/t2.nii.gz",
                                                           args.data / "sct-t2/t2_seg-manual.nii.gz",
-                                                          schema))]
+                                                          schema), window)]
     training = [score_cord(model, "pam50-small (training image)", *read_cord_image(
         args.data / "pam50-small/PAM50_small_t2.nii.gz",
-        args.data / "pam50-small/PAM50_small_cord.nii.gz", schema))]
-    phantom = score_phantom(model, schema)
+        args.data / "pam50-small/PAM50_small_cord.nii.gz", schema), window)]
+    phantom = score_phantom(model, schema, window)
     summary = {}
     for group in ("T1", "T2", "T1/T2/TIRM"):
         for kind in ("vertebra", "disc"):
@@ -148,7 +153,7 @@ def main() -> None:
                     "levels_right": sum(r.get("levels_right", 0) for r in levelled),
                     "levels_total": sum(r["levels_total"] for r in levelled),
                 }
-    result = {"model": str(path), "lumbar_test": lumbar, "lumbar_summary": summary,
+    result = {"model": str(path), "window": window, "lumbar_test": lumbar, "lumbar_summary": summary,
               "cord_heldout": cords, "cord_training": training, "phantom_heldout": phantom}
     write_text(args.out, json.dumps(result, indent=1) + "\n")
     for key, row in summary.items():
