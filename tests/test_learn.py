@@ -389,49 +389,6 @@ def test_sliding_windows_never_exceed_the_image_and_skip_the_air():
     assert inside[2] == (0, 30)  # within the margin of both ends
 
 
-def test_a_voxel_that_may_be_any_class_but_one_costs_minus_log_one_minus_its_probability():
-    from cordmap.learn.data import NOT_CLASS, UNKNOWN
-
-    logits = torch.randn(2, 4, 5, 5, 5)
-    labels = torch.randint(0, 4, (2, 5, 5, 5))
-    target = labels.clone()
-    target[:, :2] = NOT_CLASS + 3
-    target[0, 4] = UNKNOWN
-    p = torch.softmax(logits, dim=1)
-    excluded = -torch.log1p(-p[:, 3, :2])
-    kept = torch.nn.functional.cross_entropy(logits, labels, reduction="none")[:, 2:]
-    kept = torch.cat([kept[0, :2].ravel(), kept[1].ravel()])
-    expected = torch.cat([excluded.ravel(), kept]).mean()
-    assert torch.isclose(segmentation_loss(logits, target), expected, atol=1e-6)
-    # the excluded class is pushed down, the others up
-    logits.requires_grad_(True)
-    only = torch.full_like(labels, UNKNOWN)
-    only[:, :2] = NOT_CLASS + 3
-    segmentation_loss(logits, only).backward()
-    assert (logits.grad[:, 3, :2] > 0).all() and (logits.grad[:, :3, :2] <= 0).all()
-
-
-def test_the_sacrum_below_the_lowest_body_is_no_disc_only_when_that_body_is_l5():
-    from cordmap.learn.classes import SPINE_CLASSES
-    from cordmap.learn.data import NOT_CLASS, UNKNOWN
-    from cordmap.learn.recipe import SACRUM_MM, lumbar_target
-
-    mapping = ClassMapping(SCHEMA, SPINE_CLASSES)
-    vertebra, disc = mapping.names.index("vertebra"), mapping.names.index("disc")
-    target = np.zeros((20, 60, 160), np.uint8)
-    target[5:15, 30:45, 90:115] = vertebra  # L5
-    target[5:15, 30:45, 123:148] = vertebra  # L4
-    out = lumbar_target(target, mapping, (1.0, 1.0, 1.0), sacrum_below=True)
-    near, far = SACRUM_MM["vertebra"]
-    sacrum = out[5:15, 30:45, int(90 - far):int(90 - near) + 1]
-    assert (sacrum == NOT_CLASS + disc).all()
-    assert (out[5:15, 30:45, int(90 - near) + 1:90] == UNKNOWN).all()  # the L5/S1 disc
-    assert (out[:, :30, :90] != NOT_CLASS + disc).all()  # only under the body
-    assert (out[5:15, 30:45, 115:123] == disc).all()
-    plain = lumbar_target(target, mapping, (1.0, 1.0, 1.0))
-    assert (plain[:, :, :90] == UNKNOWN).all()
-
-
 def test_class_maps_are_upsampled_as_the_probabilities_would_be_resampled():
     from cordmap.learn.data import resample
     from cordmap.learn.infer import upsampled_classes

@@ -29,8 +29,6 @@ from cordmap.volume import LabelVolume, Volume
 
 #: Target value of a voxel whose class is unknown (left out of the loss).
 UNKNOWN = 255
-#: Target value NOT_CLASS + c: a voxel of any class but c (its loss is -log(1 - p_c)).
-NOT_CLASS = 200
 #: Intensity percentiles mapped to 0 and 1 by `normalise`.
 NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
 #: Optional augmentations beyond the published ones (`TrainConfig.extra_augmentation`).
@@ -68,7 +66,7 @@ class Example:
         """Voxel indices of each foreground class present (computed once)."""
         if not hasattr(self, "_class_voxels"):
             self._class_voxels = {int(c): np.argwhere(self.target == c)
-                                  for c in np.unique(self.target) if 0 < c < NOT_CLASS}
+                                  for c in np.unique(self.target) if c and c != UNKNOWN}
         return self._class_voxels
 
 

@@ -10,9 +10,8 @@ contrast-independence (see `learn.synth`):
   vertebra from disc, so those two classes stay unlabelled there);
 - real lumbar MRI, T1 and T2 (`lumbar-mri/`: vertebral bodies or discs labelled; what that
   tells for sure, `lumbar_target`: the discs between labelled bodies, the bodies between
-  labelled discs, background in front of the spine and far behind it, and "no disc" in the
-  sacrum below L5/S1, whose remnant discs look like discs; every other voxel is unknown,
-  not background, so the loss leaves it out);
+  labelled discs, background in front of the spine and far behind it; every other voxel
+  is unknown, not background, so the loss leaves it out);
 - the real T2 PAM50 image with its cord mask (`pam50-small/`: only the cord labelled).
 
 The split (`SPLIT_SEED`) is fixed by name and documented in the model card: per lumbar
@@ -34,7 +33,7 @@ from scipy import ndimage
 from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import ClassMapping
-from cordmap.learn.data import NOT_CLASS, UNKNOWN, Example, prepare, resample
+from cordmap.learn.data import UNKNOWN, Example, prepare, resample
 from cordmap.learn.model import UNetConfig
 from cordmap.learn.synth import generation_map
 from cordmap.learn.train import TrainConfig, TrainResult, _resume_checkpoint, fit
@@ -42,8 +41,6 @@ from cordmap.learn.train import TrainConfig, TrainResult, _resume_checkpoint, fi
 SPLIT_SEED = 0
 #: Lumbar datasets (manifest name prefixes), their contrast and held-out share.
 LUMBAR_GROUPS = {"vb3": "T1", "vb2": "T2", "vb1": "T1/T2/TIRM", "ivd": "T2"}
-#: Groups whose lowest labelled level is L5 (or L5/S1), the sacrum below (vb1's may be S1).
-SACRUM_BELOW = ("vb3", "vb2", "ivd")
 HELDOUT_SHARE = 0.25
 VALIDATION = {"vb3": 1, "vb2": 1}  # scans per group that select the model (not test)
 PHANTOMS = 24  # synthetic phantoms: seeds 0..23
@@ -95,9 +92,8 @@ def recipe_data(data: str | Path, schema: LabelSchema, mapping: ClassMapping,
     for name in lumbar["train"] + lumbar["val"]:
         image, labels = read_lumbar(data / "lumbar-mri", name, schema)
         example = prepare(name, image, labels, mapping, net_config)
-        examples[name] = replace(example, target=lumbar_target(
-                                     example.target, mapping, example.spacing,
-                                     sacrum_below=name.split("-")[0] in SACRUM_BELOW),
+        examples[name] = replace(example, target=lumbar_target(example.target, mapping,
+                                                               example.spacing),
                                  weight=DRAW_SHARE["lumbar"] / len(lumbar["train"]))
     image, labels = read_cord_image(data / "pam50-small/PAM50_small_t2.nii.gz",
                                     data / "pam50-small/PAM50_small_cord.nii.gz", schema)
@@ -141,21 +137,14 @@ def train_recipe(name: str, data: str | Path, out_dir: str | Path, schema: Label
 GAP_MM = {"vertebra": 20.0, "disc": 45.0}
 ANTERIOR_MM = 5.0
 POSTERIOR_MM = 90.0
-#: Below the lowest labelled L5 body (L5/S1 disc), from..to this far (mm): the sacrum.
-SACRUM_MM = {"vertebra": (20.0, 70.0), "disc": (4.0, 55.0)}
 
 
-def lumbar_target(target: np.ndarray, mapping: ClassMapping, spacing,
-                  sacrum_below: bool = False) -> np.ndarray:
+def lumbar_target(target: np.ndarray, mapping: ClassMapping, spacing) -> np.ndarray:
     """What a scan labelled with vertebral bodies only (or discs only) tells for sure,
     on the model grid: the labelled class; the other class between two labelled neighbours
     (a disc between two bodies, a body between two discs) along each column; background
     anterior to the column (abdomen) and far behind it (back muscles); UNKNOWN elsewhere
-    (posterior elements, canal, unlabelled levels).
-
-    `sacrum_below`: the lowest labelled structure is L5 (or the L5/S1 disc), so below it,
-    past the L5/S1 disc (SACRUM_MM, in each column under it), lies the sacrum, whose fused
-    segments are no disc however disc-like their remnants look: NOT_CLASS + disc there."""
+    (posterior elements, canal, unlabelled levels)."""
     vertebra, disc = mapping.names.index("vertebra"), mapping.names.index("disc")
     labelled = vertebra if (target == vertebra).sum() >= (target == disc).sum() else disc
     other = disc if labelled == vertebra else vertebra
@@ -185,13 +174,6 @@ def lumbar_target(target: np.ndarray, mapping: ClassMapping, spacing,
             plane = out[:, :, k]
             plane[:, (y[0] > front[k] + ANTERIOR_MM / spacing[1])
                   | (y[0] < back[k] - POSTERIOR_MM / spacing[1])] = 0
-    if sacrum_below and order:
-        bottom = np.where(pieces == order[0], np.arange(target.shape[2]), target.shape[2]).min(axis=2)
-        near, far = (round(mm / spacing[2]) for mm in SACRUM_MM[mapping.names[labelled]])
-        k = np.arange(target.shape[2])[None, None, :]
-        below = (bottom[..., None] < target.shape[2]) & (k <= bottom[..., None] - near) \
-            & (k >= bottom[..., None] - far)
-        out[below & (out == UNKNOWN)] = NOT_CLASS + disc
     out[mask] = labelled
     return out
 

@@ -35,7 +35,7 @@ from cordmap import __version__
 from cordmap.atomic import atomic_file, write_text
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import CLASS_SETS, ClassMapping
-from cordmap.learn.data import (NOT_CLASS, UNKNOWN, Example, PatchDataset, VolumeDataset, check_augmentations,
+from cordmap.learn.data import (UNKNOWN, Example, PatchDataset, VolumeDataset, check_augmentations,
                                 crop_patch, crop_to_labels, prepare, split_cases)
 from cordmap.learn.model import CONFIGS, UNet3D, UNetConfig
 from cordmap.learn.modelfile import save_model
@@ -126,29 +126,22 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
     """Cross-entropy, weighted per target class by `weights` (a weighted mean, as
     F.cross_entropy's `weight`). `unlabelled` (one bit mask per batch item, bit c for class
     c, as `data.unlabelled_bits`) lists the classes a voxel labelled background may also
-    be: its loss is then the marginal -log(p_background + p_those classes). A voxel of
-    NOT_CLASS + c may be any class but c: -log(1 - p_c), weight 1. Voxels of class UNKNOWN
-    are left out."""
-    excluded = (target >= NOT_CLASS) & (target != UNKNOWN)
-    plain = not bool(excluded.any())
-    if plain and (unlabelled is None or not bool(torch.as_tensor(unlabelled).any())):
+    be: its loss is then the marginal -log(p_background + p_those classes). Voxels of
+    class UNKNOWN are left out."""
+    if unlabelled is None or not bool(torch.as_tensor(unlabelled).any()):
         return F.cross_entropy(logits, target, weight=weights, ignore_index=UNKNOWN)
     classes = logits.shape[1]
     known = target != UNKNOWN
-    not_class = torch.where(excluded, target - NOT_CLASS, torch.zeros_like(target))
-    target = torch.where(known & ~excluded, target, torch.zeros_like(target))
-    bits = torch.as_tensor(0 if unlabelled is None else unlabelled, device=logits.device).long()
-    bits = bits.expand(logits.shape[0])
+    target = torch.where(known, target, torch.zeros_like(target))
+    bits = torch.as_tensor(unlabelled, device=logits.device).long()
     possible = ((bits[:, None] >> torch.arange(classes, device=logits.device)) & 1).bool()
     possible[:, 0] = True
     log_p = F.log_softmax(logits, dim=1)
     mask = possible.reshape(*possible.shape, *([1] * (logits.dim() - 2)))
     background = torch.logsumexp(log_p.masked_fill(~mask, float("-inf")), dim=1)
     labelled = log_p.gather(1, target[:, None])[:, 0]
-    others = torch.log1p(-log_p.gather(1, not_class[:, None])[:, 0].exp().clamp(max=1 - 1e-6))
-    nll = -torch.where(excluded, others, torch.where(target == 0, background, labelled))
-    voxel_weights = known.float() if weights is None else \
-        torch.where(excluded, torch.ones_like(logits[:, 0]), weights[target]) * known
+    nll = -torch.where(target == 0, background, labelled)
+    voxel_weights = known.float() if weights is None else weights[target] * known
     return (nll * voxel_weights).sum() / voxel_weights.sum().clamp_min(1e-12)
 
 
