@@ -43,7 +43,7 @@ BASELINE_REF = "27f57e4"
 TIMER = """
 import sys, time
 from cordmap.io.nifti import read_labels
-from cordmap.anatomy.schema import LabelSchema
+from cordmap.protocol.schema import LabelSchema
 from cordmap.plan.planner import Planner
 labels = read_labels(sys.argv[1], LabelSchema.load())
 best = float("inf")
@@ -68,12 +68,17 @@ def baseline_seconds(path: Path, ref: str, repeat: int) -> float:
     """Best time of prepare + plan(top=3) by the code of commit `ref`, on the labels `path`."""
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"],
-                                 check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-        out = subprocess.run([sys.executable, "-c", TIMER, str(path), str(repeat)], check=True,
-                             capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(folder / "src")})
+        out = subprocess.run(
+            [sys.executable, "-c", TIMER, str(path), str(repeat)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(folder / "src")},
+        )
         return float(out.stdout.split()[-1])
 
 
@@ -81,57 +86,78 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--baseline-ref", default=BASELINE_REF)
-    parser.add_argument("--out", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "contacts.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "contacts.json"
+    )
     args = parser.parse_args()
 
     from cordmap.anatomy.phantom import make_phantom
-    from cordmap.anatomy.schema import LabelSchema
     from cordmap.io.nifti import read_labels
+    from cordmap.protocol.schema import LabelSchema
 
     folder = tempfile.TemporaryDirectory()
-    path = write_nifti(make_phantom(0, pixel_mm=160.0 / SHAPE[0], n_slices=SHAPE[2]).labels,
-                       Path(folder.name) / "labels.nii.gz")
+    path = write_nifti(
+        make_phantom(0, pixel_mm=160.0 / SHAPE[0], n_slices=SHAPE[2]).labels,
+        Path(folder.name) / "labels.nii.gz",
+    )
     labels = read_labels(path, LabelSchema.load())
     planner = Planner.prepare(labels)
     segments = planner.contact_map.segments
     steps = {}
     steps["contact mapper (build)"], mapper = timed(
-        lambda: ContactMapper(labels, planner.geometry, segments), args.repeat)
+        lambda: ContactMapper(labels, planner.geometry, segments), args.repeat
+    )
     rostral = planner.plan(top=1)["candidates"][0]["rostral_mm"]
     steps["contact map of one placement"], contacts = timed(
-        lambda: mapper.contacts(planner.paddle, rostral), args.repeat)
+        lambda: mapper.contacts(planner.paddle, rostral), args.repeat
+    )
     steps["now: prepare + plan (top 3)"], _ = timed(
-        lambda: Planner.prepare(labels).plan(top=3), args.repeat)
+        lambda: Planner.prepare(labels).plan(top=3), args.repeat
+    )
     steps["now: prepare + plan, --targets"], plan = timed(
-        lambda: Planner.prepare(labels).plan(top=3, targets=TARGETS), args.repeat)
+        lambda: Planner.prepare(labels).plan(top=3, targets=TARGETS), args.repeat
+    )
     baseline = baseline_seconds(path, args.baseline_ref, args.repeat)
     folder.cleanup()
 
-    print(f"phantom seed 0: {' x '.join(map(str, labels.shape))} voxels, "
-          f"spacing {' x '.join(f'{s:g}' for s in labels.spacing)} mm; best of {args.repeat}")
+    print(
+        f"phantom seed 0: {' x '.join(map(str, labels.shape))} voxels, "
+        f"spacing {' x '.join(f'{s:g}' for s in labels.spacing)} mm; best of {args.repeat}"
+    )
     print(f"{'step':<44}{'seconds':>9}")
     print(f"{'baseline: prepare + plan (' + args.baseline_ref + ')':<44}{baseline:>9.3f}")
     for name, seconds in steps.items():
         print(f"{name:<44}{seconds:>9.3f}")
     added = steps["now: prepare + plan, --targets"] - baseline
-    print(f"added by the contact map and --targets: {added:+.3f} s; "
-          f"total {steps['now: prepare + plan, --targets']:.3f} s (target < 2 s)")
+    print(
+        f"added by the contact map and --targets: {added:+.3f} s; "
+        f"total {steps['now: prepare + plan, --targets']:.3f} s (target < 2 s)"
+    )
     result = {
-        "case": "phantom seed 0", "shape": list(labels.shape), "spacing_mm": list(labels.spacing),
-        "repeat": args.repeat, "targets": TARGETS,
-        "seconds": {"baseline_prepare_plan": round(baseline, 4),
-                    **{k: round(v, 4) for k, v in steps.items()}},
-        "baseline": {"what": "Planner.prepare + plan(top=3) of the code before the contact map",
-                     "ref": args.baseline_ref},
+        "case": "phantom seed 0",
+        "shape": list(labels.shape),
+        "spacing_mm": list(labels.spacing),
+        "repeat": args.repeat,
+        "targets": TARGETS,
+        "seconds": {
+            "baseline_prepare_plan": round(baseline, 4),
+            **{k: round(v, 4) for k, v in steps.items()},
+        },
+        "baseline": {
+            "what": "Planner.prepare + plan(top=3) of the code before the contact map",
+            "ref": args.baseline_ref,
+        },
         "added_seconds": round(added, 4),
         "target_seconds": 2.0,
         "within_target": bool(steps["now: prepare + plan, --targets"] < 2.0),
         "contacts_mapped": len(contacts),
         "best_by_volume_mm": plan["candidates"][0]["rostral_mm"],
         "best_by_targets_mm": plan["targets"]["candidates"][0]["rostral_mm"],
-        "machine": {"python": platform.python_version(), "processor": platform.processor(),
-                    "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+        },
     }
     write_text(args.out, json.dumps(result, indent=1) + "\n")
     print(f"written {args.out}")

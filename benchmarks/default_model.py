@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from cordmap.anatomy.numbering import number_vertebrae
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.atomic import write_text
 from cordmap.errors import CordmapError
 from cordmap.learn.bundled import model_path
@@ -33,8 +32,14 @@ from cordmap.learn.data import phantom_cases
 from cordmap.learn.infer import predict
 from cordmap.learn.metrics import evaluate_arrays
 from cordmap.learn.modelfile import load_model
-from cordmap.learn.recipe import (HELDOUT_PHANTOM, contrast, lumbar_split, read_cord_image,
-                                  read_lumbar)
+from cordmap.learn.recipe import (
+    HELDOUT_PHANTOM,
+    contrast,
+    lumbar_split,
+    read_cord_image,
+    read_lumbar,
+)
+from cordmap.protocol.schema import LabelSchema
 
 ROOT = Path(__file__).resolve().parents[1]
 BEHIND_MM = 3.0
@@ -73,15 +78,19 @@ def score_lumbar(model, folder: Path, name: str, schema, window=None) -> dict:
     ref = reference > 0
     region = judged_region(ref, image.spacing)
     pred = (class_map == names.index(kind)) & region
-    row = {"case": name, "contrast": contrast(name), "kind": kind, "seconds": seconds,
-           "dice": dice(ref, pred)}
+    row = {
+        "case": name,
+        "contrast": contrast(name),
+        "kind": kind,
+        "seconds": seconds,
+        "dice": dice(ref, pred),
+    }
     try:
         numbered = number_vertebrae(model.mapping.decode(class_map, image.affine), source=name)
     except CordmapError as exc:
         row.update(levels_error=str(exc), levels_right=0, levels_total=None)
         return row
-    row.update(anchor=numbered.anchor, uncertain=numbered.uncertain,
-               warnings=numbered.warnings)
+    row.update(anchor=numbered.anchor, uncertain=numbered.uncertain, warnings=numbered.warnings)
     levelled = [i for i in labels.ids() if schema[i].level is not None]
     if levelled:
         out = np.asarray(numbered.labels.array)
@@ -101,22 +110,32 @@ def score_cord(model, name: str, image, labels, window=None) -> dict:
     class_map = predict(model, image, name, window=window)
     seconds = time.perf_counter() - start
     reference = np.asarray(labels.array) > 0
-    result = evaluate_arrays(reference.astype(np.uint8),
-                             (class_map == model.mapping.names.index("cord")).astype(np.uint8),
-                             ["background", "cord"], image.spacing)
-    return {"case": name, "seconds": seconds, "dice": result["per_class"]["cord"]["dice"],
-            "hd95_mm": result["per_class"]["cord"]["hd95_mm"]}
+    result = evaluate_arrays(
+        reference.astype(np.uint8),
+        (class_map == model.mapping.names.index("cord")).astype(np.uint8),
+        ["background", "cord"],
+        image.spacing,
+    )
+    return {
+        "case": name,
+        "seconds": seconds,
+        "dice": result["per_class"]["cord"]["dice"],
+        "hd95_mm": result["per_class"]["cord"]["hd95_mm"],
+    }
 
 
 def score_phantom(model, schema, window=None) -> dict:
-    (name, image, labels), = phantom_cases(1, HELDOUT_PHANTOM)
+    ((name, image, labels),) = phantom_cases(1, HELDOUT_PHANTOM)
     reference = model.mapping.encode(labels)
     start = time.perf_counter()
     class_map = predict(model, image, name, window=window)
     seconds = time.perf_counter() - start
     result = evaluate_arrays(reference, class_map, model.mapping.names, image.spacing)
-    return {"case": name, "seconds": seconds,
-            "dice": {n: result["per_class"][n]["dice"] for n in model.mapping.names[1:]}}
+    return {
+        "case": name,
+        "seconds": seconds,
+        "dice": {n: result["per_class"][n]["dice"] for n in model.mapping.names[1:]},
+    }
 
 
 def main() -> None:
@@ -124,22 +143,43 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/default_model.json")
-    parser.add_argument("--window-scale", type=int, default=None,
-                        help="sliding windows this many training patches wide (default: infer's)")
+    parser.add_argument(
+        "--window-scale",
+        type=int,
+        default=None,
+        help="sliding windows this many training patches wide (default: infer's)",
+    )
     args = parser.parse_args()
     schema = LabelSchema.load()
     path = model_path(args.model)
     model = load_model(path, schema)
-    window = (tuple(args.window_scale * n for n in model.config.patch) if args.window_scale
-              else None)
+    window = tuple(args.window_scale * n for n in model.config.patch) if args.window_scale else None
     folder = args.data / "lumbar-mri"
-    lumbar = [score_lumbar(model, folder, name, schema, window) for name in lumbar_split(folder)["test"]]
-    cords = [score_cord(model, "sct-t2", *read_cord_image(args.data / "sct-t2/t2.nii.gz",
-                                                          args.data / "sct-t2/t2_seg-manual.nii.gz",
-                                                          schema), window)]
-    training = [score_cord(model, "pam50-small (training image)", *read_cord_image(
-        args.data / "pam50-small/PAM50_small_t2.nii.gz",
-        args.data / "pam50-small/PAM50_small_cord.nii.gz", schema), window)]
+    lumbar = [
+        score_lumbar(model, folder, name, schema, window) for name in lumbar_split(folder)["test"]
+    ]
+    cords = [
+        score_cord(
+            model,
+            "sct-t2",
+            *read_cord_image(
+                args.data / "sct-t2/t2.nii.gz", args.data / "sct-t2/t2_seg-manual.nii.gz", schema
+            ),
+            window,
+        )
+    ]
+    training = [
+        score_cord(
+            model,
+            "pam50-small (training image)",
+            *read_cord_image(
+                args.data / "pam50-small/PAM50_small_t2.nii.gz",
+                args.data / "pam50-small/PAM50_small_cord.nii.gz",
+                schema,
+            ),
+            window,
+        )
+    ]
     phantom = score_phantom(model, schema, window)
     summary = {}
     for group in ("T1", "T2", "T1/T2/TIRM"):
@@ -153,14 +193,25 @@ def main() -> None:
                     "levels_right": sum(r.get("levels_right", 0) for r in levelled),
                     "levels_total": sum(r["levels_total"] for r in levelled),
                 }
-    result = {"model": str(path), "window": window, "lumbar_test": lumbar, "lumbar_summary": summary,
-              "cord_heldout": cords, "cord_training": training, "phantom_heldout": phantom}
+    result = {
+        "model": str(path),
+        "window": window,
+        "lumbar_test": lumbar,
+        "lumbar_summary": summary,
+        "cord_heldout": cords,
+        "cord_training": training,
+        "phantom_heldout": phantom,
+    }
     write_text(args.out, json.dumps(result, indent=1) + "\n")
     for key, row in summary.items():
-        print(f"{key:22s} n={row['scans']:2d}  Dice {row['dice_mean']:.3f}  levels right "
-              f"{row['levels_right']}/{row['levels_total']}")
+        print(
+            f"{key:22s} n={row['scans']:2d}  Dice {row['dice_mean']:.3f}  levels right "
+            f"{row['levels_right']}/{row['levels_total']}"
+        )
     for row in cords + training:
-        print(f"cord {row['case']:30s} Dice {row['dice']:.3f}  HD95 {row['hd95_mm']}  {row['seconds']:.1f} s")
+        print(
+            f"cord {row['case']:30s} Dice {row['dice']:.3f}  HD95 {row['hd95_mm']}  {row['seconds']:.1f} s"
+        )
     print("phantom", phantom["case"], {k: round(v or 0, 3) for k, v in phantom["dice"].items()})
     print(f"written {args.out}")
 

@@ -53,8 +53,13 @@ def crop_and_number(labels: LabelVolume, lo: int, hi: int) -> dict:
         values, counts = np.unique(voxels, return_counts=True)
         total += 1
         right += int(values[np.argmax(counts)] == label_id)
-    return {**row, "anchor": numbered.anchor, "uncertain": numbered.uncertain,
-            "right": right, "total": total}
+    return {
+        **row,
+        "anchor": numbered.anchor,
+        "uncertain": numbered.uncertain,
+        "right": right,
+        "total": total,
+    }
 
 
 def main() -> None:
@@ -73,8 +78,10 @@ def main() -> None:
             hi = int(rng.integers(lo + n // 3, n + 1))
             rows.append({"phantom": seed, **crop_and_number(labels, lo, hi)})
     numbered = [r for r in rows if "refused" not in r]
-    groups = {"whole sacrum in view": [r for r in numbered if r["whole_sacrum"]],
-              "no whole sacrum": [r for r in numbered if not r["whole_sacrum"]]}
+    groups = {
+        "whole sacrum in view": [r for r in numbered if r["whole_sacrum"]],
+        "no whole sacrum": [r for r in numbered if not r["whole_sacrum"]],
+    }
     summary = {}
     for name, group in groups.items():
         certain = [r for r in group if not r["uncertain"]]

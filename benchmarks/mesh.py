@@ -58,8 +58,8 @@ TARGETS_S = {"phantom48": 3.0, "phantom512": 15.0}
 # -- cases --------------------------------------------------------------------------------------
 def pam50_case():
     """PAM50 spinal segments 1..30 and the spine mask (id 99), with a schema naming them."""
-    from cordmap.anatomy.schema import Label, LabelSchema
     from cordmap.io.nifti import read_nifti
+    from cordmap.protocol.schema import Label, LabelSchema
     from cordmap.volume import LabelVolume, Volume
 
     folder = DATA / "pam50"
@@ -67,9 +67,12 @@ def pam50_case():
     spine = read_nifti(folder / "PAM50_spine.nii.gz")
     array = np.asarray(levels.array).astype(np.uint16)
     array[(array == 0) & (spine.array > 0)] = 99
-    schema = LabelSchema("pam50-benchmark", "1", [
-        Label(i, f"PAM50 spinal level {i}", "segment", (61, 242, 160)) for i in range(1, 31)]
-        + [Label(99, "spine", "vertebra", (230, 210, 172))])
+    schema = LabelSchema(
+        "pam50-benchmark",
+        "1",
+        [Label(i, f"PAM50 spinal level {i}", "segment", (61, 242, 160)) for i in range(1, 31)]
+        + [Label(99, "spine", "vertebra", (230, 210, 172))],
+    )
     labels = LabelVolume(array, levels.affine, schema=schema)
     image = Volume((array > 0).astype(np.uint8), levels.affine)
     return "PAM50 labels 141x141x991", image, labels
@@ -82,13 +85,17 @@ def phantom_case(n_slices: int):
     geometry = geometry_of(0)
     pixel = 160.0 / 512
     thickness = 3.0 if n_slices == 48 else pixel
-    image, labels = sample_phantom(geometry, axial_grid(geometry, thickness, pixel,
-                                                        (160.0, 160.0), n_slices))
+    image, labels = sample_phantom(
+        geometry, axial_grid(geometry, thickness, pixel, (160.0, 160.0), n_slices)
+    )
     return f"phantom 512x512x{n_slices}", image, labels
 
 
-CASES = {"pam50": pam50_case, "phantom48": lambda: phantom_case(48),
-         "phantom512": lambda: phantom_case(512)}
+CASES = {
+    "pam50": pam50_case,
+    "phantom48": lambda: phantom_case(48),
+    "phantom512": lambda: phantom_case(512),
+}
 
 
 # -- pipelines ------------------------------------------------------------------------------------
@@ -105,10 +112,16 @@ class Stages:
         count = triangles(result) if triangles else None
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         worker_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        self.rows.append({"stage": name, "seconds": round(seconds, 3), "cpu_s": round(cpu, 3),
-                          "triangles": count,
-                          "peak_rss_mib": round(peak_mib, 1),
-                          "worker_peak_rss_mib": round(worker_mib, 1)})
+        self.rows.append(
+            {
+                "stage": name,
+                "seconds": round(seconds, 3),
+                "cpu_s": round(cpu, 3),
+                "triangles": count,
+                "peak_rss_mib": round(peak_mib, 1),
+                "worker_peak_rss_mib": round(worker_mib, 1),
+            }
+        )
         return result
 
 
@@ -130,8 +143,9 @@ def cordmap_pipeline(image, labels, out_dir, targets=None, smoothing=None):
     smoothing = DEFAULT_SMOOTHING if smoothing is None else smoothing
     stages = Stages()
     stage = "mesh_labels (smoothed)" if smoothing else "mesh_labels"
-    meshes = stages.run(stage, lambda: mesh_labels(labels, smoothing=smoothing,
-                                                   reduction=REDUCTION), _triangles)
+    meshes = stages.run(
+        stage, lambda: mesh_labels(labels, smoothing=smoothing, reduction=REDUCTION), _triangles
+    )
     stages.run("precomputed", lambda: write_precomputed(image, labels, meshes, out_dir))
     closed = sum(m.is_watertight for m in meshes.values())
     return stages.rows, {i: len(m.faces) for i, m in meshes.items()}, closed, len(meshes)
@@ -170,7 +184,8 @@ def baseline_pipeline(image, labels, out_dir, targets):
             target = targets.get(label_id, len(mesh.faces))
             if target < len(mesh.faces):
                 vertices, faces = fast_simplification.simplify(
-                    mesh.vertices, mesh.faces, target_count=target, agg=DECIMATION_AGGRESSIVENESS)
+                    mesh.vertices, mesh.faces, target_count=target, agg=DECIMATION_AGGRESSIVENESS
+                )
                 mesh = trimesh.Trimesh(vertices, faces, process=False)
             out[label_id] = mesh
         return out
@@ -192,8 +207,15 @@ def _child(pipeline, targets, queue):
     try:
         start_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rows, counts, closed, total = pipeline(image, labels, out_dir / "viewer", targets)
-        queue.put({"rows": rows, "counts": counts, "closed": closed, "meshes": total,
-                   "start_rss_mib": round(start_mib, 1)})
+        queue.put(
+            {
+                "rows": rows,
+                "counts": counts,
+                "closed": closed,
+                "meshes": total,
+                "start_rss_mib": round(start_mib, 1),
+            }
+        )
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -210,8 +232,10 @@ def run_in_fresh_process(pipeline, targets=None) -> dict:
 
 # -- report ---------------------------------------------------------------------------------------
 def print_table(results):
-    header = (f"{'case':28} {'pipeline':10} {'stage':26} {'s':>7} {'CPU s':>7} {'triangles':>10} "
-              f"{'peak MiB':>9}")
+    header = (
+        f"{'case':28} {'pipeline':10} {'stage':26} {'s':>7} {'CPU s':>7} {'triangles':>10} "
+        f"{'peak MiB':>9}"
+    )
     print(header)
     print("-" * len(header))
     for case in results:
@@ -219,11 +243,15 @@ def print_table(results):
             run = case[name]
             for row in run["rows"]:
                 triangles = "" if row["triangles"] is None else str(row["triangles"])
-                print(f"{case['case']:28} {name:10} {row['stage']:26} {row['seconds']:7.2f} "
-                      f"{row['cpu_s']:7.2f} {triangles:>10} {row['peak_rss_mib']:9.0f}")
-            print(f"{case['case']:28} {name:10} {'TOTAL':26} {run['total_s']:7.2f} "
-                  f"{run['total_cpu_s']:7.2f} {'':>10} {'':>9}  "
-                  f"closed meshes {run['closed']}/{run['meshes']}")
+                print(
+                    f"{case['case']:28} {name:10} {row['stage']:26} {row['seconds']:7.2f} "
+                    f"{row['cpu_s']:7.2f} {triangles:>10} {row['peak_rss_mib']:9.0f}"
+                )
+            print(
+                f"{case['case']:28} {name:10} {'TOTAL':26} {run['total_s']:7.2f} "
+                f"{run['total_cpu_s']:7.2f} {'':>10} {'':>9}  "
+                f"closed meshes {run['closed']}/{run['meshes']}"
+            )
         print()
 
 
@@ -231,18 +259,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="pam50,phantom48,phantom512")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mesh.json")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="Runs of each pipeline, in alternating order; the fastest is kept.")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="Runs of each pipeline, in alternating order; the fastest is kept.",
+    )
     args = parser.parse_args()
-    pipelines = {"cordmap": cordmap_pipeline, "unsmoothed": unsmoothed_pipeline,
-                 "baseline": baseline_pipeline}
+    pipelines = {
+        "cordmap": cordmap_pipeline,
+        "unsmoothed": unsmoothed_pipeline,
+        "baseline": baseline_pipeline,
+    }
     results = []
     for key in args.cases.split(","):
         name, image, labels = CASES[key]()
         _CASE.update(image=image, labels=labels)
-        entry = {"key": key, "case": name, "shape": list(labels.shape),
-                 "spacing_mm": [round(s, 4) for s in labels.spacing],
-                 "labels": len(labels.ids()), "load_average_1min": round(os.getloadavg()[0], 2)}
+        entry = {
+            "key": key,
+            "case": name,
+            "shape": list(labels.shape),
+            "spacing_mm": [round(s, 4) for s in labels.spacing],
+            "labels": len(labels.ids()),
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        }
         best, counts, rounds = {}, None, []
         for round_number in range(args.repeat):
             rounds.append({})
@@ -263,28 +303,45 @@ def main():
             entry[label] = run
         entry["speedup"] = round(best["baseline"]["total_s"] / best["cordmap"]["total_s"], 2)
         entry["speedup_unsmoothed"] = round(
-            best["baseline"]["total_s"] / best["unsmoothed"]["total_s"], 2)
+            best["baseline"]["total_s"] / best["unsmoothed"]["total_s"], 2
+        )
         # the load drifts: each round's pipelines ran back to back, so compare within rounds
         entry["rounds_s"] = rounds
         entry["speedup_per_round"] = [round(r["baseline"] / r["cordmap"], 2) for r in rounds]
         if key in TARGETS_S:
             entry["target_s"] = TARGETS_S[key]
-            entry["target_met"] = (best["cordmap"]["total_s"] < TARGETS_S[key]
-                                   and entry["speedup"] > 1)
+            entry["target_met"] = (
+                best["cordmap"]["total_s"] < TARGETS_S[key] and entry["speedup"] > 1
+            )
         results.append(entry)
     print_table(results)
     for entry in results:
-        target = (f"; target {entry['target_s']} s {'met' if entry['target_met'] else 'MISSED'}"
-                  if "target_s" in entry else "")
+        target = (
+            f"; target {entry['target_s']} s {'met' if entry['target_met'] else 'MISSED'}"
+            if "target_s" in entry
+            else ""
+        )
         times = {label: entry[label]["total_s"] for label in ("cordmap", "unsmoothed", "baseline")}
-        print(f"{entry['case']}: cordmap {times['cordmap']:.2f} s (unsmoothed "
-              f"{times['unsmoothed']:.2f} s), baseline {times['baseline']:.2f} s, speed-up "
-              f"x{entry['speedup']} (unsmoothed x{entry['speedup_unsmoothed']}; per round "
-              f"{', '.join(f'x{r}' for r in entry['speedup_per_round'])}){target}")
-    machine = {"cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
-               "python": platform.python_version(), "platform": platform.platform()}
-    write_text(args.out, json.dumps({"machine": machine, "reduction": REDUCTION,
-                                     "repeat": args.repeat, "results": results}, indent=1) + "\n")
+        print(
+            f"{entry['case']}: cordmap {times['cordmap']:.2f} s (unsmoothed "
+            f"{times['unsmoothed']:.2f} s), baseline {times['baseline']:.2f} s, speed-up "
+            f"x{entry['speedup']} (unsmoothed x{entry['speedup_unsmoothed']}; per round "
+            f"{', '.join(f'x{r}' for r in entry['speedup_per_round'])}){target}"
+        )
+    machine = {
+        "cpus": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    write_text(
+        args.out,
+        json.dumps(
+            {"machine": machine, "reduction": REDUCTION, "repeat": args.repeat, "results": results},
+            indent=1,
+        )
+        + "\n",
+    )
     print(f"written {args.out}")
 
 

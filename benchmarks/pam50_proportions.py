@@ -17,7 +17,11 @@ import numpy as np
 
 from cordmap.anatomy.phantom_geometry import PhantomGeometry, draw_parameters, mean_parameters
 from cordmap.anatomy.phantom_realism import (
-    TOLERANCE, compare, level_name, pam50_proportions, phantom_proportions,
+    TOLERANCE,
+    compare,
+    level_name,
+    pam50_proportions,
+    phantom_proportions,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pam50", type=Path, default=ROOT.parent / "shared" / "data" / "pam50")
     parser.add_argument("--seeds", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
-                        "pam50_proportions.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "pam50_proportions.json"
+    )
     args = parser.parse_args()
 
     pam50 = pam50_proportions(args.pam50)
@@ -42,20 +47,30 @@ def main() -> None:
             counts = {v: values.count(v) for v in sorted(set(values))}
             rows[key] = {"pam50": value, "mean_anatomy": mean[key], "seeds": counts}
         else:
-            rows[key] = {"pam50": value, "mean_anatomy": mean[key],
-                         "seeds": [float(np.min(values)), float(np.median(values)),
-                                   float(np.max(values))],
-                         "tolerance": TOLERANCE.get(key)}
+            rows[key] = {
+                "pam50": value,
+                "mean_anatomy": mean[key],
+                "seeds": [float(np.min(values)), float(np.median(values)), float(np.max(values))],
+                "tolerance": TOLERANCE.get(key),
+            }
     print(f"{'measure':<26} {'PAM50':>14} {'phantom mean':>14}   seeds 0..{args.seeds - 1}")
     for key, row in rows.items():
-        print(f"{key:<26} {_show(key, row['pam50']):>14} {_show(key, row['mean_anatomy']):>14}   "
-              + (", ".join(f"{k} {n}" for k, n in row["seeds"].items())
-                 if isinstance(row["seeds"], dict)
-                 else " / ".join(_show(key, v) for v in row["seeds"])))
+        print(
+            f"{key:<26} {_show(key, row['pam50']):>14} {_show(key, row['mean_anatomy']):>14}   "
+            + (
+                ", ".join(f"{k} {n}" for k, n in row["seeds"].items())
+                if isinstance(row["seeds"], dict)
+                else " / ".join(_show(key, v) for v in row["seeds"])
+            )
+        )
     print(f"seeds within every tolerance: {sum(within)} of {len(within)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "seeds_within_tolerance": sum(within),
-                                    "n_seeds": len(within)}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {"rows": rows, "seeds_within_tolerance": sum(within), "n_seeds": len(within)}, indent=1
+        )
+        + "\n"
+    )
     print(f"written {args.out}")
 
 

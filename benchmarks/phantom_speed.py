@@ -25,30 +25,48 @@ CASES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "phantom_speed.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "phantom_speed.json"
+    )
     args = parser.parse_args()
     rows = []
     for name, options in CASES.items():
         timings = [_timed(make_phantom, seed, **options) for seed in range(args.repeats)]
         phantom = timings[-1][2]
-        rows.append({"case": name, "shape": list(phantom.image.shape),
-                     "seconds": [t[0] for t in timings], "cpu_seconds": [t[1] for t in timings]})
+        rows.append(
+            {
+                "case": name,
+                "shape": list(phantom.image.shape),
+                "seconds": [t[0] for t in timings],
+                "cpu_seconds": [t[1] for t in timings],
+            }
+        )
     timings = [_timed(sagittal_series, phantom) for _ in range(args.repeats)]
-    rows.append({"case": "sagittal series (15 x 3 mm, 0.8 mm)",
-                 "shape": list(timings[-1][2][0].shape), "seconds": [t[0] for t in timings],
-                 "cpu_seconds": [t[1] for t in timings]})
+    rows.append(
+        {
+            "case": "sagittal series (15 x 3 mm, 0.8 mm)",
+            "shape": list(timings[-1][2][0].shape),
+            "seconds": [t[0] for t in timings],
+            "cpu_seconds": [t[1] for t in timings],
+        }
+    )
     load = os.getloadavg()[0]
-    print(f"{'case':<42} {'shape':>16} {'best s':>7} {'median s':>9} {'best CPU s':>11}"
-          f"   (load {load:.1f}, {os.cpu_count()} cores)")
+    print(
+        f"{'case':<42} {'shape':>16} {'best s':>7} {'median s':>9} {'best CPU s':>11}"
+        f"   (load {load:.1f}, {os.cpu_count()} cores)"
+    )
     for row in rows:
         seconds = sorted(row["seconds"])
-        print(f"{row['case']:<42} {' x '.join(map(str, row['shape'])):>16} "
-              f"{seconds[0]:>7.2f} {seconds[len(seconds) // 2]:>9.2f} "
-              f"{min(row['cpu_seconds']):>11.2f}")
+        print(
+            f"{row['case']:<42} {' x '.join(map(str, row['shape'])):>16} "
+            f"{seconds[0]:>7.2f} {seconds[len(seconds) // 2]:>9.2f} "
+            f"{min(row['cpu_seconds']):>11.2f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "load_average": load,
-                                    "cpu_count": os.cpu_count()}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps({"rows": rows, "load_average": load, "cpu_count": os.cpu_count()}, indent=1)
+        + "\n"
+    )
     print(f"written {args.out}")
 
 

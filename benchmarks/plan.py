@@ -38,11 +38,27 @@ def make_case(synthetic: bool):
     if synthetic:
         from cordmap.plan.synthetic import synthetic_cord
 
-        segments = [("T12", 20.0), ("L1", 15.0), ("L2", 12.0), ("L3", 11.0), ("L4", 10.0),
-                    ("L5", 8.0), ("S1", 7.0), ("S2", 7.0), ("S3", 6.0), ("S4", 5.0), ("S5", 4.0)]
+        segments = [
+            ("T12", 20.0),
+            ("L1", 15.0),
+            ("L2", 12.0),
+            ("L3", 11.0),
+            ("L4", 10.0),
+            ("L5", 8.0),
+            ("S1", 7.0),
+            ("S2", 7.0),
+            ("S3", 6.0),
+            ("S4", 5.0),
+            ("S5", 4.0),
+        ]
         return "synthetic straight cord", synthetic_cord(
-            SHAPE, (0.3125, 0.3125, 3.0), segments, radius=4.0, top_mm=140.0,
-            vertebrae=[("T11", 0.0, 25.0), ("T12", 30.0, 55.0), ("L1", 60.0, 85.0)])
+            SHAPE,
+            (0.3125, 0.3125, 3.0),
+            segments,
+            radius=4.0,
+            top_mm=140.0,
+            vertebrae=[("T11", 0.0, 25.0), ("T12", 30.0, 55.0), ("L1", 60.0, 85.0)],
+        )
     from cordmap.anatomy.phantom import make_phantom
 
     phantom = make_phantom(0, pixel_mm=160.0 / SHAPE[0], n_slices=SHAPE[2])
@@ -84,11 +100,14 @@ def main() -> None:
     steps = {}
     steps["geometry"], geometry = timed(lambda: measure_cord(labels), args.repeat)
     steps["enlargement"], enlargement = timed(
-        lambda: find_enlargement(geometry, labels.schema), args.repeat)
-    steps["vertebrae"], _ = timed(lambda: VertebralMap.from_geometry(geometry, labels.schema),
-                                  args.repeat)
+        lambda: find_enlargement(geometry, labels.schema), args.repeat
+    )
+    steps["vertebrae"], _ = timed(
+        lambda: VertebralMap.from_geometry(geometry, labels.schema), args.repeat
+    )
     steps["search"], curve = timed(
-        lambda: search_positions(geometry, paddle, enlargement), args.repeat)
+        lambda: search_positions(geometry, paddle, enlargement), args.repeat
+    )
     steps["candidates"], _ = timed(lambda: best_positions(curve, 3), args.repeat)
     total, plan = timed(lambda: Planner.prepare(labels).plan(top=3), args.repeat)
 
@@ -99,34 +118,51 @@ def main() -> None:
     fast = np.interp(sample, curve.positions, curve.volume_pct)
     best = plan["candidates"][0]
 
-    print(f"planning {what}: {labels.shape[0]} x {labels.shape[1]} x {labels.shape[2]} voxels, "
-          f"spacing {' x '.join(f'{s:g}' for s in labels.spacing)} mm, "
-          f"{len(curve.positions)} positions searched")
+    print(
+        f"planning {what}: {labels.shape[0]} x {labels.shape[1]} x {labels.shape[2]} voxels, "
+        f"spacing {' x '.join(f'{s:g}' for s in labels.spacing)} mm, "
+        f"{len(curve.positions)} positions searched"
+    )
     print(f"{'step':<34}{'seconds':>10}")
     for name, seconds in steps.items():
         print(f"{name:<34}{seconds:>10.3f}")
     print(f"{'total: prepare + plan (top 3)':<34}{total:>10.3f}   target < 2 s")
     print(f"{'naive baseline, per position':<34}{per_position:>10.3f}")
-    print(f"{'naive baseline, whole search':<34}{per_position * len(curve.positions):>10.1f}"
-          f"   (extrapolated from {len(sample)} positions)")
-    print(f"largest difference fast vs naive: {np.abs(fast - naive).max():.2f} percentage points "
-          "(sub-voxel spreading vs voxel centres)")
-    print(f"best: rostral edge {best['rostral_edge']}, caudal edge {best['caudal_edge']}, "
-          f"{best['volume_pct']:.1f} % of the enlargement")
+    print(
+        f"{'naive baseline, whole search':<34}{per_position * len(curve.positions):>10.1f}"
+        f"   (extrapolated from {len(sample)} positions)"
+    )
+    print(
+        f"largest difference fast vs naive: {np.abs(fast - naive).max():.2f} percentage points "
+        "(sub-voxel spreading vs voxel centres)"
+    )
+    print(
+        f"best: rostral edge {best['rostral_edge']}, caudal edge {best['caudal_edge']}, "
+        f"{best['volume_pct']:.1f} % of the enlargement"
+    )
 
     result = {
-        "case": what, "shape": list(labels.shape), "spacing_mm": list(labels.spacing),
-        "positions": len(curve.positions), "repeat": args.repeat,
+        "case": what,
+        "shape": list(labels.shape),
+        "spacing_mm": list(labels.spacing),
+        "positions": len(curve.positions),
+        "repeat": args.repeat,
         "seconds": {**{k: round(v, 4) for k, v in steps.items()}, "total": round(total, 4)},
-        "target_seconds": 2.0, "within_target": bool(total < 2.0),
-        "baseline": {"method": "per position, rescan the full volume and project the voxels",
-                     "seconds_per_position": round(per_position, 4),
-                     "seconds_whole_search_extrapolated": round(per_position * len(curve.positions), 2),
-                     "positions_timed": len(sample),
-                     "max_difference_pct_points": round(float(np.abs(fast - naive).max()), 3)},
+        "target_seconds": 2.0,
+        "within_target": bool(total < 2.0),
+        "baseline": {
+            "method": "per position, rescan the full volume and project the voxels",
+            "seconds_per_position": round(per_position, 4),
+            "seconds_whole_search_extrapolated": round(per_position * len(curve.positions), 2),
+            "positions_timed": len(sample),
+            "max_difference_pct_points": round(float(np.abs(fast - naive).max()), 3),
+        },
         "best": {k: best[k] for k in ("rostral_edge", "caudal_edge", "rostral_mm", "volume_pct")},
-        "machine": {"python": platform.python_version(), "processor": platform.processor(),
-                    "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+        },
     }
     write_text(args.out, json.dumps(result, indent=1) + "\n")
     print(f"written {args.out}")

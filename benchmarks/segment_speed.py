@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from cordmap.anatomy.phantom import make_phantom
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.atomic import write_text
 from cordmap.learn import infer
 from cordmap.learn.bundled import model_path
 from cordmap.learn.modelfile import load_model
 from cordmap.learn.recipe import read_lumbar
+from cordmap.protocol.schema import LabelSchema
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -43,8 +43,9 @@ def images():
     phantom = make_phantom(1000, pixel_mm=0.5, fov_mm=(256.0, 256.0), n_slices=48)
     out = {"axial 512x512x48": phantom.image}
     if (DATA / "lumbar-mri").is_dir():
-        out["sagittal lumbar vb2-07"] = read_lumbar(DATA / "lumbar-mri", "vb2-07",
-                                                    LabelSchema.load())[0]
+        out["sagittal lumbar vb2-07"] = read_lumbar(
+            DATA / "lumbar-mri", "vb2-07", LabelSchema.load()
+        )[0]
     return out
 
 
@@ -94,16 +95,26 @@ def main() -> None:
                 best[setting] = (min(old[0], seconds), max(old[1], peak))
                 maps[setting] = labels
         agreement = float((maps["baseline"] == maps["cordmap"]).mean())
-        row = {"image": name, "shape": list(image.shape),
-               "baseline_s": best["baseline"][0], "cordmap_s": best["cordmap"][0],
-               "baseline_peak_gb": best["baseline"][1], "cordmap_peak_gb": best["cordmap"][1],
-               "voxels_same_class": agreement}
+        row = {
+            "image": name,
+            "shape": list(image.shape),
+            "baseline_s": best["baseline"][0],
+            "cordmap_s": best["cordmap"][0],
+            "baseline_peak_gb": best["baseline"][1],
+            "cordmap_peak_gb": best["cordmap"][1],
+            "voxels_same_class": agreement,
+        }
         rows.append(row)
-        print(f"{name:26s} baseline {row['baseline_s']:6.1f} s ({row['baseline_peak_gb']:.2f} GB)"
-              f"  cordmap {row['cordmap_s']:6.1f} s ({row['cordmap_peak_gb']:.2f} GB)"
-              f"  same class {100 * agreement:.2f} %")
-    settings = {"window_scale": infer.WINDOW_SCALE, "overlap": infer.OVERLAP,
-                "threads": torch.get_num_threads()}
+        print(
+            f"{name:26s} baseline {row['baseline_s']:6.1f} s ({row['baseline_peak_gb']:.2f} GB)"
+            f"  cordmap {row['cordmap_s']:6.1f} s ({row['cordmap_peak_gb']:.2f} GB)"
+            f"  same class {100 * agreement:.2f} %"
+        )
+    settings = {
+        "window_scale": infer.WINDOW_SCALE,
+        "overlap": infer.OVERLAP,
+        "threads": torch.get_num_threads(),
+    }
     write_text(args.out, json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
     print(f"written {args.out}")
 

@@ -69,8 +69,7 @@ def forward(threads: int, device: str) -> dict:
     return {"seconds": seconds, "peak_memory_mb": _peak_memory_mb(torch, device, rss_before)}
 
 
-def train_steps(config_name: str, patch, batch: int, steps: int, threads: int,
-                device: str) -> dict:
+def train_steps(config_name: str, patch, batch: int, steps: int, threads: int, device: str) -> dict:
     torch = _setup(threads, device)
     from dataclasses import replace
 
@@ -98,10 +97,15 @@ def train_steps(config_name: str, patch, batch: int, steps: int, threads: int,
     seconds = (time.perf_counter() - start) / steps
     patches_per_minute = 60 * batch / seconds
     voxels = patch[0] * patch[1] * patch[2]
-    return {"config": config_name, "patch": list(patch), "batch": batch,
-            "seconds_per_step": seconds, "patches_per_minute": patches_per_minute,
-            "volumes_per_minute": patches_per_minute * voxels / (VOLUME[0] * VOLUME[1] * VOLUME[2]),
-            "peak_memory_mb": _peak_memory_mb(torch, device, rss_before)}
+    return {
+        "config": config_name,
+        "patch": list(patch),
+        "batch": batch,
+        "seconds_per_step": seconds,
+        "patches_per_minute": patches_per_minute,
+        "volumes_per_minute": patches_per_minute * voxels / (VOLUME[0] * VOLUME[1] * VOLUME[2]),
+        "peak_memory_mb": _peak_memory_mb(torch, device, rss_before),
+    }
 
 
 def _isolated(function, *args):
@@ -120,14 +124,19 @@ def main():
     args = parser.parse_args()
     published_patch = tuple(int(v) for v in args.published_patch.split(","))
 
-    results = {"device": args.device, "threads": args.threads or os.cpu_count(),
-               "load_average_at_start": os.getloadavg(), "platform": platform.platform()}
+    results = {
+        "device": args.device,
+        "threads": args.threads or os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "platform": platform.platform(),
+    }
     if not args.skip_forward:
         results["forward_published_48x512x512"] = _isolated(forward, args.threads, args.device)
     results["train"] = [
         _isolated(train_steps, "small", (48, 48, 48), 2, args.steps, args.threads, args.device),
-        _isolated(train_steps, "published", published_patch, 1, args.steps, args.threads,
-                  args.device),
+        _isolated(
+            train_steps, "published", published_patch, 1, args.steps, args.threads, args.device
+        ),
     ]
     results["load_average_at_end"] = os.getloadavg()
     _print(results)
@@ -140,16 +149,24 @@ def main():
 def _print(results):
     if "forward_published_48x512x512" in results:
         f = results["forward_published_48x512x512"]
-        print(f"forward, published, one 48x512x512 volume on {results['device']}: "
-              f"{f['seconds']:.1f} s, peak {f['peak_memory_mb']:.0f} MB")
-    print(f"{'config':<10} {'patch':>12} {'batch':>5} {'s/step':>8} {'patches/min':>12} "
-          f"{'volumes/min':>12} {'peak MB':>8}")
+        print(
+            f"forward, published, one 48x512x512 volume on {results['device']}: "
+            f"{f['seconds']:.1f} s, peak {f['peak_memory_mb']:.0f} MB"
+        )
+    print(
+        f"{'config':<10} {'patch':>12} {'batch':>5} {'s/step':>8} {'patches/min':>12} "
+        f"{'volumes/min':>12} {'peak MB':>8}"
+    )
     for r in results["train"]:
-        print(f"{r['config']:<10} {'x'.join(map(str, r['patch'])):>12} {r['batch']:>5} "
-              f"{r['seconds_per_step']:>8.2f} {r['patches_per_minute']:>12.1f} "
-              f"{r['volumes_per_minute']:>12.3f} {r['peak_memory_mb']:>8.0f}")
-    print(f"load average at start {results['load_average_at_start']}, "
-          f"at end {results['load_average_at_end']}")
+        print(
+            f"{r['config']:<10} {'x'.join(map(str, r['patch'])):>12} {r['batch']:>5} "
+            f"{r['seconds_per_step']:>8.2f} {r['patches_per_minute']:>12.1f} "
+            f"{r['volumes_per_minute']:>12.3f} {r['peak_memory_mb']:>8.0f}"
+        )
+    print(
+        f"load average at start {results['load_average_at_start']}, "
+        f"at end {results['load_average_at_end']}"
+    )
 
 
 if __name__ == "__main__":

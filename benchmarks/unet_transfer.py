@@ -69,30 +69,40 @@ def main():
     parser.add_argument("--phantoms", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--patches", type=int, default=96, help="patches per epoch")
-    parser.add_argument("--classes", default="published", help="training class set: published or cord")
-    parser.add_argument("--extra", default="intensity,bias,scale",
-                        help="extra augmentations of the phantom training ('' for none)")
+    parser.add_argument(
+        "--classes", default="published", help="training class set: published or cord"
+    )
+    parser.add_argument(
+        "--extra",
+        default="intensity,bias,scale",
+        help="extra augmentations of the phantom training ('' for none)",
+    )
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "unet_transfer")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the phantom training in --work up to --epochs "
-                             "(same result as one uninterrupted run) instead of starting anew")
-    parser.add_argument("--out", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "unet_transfer.json")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the phantom training in --work up to --epochs "
+        "(same result as one uninterrupted run) instead of starting anew",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "unet_transfer.json"
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"real data folder {DATA} is absent (see shared/data/README.md)")
+
+    from rich.console import Console
 
     from cordmap.learn.data import gather_cases, phantom_cases
     from cordmap.learn.evaluate import evaluate_model, report_table
     from cordmap.learn.finetune import finetune
     from cordmap.learn.modelfile import load_model
     from cordmap.learn.train import TrainConfig, train
-    from rich.console import Console
 
     console = Console()
-    for part in (("cases", "finetune-run") if args.resume else ("",)):
+    for part in ("cases", "finetune-run") if args.resume else ("",):
         shutil.rmtree(args.work / part, ignore_errors=True)
     timings = {}
 
@@ -103,9 +113,15 @@ def main():
 
     start = time.perf_counter()
     extra = tuple(a for a in args.extra.split(",") if a)
-    config = TrainConfig(epochs=args.epochs, patches_per_epoch=args.patches, seed=args.seed,
-                         val_fraction=1 / args.phantoms, test_fraction=0.0,
-                         extra_augmentation=extra, classes=args.classes)
+    config = TrainConfig(
+        epochs=args.epochs,
+        patches_per_epoch=args.patches,
+        seed=args.seed,
+        val_fraction=1 / args.phantoms,
+        test_fraction=0.0,
+        extra_augmentation=extra,
+        classes=args.classes,
+    )
     trained = train(phantoms, args.work / "phantom-run", schema, config)
     timings["train_s"] = time.perf_counter() - start
 
@@ -118,13 +134,24 @@ def main():
     timings["segment_real_s"] = time.perf_counter() - start
     console.print(report_table(before, "phantom-trained model on real images"))
     largest = evaluate_model(model, heldout_phantom + list(real.values()), keep_largest=("cord",))
-    console.print(report_table(largest, "the same, the cord's largest piece only (--keep-largest cord)"))
+    console.print(
+        report_table(largest, "the same, the cord's largest piece only (--keep-largest cord)")
+    )
 
     start = time.perf_counter()
-    tuned = finetune(trained.model_path, [real["pam50-small"]], args.work / "finetune-run", schema,
-                     heldout=[real["sct-t2"]],
-                     config=TrainConfig(epochs=args.finetune_epochs, patches_per_epoch=args.patches,
-                                        seed=args.seed, annotated=("cord",)))
+    tuned = finetune(
+        trained.model_path,
+        [real["pam50-small"]],
+        args.work / "finetune-run",
+        schema,
+        heldout=[real["sct-t2"]],
+        config=TrainConfig(
+            epochs=args.finetune_epochs,
+            patches_per_epoch=args.patches,
+            seed=args.seed,
+            annotated=("cord",),
+        ),
+    )
     timings["finetune_s"] = time.perf_counter() - start
     console.print(report_table(tuned.after, "after fine-tuning on pam50-small"))
 
@@ -134,22 +161,37 @@ def main():
         "cord_dice_phantom_model_largest_piece": cord_dice(largest),
         "cord_dice_sct_t2_after_finetune": cord_dice(tuned.after)["sct-t2"],
         "cord_dice_sct_deepseg_3d_reference": sct_reference_dice(),
-        "phantom_training": {"phantoms": args.phantoms, "split": trained.split,
-                             "epochs": trained.epochs_run, "best_val_loss": trained.best_val_loss,
-                             "history": trained.history},
-        "finetune": {"epochs": tuned.training.epochs_run,
-                     "best_loss": tuned.training.best_val_loss},
-        "reports": {"phantom_model": before, "phantom_model_largest_piece": largest,
-                    "before_finetune": tuned.before,
-                    "after_finetune": tuned.after},
+        "phantom_training": {
+            "phantoms": args.phantoms,
+            "split": trained.split,
+            "epochs": trained.epochs_run,
+            "best_val_loss": trained.best_val_loss,
+            "history": trained.history,
+        },
+        "finetune": {
+            "epochs": tuned.training.epochs_run,
+            "best_loss": tuned.training.best_val_loss,
+        },
+        "reports": {
+            "phantom_model": before,
+            "phantom_model_largest_piece": largest,
+            "before_finetune": tuned.before,
+            "after_finetune": tuned.after,
+        },
         "timings": timings,
-        "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "settings": vars(args) | {"work": str(args.work), "out": str(args.out)},
     }
-    for key in ("cord_dice_phantom_model", "cord_dice_phantom_model_largest_piece",
-                "cord_dice_sct_t2_after_finetune",
-                "cord_dice_sct_deepseg_3d_reference"):
+    for key in (
+        "cord_dice_phantom_model",
+        "cord_dice_phantom_model_largest_piece",
+        "cord_dice_sct_t2_after_finetune",
+        "cord_dice_sct_deepseg_3d_reference",
+    ):
         console.print(f"{key}: {results[key]}")
     console.print(f"timings (s): { {k: round(v, 1) for k, v in timings.items()} }")
     write_text(args.out, json.dumps(results, indent=1, default=_json) + "\n")

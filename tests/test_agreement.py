@@ -9,10 +9,10 @@ from scipy.spatial import cKDTree
 from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.cli import app
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_nifti, write_nifti
+from cordmap.protocol.schema import LabelSchema
 from cordmap.study.agreement import agree_files, compare_labels
 from cordmap.surface import surface_distances
 from cordmap.volume import LabelVolume
@@ -64,8 +64,7 @@ def test_kappa_matches_scikit_learn_on_two_perturbed_raters():
     assert {label.id for label in result.labels} == set(np.unique(truth)) - {0}
     for label in result.labels:
         in_a, in_b = a == label.id, b == label.id
-        assert label.kappa == pytest.approx(
-            cohen_kappa_score(in_a.ravel(), in_b.ravel()), abs=1e-9)
+        assert label.kappa == pytest.approx(cohen_kappa_score(in_a.ravel(), in_b.ravel()), abs=1e-9)
         both = np.sum(in_a & in_b)
         assert label.dice == pytest.approx(2 * both / (in_a.sum() + in_b.sum()))
         assert label.iou == pytest.approx(both / np.sum(in_a | in_b))
@@ -76,7 +75,8 @@ def test_kappa_matches_scikit_learn_on_two_perturbed_raters():
         ids = [label.id for label in SCHEMA.of_class(structure.structure)]
         in_a, in_b = np.isin(a, ids), np.isin(b, ids)
         assert structure.kappa == pytest.approx(
-            cohen_kappa_score(in_a.ravel(), in_b.ravel()), abs=1e-9)
+            cohen_kappa_score(in_a.ravel(), in_b.ravel()), abs=1e-9
+        )
         assert structure.dice == pytest.approx(2 * np.sum(in_a & in_b) / (in_a.sum() + in_b.sum()))
 
 
@@ -132,8 +132,11 @@ def test_surface_distances_match_brute_force_on_shifted_cubes():
         padded = np.pad(mask, 1)
         inner = padded[1:-1, 1:-1, 1:-1]
         for axis in range(3):
-            inner = inner & np.roll(padded, 1, axis)[1:-1, 1:-1, 1:-1] \
+            inner = (
+                inner
+                & np.roll(padded, 1, axis)[1:-1, 1:-1, 1:-1]
                 & np.roll(padded, -1, axis)[1:-1, 1:-1, 1:-1]
+            )
         return np.argwhere(mask & ~inner) * spacing
 
     pa, pb = surface_points(a), surface_points(b)
@@ -175,8 +178,11 @@ def test_peer_segmentation_of_real_subject(data_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         reference = monai_metrics.compute_hausdorff_distance(
-            one_hot(folder / "t2_seg-deepseg_sc-3d.nii.gz"), one_hot(folder / "t2_seg-manual.nii.gz"),
-            percentile=95, spacing=list(grid.spacing))
+            one_hot(folder / "t2_seg-deepseg_sc-3d.nii.gz"),
+            one_hot(folder / "t2_seg-manual.nii.gz"),
+            percentile=95,
+            spacing=list(grid.spacing),
+        )
     assert cord.hd95_mm == pytest.approx(float(reference), abs=1e-6)
 
 
@@ -193,12 +199,15 @@ def test_agree_command_prints_and_writes_json(tmp_path):
     write_nifti(volume(truth), tmp_path / "a.nii.gz")
     write_nifti(volume(perturbed(truth, seed=3)), tmp_path / "b.nii.gz")
     out = tmp_path / "agreement.json"
-    result = CliRunner().invoke(app, ["agree", str(tmp_path / "a.nii.gz"),
-                                      str(tmp_path / "b.nii.gz"), "--json", str(out)],
-                                env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        ["agree", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--json", str(out)],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     assert "kappa" in result.output and "cord segment L1" in result.output
     assert "vertebra" in result.output.split("per structure")[1]
     saved = json.loads(out.read_text())
-    assert saved["kappa"] == pytest.approx(agree_files(tmp_path / "a.nii.gz",
-                                                       tmp_path / "b.nii.gz").kappa)
+    assert saved["kappa"] == pytest.approx(
+        agree_files(tmp_path / "a.nii.gz", tmp_path / "b.nii.gz").kappa
+    )

@@ -14,19 +14,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_viewer import ENLARGEMENT_IDS, SCHEMA, make_case, synthetic_anatomy
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync",
-                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
 #: The 3D panel is the rendered panel that holds the "Sections" checkbox.
 PERSPECTIVE_PANEL = ".neuroglancer-rendered-data-panel:has(.perspective-panel-show-slice-views)"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
-                                reason="Debian chromium is absent (scripts/setup.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason="Debian chromium is absent (scripts/setup.sh installs it)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +63,9 @@ def open_viewer(browser, url: str, size=(1000, 750)):
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.goto(url)
-    page.wait_for_function("window.viewer !== undefined && window.viewer.isReady()",
-                           timeout=45_000, polling=200)
+    page.wait_for_function(
+        "window.viewer !== undefined && window.viewer.isReady()", timeout=45_000, polling=200
+    )
     return page
 
 
@@ -120,14 +129,16 @@ def test_voxels_sit_where_the_affine_says(page, anatomy, offset):
     """Ask the viewer for the label and image values at a voxel's world position."""
     image, labels = anatomy
     position = np.asarray(page.evaluate("Array.from(viewer.navigationState.position.value)"))
-    scales = np.array([page.evaluate(f"viewer.coordinateSpace.value.scales[{d}]") * 1e3
-                       for d in range(3)])
+    scales = np.array(
+        [page.evaluate(f"viewer.coordinateSpace.value.scales[{d}]") * 1e3 for d in range(3)]
+    )
     centre = np.rint(image.voxel(position * scales)).astype(int)  # on the drawn axial slice
     ijk = tuple(centre + np.array([*offset, 0]))
     values = page.evaluate(
         """(pos) => ['cord and roots', 'MRI'].map(name => String(viewer.layerManager
             .getLayerByName(name).layer.getValueAt(Float32Array.from(pos), {})))""",
-        list(image.world(ijk) / scales))
+        list(image.world(ijk) / scales),
+    )
     assert values[0].split(" ")[0] == str(labels.array[ijk])
     assert float(values[1]) == image.array[ijk]
 
@@ -158,7 +169,6 @@ def test_static_site_works_from_a_plain_web_server(browser, anatomy, case_dir, t
     finally:
         server.shutdown()
         server.server_close()
-
 
 
 def test_phantom_first_view_shows_the_enlargement_through_the_vertebrae(browser, tmp_path):

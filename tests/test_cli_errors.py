@@ -29,8 +29,9 @@ def test_an_output_under_a_file_is_one_line(tmp_path):
 
 def test_an_over_long_subject_is_refused_before_anything_is_written(tmp_path):
     image = _image(tmp_path)
-    result = runner.invoke(app, ["import", str(image), str(tmp_path / "case"),
-                                 "--subject", "sub-" + "a" * 300])
+    result = runner.invoke(
+        app, ["import", str(image), str(tmp_path / "case"), "--subject", "sub-" + "a" * 300]
+    )
     assert result.exit_code == 1 and "at most 64" in result.output
     assert not (tmp_path / "case").exists()
 
@@ -50,19 +51,25 @@ def _raw_nifti(path, array, srow, gz=False):
     return path
 
 
-@pytest.mark.parametrize("srow, message", [
-    ([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]], "singular"),
-    ([[2e12, 0, 0, 0], [0, 2e12, 0, 0], [0, 0, 2e12, 0]], "not plausible"),
-    ([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], "not perpendicular"),
-])
+@pytest.mark.parametrize(
+    "srow, message",
+    [
+        ([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]], "singular"),
+        ([[2e12, 0, 0, 0], [0, 2e12, 0, 0], [0, 0, 2e12, 0]], "not plausible"),
+        ([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], "not perpendicular"),
+    ],
+)
 @pytest.mark.parametrize("command", ["import", "validate", "plan", "mesh"])
 def test_broken_geometry_is_one_line_naming_the_file(tmp_path, srow, message, command):
     labels = np.zeros((10, 10, 10), np.uint16)
     labels[4:6, 4:6, :] = 1
     path = _raw_nifti(tmp_path / "broken.nii.gz", labels, srow, gz=True)
-    args = {"import": [str(path), str(tmp_path / "case")], "validate": [str(path)],
-            "plan": [str(path), "--out", str(tmp_path / "plan.json")],
-            "mesh": [str(path), "--out", str(tmp_path / "mesh")]}[command]
+    args = {
+        "import": [str(path), str(tmp_path / "case")],
+        "validate": [str(path)],
+        "plan": [str(path), "--out", str(tmp_path / "plan.json")],
+        "mesh": [str(path), "--out", str(tmp_path / "mesh")],
+    }[command]
     result = runner.invoke(app, [command, *args])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "broken.nii.gz" in result.output and message in result.output
@@ -75,7 +82,7 @@ def test_nan_or_infinite_voxels_are_refused(tmp_path, values):
     if values == "all":
         array[:] = np.nan
     else:
-        array.flat[:len(values)] = values
+        array.flat[: len(values)] = values
     path = _raw_nifti(tmp_path / "nan.nii.gz", array, np.eye(4)[:3], gz=True)
     result = runner.invoke(app, ["import", str(path), str(tmp_path / "case")])
     assert result.exit_code == 1 and "NaN or infinite voxels" in result.output
@@ -94,11 +101,15 @@ def test_a_device_or_pipe_is_not_an_image(tmp_path):
 def test_re_importing_another_subject_into_a_case_is_refused(tmp_path):
     image = _image(tmp_path)
     assert runner.invoke(app, ["import", str(image), str(tmp_path / "case")]).exit_code == 0
-    result = runner.invoke(app, ["import", str(image), str(tmp_path / "case"),
-                                 "--subject", "sub-02"])
+    result = runner.invoke(
+        app, ["import", str(image), str(tmp_path / "case"), "--subject", "sub-02"]
+    )
     assert result.exit_code == 1 and "holds subject sub-01" in result.output
     assert sorted(p.name for p in (tmp_path / "case").iterdir()) == [
-        "case.json", "protocol.json", "sub-01_T2w.nii.gz"]
+        "case.json",
+        "protocol.json",
+        "sub-01_T2w.nii.gz",
+    ]
 
 
 def test_dicom_pixel_spacing_zero_is_one_line(tmp_path):
@@ -106,15 +117,19 @@ def test_dicom_pixel_spacing_zero_is_one_line(tmp_path):
 
     from cordmap.io.dicom import write_dicom_series
 
-    volume = Volume(np.random.default_rng(1).integers(0, 900, (8, 8, 5)).astype(np.uint16),
-                    np.diag([0.8, 0.8, 3.0, 1.0]))
+    volume = Volume(
+        np.random.default_rng(1).integers(0, 900, (8, 8, 5)).astype(np.uint16),
+        np.diag([0.8, 0.8, 3.0, 1.0]),
+    )
     write_dicom_series(volume, tmp_path / "dicom", series_description="T2")
     for path in (tmp_path / "dicom").iterdir():
         dataset = pydicom.dcmread(path)
         dataset.PixelSpacing = [0, 0]
         dataset.save_as(path)
-    for command in (["import", str(tmp_path / "dicom"), str(tmp_path / "case")],
-                    ["series", str(tmp_path / "dicom")]):
+    for command in (
+        ["import", str(tmp_path / "dicom"), str(tmp_path / "case")],
+        ["series", str(tmp_path / "dicom")],
+    ):
         result = runner.invoke(app, command)
         assert "Traceback" not in result.output
     result = runner.invoke(app, ["import", str(tmp_path / "dicom"), str(tmp_path / "case")])

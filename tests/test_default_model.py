@@ -1,16 +1,13 @@
 """The bundled default model: listed with its card, used when no model is given, accurate
 on a held-out real scan and on a phantom, refusing what it cannot segment; `cordmap auto`."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from cordmap.anatomy.phantom import make_phantom, write_phantom
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.case import Case
 from cordmap.cli import app
 from cordmap.errors import CordmapError
@@ -20,6 +17,7 @@ from cordmap.learn.bundled import bundled_model, bundled_models, model_path
 from cordmap.learn.infer import segment_case
 from cordmap.learn.modelfile import load_model
 from cordmap.learn.recipe import lumbar_split, read_lumbar
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import Volume
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -84,10 +82,10 @@ def test_segment_without_a_model_uses_the_bundled_one_and_numbers_levels(phantom
     levels = entry["results"]["levels"]  # numbered, whether right or not (see the notes)
     assert levels is not None and levels["summary"].startswith("levels: ")
     names = levels["vertebrae"]
-    from cordmap.anatomy.levels import VERTEBRAE
+    from cordmap.protocol.levels import VERTEBRAE
 
     first = VERTEBRAE.index(names[0])
-    assert names == list(VERTEBRAE[first:first + len(names)])  # consecutive, top down
+    assert names == list(VERTEBRAE[first : first + len(names)])  # consecutive, top down
 
 
 @pytest.mark.skipif(not LUMBAR.is_dir(), reason="../shared/data/lumbar-mri is absent")
@@ -114,7 +112,7 @@ def test_images_the_model_cannot_segment_are_refused(tmp_path):
     assert not Case.open(tmp_path / "slice").labels_path("unet").exists()
     # a ball of uniform tissue in air (no spine)
     x, y, z = np.meshgrid(*[np.arange(64)] * 3, indexing="ij")
-    ball = ((x - 32) ** 2 + (y - 32) ** 2 + (z - 32) ** 2 < 25 ** 2) * 800.0
+    ball = ((x - 32) ** 2 + (y - 32) ** 2 + (z - 32) ** 2 < 25**2) * 800.0
     write_nifti(Volume(ball.astype(np.float32), np.eye(4)), tmp_path / "ball.nii.gz")
     result = invoke("auto", tmp_path / "ball.nii.gz", tmp_path / "ball")
     assert result.exit_code == 1 and "error:" in result.output

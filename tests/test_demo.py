@@ -29,7 +29,9 @@ def demo(tmp_path_factory):
 def test_demo_case_reproduces_the_phantom_through_dicom(demo):
     out, _ = demo
     case = Case.open(out / "case")
-    truth_labels = read_labels(next((out / "phantom").glob("*_desc-truth_dseg.nii.gz")), case.schema)
+    truth_labels = read_labels(
+        next((out / "phantom").glob("*_desc-truth_dseg.nii.gz")), case.schema
+    )
     labels = case.labels()
     assert labels.same_grid(truth_labels)  # geometry survived the DICOM round trip
     np.testing.assert_array_equal(labels.array, truth_labels.array)
@@ -41,7 +43,9 @@ def test_demo_plan_matches_phantom_truth(demo):
     truth = PhantomTruth.read(out / "phantom" / "truth.json")
     plan = json.loads((out / "case" / "plan" / "plan.json").read_text())
     # lengths along the curved cord, measured from 3 mm slices, agree with the analytic anatomy
-    assert plan["enlargement"]["length_mm"] == pytest.approx(truth.enlargement["length_mm"], abs=2.0)
+    assert plan["enlargement"]["length_mm"] == pytest.approx(
+        truth.enlargement["length_mm"], abs=2.0
+    )
     best = plan["candidates"][0]
     assert 0 < best["volume_pct"] <= 100
     assert f"{best['volume_pct']:.1f} %" in output
@@ -73,12 +77,18 @@ def test_demo_ends_with_a_report_that_quotes_the_plan(demo):
     page = report.read_text(encoding="utf-8")
     volumes = re.findall(r"<td class='volume'>([\d.]+)</td>", page)
     lengths = re.findall(r"<td class='length'>([\d.]+)</td>", page)
-    assert [float(v) for v in volumes] == pytest.approx([c["volume_pct"] for c in plan["candidates"]], abs=0.005)
-    assert [float(v) for v in lengths] == pytest.approx([c["length_pct"] for c in plan["candidates"]], abs=0.005)
+    assert [float(v) for v in volumes] == pytest.approx(
+        [c["volume_pct"] for c in plan["candidates"]], abs=0.005
+    )
+    assert [float(v) for v in lengths] == pytest.approx(
+        [c["length_pct"] for c in plan["candidates"]], abs=0.005
+    )
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(pngs) == 5  # sagittal, axial, 3D, coverage, contacts
     for data in pngs:
-        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=float)
+        pixels = np.asarray(
+            Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=float
+        )
         assert pixels.std() > 20
     assert re.findall(r"href='([^']*)'", page) == ["../../viewer-site/index.html"]
 
@@ -88,8 +98,9 @@ def test_demo_viewer_shows_the_candidate_paddles(demo):
     plan = json.loads((out / "case" / "plan" / "plan.json").read_text())
     state = json.loads((out / "case" / "viewer" / "state.json").read_text())
     paddles = [layer for layer in state["layers"] if layer["type"] == "annotation"]
-    assert [p["name"].split(":")[0] for p in paddles] == \
-        [f"paddle #{c['rank']}" for c in plan["candidates"]]
+    assert [p["name"].split(":")[0] for p in paddles] == [
+        f"paddle #{c['rank']}" for c in plan["candidates"]
+    ]
     assert [p["visible"] for p in paddles] == [True] + [False] * (len(paddles) - 1)
 
 
@@ -112,14 +123,17 @@ def test_demo_site_shows_paddles_and_mri_in_a_real_browser(demo):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 functools.partial(Quiet, directory=str(out / "viewer-site")))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(out / "viewer-site"))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = open_viewer(browser, f"http://127.0.0.1:{server.server_address[1]}/", (640, 480))
-            layers = page.evaluate("viewer.layerManager.managedLayers.map(l => [l.name, l.visible])")
+            layers = page.evaluate(
+                "viewer.layerManager.managedLayers.map(l => [l.name, l.visible])"
+            )
             counts = page.evaluate("""viewer.state.toJSON().layers
                 .filter(l => l.type === 'annotation').map(l => l.annotations.length)""")
             errors = page.errors
@@ -130,8 +144,11 @@ def test_demo_site_shows_paddles_and_mri_in_a_real_browser(demo):
     assert errors == []
     names = [name for name, _ in layers]
     assert names[-3:] == ["MRI", "cord and roots", "vertebrae"]
-    assert [visible for name, visible in layers if name.startswith("paddle #")] == \
-        [True] + [False] * (len(plan["candidates"]) - 1)
+    assert [visible for name, visible in layers if name.startswith("paddle #")] == [True] + [
+        False
+    ] * (len(plan["candidates"]) - 1)
     state = json.loads((out / "case" / "viewer" / "state.json").read_text())
-    expected = [len(layer["annotations"]) for layer in state["layers"] if layer["type"] == "annotation"]
+    expected = [
+        len(layer["annotations"]) for layer in state["layers"] if layer["type"] == "annotation"
+    ]
     assert counts == expected and len(counts) == len(plan["candidates"]) and min(counts) > 4

@@ -37,8 +37,18 @@ def _volume(dtype=np.uint16, low=0, high=4000, shape=(24, 30, 9), rotation_deg=0
     return Volume(array, affine)
 
 
-def _hand_slice(path, pixels, *, position, orientation=AXIAL, spacing=(1.0, 1.0),
-                series_uid="1.2.3.4", number=1, description="hand made", **extra):
+def _hand_slice(
+    path,
+    pixels,
+    *,
+    position,
+    orientation=AXIAL,
+    spacing=(1.0, 1.0),
+    series_uid="1.2.3.4",
+    number=1,
+    description="hand made",
+    **extra,
+):
     """Write one minimal DICOM image the way a scanner would (independent of cordmap)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -63,28 +73,34 @@ def _hand_slice(path, pixels, *, position, orientation=AXIAL, spacing=(1.0, 1.0)
     ds.save_as(path, enforce_file_format=True)
 
 
-def _hand_series(folder, n=5, step=2.0, shape=(6, 8), start=(-10.0, -20.0, 30.0),
-                 drift=(0.0, 0.0), **kwargs):
+def _hand_series(
+    folder, n=5, step=2.0, shape=(6, 8), start=(-10.0, -20.0, 30.0), drift=(0.0, 0.0), **kwargs
+):
     """n axial slices `step` mm apart, each slice s filled with the value 10 * (s + 1)."""
     for s in range(n):
         position = (start[0] + drift[0] * s, start[1] + drift[1] * s, start[2] + step * s)
-        _hand_slice(folder / f"slice{s}", np.full(shape, 10 * (s + 1)), position=position,
-                    **kwargs)
+        _hand_slice(folder / f"slice{s}", np.full(shape, 10 * (s + 1)), position=position, **kwargs)
 
 
 def _digest(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ------------------------------------------------------------------ round trips
 
 
-@pytest.mark.parametrize("dtype, low, high, rotation", [
-    (np.uint16, 0, 4000, 0.0),
-    (np.int16, -1200, 900, 0.0),  # negative values: stored with an intercept
-    (np.uint16, 0, 4000, 20.0),  # an oblique (rotated) grid
-])
+@pytest.mark.parametrize(
+    "dtype, low, high, rotation",
+    [
+        (np.uint16, 0, 4000, 0.0),
+        (np.int16, -1200, 900, 0.0),  # negative values: stored with an intercept
+        (np.uint16, 0, 4000, 20.0),  # an oblique (rotated) grid
+    ],
+)
 def test_axial_round_trip_reproduces_voxels_and_affine(tmp_path, dtype, low, high, rotation):
     volume = _volume(dtype, low, high, rotation_deg=rotation)
     out = write_dicom_series(volume, tmp_path / "dicom" / "axial", series_description="T2 ax")
@@ -99,10 +115,13 @@ def test_axial_round_trip_reproduces_voxels_and_affine(tmp_path, dtype, low, hig
     assert info.slice_spacing == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("slice_axis, plane, orientation", [
-    (0, "sagittal", SAGITTAL),
-    (1, "coronal", (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)),
-])
+@pytest.mark.parametrize(
+    "slice_axis, plane, orientation",
+    [
+        (0, "sagittal", SAGITTAL),
+        (1, "coronal", (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)),
+    ],
+)
 def test_sagittal_and_coronal_series_round_trip(tmp_path, slice_axis, plane, orientation):
     volume = _volume()
     write_dicom_series(volume, tmp_path / "sag", series_description="T2", slice_axis=slice_axis)
@@ -137,8 +156,9 @@ def _assert_nibabel_agrees(volume, files):
 @pytest.mark.parametrize("slice_axis", [2, 1, 0])
 def test_nibabel_places_written_pixels_at_the_volume_world_positions(tmp_path, slice_axis):
     volume = _volume(rotation_deg=20.0)
-    folder = write_dicom_series(volume, tmp_path / "s", series_description="x",
-                                slice_axis=slice_axis)
+    folder = write_dicom_series(
+        volume, tmp_path / "s", series_description="x", slice_axis=slice_axis
+    )
     files = sorted(folder.glob("*.dcm"))
     assert len(files) == volume.shape[slice_axis]
     _assert_nibabel_agrees(volume, files[::4])
@@ -160,7 +180,9 @@ def test_real_scanner_export_with_dicomdir(tmp_path):
     ct = by_description["SmartScore - Gated 0.5 sec"]
     volume, info = read_dicom_with_info(export, series=ct.uid)
     assert info is not ct and info == ct
-    assert volume.shape == (16, 16, 5) and volume.spacing == pytest.approx((0.488281, 0.488281, 2.5))
+    assert volume.shape == (16, 16, 5) and volume.spacing == pytest.approx(
+        (0.488281, 0.488281, 2.5)
+    )
     assert volume.array.dtype == np.float32  # CT: RescaleIntercept -1024
     _assert_nibabel_agrees(volume, ct.files)
     with pytest.raises(CordmapError, match="Routine Brain.* is missing 161 slices"):
@@ -195,8 +217,10 @@ def test_shuffled_file_names_still_sort_by_position(tmp_path):
     random.Random(1).shuffle(names)
     for file, name in zip(files, names):
         file.rename(folder / name)
-    by_name = [int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber)
-               for p in sorted(folder.iterdir())]
+    by_name = [
+        int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber)
+        for p in sorted(folder.iterdir())
+    ]
     assert by_name != sorted(by_name)  # file name order is not slice order
     back = read_dicom(folder)
     np.testing.assert_array_equal(back.array, volume.array)
@@ -210,8 +234,9 @@ def test_lps_positions_become_ras_world_coordinates(tmp_path):
         pixels = np.zeros((10, 12))
         if s == 2:
             pixels[3, 5] = 1000
-        _hand_slice(tmp_path / f"s{s}.dcm", pixels, position=(-100, -120, 30 + 2 * s),
-                    spacing=(0.5, 0.8))
+        _hand_slice(
+            tmp_path / f"s{s}.dcm", pixels, position=(-100, -120, 30 + 2 * s), spacing=(0.5, 0.8)
+        )
     volume = read_dicom(tmp_path)
     bright = np.argwhere(volume.array == 1000)
     assert len(bright) == 1
@@ -240,13 +265,29 @@ def test_rescale_slope_and_intercept_are_applied(tmp_path):
 def test_written_files_are_reproducible_from_a_seed_and_share_a_study(tmp_path):
     volume = _volume()
     study = generate_uid()
-    a = write_dicom_series(volume, tmp_path / "a" / "axial", series_description="ax",
-                           uid_seed="phantom", study_uid=study)
-    b = write_dicom_series(volume, tmp_path / "b" / "axial", series_description="ax",
-                           uid_seed="phantom", study_uid=study)
+    a = write_dicom_series(
+        volume,
+        tmp_path / "a" / "axial",
+        series_description="ax",
+        uid_seed="phantom",
+        study_uid=study,
+    )
+    b = write_dicom_series(
+        volume,
+        tmp_path / "b" / "axial",
+        series_description="ax",
+        uid_seed="phantom",
+        study_uid=study,
+    )
     assert _digest(a) == _digest(b)
-    sag = write_dicom_series(volume, tmp_path / "a" / "sagittal", series_description="sag",
-                             series_number=2, slice_axis=0, study_uid=study)
+    sag = write_dicom_series(
+        volume,
+        tmp_path / "a" / "sagittal",
+        series_description="sag",
+        series_number=2,
+        slice_axis=0,
+        study_uid=study,
+    )
     headers = [pydicom.dcmread(next(d.glob("*.dcm")), stop_before_pixels=True) for d in (a, sag)]
     assert headers[0].StudyInstanceUID == headers[1].StudyInstanceUID == study
     assert headers[0].FrameOfReferenceUID == headers[1].FrameOfReferenceUID
@@ -256,8 +297,7 @@ def test_written_files_are_reproducible_from_a_seed_and_share_a_study(tmp_path):
 def test_real_image_round_trips_through_axial_and_sagittal_series(data_dir, tmp_path):
     image = read_nifti(data_dir / "sct-t2" / "t2.nii.gz")
     for axis, name in ((2, "axial"), (0, "sagittal")):
-        write_dicom_series(image, tmp_path / name, series_description=f"t2 {name}",
-                           slice_axis=axis)
+        write_dicom_series(image, tmp_path / name, series_description=f"t2 {name}", slice_axis=axis)
         back = read_dicom(tmp_path / name)
         np.testing.assert_array_equal(back.array, image.array)
         np.testing.assert_allclose(back.affine, image.affine, atol=1e-4)
@@ -269,8 +309,9 @@ def test_real_image_round_trips_through_axial_and_sagittal_series(data_dir, tmp_
 def test_two_series_need_a_choice_by_number_description_or_uid(tmp_path):
     volume = _volume()
     write_dicom_series(volume, tmp_path / "ax", series_description="T2 axial", series_number=3)
-    write_dicom_series(volume, tmp_path / "sag", series_description="T2 sagittal",
-                       series_number=4, slice_axis=0)
+    write_dicom_series(
+        volume, tmp_path / "sag", series_description="T2 sagittal", series_number=4, slice_axis=0
+    )
     with pytest.raises(CordmapError) as error:
         read_dicom(tmp_path)
     message = str(error.value)
@@ -371,8 +412,7 @@ def test_mixed_orientations_are_refused(tmp_path):
 
 
 def test_multi_frame_files_are_refused(tmp_path):
-    _hand_slice(tmp_path / "enhanced.dcm", np.zeros((4, 4)), position=(0, 0, 0),
-                NumberOfFrames=1)
+    _hand_slice(tmp_path / "enhanced.dcm", np.zeros((4, 4)), position=(0, 0, 0), NumberOfFrames=1)
     header = pydicom.dcmread(tmp_path / "enhanced.dcm")
     header.NumberOfFrames = 2
     header.PixelData = bytes(4 * 4 * 2 * 2)
@@ -442,8 +482,9 @@ def test_series_command_lists_the_series_of_a_folder(tmp_path):
     from cordmap.cli import app
 
     write_dicom_series(_volume(), tmp_path / "ax", series_description="T2 axial", series_number=3)
-    write_dicom_series(_volume(), tmp_path / "sag", series_description="T2 sagittal",
-                       series_number=4, slice_axis=0)
+    write_dicom_series(
+        _volume(), tmp_path / "sag", series_description="T2 sagittal", series_number=4, slice_axis=0
+    )
     result = CliRunner().invoke(app, ["series", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "T2 axial" in result.output and "T2 sagittal" in result.output
@@ -465,12 +506,15 @@ def test_a_damaged_file_at_either_end_of_a_series_is_refused(tmp_path, end, keep
     from cordmap.io.dicom import scan_series
 
     write_dicom_series(_volume(), tmp_path / "ax", series_description="T2")
-    files = sorted((tmp_path / "ax").iterdir(),
-                   key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    files = sorted(
+        (tmp_path / "ax").iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2])
+    )
     victim = files[0 if end == "first" else -1]
     data = victim.read_bytes()
-    victim.write_bytes(data[:int(keep * len(data)) if isinstance(keep, float) else keep])
-    with pytest.raises(CordmapError, match=f"(cannot be read|cannot decode the pixels of) .*{victim.name}"):
+    victim.write_bytes(data[: int(keep * len(data)) if isinstance(keep, float) else keep])
+    with pytest.raises(
+        CordmapError, match=f"(cannot be read|cannot decode the pixels of) .*{victim.name}"
+    ):
         read_dicom(tmp_path / "ax")
     infos, unreadable = scan_series(tmp_path / "ax")
     if keep != 0.5:  # a file cut in its pixels keeps a readable header

@@ -7,8 +7,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 from cordmap.cli import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +22,13 @@ app()
 
 
 def _cordmap(*args, cwd):
-    return subprocess.run([sys.executable, "-c", BLOCKED, *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKED, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_core_dependencies_leave_out_the_extras_and_torch_is_pinned_only_in_constraints():
@@ -37,7 +40,9 @@ def test_the_core_dependencies_leave_out_the_extras_and_torch_is_pinned_only_in_
     for module, extra in EXTRAS.items():
         if module in ("lightning", "dask"):  # pulled in by pytorch-lightning / distributed
             continue
-        assert any(req.lower().replace("-", "_").startswith(module) for req in extras[extra]), module
+        assert any(req.lower().replace("-", "_").startswith(module) for req in extras[extra]), (
+            module
+        )
     assert not any("==" in req for req in extras["learn"])
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text()
 
@@ -46,8 +51,13 @@ def test_core_commands_run_without_the_extras_and_the_others_name_their_extra(tm
     assert _cordmap("phantom", tmp_path / "phantom", "--pixel", "2", cwd=tmp_path).returncode == 0
     image = tmp_path / "phantom/sub-phantom0_T2w.nii.gz"
     labels = tmp_path / "phantom/sub-phantom0_T2w_desc-truth_dseg.nii.gz"
-    for args in (["import", image, "case", "--labels", labels], ["validate", labels],
-                 ["mesh", "case"], ["plan", "case"], ["report", "case"]):
+    for args in (
+        ["import", image, "case", "--labels", labels],
+        ["validate", labels],
+        ["mesh", "case"],
+        ["plan", "case"],
+        ["report", "case"],
+    ):
         done = _cordmap(*args, cwd=tmp_path)
         assert done.returncode == 0, (args, done.stderr[-2000:])
     assert (tmp_path / "case/plan/plan.json").is_file()

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.case import Case, sha256
 from cordmap.cli import app
 from cordmap.errors import CordmapError
 from cordmap.ingest import import_case
 from cordmap.io.nifti import write_nifti
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 
@@ -28,8 +28,12 @@ def sources(tmp_path):
 
 def test_import_writes_bids_case_with_manifest(tmp_path, sources):
     before = {p.name: sha256(p) for p in sources.iterdir()}
-    result = import_case(sources / "t2.nii.gz", tmp_path / "case", labels_source=sources / "seg.nii.gz",
-                         subject="sub-07")
+    result = import_case(
+        sources / "t2.nii.gz",
+        tmp_path / "case",
+        labels_source=sources / "seg.nii.gz",
+        subject="sub-07",
+    )
     case = result.case
     assert not result.up_to_date
     assert case.image_path.name == "sub-07_T2w.nii.gz"
@@ -55,15 +59,18 @@ def test_reimport_is_up_to_date_and_keeps_other_stages(tmp_path, sources):
     assert not changed.up_to_date
     assert "mesh" in Case.open(out).manifest["stages"]
     assert Case.open(out).label_sources() == []
-    assert not Case.open(out).is_up_to_date("mesh", inputs=[case.labels_path("manual")],
-                                            parameters={"reduction": 0.9})
+    assert not Case.open(out).is_up_to_date(
+        "mesh", inputs=[case.labels_path("manual")], parameters={"reduction": 0.9}
+    )
 
 
 def test_mismatched_labels_leave_nothing(tmp_path, sources):
     other = Volume(np.zeros((9, 12, 5), np.uint16), np.diag([0.8, 0.8, 3.0, 1.0]))
     write_nifti(other, sources / "wrong.nii.gz")
     with pytest.raises(CordmapError, match="do not match the image grid"):
-        import_case(sources / "t2.nii.gz", tmp_path / "case", labels_source=sources / "wrong.nii.gz")
+        import_case(
+            sources / "t2.nii.gz", tmp_path / "case", labels_source=sources / "wrong.nii.gz"
+        )
     assert not (tmp_path / "case").exists()
 
 
@@ -93,8 +100,16 @@ def test_cli_reports_errors_in_one_line_with_nonzero_exit(tmp_path, sources):
     assert "error:" in result.output and "cut.nii.gz" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "case").exists()
-    ok = runner.invoke(app, ["import", str(sources / "t2.nii.gz"), str(tmp_path / "case"),
-                             "--labels", str(sources / "seg.nii.gz")])
+    ok = runner.invoke(
+        app,
+        [
+            "import",
+            str(sources / "t2.nii.gz"),
+            str(tmp_path / "case"),
+            "--labels",
+            str(sources / "seg.nii.gz"),
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert "cord segment L1" in ok.output
     info = runner.invoke(app, ["info", str(tmp_path / "case")])
@@ -102,8 +117,11 @@ def test_cli_reports_errors_in_one_line_with_nonzero_exit(tmp_path, sources):
 
 
 def test_case_from_real_subject(tmp_path, data_dir):
-    case = import_case(data_dir / "sct-t2" / "t2.nii.gz", tmp_path / "case",
-                       labels_source=data_dir / "sct-t2" / "t2_seg-manual.nii.gz").case
+    case = import_case(
+        data_dir / "sct-t2" / "t2.nii.gz",
+        tmp_path / "case",
+        labels_source=data_dir / "sct-t2" / "t2_seg-manual.nii.gz",
+    ).case
     summary = case.summary()
     assert summary["image"]["shape"] == [52, 60, 55]  # P-S-R on disk, R-A-S here
     cord = summary["labels"]["manual"]["spinal cord (unassigned segment)"]

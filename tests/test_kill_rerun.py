@@ -26,8 +26,9 @@ def phantom(tmp_path_factory):
 
 
 def _run(args, kill_after=None):
-    process = subprocess.Popen([*CORDMAP, *map(str, args)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*CORDMAP, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     if kill_after is None:
         return process.wait()
     time.sleep(kill_after)
@@ -52,22 +53,30 @@ def test_stages_killed_part_way_re_run_to_the_same_outputs(phantom, kill_after):
     _run(["import", image, case, "--labels", labels], kill_after=kill_after)
     # either nothing, or a whole case: never a folder that blocks the re-run
     assert _run(["import", image, case, "--labels", labels]) == 0
-    for stage in (["plan", case], ["mesh", case], ["view", case, "--static", root / f"site-{kill_after}"]):
+    for stage in (
+        ["plan", case],
+        ["mesh", case],
+        ["view", case, "--static", root / f"site-{kill_after}"],
+    ):
         _run(stage, kill_after=kill_after)
         assert _run(stage) == 0
     mesh = sorted(p.name for p in (case / "mesh").iterdir())
     assert mesh == sorted(p.name for p in (reference / "mesh").iterdir())
-    assert _digests(case / "mesh", [m for m in mesh if m.endswith(".glb")]) == \
-        _digests(reference / "mesh", [m for m in mesh if m.endswith(".glb")])
+    assert _digests(case / "mesh", [m for m in mesh if m.endswith(".glb")]) == _digests(
+        reference / "mesh", [m for m in mesh if m.endswith(".glb")]
+    )
     site = root / f"site-{kill_after}"
-    assert sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file()) == \
-        sorted(p.relative_to(root / "reference-site") for p in (root / "reference-site").rglob("*")
-               if p.is_file())
+    assert sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(root / "reference-site")
+        for p in (root / "reference-site").rglob("*")
+        if p.is_file()
+    )
     names = ["protocol.json", "sub-01_T2w.nii.gz", "sub-01_T2w_desc-manual_dseg.nii.gz"]
     assert _digests(case, names) == _digests(reference, names)
     plan = (case / "plan" / "plan.json").read_text()
     assert plan.replace(str(case), "") == (reference / "plan" / "plan.json").read_text().replace(
-        str(reference), "")
+        str(reference), ""
+    )
     assert not [p for p in case.rglob(".*part*")] and not list(root.glob(f".{case.name}.*"))
     assert not list(root.glob(f".site-{kill_after}.*"))
 
@@ -79,8 +88,9 @@ def test_ctrl_c_stops_mesh_at_any_moment(phantom, delay):
     case = root / f"mesh-{delay}"
     if not case.exists():
         assert _run(["import", image, case, "--labels", labels]) == 0
-    process = subprocess.Popen([*CORDMAP, "mesh", str(case)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*CORDMAP, "mesh", str(case)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     assert process.wait() != 0

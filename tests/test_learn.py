@@ -7,14 +7,25 @@ import pytest
 import torch
 from scipy import ndimage
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import CORD_CLASSES, ClassMapping
-from cordmap.learn.data import (NOISE_SIGMA, SCALE_RANGE, Example, PatchDataset, crop_patch, normalise,
-                                prepare, resample, rotate, rotation, split_cases)
+from cordmap.learn.data import (
+    NOISE_SIGMA,
+    SCALE_RANGE,
+    Example,
+    PatchDataset,
+    crop_patch,
+    normalise,
+    prepare,
+    resample,
+    rotate,
+    rotation,
+    split_cases,
+)
 from cordmap.learn.metrics import confusion_matrix, evaluate_arrays, hausdorff95, scores
 from cordmap.learn.model import PUBLISHED, SMALL, UNet3D, UNetConfig, count_parameters
 from cordmap.learn.train import class_weights, segmentation_loss
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 SCHEMA = LabelSchema.load()
@@ -37,8 +48,9 @@ def test_published_architecture_levels_filters_and_parameters():
     assert net.head.out_channels == 7
     f = PUBLISHED.level_filters
     expected = sum(_double_conv_parameters(1 if i == 0 else f[i - 1], f[i]) for i in range(5))
-    expected += sum(8 * f[i + 1] * f[i] + f[i] + _double_conv_parameters(2 * f[i], f[i])
-                    for i in range(4))
+    expected += sum(
+        8 * f[i + 1] * f[i] + f[i] + _double_conv_parameters(2 * f[i], f[i]) for i in range(4)
+    )
     expected += f[0] * 7 + 7
     assert count_parameters(net) == expected
     assert 4.2e6 < expected < 4.4e6  # "4.3 M parameters" as published
@@ -49,8 +61,16 @@ def test_output_has_one_channel_per_class_and_the_input_size():
     with torch.no_grad():
         out = net(torch.zeros(1, 1, 32, 16, 48))
     assert out.shape == (1, 7, 32, 16, 48)
-    small = UNet3D(UNetConfig(classes=3, filters=4, depth=2, input_shape=None,
-                              input_spacing_mm=(1, 1, 1), patch=(8, 8, 8)))
+    small = UNet3D(
+        UNetConfig(
+            classes=3,
+            filters=4,
+            depth=2,
+            input_shape=None,
+            input_spacing_mm=(1, 1, 1),
+            patch=(8, 8, 8),
+        )
+    )
     assert small(torch.zeros(2, 1, 8, 12, 4)).shape == (2, 3, 8, 12, 4)
 
 
@@ -58,22 +78,35 @@ def test_configuration_rejects_sizes_not_divisible_by_the_depth():
     with pytest.raises(CordmapError, match="divisible by 16"):
         UNetConfig(input_shape=(512, 512, 40))
     with pytest.raises(CordmapError, match="divisible by 8"):
-        UNetConfig(filters=8, depth=3, input_shape=None, input_spacing_mm=(1, 1, 1),
-                   patch=(48, 48, 44))
+        UNetConfig(
+            filters=8, depth=3, input_shape=None, input_spacing_mm=(1, 1, 1), patch=(48, 48, 44)
+        )
     assert UNetConfig.from_dict(SMALL.to_dict()) == SMALL
 
 
 # -- training classes ----------------------------------------------------------------------
 def test_classes_follow_the_schema():
     mapping = ClassMapping(SCHEMA)
-    expected = {"cord": ["cord", "segment", "conus"], "csf": ["csf"], "vertebra": ["vertebra"],
-                "disc": ["disc"], "dorsal_root": ["dorsal_root"], "ventral_root": ["ventral_root"]}
+    expected = {
+        "cord": ["cord", "segment", "conus"],
+        "csf": ["csf"],
+        "vertebra": ["vertebra"],
+        "disc": ["disc"],
+        "dorsal_root": ["dorsal_root"],
+        "ventral_root": ["ventral_root"],
+    }
     for label in SCHEMA:
         name = next(n for n, structures in expected.items() if label.structure in structures)
         assert mapping.names[mapping.class_of(label.id)] == name
-    ids = [SCHEMA.find("segment", "L1").id, SCHEMA.find("conus").id, SCHEMA.find("csf").id,
-           SCHEMA.find("vertebra", "S").id, SCHEMA.find("disc", "T12-L1").id,
-           SCHEMA.find("dorsal_root", "S2", "left").id, SCHEMA.find("ventral_root", "L3", "right").id]
+    ids = [
+        SCHEMA.find("segment", "L1").id,
+        SCHEMA.find("conus").id,
+        SCHEMA.find("csf").id,
+        SCHEMA.find("vertebra", "S").id,
+        SCHEMA.find("disc", "T12-L1").id,
+        SCHEMA.find("dorsal_root", "S2", "left").id,
+        SCHEMA.find("ventral_root", "L3", "right").id,
+    ]
     labels = LabelVolume(np.array(ids + [0], np.uint16).reshape(2, 2, 2), np.eye(4), schema=SCHEMA)
     assert mapping.encode(labels).ravel().tolist() == [1, 1, 2, 3, 4, 5, 6, 0]
 
@@ -83,16 +116,36 @@ def test_decode_writes_level_free_labels_and_skips_the_rest():
     classes = np.arange(7, dtype=np.uint8).reshape(7, 1, 1)
     decoded = mapping.decode(classes, np.eye(4))
     assert decoded.array.ravel().tolist() == [
-        0, SCHEMA.find("cord").id, SCHEMA.find("csf").id, SCHEMA.find("vertebra").id,
-        SCHEMA.find("disc").id, SCHEMA.find("dorsal_root").id, SCHEMA.find("ventral_root").id]
+        0,
+        SCHEMA.find("cord").id,
+        SCHEMA.find("csf").id,
+        SCHEMA.find("vertebra").id,
+        SCHEMA.find("disc").id,
+        SCHEMA.find("dorsal_root").id,
+        SCHEMA.find("ventral_root").id,
+    ]
     assert mapping.unwritten() == []
     # a protocol without level-free vertebrae, discs and roots cannot write those classes
-    levelled = LabelSchema(SCHEMA.name, SCHEMA.version,
-                           [label for label in SCHEMA if label.level or label.structure
-                            not in ("vertebra", "disc", "dorsal_root", "ventral_root")])
+    levelled = LabelSchema(
+        SCHEMA.name,
+        SCHEMA.version,
+        [
+            label
+            for label in SCHEMA
+            if label.level
+            or label.structure not in ("vertebra", "disc", "dorsal_root", "ventral_root")
+        ],
+    )
     partial = ClassMapping(levelled)
     assert partial.decode(classes, np.eye(4)).array.ravel().tolist() == [
-        0, SCHEMA.find("cord").id, SCHEMA.find("csf").id, 0, 0, 0, 0]
+        0,
+        SCHEMA.find("cord").id,
+        SCHEMA.find("csf").id,
+        0,
+        0,
+        0,
+        0,
+    ]
     assert partial.unwritten() == ["vertebra", "disc", "dorsal_root", "ventral_root"]
 
 
@@ -174,8 +227,13 @@ def test_prepare_resamples_to_the_model_spacing():
     array = np.random.default_rng(0).normal(size=(40, 20, 10)).astype(np.float32)
     labels = np.zeros((40, 20, 10), np.uint16)
     labels[10:30, 4:16, 2:8] = SCHEMA.find("csf").id
-    example = prepare("c", Volume(array, affine), LabelVolume(labels, affine, schema=SCHEMA),
-                      ClassMapping(SCHEMA), SMALL)
+    example = prepare(
+        "c",
+        Volume(array, affine),
+        LabelVolume(labels, affine, schema=SCHEMA),
+        ClassMapping(SCHEMA),
+        SMALL,
+    )
     assert example.image.shape == example.target.shape == (20, 10, 20)
     assert example.spacing == (1.0, 1.0, 1.0)
     # the labelled block keeps its extent in mm: 10 x 6 x 12 mm
@@ -204,7 +262,7 @@ def test_split_is_seeded_recorded_and_independent_of_order():
 
 def _ball(shape, centre_mm, radius_mm, spacing):
     grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
-    return sum((g - c) ** 2 for g, c in zip(grid, centre_mm)) <= radius_mm ** 2
+    return sum((g - c) ** 2 for g, c in zip(grid, centre_mm)) <= radius_mm**2
 
 
 def test_rotation_moves_content_as_the_rotation_in_millimetres():
@@ -263,12 +321,14 @@ def _image_dice(image, labels) -> float:
 
 def test_extra_augmentations_keep_labels_aligned():
     example = _rod((40, 40, 30), (20, 19))
-    image, labels = crop_patch(example, (16, 16, 16), np.random.default_rng(2), 1.0, True,
-                               ("elastic",))
+    image, labels = crop_patch(
+        example, (16, 16, 16), np.random.default_rng(2), 1.0, True, ("elastic",)
+    )
     assert _image_dice(image, labels) > 0.9
     plain = crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True)
-    varied = crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True,
-                        ("bias", "intensity"))
+    varied = crop_patch(
+        example, (16, 16, 16), np.random.default_rng(3), 1.0, True, ("bias", "intensity")
+    )
     assert np.array_equal(plain[1], varied[1]) and not np.allclose(plain[0], varied[0])
     with pytest.raises(CordmapError, match="unknown augmentations"):
         crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True, ("blur",))
@@ -279,12 +339,13 @@ def test_scale_augmentation_resizes_content_with_its_labels():
     example = _rod((48, 48, 30), (24, 23))
     areas = []
     for seed in range(6):
-        image, labels = crop_patch(example, (32, 32, 16), np.random.default_rng(seed), 1.0,
-                                   True, ("scale",))
+        image, labels = crop_patch(
+            example, (32, 32, 16), np.random.default_rng(seed), 1.0, True, ("scale",)
+        )
         assert _image_dice(image, labels) > 0.9
         areas.append((labels[:, :, 8] > 0).sum() / (math.pi * 16))
     low, high = SCALE_RANGE
-    assert all(0.85 * low ** 2 < a < 1.15 * high ** 2 for a in areas)
+    assert all(0.85 * low**2 < a < 1.15 * high**2 for a in areas)
     assert max(areas) - min(areas) > 0.2  # the scale is drawn, not fixed
 
 
@@ -296,18 +357,22 @@ def test_class_weights_favour_thin_classes_and_weight_the_loss():
     example = Example("a", target.astype(np.float32), target, (1, 1, 1))
     patches = PatchDataset([example], (20, 20, 20), samples=4, seed=0, foreground=0.5)
     weights = class_weights(patches, 4, probes=3)  # each patch: the whole volume + padding
-    background = 20 ** 3 - 200
-    assert weights == pytest.approx([1.0, (background / 195) ** 0.5, (background / 5) ** 0.5,
-                                     1.0], abs=1e-4)
+    background = 20**3 - 200
+    assert weights == pytest.approx(
+        [1.0, (background / 195) ** 0.5, (background / 5) ** 0.5, 1.0], abs=1e-4
+    )
     logits = torch.randn(1, 4, 10, 10, 10)
     labels = torch.from_numpy(target.astype(np.int64))[None]
     w = torch.tensor(weights, dtype=torch.float32)
-    assert torch.isclose(segmentation_loss(logits, labels, weights=w),
-                         torch.nn.functional.cross_entropy(logits, labels, weight=w))
+    assert torch.isclose(
+        segmentation_loss(logits, labels, weights=w),
+        torch.nn.functional.cross_entropy(logits, labels, weight=w),
+    )
     # partial labels: a background voxel may be class 3; weighted mean of the marginal NLL
     log_p = torch.log_softmax(logits, 1)
-    nll = torch.where(labels == 0, -torch.logsumexp(log_p[:, [0, 3]], 1),
-                      -log_p.gather(1, labels[:, None])[:, 0])
+    nll = torch.where(
+        labels == 0, -torch.logsumexp(log_p[:, [0, 3]], 1), -log_p.gather(1, labels[:, None])[:, 0]
+    )
     expected = (nll * w[labels]).sum() / w[labels].sum()
     assert torch.isclose(segmentation_loss(logits, labels, torch.tensor([1 << 3]), w), expected)
 
@@ -318,8 +383,7 @@ def test_patches_are_centred_on_each_class_equally_often():
     target[30, 30, 30] = 1  # one voxel of a rare class, inside it
     example = Example("two", np.zeros(target.shape, np.float32), target, (1.0, 1.0, 1.0))
     rng = np.random.default_rng(0)
-    hits = sum((crop_patch(example, (4, 4, 4), rng, 1.0, False)[1] == 1).any()
-               for _ in range(200))
+    hits = sum((crop_patch(example, (4, 4, 4), rng, 1.0, False)[1] == 1).any() for _ in range(200))
     assert 70 <= hits <= 130  # the rare class is drawn half the time, not 1 in 27,000
 
 
@@ -348,13 +412,16 @@ def test_unknown_voxels_are_left_out_of_the_loss():
     labels = torch.randint(0, 3, (1, 6, 6, 6))
     masked = labels.clone()
     masked[0, :3] = UNKNOWN
-    expected = torch.nn.functional.cross_entropy(logits[..., 3:, :, :].permute(0, 1, 2, 3, 4),
-                                                 labels[:, 3:], reduction="mean")
+    expected = torch.nn.functional.cross_entropy(
+        logits[..., 3:, :, :].permute(0, 1, 2, 3, 4), labels[:, 3:], reduction="mean"
+    )
     assert torch.isclose(segmentation_loss(logits, masked), expected)
     # with partial labels too: unknown voxels weigh nothing
     bits = torch.tensor([1 << 2])
-    assert torch.isclose(segmentation_loss(logits, masked, bits),
-                         segmentation_loss(logits[:, :, 3:], labels[:, 3:], bits))
+    assert torch.isclose(
+        segmentation_loss(logits, masked, bits),
+        segmentation_loss(logits[:, :, 3:], labels[:, 3:], bits),
+    )
 
 
 def test_lumbar_targets_say_only_what_the_bodies_tell():

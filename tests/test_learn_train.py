@@ -10,14 +10,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from scipy import ndimage
+from torch import nn
 from typer.testing import CliRunner
 
-from cordmap.anatomy.schema import DEFAULT_PROTOCOL, LabelSchema
 from cordmap.case import Case
 from cordmap.cli import app
 from cordmap.errors import CordmapError
+from cordmap.io.nifti import write_nifti
 from cordmap.learn.classes import ClassMapping
 from cordmap.learn.data import gather_cases
 from cordmap.learn.finetune import finetune
@@ -25,12 +25,19 @@ from cordmap.learn.infer import predict, predict_labels, segment_case
 from cordmap.learn.model import UNetConfig
 from cordmap.learn.modelfile import TrainedModel, load_model
 from cordmap.learn.train import TrainConfig, train
-from cordmap.io.nifti import write_nifti
+from cordmap.protocol.schema import DEFAULT_PROTOCOL, LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 SCHEMA = LabelSchema.load()
-TINY = dict(filters=4, patch=(16, 16, 16), patches_per_epoch=4, batch_size=2, progress=False,
-            accelerator="cpu", devices="1")
+TINY = dict(
+    filters=4,
+    patch=(16, 16, 16),
+    patches_per_epoch=4,
+    batch_size=2,
+    progress=False,
+    accelerator="cpu",
+    devices="1",
+)
 
 
 def synthetic_case(seed, shape=(24, 24, 20), spacing=(1.0, 1.0, 2.0)):
@@ -43,8 +50,11 @@ def synthetic_case(seed, shape=(24, 24, 20), spacing=(1.0, 1.0, 2.0)):
     image = np.select([r < 3, r < 6], [400.0, 1000.0], 150.0) + rng.normal(0, 40, shape)
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = [-12, 30, -200]
-    return (f"synthetic-{seed}", Volume(image.astype(np.float32), affine),
-            LabelVolume(labels.astype(np.uint16), affine, schema=SCHEMA))
+    return (
+        f"synthetic-{seed}",
+        Volume(image.astype(np.float32), affine),
+        LabelVolume(labels.astype(np.uint16), affine, schema=SCHEMA),
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,8 +80,14 @@ def test_tiny_training_lowers_the_loss_and_writes_the_run(trained):
     assert len(losses) == 4 and losses[-1] < losses[0]
     val = [h["val_loss"] for h in result.history]
     assert result.best_val_loss == pytest.approx(min(val))
-    for name in ("model.pt", "loss.png", "split.json", "checkpoints/last.ckpt",
-                 "checkpoints/best.ckpt", "logs/part-1/metrics.csv"):
+    for name in (
+        "model.pt",
+        "loss.png",
+        "split.json",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+        "logs/part-1/metrics.csv",
+    ):
         assert (out / name).is_file(), name
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "split.json").read_text()) == result.split
@@ -101,8 +117,14 @@ class _Threshold(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.config = UNetConfig(classes=2, filters=1, depth=2, input_shape=None,
-                                 input_spacing_mm=(1.0, 1.0, 1.0), patch=(16, 16, 16))
+        self.config = UNetConfig(
+            classes=2,
+            filters=1,
+            depth=2,
+            input_shape=None,
+            input_spacing_mm=(1.0, 1.0, 1.0),
+            patch=(16, 16, 16),
+        )
 
     def forward(self, x):
         return torch.cat([torch.zeros_like(x), 20 * (x - 0.5)], dim=1)
@@ -112,8 +134,9 @@ def test_inference_output_lines_up_with_an_anisotropic_oblique_image():
     shape, spacing = (30, 26, 14), (0.7, 0.7, 3.0)
     theta = 0.3  # an oblique acquisition: rotation about S in the affine
     affine = np.eye(4)
-    affine[:3, :3] = np.array([[np.cos(theta), -np.sin(theta), 0],
-                               [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]) @ np.diag(spacing)
+    affine[:3, :3] = np.array(
+        [[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]
+    ) @ np.diag(spacing)
     affine[:3, 3] = [10, -40, 120]
     grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
     ball = sum((g - c) ** 2 for g, c in zip(grid, (12.0, 8.0, 20.0))) <= 36
@@ -134,8 +157,12 @@ def _case(tmp_path, name, case, protocol=None):
     _, image, labels = case
     write_nifti(image, tmp_path / f"{name}_image.nii.gz")
     write_nifti(labels, tmp_path / f"{name}_labels.nii.gz")
-    import_case(tmp_path / f"{name}_image.nii.gz", tmp_path / name,
-                labels_source=tmp_path / f"{name}_labels.nii.gz", protocol=protocol)
+    import_case(
+        tmp_path / f"{name}_image.nii.gz",
+        tmp_path / name,
+        labels_source=tmp_path / f"{name}_labels.nii.gz",
+        protocol=protocol,
+    )
     return tmp_path / name
 
 
@@ -168,10 +195,18 @@ def test_model_for_another_protocol_version_is_refused(trained, tmp_path):
 def test_finetuning_with_a_frozen_encoder_reports_before_and_after(trained, tmp_path):
     model_path = trained[2].model_path
     config = TrainConfig(epochs=1, freeze_encoder=True, annotated=("cord",), **TINY)
-    result = finetune(model_path, [synthetic_case(20, spacing=(0.8, 0.8, 2.5))], tmp_path / "ft",
-                      SCHEMA, heldout=[synthetic_case(21, spacing=(0.8, 0.8, 2.5))], config=config)
-    before, after = load_model(model_path, SCHEMA).network, load_model(
-        result.training.model_path, SCHEMA).network
+    result = finetune(
+        model_path,
+        [synthetic_case(20, spacing=(0.8, 0.8, 2.5))],
+        tmp_path / "ft",
+        SCHEMA,
+        heldout=[synthetic_case(21, spacing=(0.8, 0.8, 2.5))],
+        config=config,
+    )
+    before, after = (
+        load_model(model_path, SCHEMA).network,
+        load_model(result.training.model_path, SCHEMA).network,
+    )
     for old, new in zip(before.encoder_parameters(), after.encoder_parameters()):
         assert torch.equal(old, new)
     assert not torch.equal(before.head.weight, after.head.weight)
@@ -191,8 +226,17 @@ def test_cli_evaluate_and_segment(trained, tmp_path):
     model_path = trained[2].model_path
     case_dir = _case(tmp_path, "case", synthetic_case(13))
     runner = CliRunner()
-    result = runner.invoke(app, ["evaluate", str(case_dir), "--model", str(model_path),
-                                 "--out", str(tmp_path / "report.json")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(case_dir),
+            "--model",
+            str(model_path),
+            "--out",
+            str(tmp_path / "report.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
     assert [c["case"] for c in report["cases"]] == ["case"]
@@ -202,23 +246,44 @@ def test_cli_evaluate_and_segment(trained, tmp_path):
     assert stored.exit_code == 0, stored.output
     missing = runner.invoke(app, ["segment", str(case_dir), "--model", str(tmp_path / "no.pt")])
     assert missing.exit_code == 1 and "does not exist" in missing.output
-    largest = runner.invoke(app, ["segment", str(case_dir), "--model", str(model_path),
-                                  "--keep-largest", "cord"])
+    largest = runner.invoke(
+        app, ["segment", str(case_dir), "--model", str(model_path), "--keep-largest", "cord"]
+    )
     assert largest.exit_code == 0, largest.output
     cord = Case.open(case_dir).labels("unet").array == SCHEMA.find("cord").id
     assert ndimage.label(cord, structure=np.ones((3, 3, 3)))[1] <= 1
-    assert Case.open(case_dir).manifest["stages"]["segment"]["parameters"]["keep_largest"] == ["cord"]
-    unknown = runner.invoke(app, ["segment", str(case_dir), "--model", str(model_path),
-                                  "--keep-largest", "spleen"])
+    assert Case.open(case_dir).manifest["stages"]["segment"]["parameters"]["keep_largest"] == [
+        "cord"
+    ]
+    unknown = runner.invoke(
+        app, ["segment", str(case_dir), "--model", str(model_path), "--keep-largest", "spleen"]
+    )
     assert unknown.exit_code == 1 and "does not have" in unknown.output
 
 
 def test_cli_train_on_case_folders_and_refuse_an_empty_set(tmp_path):
     cases = [str(_case(tmp_path, f"case{s}", synthetic_case(30 + s))) for s in range(2)]
     runner = CliRunner()
-    result = runner.invoke(app, ["train", *cases, "--out", str(tmp_path / "run"), "--epochs", "1",
-                                 "--patches", "2", "--patch", "16,16,16", "--no-progress",
-                                 "--classes", "cord", "--accelerator", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            *cases,
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--patches",
+            "2",
+            "--patch",
+            "16,16,16",
+            "--no-progress",
+            "--classes",
+            "cord",
+            "--accelerator",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "model.pt").is_file() and "best validation loss" in result.output
     empty = runner.invoke(app, ["train", "--out", str(tmp_path / "empty")])
@@ -237,23 +302,55 @@ def test_bad_training_input_leaves_no_run_folder(tmp_path):
         train(cases, tmp_path / "run", SCHEMA, TrainConfig(epochs=1, val_fraction=0.5, **TINY))
     assert not (tmp_path / "run").exists()
     with pytest.raises(CordmapError, match=r"unknown augmentations \['blur'\]"):
-        train([synthetic_case(41)], tmp_path / "run", SCHEMA,
-              TrainConfig(epochs=1, extra_augmentation=("blur",), **TINY))
+        train(
+            [synthetic_case(41)],
+            tmp_path / "run",
+            SCHEMA,
+            TrainConfig(epochs=1, extra_augmentation=("blur",), **TINY),
+        )
     assert not (tmp_path / "run").exists()
 
 
 def test_cli_finetune_reports_held_out_cases(trained, tmp_path):
     cases = [str(_case(tmp_path, f"case{s}", synthetic_case(50 + s))) for s in range(2)]
-    result = CliRunner().invoke(app, [
-        "finetune", str(trained[2].model_path), cases[0], "--heldout", cases[1],
-        "--out", str(tmp_path / "ft"), "--epochs", "1", "--patches", "2", "--freeze-encoder",
-        "--annotated", "cord", "--no-progress", "--accelerator", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "finetune",
+            str(trained[2].model_path),
+            cases[0],
+            "--heldout",
+            cases[1],
+            "--out",
+            str(tmp_path / "ft"),
+            "--epochs",
+            "1",
+            "--patches",
+            "2",
+            "--freeze-encoder",
+            "--annotated",
+            "cord",
+            "--no-progress",
+            "--accelerator",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "held-out cases before fine-tuning" in result.output
     report = json.loads((tmp_path / "ft" / "finetune.json").read_text())
     assert report["trained_on"] == ["case0"] and report["held_out"] == ["case1"]
-    bad = CliRunner().invoke(app, ["finetune", str(trained[2].model_path), cases[0], "--out",
-                                   str(tmp_path / "ft2"), "--annotated", "nerve"])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "finetune",
+            str(trained[2].model_path),
+            cases[0],
+            "--out",
+            str(tmp_path / "ft2"),
+            "--annotated",
+            "nerve",
+        ],
+    )
     assert bad.exit_code == 1 and "--annotated names unknown classes ['nerve']" in bad.output
     assert not (tmp_path / "ft2").exists()
 

@@ -5,12 +5,12 @@ import pytest
 import trimesh
 from scipy import ndimage
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_nifti
 from cordmap.mesh import export_meshes, mesh_labels, mesh_stats
 from cordmap.mesh.exports import GLB_ROOT, GLTF_FROM_RAS_MM
 from cordmap.mesh.refine import close_decimated
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume
 
 #: Mesh volume vs voxel volume (and vs the analytic solid) for solids >= 6 voxels across
@@ -25,9 +25,9 @@ CORD, CSF, CONUS, ROOT = 1, 2, 60, 221
 # 0.8 x 0.8 x 1.6 mm voxels, rotated 17 degrees about S, shifted: nothing axis-aligned
 _TURN = 0.3
 AFFINE = np.eye(4)
-AFFINE[:3, :3] = np.array([[np.cos(_TURN), -np.sin(_TURN), 0],
-                           [np.sin(_TURN), np.cos(_TURN), 0],
-                           [0, 0, 1]]) @ np.diag([0.8, 0.8, 1.6])
+AFFINE[:3, :3] = np.array(
+    [[np.cos(_TURN), -np.sin(_TURN), 0], [np.sin(_TURN), np.cos(_TURN), 0], [0, 0, 1]]
+) @ np.diag([0.8, 0.8, 1.6])
 AFFINE[:3, 3] = [-12.0, 30.0, -100.0]
 VOXEL_MM3 = 0.8 * 0.8 * 1.6
 SHAPE = (40, 40, 40)
@@ -37,7 +37,7 @@ CENTRE = 20.0
 
 def _sphere(radius_mm):
     mm = (GRID - CENTRE) * np.array([0.8, 0.8, 1.6])[:, None, None, None]
-    return (mm ** 2).sum(axis=0) <= radius_mm ** 2, 4 / 3 * np.pi * radius_mm ** 3
+    return (mm**2).sum(axis=0) <= radius_mm**2, 4 / 3 * np.pi * radius_mm**3
 
 
 def _box():
@@ -48,16 +48,17 @@ def _box():
 
 def _cylinder(radius_mm):
     mm = (GRID[:2] - CENTRE) * 0.8
-    mask = ((mm ** 2).sum(axis=0) <= radius_mm ** 2) & (GRID[2] >= 5) & (GRID[2] < 35)
-    return mask, np.pi * radius_mm ** 2 * 30 * 1.6
+    mask = ((mm**2).sum(axis=0) <= radius_mm**2) & (GRID[2] >= 5) & (GRID[2] < 35)
+    return mask, np.pi * radius_mm**2 * 30 * 1.6
 
 
 def _labels(array, affine=AFFINE, schema=SCHEMA):
     return LabelVolume(np.asarray(array, dtype=np.uint16), affine, schema=schema)
 
 
-@pytest.mark.parametrize("solid", [_sphere(10.0), _box(), _cylinder(7.0)],
-                         ids=["sphere", "box", "cylinder"])
+@pytest.mark.parametrize(
+    "solid", [_sphere(10.0), _box(), _cylinder(7.0)], ids=["sphere", "box", "cylinder"]
+)
 @pytest.mark.parametrize("smoothing, reduction", [(0, 0.0), (10, 0.9)])
 def test_solid_volume_matches_voxels_and_analytic(solid, smoothing, reduction):
     mask, analytic_mm3 = solid
@@ -76,7 +77,7 @@ def test_solid_volume_matches_voxels_and_analytic(solid, smoothing, reduction):
 def test_sphere_area_close_to_analytic():
     mask, _ = _sphere(10.0)
     stats = mesh_stats(mesh_labels(_labels(mask * CORD), smoothing=10, reduction=0))[CORD]
-    assert stats.area_mm2 == pytest.approx(4 * np.pi * 10.0 ** 2, rel=0.05)
+    assert stats.area_mm2 == pytest.approx(4 * np.pi * 10.0**2, rel=0.05)
 
 
 def test_multi_label_touching_solids_each_closed():
@@ -96,8 +97,7 @@ def test_one_voxel_mesh_centred_at_affine_of_its_index(thin_upsample):
     ijk = (7, 23, 31)
     array = np.zeros(SHAPE, np.uint16)
     array[ijk] = CORD
-    mesh = mesh_labels(_labels(array), smoothing=0, reduction=0,
-                       thin_upsample=thin_upsample)[CORD]
+    mesh = mesh_labels(_labels(array), smoothing=0, reduction=0, thin_upsample=thin_upsample)[CORD]
     expected = AFFINE @ [*ijk, 1]
     np.testing.assert_allclose(mesh.center_mass, expected[:3], atol=1e-6)
     np.testing.assert_allclose(mesh.bounds.mean(axis=0), expected[:3], atol=1e-6)
@@ -164,20 +164,24 @@ def test_ids_selects_labels():
     np.testing.assert_allclose(meshes[CONUS].center_mass, centre[:3], atol=0.05)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: mesh_labels(_labels(np.zeros(SHAPE))), "empty"),
-    (lambda: mesh_labels(_labels(np.full(SHAPE, 7))), "not in the annotation protocol"),
-    (lambda: mesh_labels(_labels(_box()[0] * CORD), ids=[CSF]), "do not occur"),
-    (lambda: mesh_labels(_labels(_box()[0] * CORD), reduction=1.0), "reduction"),
-    (lambda: mesh_labels(_labels(_box()[0] * CORD), smoothing=-1), "smoothing"),
-    (lambda: mesh_labels(_labels(_box()[0] * CORD), thin_upsample=-1), "thin_upsample"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: mesh_labels(_labels(np.zeros(SHAPE))), "empty"),
+        (lambda: mesh_labels(_labels(np.full(SHAPE, 7))), "not in the annotation protocol"),
+        (lambda: mesh_labels(_labels(_box()[0] * CORD), ids=[CSF]), "do not occur"),
+        (lambda: mesh_labels(_labels(_box()[0] * CORD), reduction=1.0), "reduction"),
+        (lambda: mesh_labels(_labels(_box()[0] * CORD), smoothing=-1), "smoothing"),
+        (lambda: mesh_labels(_labels(_box()[0] * CORD), thin_upsample=-1), "thin_upsample"),
+    ],
+)
 def test_bad_input_is_a_clear_error(make, message):
     with pytest.raises(CordmapError, match=message):
         make()
 
 
 # -- exports -------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def two_meshes():
@@ -200,8 +204,7 @@ def test_glb_round_trip_names_colours_and_coordinates(tmp_path, two_meshes):
         assert scene.graph.transforms.parents[label.name] == GLB_ROOT
         np.testing.assert_allclose(transform, GLTF_FROM_RAS_MM, atol=1e-12)
         ras = trimesh.transform_points(loaded.vertices, np.linalg.inv(GLTF_FROM_RAS_MM) @ transform)
-        np.testing.assert_allclose(np.sort(ras, axis=0), np.sort(mesh.vertices, axis=0),
-                                   atol=1e-3)
+        np.testing.assert_allclose(np.sort(ras, axis=0), np.sort(mesh.vertices, axis=0), atol=1e-3)
         assert loaded.volume == pytest.approx(mesh.volume, rel=1e-4)
 
 
@@ -210,8 +213,10 @@ def test_glb_puts_superior_up_in_gltf(tmp_path, two_meshes):
     scene = trimesh.load(path)
     higher = scene.graph["vertebra L1"]  # the vertebra block lies more superior (k 20..30)
     lower = scene.graph["cord segment L1"]
-    up = [trimesh.transform_points(scene.geometry[g].vertices, t)[:, 1].mean()
-          for t, g in (higher, lower)]
+    up = [
+        trimesh.transform_points(scene.geometry[g].vertices, t)[:, 1].mean()
+        for t, g in (higher, lower)
+    ]
     assert up[0] > up[1]
 
 
@@ -240,6 +245,7 @@ def test_export_errors_leave_nothing(tmp_path, two_meshes):
 
 
 # -- real data -------------------------------------------------------------------------------
+
 
 def _pam50_cord_segments(data_dir, slices):
     """PAM50 cord (id 1) with the T8..S5 spinal segments (ids 116..130), k in `slices`."""
@@ -273,6 +279,7 @@ def test_pam50_lumbosacral_cord_meshes_match_voxel_volumes(data_dir):
 
 # -- files and the command line ---------------------------------------------------------------
 
+
 def _case_inputs(folder):
     """A small image and label pair on disk: a cord block and a thin diagonal root."""
     from cordmap.io.nifti import write_nifti
@@ -280,8 +287,10 @@ def _case_inputs(folder):
 
     array = _diagonal_line()
     array[8:20, 8:20, 5:25] = CORD
-    image = write_nifti(Volume(np.random.default_rng(0).random(SHAPE, dtype=np.float32), AFFINE),
-                        folder / "t2.nii.gz")
+    image = write_nifti(
+        Volume(np.random.default_rng(0).random(SHAPE, dtype=np.float32), AFFINE),
+        folder / "t2.nii.gz",
+    )
     labels = write_nifti(_labels(array), folder / "labels.nii.gz")
     return image, labels, array
 
@@ -306,20 +315,31 @@ def test_cli_mesh_case_writes_exports_and_records_the_stage(tmp_path):
     assert "2 structures meshed" in result.output
     folder = case_dir / "mesh"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "sub-01_mesh.glb", "sub-01_mesh.json", "sub-01_mesh.stl"]
+        "sub-01_mesh.glb",
+        "sub-01_mesh.json",
+        "sub-01_mesh.stl",
+    ]
     stage = Case.open(case_dir).manifest["stages"]["mesh"]
     import json
 
-    assert stage["parameters"] == {"formats": ["glb", "stl"], "smoothing": 5, "reduction": 0.5,
-                                   "thin_upsample": 1}
+    assert stage["parameters"] == {
+        "formats": ["glb", "stl"],
+        "smoothing": 5,
+        "reduction": 0.5,
+        "thin_upsample": 1,
+    }
     assert [e["path"] for e in stage["outputs"]] == [
-        "mesh/sub-01_mesh.glb", "mesh/sub-01_mesh.stl", "mesh/sub-01_mesh.json"]
+        "mesh/sub-01_mesh.glb",
+        "mesh/sub-01_mesh.stl",
+        "mesh/sub-01_mesh.json",
+    ]
     summary = json.loads((folder / "sub-01_mesh.json").read_text())
     assert [s["name"] for s in summary["structures"]] == [SCHEMA[CORD].name, SCHEMA[ROOT].name]
     cord = next(s for s in summary["structures"] if s["id"] == CORD)
     assert cord["voxel_volume_mm3"] == pytest.approx((array == CORD).sum() * VOXEL_MM3, rel=1e-3)
     assert cord["watertight"] and cord["volume_mm3"] == pytest.approx(
-        cord["voxel_volume_mm3"], rel=VOLUME_TOLERANCE)
+        cord["voxel_volume_mm3"], rel=VOLUME_TOLERANCE
+    )
 
 
 def test_cli_mesh_case_rerun_is_up_to_date_until_options_change(tmp_path):
@@ -345,13 +365,20 @@ def test_cli_mesh_label_file_writes_beside_it(tmp_path):
     assert result.exit_code == 0, result.output
     folder = tmp_path / "labels_mesh"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "labels_mesh.json", "labels_mesh.mtl", "labels_mesh.obj", "labels_mesh.ply"]
+        "labels_mesh.json",
+        "labels_mesh.mtl",
+        "labels_mesh.obj",
+        "labels_mesh.ply",
+    ]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--format", "fbx"], "unknown mesh format"),
-    (["--reduction", "1.5"], "reduction"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "fbx"], "unknown mesh format"),
+        (["--reduction", "1.5"], "reduction"),
+    ],
+)
 def test_cli_mesh_bad_options_write_nothing(tmp_path, args, message):
     _, labels, _ = _case_inputs(tmp_path)
     result = _run("mesh", labels, *args)
@@ -423,8 +450,12 @@ def test_smooth_is_trimesh_taubin_filter():
 
     sphere = trimesh.creation.icosphere(subdivisions=3)
     noisy = sphere.vertices + np.random.default_rng(0).normal(0, 0.02, sphere.vertices.shape)
-    expected = filter_taubin(trimesh.Trimesh(noisy, sphere.faces, process=False),
-                             lamb=TAUBIN_LAMBDA, nu=-TAUBIN_MU, iterations=7)
+    expected = filter_taubin(
+        trimesh.Trimesh(noisy, sphere.faces, process=False),
+        lamb=TAUBIN_LAMBDA,
+        nu=-TAUBIN_MU,
+        iterations=7,
+    )
     ours = smooth(trimesh.Trimesh(noisy, sphere.faces, process=False), 7)
     np.testing.assert_allclose(ours.vertices, expected.vertices, atol=1e-12)
     assert not np.allclose(ours.vertices, noisy)
@@ -473,8 +504,9 @@ def _worker_fails(label_id, parent, started, how):
     os._exit(3)  # dies without a word
 
 
-@pytest.mark.parametrize("how, message", [("raises", "cannot be meshed"),
-                                          ("dies", "ended without its results")])
+@pytest.mark.parametrize(
+    "how, message", [("raises", "cannot be meshed"), ("dies", "ended without its results")]
+)
 def test_a_failing_worker_process_is_a_clear_error(monkeypatch, how, message):
     import functools
     import multiprocessing
@@ -503,13 +535,17 @@ def test_march_labels_gives_the_unrefined_surfaces_of_mesh_labels():
         assert mesh.is_watertight
 
 
-@pytest.mark.parametrize("runnable, expected", [
-    ([1, 1, 1, 1, 1], "all"),  # only this process runs
-    ([40, 40, 40, 40, 40], 1),  # a full machine: no child
-    ([9, 2, 9, 9, 9], "all but one"),  # the least of the readings counts
-])
-def test_free_cores_are_the_usable_ones_less_the_other_runnable_tasks(monkeypatch, runnable,
-                                                                       expected):
+@pytest.mark.parametrize(
+    "runnable, expected",
+    [
+        ([1, 1, 1, 1, 1], "all"),  # only this process runs
+        ([40, 40, 40, 40, 40], 1),  # a full machine: no child
+        ([9, 2, 9, 9, 9], "all but one"),  # the least of the readings counts
+    ],
+)
+def test_free_cores_are_the_usable_ones_less_the_other_runnable_tasks(
+    monkeypatch, runnable, expected
+):
     import io
 
     from cordmap.mesh import parallel
@@ -517,7 +553,11 @@ def test_free_cores_are_the_usable_ones_less_the_other_runnable_tasks(monkeypatc
     monkeypatch.setattr(parallel, "_usable_cores", lambda: 8)
     monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
     readings = iter(runnable)
-    monkeypatch.setattr(parallel, "open", lambda *a, **k: io.StringIO(
-        f"0.50 0.40 0.30 {next(readings)}/300 12345\n"), raising=False)
+    monkeypatch.setattr(
+        parallel,
+        "open",
+        lambda *a, **k: io.StringIO(f"0.50 0.40 0.30 {next(readings)}/300 12345\n"),
+        raising=False,
+    )
     want = {"all": 8, "all but one": 7}.get(expected, expected)
     assert parallel._free_cores() == want

@@ -10,7 +10,7 @@ import pytest
 
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_labels, read_nifti, write_nifti
-from cordmap.anatomy.schema import LabelSchema
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 
@@ -30,7 +30,9 @@ def test_a_flipped_bit_is_refused(image_file, tmp_path):
         flipped[offset] ^= 0x04
         path = tmp_path / f"flip-{offset}.nii.gz"
         path.write_bytes(flipped)
-        with pytest.raises(CordmapError, match=f"{path.name}.*(truncated or corrupt|not a readable)"):
+        with pytest.raises(
+            CordmapError, match=f"{path.name}.*(truncated or corrupt|not a readable)"
+        ):
             read_nifti(path)
         refused += 1
     assert refused >= 8
@@ -38,8 +40,9 @@ def test_a_flipped_bit_is_refused(image_file, tmp_path):
 
 def test_labels_with_a_flipped_bit_are_refused(tmp_path):
     schema = LabelSchema.load()
-    labels = LabelVolume(np.repeat(np.arange(4, dtype=np.uint16), 2000).reshape(20, 20, 20),
-                         np.eye(4), schema=schema)
+    labels = LabelVolume(
+        np.repeat(np.arange(4, dtype=np.uint16), 2000).reshape(20, 20, 20), np.eye(4), schema=schema
+    )
     path = write_nifti(labels, tmp_path / "labels.nii.gz")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01

@@ -47,8 +47,18 @@ def test_whole_phantom_is_numbered_from_the_sacrum(phantoms, seed):
     truth, stripped, ids = _strip(phantoms[seed].labels)
     numbered = number_vertebrae(stripped)
     assert numbered.anchor == "sacrum" and not numbered.uncertain
-    assert list(numbered.vertebrae) == ["T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4",
-                                        "L5", "S"]
+    assert list(numbered.vertebrae) == [
+        "T9",
+        "T10",
+        "T11",
+        "T12",
+        "L1",
+        "L2",
+        "L3",
+        "L4",
+        "L5",
+        "S",
+    ]
     right, total = _named_right(truth, numbered, ids)
     assert right == total == 19
     voxels = np.isin(truth, ids)
@@ -70,8 +80,11 @@ def test_a_user_anchor_renumbers_and_a_contradiction_is_refused(phantoms):
     labels = phantoms[0].labels
     sacrum = np.nonzero((np.asarray(labels.array) == 50).any(axis=(0, 1)))[0]
     truth, stripped, ids = _strip(labels, lo=int(sacrum.max()) + 12)
-    lowest = next(name for name in ("L5", "L4", "L3") if (truth == {"L5": 45, "L4": 44,
-                                                                      "L3": 43}[name]).sum() > 3000)
+    lowest = next(
+        name
+        for name in ("L5", "L4", "L3")
+        if (truth == {"L5": 45, "L4": 44, "L3": 43}[name]).sum() > 3000
+    )
     numbered = number_vertebrae(stripped, anchor=lowest)
     assert numbered.anchor == "user" and not numbered.uncertain
     right, total = _named_right(truth, numbered, ids)

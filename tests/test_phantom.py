@@ -10,17 +10,22 @@ import numpy as np
 import pytest
 
 from cordmap.anatomy.phantom import (
-    PhantomTruth, describe, geometry_of, make_phantom, sample_phantom, sagittal_series,
+    PhantomTruth,
+    describe,
+    geometry_of,
+    make_phantom,
+    sagittal_series,
+    sample_phantom,
     write_phantom,
 )
 from cordmap.anatomy.phantom_geometry import SEGMENTS, VERTEBRAE
-from cordmap.anatomy.phantom_realism import compare, pam50_proportions, phantom_proportions
 from cordmap.anatomy.phantom_image import varied_contrast
+from cordmap.anatomy.phantom_realism import compare, pam50_proportions, phantom_proportions
 from cordmap.anatomy.phantom_sampling import Grid, Tissue
-from cordmap.anatomy.schema import default_schema
 from cordmap.anatomy.validate import validate
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_labels, read_nifti
+from cordmap.protocol.schema import default_schema
 
 CORD_IDS = [1, 60] + list(range(117, 131))
 FINE_MM = 0.5
@@ -37,8 +42,11 @@ def cord_grid(geometry, pixel=FINE_MM) -> Grid:
     s = np.linspace(geometry.segment("L1").superior - 5.0, geometry.tip + 5.0, 200)
     centre = geometry.centre(s)
     low, high = centre.min(0) - (0.0, 7.0, 0.0), centre.max(0) + (0.0, 7.0, 0.0)
-    shape = (int(24 / pixel), int(np.ceil((high[1] - low[1]) / pixel)),
-             int(np.ceil((high[2] - low[2]) / pixel)))
+    shape = (
+        int(24 / pixel),
+        int(np.ceil((high[1] - low[1]) / pixel)),
+        int(np.ceil((high[2] - low[2]) / pixel)),
+    )
     affine = np.diag([pixel, pixel, pixel, 1.0])
     affine[:3, 3] = (-12.0 + pixel / 2, low[1], low[2])
     return Grid(shape, affine)
@@ -65,17 +73,21 @@ def test_a_seed_gives_one_phantom_and_seeds_differ():
 
 def test_anatomy_varies_between_seeds():
     truths = [describe(g, cord_grid(g, 4.0)) for g in map(geometry_of, range(8))]
-    for measure in (lambda t: t.lumbosacral_cord["length_mm"],
-                    lambda t: t.max_cord_area["s_mm"] - t.segments["L4"]["superior_s_mm"],
-                    lambda t: t.conus["tip_s_mm"] - t.vertebrae["L1"]["superior_s_mm"],
-                    lambda t: t.parameters["lordosis_deg"]):
+    for measure in (
+        lambda t: t.lumbosacral_cord["length_mm"],
+        lambda t: t.max_cord_area["s_mm"] - t.segments["L4"]["superior_s_mm"],
+        lambda t: t.conus["tip_s_mm"] - t.vertebrae["L1"]["superior_s_mm"],
+        lambda t: t.parameters["lordosis_deg"],
+    ):
         values = [measure(t) for t in truths]
         assert np.ptp(values) > 0.05 * np.mean(np.abs(values))
 
 
 def test_slice_thickness_is_drawn_from_the_seed_when_not_fixed():
-    drawn = [make_phantom(seed, slice_thickness=None, pixel_mm=4.0, fov_mm=(40.0, 40.0),
-                          n_slices=2) for seed in range(6)]
+    drawn = [
+        make_phantom(seed, slice_thickness=None, pixel_mm=4.0, fov_mm=(40.0, 40.0), n_slices=2)
+        for seed in range(6)
+    ]
     for phantom in drawn:
         thickness = phantom.truth.parameters["slice_thickness"]
         assert phantom.image.spacing[2] == pytest.approx(thickness)
@@ -97,8 +109,10 @@ def test_labels_pass_the_protocol_checks(small):
     assert report.errors == [], report.as_text()
     present = set(small.labels.ids())
     vertebrae = {default_schema().find("vertebra", "S" if v == "S" else v).id for v in VERTEBRAE}
-    discs = {default_schema().find("disc", f"{upper}-{lower}").id  # between the phantom's vertebrae
-             for upper, lower in zip(VERTEBRAE, VERTEBRAE[1:])}
+    discs = {
+        default_schema().find("disc", f"{upper}-{lower}").id  # between the phantom's vertebrae
+        for upper, lower in zip(VERTEBRAE, VERTEBRAE[1:])
+    }
     assert vertebrae | discs | {2} <= present
     assert {default_schema().find("segment", s).id for s in SEGMENTS[4:]} | {60} <= present
     for structure in ("dorsal_root", "ventral_root"):
@@ -174,7 +188,7 @@ def test_a_slice_normal_to_the_cord_cuts_one_segment_in_its_exact_section():
     _, labels = sample_phantom(geometry, Grid((n, n, 1), affine))
     cord = np.isin(labels.array, CORD_IDS)
     assert set(labels.array[cord].tolist()) == {geometry.segment("L3").label_id}
-    assert cord.sum() * pixel ** 2 == pytest.approx(float(geometry.cord_area(s0)), rel=0.02)
+    assert cord.sum() * pixel**2 == pytest.approx(float(geometry.cord_area(s0)), rel=0.02)
 
 
 def test_conus_tip_lies_at_about_l1():
@@ -255,8 +269,10 @@ def test_thick_slices_average_planes_through_their_thickness(small):
     differs = thin_image.array != small.image.array
     assert differs[boundary].mean() > 5 * differs[~boundary].mean()
     iso = cord_grid(geometry, 4.0)
-    assert np.array_equal(sample_phantom(geometry, iso, partial_volume=3)[0].array,
-                          sample_phantom(geometry, iso, partial_volume=1)[0].array)
+    assert np.array_equal(
+        sample_phantom(geometry, iso, partial_volume=3)[0].array,
+        sample_phantom(geometry, iso, partial_volume=1)[0].array,
+    )
     with pytest.raises(CordmapError, match="odd"):
         sample_phantom(geometry, iso, partial_volume=2)
 
@@ -280,9 +296,14 @@ def test_write_phantom_files(tmp_path):
     phantom = make_phantom(2, pixel_mm=4.0, fov_mm=(80.0, 80.0), n_slices=6)
     out = tmp_path / "phantom"
     written = write_phantom(phantom, out)
-    assert sorted(p.name for p in written) == sorted([
-        "sub-phantom2_T2w.nii.gz", "sub-phantom2_T2w_desc-truth_dseg.nii.gz", "truth.json",
-        "dicom"])
+    assert sorted(p.name for p in written) == sorted(
+        [
+            "sub-phantom2_T2w.nii.gz",
+            "sub-phantom2_T2w_desc-truth_dseg.nii.gz",
+            "truth.json",
+            "dicom",
+        ]
+    )
     image = read_nifti(out / "sub-phantom2_T2w.nii.gz")
     labels = read_labels(out / "sub-phantom2_T2w_desc-truth_dseg.nii.gz", default_schema())
     assert np.array_equal(image.array, phantom.image.array)
@@ -294,8 +315,9 @@ def test_write_phantom_files(tmp_path):
 
     series = list_series(out / "dicom")
     assert sorted(s.orientation for s in series) == ["axial", "sagittal"]
-    studies = {pydicom.dcmread(s.files[0], stop_before_pixels=True).StudyInstanceUID
-               for s in series}
+    studies = {
+        pydicom.dcmread(s.files[0], stop_before_pixels=True).StudyInstanceUID for s in series
+    }
     assert len(studies) == 1
     axial = read_dicom(out / "dicom", series=1)
     np.testing.assert_allclose(axial.array, phantom.image.array)
@@ -338,8 +360,9 @@ def test_cli_writes_a_phantom_and_refuses_bad_options(tmp_path):
     from cordmap.cli import app
 
     out = tmp_path / "p"
-    result = CliRunner().invoke(app, ["phantom", str(out), "--seed", "3", "--pixel", "4",
-                                      "--slices", "4", "--no-dicom"])
+    result = CliRunner().invoke(
+        app, ["phantom", str(out), "--seed", "3", "--pixel", "4", "--slices", "4", "--no-dicom"]
+    )
     assert result.exit_code == 0, result.output
     assert "conus tip at" in result.output
     truth = PhantomTruth.read(out / "truth.json")

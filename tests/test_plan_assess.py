@@ -26,30 +26,48 @@ def test_vertebrae_and_discs_along_the_cord(planner):
     assert vertebral.discs["T12/L1"] == pytest.approx((57.0, 60.0), abs=1e-9)
 
 
-@pytest.mark.parametrize("landmark, expected", [
-    ("T12 upper endplate", 30.0), ("T12 lower endplate", 57.0), ("T12 middle", 43.5),
-    ("T12 upper third", 34.5), ("t12  lower third", 52.5), ("T11/T12 disc", 28.5),
-    ("T12-L1 disc", 58.5), ("L1 upper endplate", 60.0),
-])
+@pytest.mark.parametrize(
+    "landmark, expected",
+    [
+        ("T12 upper endplate", 30.0),
+        ("T12 lower endplate", 57.0),
+        ("T12 middle", 43.5),
+        ("T12 upper third", 34.5),
+        ("t12  lower third", 52.5),
+        ("T11/T12 disc", 28.5),
+        ("T12-L1 disc", 58.5),
+        ("L1 upper endplate", 60.0),
+    ],
+)
 def test_landmarks_are_located_on_the_cord(planner, landmark, expected):
     assert planner.vertebral.locate(landmark) == pytest.approx(expected, abs=1e-9)
 
 
-@pytest.mark.parametrize("s, words", [
-    (28.5, "T11/T12 disc"), (30.5, "T12 upper endplate"), (35.0, "upper third of T12 body"),
-    (45.0, "middle third of T12 body"), (55.0, "lower third of T12 body"),
-    (56.5, "T12 lower endplate"), (95.0, "8 mm below L1 (below the labelled vertebrae)"),
-])
+@pytest.mark.parametrize(
+    "s, words",
+    [
+        (28.5, "T11/T12 disc"),
+        (30.5, "T12 upper endplate"),
+        (35.0, "upper third of T12 body"),
+        (45.0, "middle third of T12 body"),
+        (55.0, "lower third of T12 body"),
+        (56.5, "T12 lower endplate"),
+        (95.0, "8 mm below L1 (below the labelled vertebrae)"),
+    ],
+)
 def test_positions_are_described_in_vertebral_terms(planner, s, words):
     assert planner.vertebral.describe(s) == words
 
 
-@pytest.mark.parametrize("landmark, message", [
-    ("L3 middle", "names vertebra L3, which is not in the labels .*T11, T12, L1"),
-    ("T10/T11 disc", "vertebra T10, which is not in the labels"),
-    ("T12/L2 disc", "not adjacent"),
-    ("somewhere near T12", "cannot read the landmark"),
-])
+@pytest.mark.parametrize(
+    "landmark, message",
+    [
+        ("L3 middle", "names vertebra L3, which is not in the labels .*T11, T12, L1"),
+        ("T10/T11 disc", "vertebra T10, which is not in the labels"),
+        ("T12/L2 disc", "not adjacent"),
+        ("somewhere near T12", "cannot read the landmark"),
+    ],
+)
 def test_bad_landmarks_are_refused(planner, landmark, message):
     with pytest.raises(CordmapError, match=message):
         planner.assess(rostral=landmark)
@@ -84,7 +102,7 @@ def test_posterior_elements_are_ignored_and_labelled_discs_used():
     labels = straight(vertebrae=VERTEBRAE)
     array = labels.array.copy()
     i, j, k = np.meshgrid(*(np.arange(n) for n in array.shape), indexing="ij")
-    x, y, z = (labels.world(np.stack([i, j, k], axis=-1).reshape(-1, 3)).T.reshape((3, *array.shape)))
+    x, y, z = labels.world(np.stack([i, j, k], axis=-1).reshape(-1, 3)).T.reshape((3, *array.shape))
     s = 114.0 - z
     array[(np.abs(x) <= 2) & (y >= -14) & (y <= -8) & (s >= 45) & (s <= 66)] = 32  # T12 spine
     for upper, lower, first in (("T11", "T12", 27.0), ("T12", "L1", 57.0)):

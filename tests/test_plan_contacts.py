@@ -7,13 +7,18 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cordmap.anatomy.levels import SEGMENTS
 from cordmap.anatomy.phantom import make_phantom
 from cordmap.errors import CordmapError
-from cordmap.plan.contacts import (BESIDE_CORD, ENTRY_ZONE_ANGLE_DEG, NO_CSF_LABEL,
-                                   entry_zone_lateral, entry_zone_points)
+from cordmap.plan.contacts import (
+    BESIDE_CORD,
+    ENTRY_ZONE_ANGLE_DEG,
+    NO_CSF_LABEL,
+    entry_zone_lateral,
+    entry_zone_points,
+)
 from cordmap.plan.planner import Planner
 from cordmap.plan.targets import Targets, Weights
+from cordmap.protocol.levels import SEGMENTS
 from cordmap.volume import LabelVolume
 
 #: The phantom acquired as a 3D T2 (0.5 x 0.5 x 1 mm), cropped around the canal.
@@ -41,7 +46,9 @@ def analytic_ray(geometry, base, posterior):
     a, b = geometry.cord_semi_axes(s)
     sac_a, sac_b = geometry.sac_semi_axes(s)
     cord = (b > 0) & ((u / np.maximum(a, 1e-9)) ** 2 + (v / np.maximum(b, 1e-9)) ** 2 <= 1)
-    sac = (sac_b > 0) & ((u / np.maximum(sac_a, 1e-9)) ** 2 + (v / np.maximum(sac_b, 1e-9)) ** 2 <= 1)
+    sac = (sac_b > 0) & (
+        (u / np.maximum(sac_a, 1e-9)) ** 2 + (v / np.maximum(sac_b, 1e-9)) ** 2 <= 1
+    )
     grazing = bool(np.abs(np.abs(u) - a).min() < 0.3)
     if not cord.any():
         return None, None, grazing
@@ -68,8 +75,9 @@ def test_contact_map_matches_the_phantoms_analytic_anatomy(fine):
             half_width = float(truth.cord_semi_axes(s_true)[0])
             expected = abs(contact.lateral_mm) - half_width * np.cos(angle)
             zone_errors.append(contact.entry_zone_offset_mm - expected)
-            dura, cord, grazing = analytic_ray(truth, point + contact.lateral_mm * right[0],
-                                               posterior[0])
+            dura, cord, grazing = analytic_ray(
+                truth, point + contact.lateral_mm * right[0], posterior[0]
+            )
             if grazing:
                 continue
             if cord is None:
@@ -113,7 +121,9 @@ def test_entry_zones_lie_on_the_phantoms_root_origins(fine):
             continue
         u, v, s = root.points[0]
         origin = truth.world(u, v, s)
-        modelled = entry_zone_points(planner.geometry, s + offset, 1.0 if root.side == "right" else -1.0)[0]
+        modelled = entry_zone_points(
+            planner.geometry, s + offset, 1.0 if root.side == "right" else -1.0
+        )[0]
         s_found, _ = centreline.project(modelled)
         assert s_found[0] == pytest.approx(s + offset, abs=0.5)
         assert np.linalg.norm(modelled - origin) < 0.5, root.level
@@ -125,7 +135,9 @@ def test_no_csf_label_makes_dcsf_unavailable_not_zero(fine):
     phantom, planner, _ = fine
     array = phantom.labels.array.copy()
     array[array == 2] = 0
-    without = Planner.prepare(LabelVolume(array, phantom.labels.affine, schema=phantom.labels.schema))
+    without = Planner.prepare(
+        LabelVolume(array, phantom.labels.affine, schema=phantom.labels.schema)
+    )
     plan = without.plan(top=1)
     contacts = plan["candidates"][0]["contacts"]
     assert len(contacts) == 16 and not plan["dorsal_surface"]["csf_labelled"]
@@ -136,6 +148,7 @@ def test_no_csf_label_makes_dcsf_unavailable_not_zero(fine):
 
 
 # -- target-root score -------------------------------------------------------------------------
+
 
 def test_target_score_follows_its_formula_and_weights_file(fine, tmp_path):
     """Reach is 1 for a contact on an entry zone inside a target segment and falls as the
@@ -151,16 +164,21 @@ def test_target_score_follows_its_formula_and_weights_file(fine, tmp_path):
     zone = float(entry_zone_lateral(planner.geometry, s))
     expected = np.exp(-0.5 * ((4.0 - zone) / weights.lateral_mm) ** 2)
     assert reach["L3 right"][0] >= expected - 1e-9 and reach["L3 left"][0] == reach["L3 right"][0]
-    manual = 100 * (np.mean([reach[f"{n} {side}"] for n in ("L3", "L4") for side in ("left", "right")])
-                    - weights.non_target_weight * np.mean(
-                        [reach[f"{n} {side}"] for n in targets.others for side in ("left", "right")]))
+    manual = 100 * (
+        np.mean([reach[f"{n} {side}"] for n in ("L3", "L4") for side in ("left", "right")])
+        - weights.non_target_weight
+        * np.mean([reach[f"{n} {side}"] for n in targets.others for side in ("left", "right")])
+    )
     assert targets.score(reach)[0] == pytest.approx(manual)
-    (tmp_path / "w.json").write_text(json.dumps(
-        {"rostrocaudal_mm": 2.0, "lateral_mm": 1.5, "non_target_weight": 0.0}))
-    free = Targets.parse("L3,L4", "both", planner.enlargement, planner.geometry,
-                         Weights.load(tmp_path / "w.json"))
+    (tmp_path / "w.json").write_text(
+        json.dumps({"rostrocaudal_mm": 2.0, "lateral_mm": 1.5, "non_target_weight": 0.0})
+    )
+    free = Targets.parse(
+        "L3,L4", "both", planner.enlargement, planner.geometry, Weights.load(tmp_path / "w.json")
+    )
     assert free.score(reach)[0] == pytest.approx(
-        100 * np.mean([reach[f"{n} {side}"] for n in ("L3", "L4") for side in ("left", "right")]))
+        100 * np.mean([reach[f"{n} {side}"] for n in ("L3", "L4") for side in ("left", "right")])
+    )
 
 
 def test_plan_ranks_by_targets_and_compares_the_rankings(fine):
@@ -177,17 +195,21 @@ def test_plan_ranks_by_targets_and_compares_the_rankings(fine):
     comparison = ranked["comparison"]
     assert not comparison["agree"]
     assert comparison["distance_mm"] == pytest.approx(
-        plan["candidates"][0]["rostral_mm"] - best["rostral_mm"], abs=0.01)
+        plan["candidates"][0]["rostral_mm"] - best["rostral_mm"], abs=0.01
+    )
     assert comparison["volume_pct"]["by_volume"] >= comparison["volume_pct"]["by_target"]
     assert comparison["target_score"]["by_target"] >= comparison["target_score"]["by_volume"]
 
 
-@pytest.mark.parametrize("targets, sides, message", [
-    ("S3", "both", "target S3 is outside the enlargement L1..S2; choose targets among L1..S2"),
-    ("L2,X9", "both", "unknown segment X9"),
-    (" , ", "both", "names no segment"),
-    ("L2", "front", "--sides must be both, left or right"),
-])
+@pytest.mark.parametrize(
+    "targets, sides, message",
+    [
+        ("S3", "both", "target S3 is outside the enlargement L1..S2; choose targets among L1..S2"),
+        ("L2,X9", "both", "unknown segment X9"),
+        (" , ", "both", "names no segment"),
+        ("L2", "front", "--sides must be both, left or right"),
+    ],
+)
 def test_bad_targets_are_refused(fine, targets, sides, message):
     _, planner, _ = fine
     with pytest.raises(CordmapError, match=message.replace("(", r"\(").replace(".", r"\.")):
@@ -195,6 +217,7 @@ def test_bad_targets_are_refused(fine, targets, sides, message):
 
 
 # -- real data ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def pam50(data_dir):
@@ -226,7 +249,9 @@ def test_pam50_dcsf_is_measured_where_the_csf_is_labelled(pam50):
 
 def rootlet_contacts(labels, rootlets, geometry):
     """Arc length, side and RAS+ point of each labelled rootlet voxel touching the cord."""
-    cord = np.isin(labels.array, [label.id for label in labels.schema.of_class("cord", "segment", "conus")])
+    cord = np.isin(
+        labels.array, [label.id for label in labels.schema.of_class("cord", "segment", "conus")]
+    )
     touching = (rootlets.array > 0) & ndimage.binary_dilation(cord) & ~cord
     ijk = np.argwhere(touching)
     xyz = labels.world(ijk)
@@ -237,8 +262,12 @@ def rootlet_contacts(labels, rootlets, geometry):
 
 
 def entry_zone_distances(geometry, s, side, xyz):
-    return np.array([np.linalg.norm(xyz[i] - entry_zone_points(geometry, s[i], side[i])[0])
-                     for i in range(len(s))])
+    return np.array(
+        [
+            np.linalg.norm(xyz[i] - entry_zone_points(geometry, s[i], side[i])[0])
+            for i in range(len(s))
+        ]
+    )
 
 
 def test_pam50_rootlets_enter_their_labelled_segment_near_the_modelled_entry_zone(pam50, data_dir):
@@ -251,7 +280,9 @@ def test_pam50_rootlets_enter_their_labelled_segment_near_the_modelled_entry_zon
     s, side, xyz, level = rootlet_contacts(planner.labels, rootlets, planner.geometry)
     assert len(s) > 50
     extents = planner._segments()
-    inside = [extents[SEGMENTS[n - 1]][0] <= x <= extents[SEGMENTS[n - 1]][1] for x, n in zip(s, level)]
+    inside = [
+        extents[SEGMENTS[n - 1]][0] <= x <= extents[SEGMENTS[n - 1]][1] for x, n in zip(s, level)
+    ]
     assert np.mean(inside) == 1.0
     distance = entry_zone_distances(planner.geometry, s, side, xyz)
     assert 2.5 < np.median(distance) < 4.5 and distance.max() < 5.0
@@ -260,9 +291,9 @@ def test_pam50_rootlets_enter_their_labelled_segment_near_the_modelled_entry_zon
 def test_sct_t2_rootlets_meet_the_cord_near_the_modelled_entry_zone(data_dir):
     """sct-t2's manually corrected rootlets (C5..C7): distance from where they meet the
     cord to the modelled entry zone at the same arc length and side."""
-    from cordmap.anatomy.schema import LabelSchema
     from cordmap.io.nifti import read_nifti
     from cordmap.plan.geometry import measure_cord
+    from cordmap.protocol.schema import LabelSchema
 
     folder = data_dir / "sct-t2"
     cord = read_nifti(folder / "t2_seg-manual.nii.gz")
@@ -280,8 +311,14 @@ def test_docs_quote_the_pam50_target_comparison(pam50):
 
     _, plan = pam50
     diff = plan["targets"]["comparison"]
-    text = (Path(__file__).resolve().parents[1] / "docs" / "planning.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "planning.md").read_text(
+        encoding="utf-8"
+    )
     assert not diff["agree"]
-    for quoted in (f"{diff['volume_pct']['by_volume']:.2f} %", f"{diff['volume_pct']['by_target']:.2f} %",
-                   f"{diff['distance_mm']:.1f} mm", f"s = {plan['targets']['candidates'][0]['rostral_mm']:.1f} mm"):
+    for quoted in (
+        f"{diff['volume_pct']['by_volume']:.2f} %",
+        f"{diff['volume_pct']['by_target']:.2f} %",
+        f"{diff['distance_mm']:.1f} mm",
+        f"s = {plan['targets']['candidates'][0]['rostral_mm']:.1f} mm",
+    ):
         assert quoted in text, f"docs/planning.md should quote {quoted!r}"

@@ -24,10 +24,27 @@ def overlap(a, b, c, d):
 
 def custom_paddle(tmp_path, length, name="Test"):
     path = tmp_path / "paddles.json"
-    path.write_text(json.dumps({"models": [{
-        "name": name, "array_length_mm": length, "width_mm": 8,
-        "rows": [{"offset_mm": length / 2, "lateral_mm": [0], "contact_length_mm": 3,
-                  "contact_width_mm": 2}]}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {
+                        "name": name,
+                        "array_length_mm": length,
+                        "width_mm": 8,
+                        "rows": [
+                            {
+                                "offset_mm": length / 2,
+                                "lateral_mm": [0],
+                                "contact_length_mm": 3,
+                                "contact_width_mm": 2,
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     return path
 
 
@@ -57,30 +74,71 @@ def test_user_paddle_file_adds_models_and_bad_files_are_refused(tmp_path):
     with pytest.raises(CordmapError, match="unknown paddle model 'Penta'.*Specify 5-6-5"):
         get_paddle("Penta", path)
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"models": [{"name": "X", "array_length_mm": 10, "width_mm": 8,
-                                           "rows": [{"offset_mm": 12, "lateral_mm": [0],
-                                                     "contact_length_mm": 3, "contact_width_mm": 2}]}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {
+                        "name": "X",
+                        "array_length_mm": 10,
+                        "width_mm": 8,
+                        "rows": [
+                            {
+                                "offset_mm": 12,
+                                "lateral_mm": [0],
+                                "contact_length_mm": 3,
+                                "contact_width_mm": 2,
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     with pytest.raises(CordmapError, match="bad.json.*outside"):
         get_paddle("X", bad)
-    bad.write_text(json.dumps({"models": [{"name": "X", "array_length_mm": 10, "width_mm": 0,
-                                           "rows": []}]}))
+    bad.write_text(
+        json.dumps({"models": [{"name": "X", "array_length_mm": 10, "width_mm": 0, "rows": []}]})
+    )
     with pytest.raises(CordmapError, match="bad.json.*positive"):
         get_paddle("X", bad)
     bad.write_text(json.dumps({"models": [{"name": "X", "array_length_mm": 10, "width_mm": 8}]}))
-    with pytest.raises(CordmapError, match="bad.json.*'X' has no contact geometry.*rows of "
-                                           "contacts \\(offset_mm, lateral_mm"):
+    with pytest.raises(
+        CordmapError,
+        match="bad.json.*'X' has no contact geometry.*rows of contacts \\(offset_mm, lateral_mm",
+    ):
         get_paddle("X", bad)
-    bad.write_text(json.dumps({"models": [{"name": "X", "array_length_mm": 10, "width_mm": 8,
-                                           "rows": [{"offset_mm": 5, "lateral_mm": [-4, 4],
-                                                     "contact_length_mm": 3, "contact_width_mm": 2}]}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {
+                        "name": "X",
+                        "array_length_mm": 10,
+                        "width_mm": 8,
+                        "rows": [
+                            {
+                                "offset_mm": 5,
+                                "lateral_mm": [-4, 4],
+                                "contact_length_mm": 3,
+                                "contact_width_mm": 2,
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     with pytest.raises(CordmapError, match="bad.json.*beyond its 8.0 mm width"):
         get_paddle("X", bad)
     bad.write_text("{not json")
     with pytest.raises(CordmapError, match="bad.json is not valid JSON"):
         get_paddle("X", bad)
-    bad.write_text('{"models": [{"name": "X", "array_length_mm": NaN, "width_mm": 8, "rows": '
-                   '[{"offset_mm": 1, "lateral_mm": [0], "contact_length_mm": 3, '
-                   '"contact_width_mm": 2}]}]}')
+    bad.write_text(
+        '{"models": [{"name": "X", "array_length_mm": NaN, "width_mm": 8, "rows": '
+        '[{"offset_mm": 1, "lateral_mm": [0], "contact_length_mm": 3, '
+        '"contact_width_mm": 2}]}]}'
+    )
     with pytest.raises(CordmapError, match="bad.json is malformed.*not a finite number"):
         get_paddle("X", bad)
 
@@ -103,12 +161,21 @@ def test_per_segment_coverage_and_contact_rows(cylinder):
         index = [name for name, _ in SEGMENTS].index(segment.segment)
         a, b = starts[index], starts[index + 1]
         assert segment.extent == pytest.approx((a, b), abs=1e-9)
-        assert segment.covered_pct == pytest.approx(100 * overlap(s, s + 46.5, a, b) / (b - a), abs=1e-9)
-        rows = tuple(i + 1 for i, row in enumerate(SPECIFY.rows)
-                     if overlap(s + row.span[0], s + row.span[1], a, b) > 0)
+        assert segment.covered_pct == pytest.approx(
+            100 * overlap(s, s + 46.5, a, b) / (b - a), abs=1e-9
+        )
+        rows = tuple(
+            i + 1
+            for i, row in enumerate(SPECIFY.rows)
+            if overlap(s + row.span[0], s + row.span[1], a, b) > 0
+        )
         assert segment.rows == rows
     by_name = {seg.segment: seg for seg in result.segments}
-    assert by_name["L1"].rows[0] == 1 and by_name["S1"].rows == () and by_name["L3"].covered_pct == pytest.approx(100)
+    assert (
+        by_name["L1"].rows[0] == 1
+        and by_name["S1"].rows == ()
+        and by_name["L3"].covered_pct == pytest.approx(100)
+    )
 
 
 def test_coverage_of_a_cone_matches_the_integral_of_its_area():
@@ -152,7 +219,7 @@ def test_best_placements_centre_on_the_plateau_and_stay_apart(cylinder):
     # s = 21 to s = 90 - 46.5; the middle of that run is proposed first
     assert best[0] == pytest.approx((L1_START + S2_END - 46.5) / 2, abs=0.25)
     assert len(best) == 3
-    assert min(abs(a - b) for i, a in enumerate(best) for b in best[i + 1:]) >= 5.0
+    assert min(abs(a - b) for i, a in enumerate(best) for b in best[i + 1 :]) >= 5.0
     volume, _ = coverage_curve(enlargement, SPECIFY, best)
     np.testing.assert_allclose(volume, 100 * 46.5 / LENGTH, atol=1e-9)
 

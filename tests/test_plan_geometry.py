@@ -4,37 +4,60 @@ import numpy as np
 import pytest
 
 from cordmap.errors import CordmapError
-from cordmap.plan.enlargement import (PAM50_ROSTRAL_END_ABOVE_TIP_MM, csa_peak, find_enlargement,
-                                      parse_segment_range)
+from cordmap.plan.enlargement import (
+    PAM50_ROSTRAL_END_ABOVE_TIP_MM,
+    csa_peak,
+    find_enlargement,
+    parse_segment_range,
+)
 from cordmap.plan.geometry import ArcVolume, measure_cord
 from cordmap.plan.synthetic import synthetic_cord
 from cordmap.volume import LabelVolume
 
 # segment lengths on 3 mm slice faces, so that a straight grid-aligned cord is exact
-SEGMENTS = [("T12", 21.0), ("L1", 15.0), ("L2", 12.0), ("L3", 12.0), ("L4", 9.0), ("L5", 9.0),
-            ("S1", 6.0), ("S2", 6.0), ("S3", 6.0), ("S4", 3.0), ("S5", 6.0)]
+SEGMENTS = [
+    ("T12", 21.0),
+    ("L1", 15.0),
+    ("L2", 12.0),
+    ("L3", 12.0),
+    ("L4", 9.0),
+    ("L5", 9.0),
+    ("S1", 6.0),
+    ("S2", 6.0),
+    ("S3", 6.0),
+    ("S4", 3.0),
+    ("S5", 6.0),
+]
 ENDS = np.cumsum([length for _, length in SEGMENTS])  # caudal end of each segment
 L1_START, S2_END = 21.0, 90.0
 
 
 def straight(**kwargs):
-    options = dict(shape=(40, 40, 40), spacing=(0.5, 0.5, 3.0), segments=SEGMENTS, radius=4.0,
-                   top_mm=114.0)
+    options = dict(
+        shape=(40, 40, 40), spacing=(0.5, 0.5, 3.0), segments=SEGMENTS, radius=4.0, top_mm=114.0
+    )
     options.update(kwargs)
     return synthetic_cord(**options)
 
 
 def arc(spacing=(0.5, 0.5, 0.5), radius_of_curvature=100.0):
     depth = int(round(120 / spacing[2]))
-    return synthetic_cord((40, int(round(130 / spacing[1])), depth), spacing, SEGMENTS,
-                          radius=4.0, top_mm=117.0, curvature_mm=radius_of_curvature)
+    return synthetic_cord(
+        (40, int(round(130 / spacing[1])), depth),
+        spacing,
+        SEGMENTS,
+        radius=4.0,
+        top_mm=117.0,
+        curvature_mm=radius_of_curvature,
+    )
 
 
 def test_arc_volume_is_exact_piecewise_linear():
     volume = ArcVolume(np.array([1.0, 4.0]), np.array([0.5, 1.0]), np.array([2.0, 6.0]))
     assert volume.total == 8.0 and (volume.start, volume.end) == (0.5, 5.0)
-    np.testing.assert_allclose(volume.cumulative([0.0, 0.75, 1.5, 3.5, 4.0, 9.0]),
-                               [0.0, 0.5, 2.0, 3.5, 5.0, 8.0])
+    np.testing.assert_allclose(
+        volume.cumulative([0.0, 0.75, 1.5, 3.5, 4.0, 9.0]), [0.0, 0.5, 2.0, 3.5, 5.0, 8.0]
+    )
     np.testing.assert_allclose(volume.between(0.75, 4.0), 4.5)
 
 
@@ -80,14 +103,16 @@ def test_enlargement_estimated_from_the_conus_and_checked_by_the_csa_peak():
     """A cord swelling to its largest radius at s = 60 and tapering from s = 90 to a tip at
     s = 105, without segment labels: the segments lie at their PAM50 distances above the
     tip, and the CSA peak (s = 60) falls inside the estimate."""
+
     def radius(s):
         swelling = 3.5 + 1.5 * np.exp(-(((s - 60) / 12) ** 2))
         at_90 = 3.5 + 1.5 * np.exp(-((30 / 12) ** 2))
         return np.where(s <= 90, swelling, at_90 - (at_90 - 0.5) * (s - 90) / 15)
 
     labels = straight(spacing=(0.5, 0.5, 0.5), shape=(40, 40, 240), radius=radius)
-    plain = LabelVolume(np.where(labels.array > 0, 1, 0).astype(np.uint16), labels.affine,
-                        schema=labels.schema)
+    plain = LabelVolume(
+        np.where(labels.array > 0, 1, 0).astype(np.uint16), labels.affine, schema=labels.schema
+    )
     geometry = measure_cord(plain)
     assert geometry.conus_tip == pytest.approx(105, abs=0.5)
     enlargement = find_enlargement(geometry, plain.schema, "L1..S2")

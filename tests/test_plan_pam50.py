@@ -45,8 +45,12 @@ def test_best_placement_agrees_with_the_literature_and_the_docs(pam50):
     assert best["volume_pct"] == pytest.approx(share.max(), abs=0.1)
     # the worked example in docs/planning.md quotes these numbers
     text = DOC.read_text(encoding="utf-8")
-    for quoted in (f"{best['volume_pct']:.1f} %", best["rostral_edge"], best["caudal_edge"],
-                   f"{best['slice_count_pct']:.1f} %"):
+    for quoted in (
+        f"{best['volume_pct']:.1f} %",
+        best["rostral_edge"],
+        best["caudal_edge"],
+        f"{best['slice_count_pct']:.1f} %",
+    ):
         assert quoted in text, f"docs/planning.md should quote {quoted!r}"
 
 

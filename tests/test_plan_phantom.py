@@ -53,8 +53,10 @@ def test_best_placement_matches_an_independent_brute_force(phantom):
     ijk = np.argwhere(np.isin(labels.array, ids))
     centre = truth.centreline
     fine = np.arange(centre["s_mm"][0], centre["s_mm"][-1], 0.1)
-    points = np.stack([np.interp(fine, centre["s_mm"], np.array(centre["ras_mm"])[:, axis])
-                       for axis in range(3)], axis=1)
+    points = np.stack(
+        [np.interp(fine, centre["s_mm"], np.array(centre["ras_mm"])[:, axis]) for axis in range(3)],
+        axis=1,
+    )
     s = fine[cKDTree(points).query(labels.world(ijk))[1]]
     length = planner.paddle.array_length_mm
     starts = np.arange(s.min() - length, s.max(), 0.1)
@@ -65,7 +67,8 @@ def test_best_placement_matches_an_independent_brute_force(phantom):
     best_truth = starts[share >= share.max() - 0.05]  # a plateau: the positions within 0.05 %
     assert best_truth.min() - 1.0 <= best["rostral_mm"] - offset <= best_truth.max() + 1.0
     assert best["volume_pct"] == pytest.approx(
-        coverage_at(planner.enlargement, planner.paddle, best["rostral_mm"]).volume_pct, abs=0.01)
+        coverage_at(planner.enlargement, planner.paddle, best["rostral_mm"]).volume_pct, abs=0.01
+    )
 
 
 def test_estimated_enlargement_without_segment_labels(phantom):
@@ -74,7 +77,9 @@ def test_estimated_enlargement_without_segment_labels(phantom):
     phantom, planner = phantom
     array = phantom.labels.array.copy()
     array[(array >= 116) & (array <= 130) | (array == 60)] = 1
-    estimated = Planner.prepare(LabelVolume(array, phantom.labels.affine, schema=phantom.labels.schema))
+    estimated = Planner.prepare(
+        LabelVolume(array, phantom.labels.affine, schema=phantom.labels.schema)
+    )
     assert estimated.enlargement.estimated
     assert estimated.enlargement.start == pytest.approx(planner.enlargement.start, abs=8.0)
     assert estimated.enlargement.end == pytest.approx(planner.enlargement.end, abs=8.0)
@@ -99,5 +104,6 @@ def test_sagittal_acquisition_gives_the_same_plan(phantom):
     best_axial = axial.plan(top=1)["candidates"][0]
     best_sagittal = sagittal.plan(top=1)["candidates"][0]
     assert best_sagittal["rostral_mm"] - offset == pytest.approx(
-        best_axial["rostral_mm"] - axial_offset, abs=3.0)
+        best_axial["rostral_mm"] - axial_offset, abs=3.0
+    )
     assert best_sagittal["volume_pct"] == pytest.approx(best_axial["volume_pct"], abs=2.0)

@@ -38,8 +38,7 @@ def _read_or_refuse(path: Path):
         return None
 
 
-@given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), min_size=1,
-                      max_size=4))
+@given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), min_size=1, max_size=4))
 def test_nifti_bit_flips_give_the_exact_data_or_a_clean_error(tmp_path, nifti_bytes, flips):
     data = bytearray(nifti_bytes)
     for offset, bit in flips:
@@ -54,19 +53,27 @@ def test_nifti_bit_flips_give_the_exact_data_or_a_clean_error(tmp_path, nifti_by
 @given(cut=st.integers(0, 10**6))
 def test_nifti_truncations_are_refused(tmp_path, nifti_bytes, cut):
     path = tmp_path / "cut.nii.gz"
-    path.write_bytes(nifti_bytes[:cut % len(nifti_bytes)])
+    path.write_bytes(nifti_bytes[: cut % len(nifti_bytes)])
     assert _read_or_refuse(path) is None
 
 
-@given(dims=st.lists(st.integers(-3, 32767), min_size=3, max_size=3),
-       datatype=st.sampled_from([2, 4, 8, 16, 64, 128, 256, 512, 768, 1024, 0, 9999]),
-       pixdim=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=3,
-                       max_size=3),
-       srow=st.lists(st.one_of(st.floats(-2.0**43, 2.0**43, width=32), st.just(float("nan"))),
-                     min_size=12, max_size=12),
-       offset=st.integers(0, 4000), gz=st.booleans())
-def test_random_nifti_headers_give_a_volume_or_a_clean_error(tmp_path, dims, datatype, pixdim,
-                                                             srow, offset, gz):
+@given(
+    dims=st.lists(st.integers(-3, 32767), min_size=3, max_size=3),
+    datatype=st.sampled_from([2, 4, 8, 16, 64, 128, 256, 512, 768, 1024, 0, 9999]),
+    pixdim=st.lists(
+        st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=3, max_size=3
+    ),
+    srow=st.lists(
+        st.one_of(st.floats(-(2.0**43), 2.0**43, width=32), st.just(float("nan"))),
+        min_size=12,
+        max_size=12,
+    ),
+    offset=st.integers(0, 4000),
+    gz=st.booleans(),
+)
+def test_random_nifti_headers_give_a_volume_or_a_clean_error(
+    tmp_path, dims, datatype, pixdim, srow, offset, gz
+):
     raw = nib.Nifti1Header().binaryblock  # a valid header to start from
     view = nib.Nifti1Header(raw, check=False)
     view["dim"][:4] = [3, *dims]
@@ -90,14 +97,29 @@ def series(tmp_path_factory):
     return folder
 
 
-TAGS = ["ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
-        "SeriesInstanceUID", "SliceThickness", "RescaleSlope", "RescaleIntercept", "PixelData",
-        "BitsAllocated", "PixelRepresentation", "SamplesPerPixel", "SOPInstanceUID",
-        "InstanceNumber", "PhotometricInterpretation"]
+TAGS = [
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+    "SeriesInstanceUID",
+    "SliceThickness",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "PixelData",
+    "BitsAllocated",
+    "PixelRepresentation",
+    "SamplesPerPixel",
+    "SOPInstanceUID",
+    "InstanceNumber",
+    "PhotometricInterpretation",
+]
 
 
-@given(deletions=st.lists(st.tuples(st.integers(0, 7), st.sampled_from(TAGS)), min_size=1,
-                          max_size=3))
+@given(
+    deletions=st.lists(st.tuples(st.integers(0, 7), st.sampled_from(TAGS)), min_size=1, max_size=3)
+)
 def test_deleted_dicom_tags_give_the_exact_data_or_a_clean_error(tmp_path, series, deletions):
     folder = tmp_path / "copy"
     shutil.rmtree(folder, ignore_errors=True)
@@ -129,7 +151,7 @@ def test_slice_files_in_any_order_read_the_same(tmp_path, series, order):
 @given(cut=st.integers(0, 10**6))
 def test_a_refused_import_writes_nothing(tmp_path, nifti_bytes, cut):
     path = tmp_path / "cut.nii.gz"
-    path.write_bytes(nifti_bytes[:cut % len(nifti_bytes)])
+    path.write_bytes(nifti_bytes[: cut % len(nifti_bytes)])
     case = tmp_path / "case"
     shutil.rmtree(case, ignore_errors=True)
     with pytest.raises(CordmapError):

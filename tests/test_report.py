@@ -12,7 +12,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cordmap.anatomy.phantom import make_phantom
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.case import Case
 from cordmap.cli import app
 from cordmap.errors import CordmapError
@@ -20,6 +19,7 @@ from cordmap.ingest import import_case
 from cordmap.io.nifti import read_nifti, write_nifti
 from cordmap.plan.files import PLAN_FILE, plan_file
 from cordmap.plan.geometry import Centreline
+from cordmap.protocol.schema import LabelSchema
 from cordmap.report.case_report import write_case_report
 from cordmap.report.figures import OVERLAY_ALPHA, label_overlay, overlay_colours
 from cordmap.volume import LabelVolume
@@ -81,9 +81,12 @@ def test_report_replans_with_the_recorded_options_and_its_table_equals_plan_json
     plan = json.loads((case_dir / PLAN_FILE).read_text())
     assert len(plan["candidates"]) == 2  # --top 2, recorded by the earlier plan, was reused
     table = re.search(r"<table id='candidates'>(.*?)</table>", page).group(1)
-    rows = re.findall(r"<tr><td>(\d+)</td><td class='text'>(.*?)</td><td class='text'>(.*?)</td>"
-                      r"<td>([\d.]+)</td><td>([\d.]+)</td><td class='volume'>([\d.]+)</td>"
-                      r"<td class='length'>([\d.]+)</td>", table)
+    rows = re.findall(
+        r"<tr><td>(\d+)</td><td class='text'>(.*?)</td><td class='text'>(.*?)</td>"
+        r"<td>([\d.]+)</td><td>([\d.]+)</td><td class='volume'>([\d.]+)</td>"
+        r"<td class='length'>([\d.]+)</td>",
+        table,
+    )
     assert len(rows) == 2
     for row, candidate in zip(rows, plan["candidates"]):
         assert int(row[0]) == candidate["rank"]
@@ -93,7 +96,10 @@ def test_report_replans_with_the_recorded_options_and_its_table_equals_plan_json
         assert float(row[6]) == pytest.approx(candidate["length_pct"], abs=0.005)
     segments = re.search(r"<table id='segments'>(.*?)</table>", page).group(1)
     for entry in plan["candidates"][0]["segments"]:
-        assert f"<th class='text'>{entry['segment']}</th><td>{entry['covered_pct']:.1f}</td>" in segments
+        assert (
+            f"<th class='text'>{entry['segment']}</th><td>{entry['covered_pct']:.1f}</td>"
+            in segments
+        )
     assert plan["enlargement"]["segments"] in page and "labelled segments" in page
 
 
@@ -104,12 +110,17 @@ def test_report_contact_tables_and_target_ranking_equal_plan_json(phantom_case):
     case_dir, _, page, _ = phantom_case
     plan = json.loads((case_dir / PLAN_FILE).read_text())
     assert plan["targets"]["segments"] == ["L3", "L4"] and plan["targets"]["sides"] == ["left"]
-    for table_id, placement in (("contacts", plan["candidates"][0]),
-                                ("target-contacts", plan["targets"]["candidates"][0])):
+    for table_id, placement in (
+        ("contacts", plan["candidates"][0]),
+        ("target-contacts", plan["targets"]["candidates"][0]),
+    ):
         table = re.search(rf"<table id='{table_id}'>(.*?)</table>", page).group(1)
-        rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td><td class='text'>(.*?)</td>"
-                          r"<td class='text'>(.*?)</td><td>([-+\d.]+)</td><td>([-+\d.]+)</td>"
-                          r"<td class='dcsf'>([\d.]+)</td></tr>", table)
+        rows = re.findall(
+            r"<tr><td>(\d+)</td><td>(\d+)</td><td class='text'>(.*?)</td>"
+            r"<td class='text'>(.*?)</td><td>([-+\d.]+)</td><td>([-+\d.]+)</td>"
+            r"<td class='dcsf'>([\d.]+)</td></tr>",
+            table,
+        )
         assert len(rows) == len(placement["contacts"]) == 16
         for row, contact in zip(rows, placement["contacts"]):
             assert int(row[0]) == contact["contact"] and int(row[1]) == contact["row"]
@@ -171,7 +182,9 @@ def test_overlay_blends_the_schema_colour_at_the_cord_of_a_real_subject(data_dir
     rgb = label_overlay(gray, labels.array[:, :, k], colours)
     inside = labels.array[:, :, k] == cord.id
     assert inside.sum() > 10
-    expected = (1 - OVERLAY_ALPHA) * gray[inside][:, None] + OVERLAY_ALPHA * np.array(colours[cord.id])
+    expected = (1 - OVERLAY_ALPHA) * gray[inside][:, None] + OVERLAY_ALPHA * np.array(
+        colours[cord.id]
+    )
     np.testing.assert_allclose(rgb[inside], expected)
     np.testing.assert_allclose(rgb[~inside], np.repeat(gray[~inside][:, None], 3, axis=1))
 
@@ -193,10 +206,29 @@ def test_a_plan_made_with_a_paddle_file_is_not_silently_replanned(tmp_path, phan
     case_dir = shutil.copytree(phantom_case[0], tmp_path / "case")
     shutil.rmtree(case_dir / "report")
     paddles = tmp_path / "mine.json"
-    paddles.write_text(json.dumps({"models": [{
-        "name": "Mine 1x4", "manufacturer": "test", "array_length_mm": 30.0, "width_mm": 6.0,
-        "sources": {}, "rows": [{"offset_mm": 2.0, "lateral_mm": [0.0],
-                                 "contact_length_mm": 3.0, "contact_width_mm": 2.0}]}]}))
+    paddles.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {
+                        "name": "Mine 1x4",
+                        "manufacturer": "test",
+                        "array_length_mm": 30.0,
+                        "width_mm": 6.0,
+                        "sources": {},
+                        "rows": [
+                            {
+                                "offset_mm": 2.0,
+                                "lateral_mm": [0.0],
+                                "contact_length_mm": 3.0,
+                                "contact_width_mm": 2.0,
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     plan_file(case_dir, paddle="Mine 1x4", paddles_file=paddles)
     (case_dir / PLAN_FILE).unlink()
     with pytest.raises(CordmapError, match="paddle file mine.json .* --paddles mine.json"):
@@ -220,7 +252,11 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
     paddles = candidate_strips(geometry, plan)
     state = viewer_state(image, labels, paddles=paddles)
     names = [layer["name"] for layer in state["layers"]]
-    assert names == [paddle_name(c) for c in plan["candidates"]] + ["MRI", "cord and roots", "vertebrae"]
+    assert names == [paddle_name(c) for c in plan["candidates"]] + [
+        "MRI",
+        "cord and roots",
+        "vertebrae",
+    ]
     assert state["selectedLayer"]["layer"] == "cord and roots"
     for layer, (candidate, strip, contacts) in zip(state["layers"], paddles):
         assert layer["type"] == "annotation" and layer["source"]["url"] == "local://annotations"
@@ -236,13 +272,15 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
         middle = strip.mean(axis=1)
         behind = middle - geometry.centreline.point(geometry.centreline.project(middle)[0])
         assert (behind[:, 1] < -3).all()  # posterior of the centreline by more than the radius
-        np.testing.assert_allclose(np.linalg.norm(strip[:, 0] - strip[:, 1], axis=1),
-                                   plan["paddle"]["width_mm"])
+        np.testing.assert_allclose(
+            np.linalg.norm(strip[:, 0] - strip[:, 1], axis=1), plan["paddle"]["width_mm"]
+        )
         # one point per contact, where the contact map puts it, described by it
         mapped = candidate["contacts"]
         assert len(points) == len(contacts) == plan["paddle"]["contacts"] == len(mapped)
-        np.testing.assert_allclose([p["point"] for p in points],
-                                   [world_to_output(image, c) for c in contacts], atol=2e-3)
+        np.testing.assert_allclose(
+            [p["point"] for p in points], [world_to_output(image, c) for c in contacts], atol=2e-3
+        )
         s, _ = geometry.centreline.project(contacts)
         np.testing.assert_allclose(s, [c["s_mm"] for c in mapped], atol=0.05)
         _, right, _ = geometry.centreline.frame(s)
@@ -250,7 +288,8 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
         np.testing.assert_allclose(lateral, [c["lateral_mm"] for c in mapped], atol=0.05)
         for point, contact in zip(points, mapped):
             assert point["description"].startswith(
-                f"contact {contact['contact']}: {contact['segment']} {contact['side']}, dCSF")
+                f"contact {contact['contact']}: {contact['segment']} {contact['side']}, dCSF"
+            )
 
 
 def test_figures_of_an_estimated_enlargement(phantom_case, tmp_path):
@@ -263,7 +302,9 @@ def test_figures_of_an_estimated_enlargement(phantom_case, tmp_path):
     labels = case.labels()
     schema = labels.schema
     array = labels.array.copy()
-    array[np.isin(array, [label.id for label in schema.of_class("segment")])] = schema.find("cord").id
+    array[np.isin(array, [label.id for label in schema.of_class("segment")])] = schema.find(
+        "cord"
+    ).id
     labels = LabelVolume(array, labels.affine, schema=schema)
     plan = Planner.prepare(labels).plan(top=1)
     assert plan["enlargement"]["estimated"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cordmap.anatomy import levels
-from cordmap.anatomy.schema import EXPORT_FORMATS, LabelSchema
 from cordmap.cli import app
 from cordmap.errors import CordmapError
+from cordmap.protocol import levels
+from cordmap.protocol.schema import EXPORT_FORMATS, LabelSchema
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 
@@ -29,21 +29,36 @@ def test_ids_follow_pam50_totalspineseg_and_sct(schema):
     segments = schema.of_class("segment")
     assert [s.level for s in segments] == list(levels.SEGMENTS)  # the whole cord, C1 .. S5
     for segment in segments:
-        assert segment.id == 100 + levels.pam50_segment(segment.level) == 100 + segment.code("pam50")
+        assert (
+            segment.id == 100 + levels.pam50_segment(segment.level) == 100 + segment.code("pam50")
+        )
     levelled = lambda *classes: [label for label in schema.of_class(*classes) if label.level]  # noqa: E731
     for vertebra in levelled("vertebra"):
-        assert vertebra.id == levels.totalspineseg_vertebra(vertebra.level) == vertebra.code("totalspineseg")
+        assert (
+            vertebra.id
+            == levels.totalspineseg_vertebra(vertebra.level)
+            == vertebra.code("totalspineseg")
+        )
     for disc in levelled("disc"):
         upper, lower = disc.level.split("-")
         assert disc.id == levels.totalspineseg_disc(upper, lower)
-    offsets = {("dorsal_root", "left"): 200, ("dorsal_root", "right"): 300,
-               ("ventral_root", "left"): 400, ("ventral_root", "right"): 500}
+    offsets = {
+        ("dorsal_root", "left"): 200,
+        ("dorsal_root", "right"): 300,
+        ("ventral_root", "left"): 400,
+        ("ventral_root", "right"): 500,
+    }
     roots = levelled("dorsal_root", "ventral_root")
     assert len(roots) == 4 * len(segments)
     for root in roots:
         assert root.id == offsets[root.structure, root.side] + levels.pam50_segment(root.level)
     # level-free labels for what is known before levels are assigned (e.g. the U-Net's output)
-    assert [schema.find(c).id for c in ("vertebra", "disc", "dorsal_root", "ventral_root")] == [3, 4, 5, 6]
+    assert [schema.find(c).id for c in ("vertebra", "disc", "dorsal_root", "ventral_root")] == [
+        3,
+        4,
+        5,
+        6,
+    ]
 
 
 def test_the_whole_cord_is_covered_and_published_colours_are_kept(schema):
@@ -53,12 +68,24 @@ def test_the_whole_cord_is_covered_and_published_colours_are_kept(schema):
     levelled = lambda cls: [label.level for label in schema.of_class(cls) if label.level]  # noqa: E731
     assert levelled("vertebra") == list(levels.VERTEBRAE)
     vertebrae = levels.VERTEBRAE
-    assert levelled("disc") == [f"{u}-{l}" for u, l in zip(vertebrae[1:], vertebrae[2:])]
+    assert levelled("disc") == [f"{u}-{w}" for u, w in zip(vertebrae[1:], vertebrae[2:])]
     for cls in ("dorsal_root", "ventral_root"):
         for side in ("left", "right"):
-            assert [label.level for label in schema.of_class(cls) if label.side == side] == list(levels.SEGMENTS)
-    published = {116: "#3d44f2", 130: "#f23d3d", 28: "#f2e3c7", 50: "#a69c88", 79: "#80a3ff",
-                 100: "#536aa6", 216: "#f28724", 330: "#afcc1f", 416: "#28f224", 530: "#1fcc92"}
+            assert [label.level for label in schema.of_class(cls) if label.side == side] == list(
+                levels.SEGMENTS
+            )
+    published = {
+        116: "#3d44f2",
+        130: "#f23d3d",
+        28: "#f2e3c7",
+        50: "#a69c88",
+        79: "#80a3ff",
+        100: "#536aa6",
+        216: "#f28724",
+        330: "#afcc1f",
+        416: "#28f224",
+        530: "#1fcc92",
+    }
     assert {i: schema[i].hex for i in published} == published
     colours = [label.colour for label in schema]
     assert len(set(colours)) == len(colours)
@@ -73,17 +100,28 @@ def test_lookup_errors(schema):
         schema[999]
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "does not exist"),
-    ("{not json", "is not valid JSON"),
-    ('{"name": "x", "version": 1, "labels": [{"id": 1, "name": "a", "class": "liver", '
-     '"colour": "#ffffff"}]}', "class 'liver'"),
-    ('{"name": "x", "version": 1, "labels": [{"id": 1, "name": "a", "class": "cord", '
-     '"colour": "#fff"}]}', "colour must be #rrggbb"),
-    ('{"name": "x", "version": 1, "labels": [{"id": 1, "name": "a", "class": "cord", '
-     '"colour": "#ffffff"}, {"id": 1, "name": "b", "class": "csf", "colour": "#000000"}]}',
-     "defines label id 1 twice"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "does not exist"),
+        ("{not json", "is not valid JSON"),
+        (
+            '{"name": "x", "version": 1, "labels": [{"id": 1, "name": "a", "class": "liver", '
+            '"colour": "#ffffff"}]}',
+            "class 'liver'",
+        ),
+        (
+            '{"name": "x", "version": 1, "labels": [{"id": 1, "name": "a", "class": "cord", '
+            '"colour": "#fff"}]}',
+            "colour must be #rrggbb",
+        ),
+        (
+            '{"name": "x", "version": 1, "labels": [{"id": 1, "name": "a", "class": "cord", '
+            '"colour": "#ffffff"}, {"id": 1, "name": "b", "class": "csf", "colour": "#000000"}]}',
+            "defines label id 1 twice",
+        ),
+    ],
+)
 def test_bad_protocol_files(tmp_path, content, message):
     path = tmp_path / "protocol.json"
     if content is not None:
@@ -149,15 +187,25 @@ def test_table_lists_every_label_with_its_codes(schema):
     rows = [line.split("|")[1:-1] for line in schema.export("table").splitlines()[2:]]
     assert [int(row[0]) for row in rows] == [label.id for label in schema]
     l1 = next(row for row in rows if int(row[0]) == schema.find("segment", "L1").id)
-    assert [cell.strip() for cell in l1] == ["121", "cord segment L1", "segment", "L1", "",
-                                              "`#3df2a0`", "21", "", ""]
+    assert [cell.strip() for cell in l1] == [
+        "121",
+        "cord segment L1",
+        "segment",
+        "L1",
+        "",
+        "`#3df2a0`",
+        "21",
+        "",
+        "",
+    ]
     with pytest.raises(CordmapError, match="unknown protocol format 'csv'"):
         schema.export("csv")
 
 
 def test_docs_protocol_table_is_up_to_date(schema):
     assert schema.export("table") in DOCS.read_text(encoding="utf-8"), (
-        "docs/protocol.md is out of date: paste in `cordmap protocol --format table`")
+        "docs/protocol.md is out of date: paste in `cordmap protocol --format table`"
+    )
 
 
 @pytest.mark.parametrize("fmt", EXPORT_FORMATS)

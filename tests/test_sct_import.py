@@ -12,14 +12,14 @@ import pytest
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from cordmap.anatomy.levels import segment_name
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.anatomy.validate import validate
 from cordmap.case import Case, sha256
 from cordmap.cli import app
 from cordmap.errors import CordmapError
 from cordmap.ingest import import_case, read_sct_annotations
 from cordmap.io.nifti import read_labels, read_nifti
+from cordmap.protocol.levels import segment_name
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import Volume
 
 CONNECTED = np.ones((3, 3, 3), bool)
@@ -36,8 +36,15 @@ def sct_case(data_dir, tmp_path_factory):
     folder = data_dir / "sct-t2"
     out = tmp_path_factory.mktemp("sct") / "case"
     before = {name: sha256(folder / name) for name in ("t2_seg-manual.nii.gz", ROOTLETS)}
-    result = _run("import", folder / "t2.nii.gz", out, "--labels", folder / "t2_seg-manual.nii.gz",
-                  "--rootlets", folder / ROOTLETS)
+    result = _run(
+        "import",
+        folder / "t2.nii.gz",
+        out,
+        "--labels",
+        folder / "t2_seg-manual.nii.gz",
+        "--rootlets",
+        folder / ROOTLETS,
+    )
     assert result.exit_code == 0, result.output
     assert {name: sha256(folder / name) for name in before} == before  # inputs untouched
     return folder, Case.open(out)
@@ -63,8 +70,12 @@ def test_sct_t2_rootlets_become_dorsal_roots_by_level_and_side(sct_case):
         imported = {int(i) for i in np.unique(labels.array[rootlets == value])}
         assert {roots[i].level for i in imported} == {segment_name(int(value))}
     present = {roots[i].name for i in labels.ids() if i in roots}
-    assert {"dorsal root C5 left", "dorsal root C5 right", "dorsal root C6 left",
-            "dorsal root C6 right"} <= present
+    assert {
+        "dorsal root C5 left",
+        "dorsal root C5 right",
+        "dorsal root C6 left",
+        "dorsal root C6 right",
+    } <= present
     assert (np.isin(labels.array, list(roots)) == (rootlets > 0)).all()
 
     # each side's rootlets lie on that side of the cord on every axial plane they cross:
@@ -78,7 +89,9 @@ def test_sct_t2_rootlets_become_dorsal_roots_by_level_and_side(sct_case):
             root_r = xyz[np.abs(xyz[:, 2] - z) < 0.5, 0]
             side = roots[label_id].side
             assert (root_r > centre_r).all() if side == "right" else (root_r < centre_r).all(), (
-                roots[label_id].name, z)
+                roots[label_id].name,
+                z,
+            )
 
 
 def test_sct_t2_case_validates_and_records_its_sources(sct_case):
@@ -88,7 +101,9 @@ def test_sct_t2_case_validates_and_records_its_sources(sct_case):
     # the full protocol asks for what these SCT files do not hold, and nothing else
     report = validate(labels)
     assert [(f.code, f.message.split("'")[1]) for f in report.findings] == [
-        ("required-missing", "CSF"), ("required-missing", "vertebrae")]
+        ("required-missing", "CSF"),
+        ("required-missing", "vertebrae"),
+    ]
     path = case.labels_path("manual")
     result = _run("validate", path, "--partial")
     assert result.exit_code == 0 and "OK (0 errors, 0 warnings)" in result.output, result.output
@@ -98,9 +113,15 @@ def test_sct_t2_case_validates_and_records_its_sources(sct_case):
     stage = case.manifest["stages"]["import"]
     assert [e["path"] for e in stage["inputs"]] == ["t2.nii.gz", "t2_seg-manual.nii.gz", ROOTLETS]
     assert stage["inputs"][2]["sha256"] == sha256(folder / ROOTLETS)
-    assert stage["parameters"]["rootlets"] == ROOTLETS and "spinal_levels" not in stage["parameters"]
-    again = import_case(folder / "t2.nii.gz", case.root, labels_source=folder / "t2_seg-manual.nii.gz",
-                        rootlets=folder / ROOTLETS)
+    assert (
+        stage["parameters"]["rootlets"] == ROOTLETS and "spinal_levels" not in stage["parameters"]
+    )
+    again = import_case(
+        folder / "t2.nii.gz",
+        case.root,
+        labels_source=folder / "t2_seg-manual.nii.gz",
+        rootlets=folder / ROOTLETS,
+    )
     assert again.up_to_date
 
 
@@ -131,9 +152,14 @@ def test_sct_t2_mesh_command_and_static_viewer_name_the_roots(sct_case, tmp_path
     _, case = sct_case
     result = _run("mesh", case.root, "--format", "glb")
     assert result.exit_code == 0, result.output
-    assert "6 structures meshed" in result.output and (case.root / "mesh" / "sub-01_mesh.glb").is_file()
+    assert (
+        "6 structures meshed" in result.output
+        and (case.root / "mesh" / "sub-01_mesh.glb").is_file()
+    )
     summary = json.loads((case.root / "mesh" / "sub-01_mesh.json").read_text())
-    assert {row["name"] for row in summary["structures"]} == {case.schema[i].name for i in case.labels().ids()}
+    assert {row["name"] for row in summary["structures"]} == {
+        case.schema[i].name for i in case.labels().ids()
+    }
     assert all(row["watertight"] for row in summary["structures"])
 
     site = tmp_path / "site"
@@ -142,7 +168,9 @@ def test_sct_t2_mesh_command_and_static_viewer_name_the_roots(sct_case, tmp_path
     infos = [json.loads(p.read_text()) for p in site.rglob("segment_properties/info")]
     assert len(infos) == 1
     inline = infos[0]["inline"]
-    names = dict(zip(inline["ids"], next(p for p in inline["properties"] if p["id"] == "label")["values"]))
+    names = dict(
+        zip(inline["ids"], next(p for p in inline["properties"] if p["id"] == "label")["values"])
+    )
     schema = case.schema
     assert names == {str(i): schema[i].name for i in case.labels().ids()}
     assert "dorsal root C6 right" in names.values()
@@ -152,8 +180,13 @@ def test_pam50_cord_levels_and_rootlets_import_and_validate(data_dir):
     folder = data_dir / "pam50"
     schema = LabelSchema.load()
     cord = read_labels(folder / "PAM50_cord.nii.gz", schema)
-    labels = read_sct_annotations(cord, cord, schema, spinal_levels=folder / "PAM50_spinal_levels.nii.gz",
-                                  rootlets=folder / "PAM50_rootlets.nii.gz")
+    labels = read_sct_annotations(
+        cord,
+        cord,
+        schema,
+        spinal_levels=folder / "PAM50_spinal_levels.nii.gz",
+        rootlets=folder / "PAM50_rootlets.nii.gz",
+    )
     report = validate(labels, partial=True)
     assert report.findings == [], report.as_text()
     levels = read_nifti(folder / "PAM50_spinal_levels.nii.gz").array
@@ -164,7 +197,9 @@ def test_pam50_cord_levels_and_rootlets_import_and_validate(data_dir):
         left = schema.find("dorsal_root", segment_name(int(n)), "left").id
         right = schema.find("dorsal_root", segment_name(int(n)), "right").id
         assert set(np.unique(labels.array[rootlets == n])) == {left, right}
-        r_left, r_right = (labels.world(np.argwhere(labels.array == i))[:, 0].mean() for i in (left, right))
+        r_left, r_right = (
+            labels.world(np.argwhere(labels.array == i))[:, 0].mean() for i in (left, right)
+        )
         assert r_left < r_cord < r_right
 
 
@@ -191,21 +226,31 @@ def synthetic(tmp_path):
     rootlets[2:5, 8, 6:9] = 6  # low i: the patient's right
     rootlets[15:18, 8, 6:9] = 6  # high i: the patient's left
     rootlets[15:18, 8, 1:3] = 7
-    paths = {name: _write(Volume(array, affine), tmp_path / f"{name}.nii.gz")
-             for name, array in (("t2", np.ones(SHAPE, np.float32)), ("cord", cord),
-                                 ("rootlets", rootlets))}
+    paths = {
+        name: _write(Volume(array, affine), tmp_path / f"{name}.nii.gz")
+        for name, array in (
+            ("t2", np.ones(SHAPE, np.float32)),
+            ("cord", cord),
+            ("rootlets", rootlets),
+        )
+    }
     return paths, affine
 
 
 def test_sides_follow_world_coordinates_in_any_stored_orientation(tmp_path, synthetic):
     paths, _ = synthetic
-    case = import_case(paths["t2"], tmp_path / "case", labels_source=paths["cord"],
-                       rootlets=paths["rootlets"]).case
+    case = import_case(
+        paths["t2"], tmp_path / "case", labels_source=paths["cord"], rootlets=paths["rootlets"]
+    ).case
     labels = case.labels()
     schema = labels.schema
     counts = {schema[i].name: n for i, n in labels.counts().items()}
-    assert counts == {"spinal cord (unassigned segment)": 4 * 4 * 12, "dorsal root C6 left": 9,
-                      "dorsal root C6 right": 9, "dorsal root C7 left": 6}
+    assert counts == {
+        "spinal cord (unassigned segment)": 4 * 4 * 12,
+        "dorsal root C6 left": 9,
+        "dorsal root C6 right": 9,
+        "dorsal root C7 left": 6,
+    }
     cord_r = labels.world(np.argwhere(labels.array == 1))[:, 0].mean()
     right = labels.world(np.argwhere(labels.array == schema.find("dorsal_root", "C6", "right").id))
     assert (right[:, 0] > cord_r).all()
@@ -217,12 +262,20 @@ def test_spinal_levels_label_the_cord_by_segment(tmp_path, synthetic):
     levels[8:12, 6:10, 6:] = 5
     levels[8:12, 6:10, :6] = 6
     _write(Volume(levels, affine), tmp_path / "levels.nii.gz")
-    labels = import_case(paths["t2"], tmp_path / "case", spinal_levels=tmp_path / "levels.nii.gz",
-                         rootlets=paths["rootlets"]).case.labels()
+    labels = import_case(
+        paths["t2"],
+        tmp_path / "case",
+        spinal_levels=tmp_path / "levels.nii.gz",
+        rootlets=paths["rootlets"],
+    ).case.labels()
     schema = labels.schema
     assert {schema[i].name: n for i, n in labels.counts().items()} == {
-        "cord segment C5": 96, "cord segment C6": 96, "dorsal root C6 left": 9,
-        "dorsal root C6 right": 9, "dorsal root C7 left": 6}
+        "cord segment C5": 96,
+        "cord segment C6": 96,
+        "dorsal root C6 left": 9,
+        "dorsal root C6 right": 9,
+        "dorsal root C7 left": 6,
+    }
     c5 = labels.world(np.argwhere(labels.array == schema.find("segment", "C5").id))[:, 2]
     c6 = labels.world(np.argwhere(labels.array == schema.find("segment", "C6").id))[:, 2]
     assert c5.min() > c6.max()  # C5 above C6 in the world, as its file said
@@ -235,14 +288,19 @@ def _bad(tmp_path, synthetic, what):
     rootlets = read_nifti(paths["rootlets"])  # canonical RAS+ array and affine
     canonical = rootlets.affine
     if what == "grid":
-        return {"rootlets": _write(Volume(np.zeros((5, 5, 5), np.uint8), affine), tmp_path / "r.nii.gz")}
+        return {
+            "rootlets": _write(Volume(np.zeros((5, 5, 5), np.uint8), affine), tmp_path / "r.nii.gz")
+        }
     if what == "value":
         bad = rootlets.array.copy()
         bad[bad == 7] = 31
         return {"rootlets": _write(Volume(bad, canonical), tmp_path / "r.nii.gz")}
     if what == "fraction":
-        return {"rootlets": _write(Volume(rootlets.array * np.float32(0.5), canonical),
-                                   tmp_path / "r.nii.gz")}
+        return {
+            "rootlets": _write(
+                Volume(rootlets.array * np.float32(0.5), canonical), tmp_path / "r.nii.gz"
+            )
+        }
     if what == "inside":
         bad = rootlets.array.copy()
         bad[9, 7, 3] = 6  # in the cord
@@ -252,32 +310,41 @@ def _bad(tmp_path, synthetic, what):
         cord[9, 7, 3] = 0  # a hole in the cord, holding a rootlet
         bad = rootlets.array.copy()
         bad[9, 7, 3] = 6
-        return {"labels_source": _write(Volume(cord, canonical), tmp_path / "cord.nii.gz"),
-                "rootlets": _write(Volume(bad, canonical), tmp_path / "r.nii.gz")}
+        return {
+            "labels_source": _write(Volume(cord, canonical), tmp_path / "cord.nii.gz"),
+            "rootlets": _write(Volume(bad, canonical), tmp_path / "r.nii.gz"),
+        }
     if what == "no-cord":
         return {"labels_source": None}
     if what == "levels-on-csf":
         csf = np.zeros(SHAPE, np.uint16)
         csf[15:18, 8, 6:9] = 2
         levels = (csf > 0).astype(np.uint8) * 6
-        return {"labels_source": _write(Volume(csf, canonical), tmp_path / "csf.nii.gz"),
-                "spinal_levels": _write(Volume(levels, canonical), tmp_path / "l.nii.gz"),
-                "rootlets": None}
+        return {
+            "labels_source": _write(Volume(csf, canonical), tmp_path / "csf.nii.gz"),
+            "spinal_levels": _write(Volume(levels, canonical), tmp_path / "l.nii.gz"),
+            "rootlets": None,
+        }
     raise AssertionError(what)
 
 
-@pytest.mark.parametrize("what, message", [
-    ("grid", r"the rootlets r\.nii\.gz do not match the image grid.*resample"),
-    ("value", r"rootlets .*r\.nii\.gz hold the values 31, outside SCT's convention"),
-    ("fraction", r"r\.nii\.gz hold the values 3\.5, outside SCT's convention"),
-    ("inside", r"rootlets r\.nii\.gz have 1 voxels inside the cord"),
-    ("enclosed", r"rootlets r\.nii\.gz have 1 voxels inside the cord"),
-    ("no-cord", r"rootlets rootlets\.nii\.gz need the cord .* --labels"),
-    ("levels-on-csf", r"spinal levels l\.nii\.gz cover 9 voxels of CSF"),
-])
+@pytest.mark.parametrize(
+    "what, message",
+    [
+        ("grid", r"the rootlets r\.nii\.gz do not match the image grid.*resample"),
+        ("value", r"rootlets .*r\.nii\.gz hold the values 31, outside SCT's convention"),
+        ("fraction", r"r\.nii\.gz hold the values 3\.5, outside SCT's convention"),
+        ("inside", r"rootlets r\.nii\.gz have 1 voxels inside the cord"),
+        ("enclosed", r"rootlets r\.nii\.gz have 1 voxels inside the cord"),
+        ("no-cord", r"rootlets rootlets\.nii\.gz need the cord .* --labels"),
+        ("levels-on-csf", r"spinal levels l\.nii\.gz cover 9 voxels of CSF"),
+    ],
+)
 def test_bad_sct_files_leave_no_case(tmp_path, synthetic, what, message):
     paths, _ = synthetic
-    options = {"labels_source": paths["cord"], "rootlets": paths["rootlets"]} | _bad(tmp_path, synthetic, what)
+    options = {"labels_source": paths["cord"], "rootlets": paths["rootlets"]} | _bad(
+        tmp_path, synthetic, what
+    )
     with pytest.raises(CordmapError, match=message):
         import_case(paths["t2"], tmp_path / "case", **options)
     assert not (tmp_path / "case").exists()

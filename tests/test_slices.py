@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.io.slices import (
     list_slices,
@@ -20,6 +19,7 @@ from cordmap.io.slices import (
     read_slice_stack,
     read_structure_masks,
 )
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 SPACING = (0.5, 0.8, 3.0)  # between columns, between rows, between slices (mm)
@@ -120,10 +120,13 @@ def test_tiff_16bit_stack_is_exact_and_reverse_puts_first_file_superior(tmp_path
     assert marker[2] == pytest.approx(top[2])  # the first file is now the most superior
 
 
-@pytest.mark.parametrize("orientation, row_dir, column_dir, file_dir", [
-    ("coronal", (0, 0, -1), (-1, 0, 0), (0, 1, 0)),
-    ("sagittal", (0, 0, -1), (0, -1, 0), (1, 0, 0)),
-])
+@pytest.mark.parametrize(
+    "orientation, row_dir, column_dir, file_dir",
+    [
+        ("coronal", (0, 0, -1), (-1, 0, 0), (0, 1, 0)),
+        ("sagittal", (0, 0, -1), (0, -1, 0), (1, 0, 0)),
+    ],
+)
 def test_coronal_and_sagittal_orientation(tmp_path, orientation, row_dir, column_dir, file_dir):
     native = np.zeros((ROWS, COLUMNS, 3), np.uint8)
     native[0, 0, 0] = 50
@@ -191,13 +194,17 @@ def test_stack_errors_name_the_problem(tmp_path):
     pages.mkdir()
     frames = [Image.fromarray(np.zeros((4, 4), np.uint8)) for _ in range(3)]
     frames[0].save(pages / "volume.tif", save_all=True, append_images=frames[1:])
-    with pytest.raises(CordmapError, match=r"volume\.tif holds 3 frames; export one file per slice"):
+    with pytest.raises(
+        CordmapError, match=r"volume\.tif holds 3 frames; export one file per slice"
+    ):
         read_slice_stack(pages, spacing=SPACING)
 
     floats = tmp_path / "floats"
     floats.mkdir()
     Image.fromarray(np.zeros((4, 4), np.float32)).save(floats / "f1.tif")
-    with pytest.raises(CordmapError, match=r"f1\.tif is a 'F' image; export the slices as 8- or 16-bit"):
+    with pytest.raises(
+        CordmapError, match=r"f1\.tif is a 'F' image; export the slices as 8- or 16-bit"
+    ):
         read_slice_stack(floats, spacing=SPACING)
 
 
@@ -218,11 +225,13 @@ def test_masks_by_structure_folder_reproduce_the_label_volume(image_stack, schem
     image = read_slice_stack(folder, spacing=SPACING)
     expected = known_labels(image.shape, schema)
     masks = tmp_path / "masks"
-    folder_names = {schema.find("csf").id: "csf",  # by name, any case
-                    schema.find("segment", "L1").id: "121",  # by id
-                    schema.find("segment", "L2").id: "Cord_Segment_L2",  # underscores
-                    schema.find("dorsal_root", "L2", "left").id: "dorsal root L2 left",
-                    schema.find("vertebra", "L1").id: "41"}
+    folder_names = {
+        schema.find("csf").id: "csf",  # by name, any case
+        schema.find("segment", "L1").id: "121",  # by id
+        schema.find("segment", "L2").id: "Cord_Segment_L2",  # underscores
+        schema.find("dorsal_root", "L2", "left").id: "dorsal root L2 left",
+        schema.find("vertebra", "L1").id: "41",
+    }
     for label_id, name in folder_names.items():
         for k in range(image.shape[2]):
             mask = native_slice(expected == label_id, k)
@@ -237,7 +246,9 @@ def test_masks_by_structure_folder_reproduce_the_label_volume(image_stack, schem
     assert checksum(masks) == before
 
 
-def test_masks_by_colour_with_protocol_colours_and_with_a_colour_table(image_stack, schema, tmp_path):
+def test_masks_by_colour_with_protocol_colours_and_with_a_colour_table(
+    image_stack, schema, tmp_path
+):
     folder, _ = image_stack
     image = read_slice_stack(folder, spacing=SPACING)
     expected = known_labels(image.shape, schema)
@@ -256,13 +267,18 @@ def test_masks_by_colour_with_protocol_colours_and_with_a_colour_table(image_sta
 
     # own colours through a table: hex and "r g b" lines, ids and names
     expected = known_labels(image.shape, schema)
-    own = {schema.find("csf").id: (0, 0, 255), schema.find("segment", "L1").id: (255, 0, 0),
-           schema.find("segment", "L2").id: (0, 255, 0),
-           schema.find("dorsal_root", "L2", "left").id: (255, 255, 0),
-           schema.find("vertebra", "L1").id: (200, 200, 200)}
+    own = {
+        schema.find("csf").id: (0, 0, 255),
+        schema.find("segment", "L1").id: (255, 0, 0),
+        schema.find("segment", "L2").id: (0, 255, 0),
+        schema.find("dorsal_root", "L2", "left").id: (255, 255, 0),
+        schema.find("vertebra", "L1").id: (200, 200, 200),
+    }
     table = tmp_path / "colours.txt"
-    table.write_text("# my colours\n#0000ff CSF\n255 0 0 121\n#00ff00 cord segment L2\n"
-                     "255,255,0, dorsal root L2 left\n\n200 200 200 vertebra L1\n")
+    table.write_text(
+        "# my colours\n#0000ff CSF\n255 0 0 121\n#00ff00 cord segment L2\n"
+        "255,255,0, dorsal root L2 left\n\n200 200 200 vertebra L1\n"
+    )
     by_table = tmp_path / "table"
     by_table.mkdir()
     for k in range(image.shape[2]):
@@ -282,7 +298,9 @@ def test_masks_of_a_nifti_image_are_its_axial_slices_numbered_from_one(schema, t
     masks.mkdir(parents=True)
     l1 = schema.find("segment", "L1").id
     for k in range(SLICES):
-        Image.fromarray(native_slice(expected == l1, k).astype(np.uint8)).save(masks / f"{k + 1}.tif")
+        Image.fromarray(native_slice(expected == l1, k).astype(np.uint8)).save(
+            masks / f"{k + 1}.tif"
+        )
     labels = read_structure_masks(masks.parent, image, schema)
     assert np.array_equal(labels.array, np.where(expected == l1, l1, 0))
     assert np.array_equal(labels.affine, image.affine)
@@ -301,16 +319,22 @@ def test_mask_errors_are_clear(image_stack, schema, tmp_path):
     wrong_size = tmp_path / "size" / "CSF"
     wrong_size.mkdir(parents=True)
     Image.fromarray(np.ones((ROWS + 1, COLUMNS), np.uint8)).save(wrong_size / "img3.png")
-    with pytest.raises(CordmapError, match=r"mask .*img3\.png is 5 x 7 pixels but the image "
-                                           r"slices are 5 x 6"):
+    with pytest.raises(
+        CordmapError,
+        match=r"mask .*img3\.png is 5 x 7 pixels but the image "
+        r"slices are 5 x 6",
+    ):
         read_masks(wrong_size.parent, image, schema)
 
     overlap = tmp_path / "overlap"
     for name in ("CSF", "cord segment L1"):
         (overlap / name).mkdir(parents=True)
         Image.fromarray(one).save(overlap / name / "img4.png")
-    with pytest.raises(CordmapError, match=r"'CSF' and 'cord segment L1' overlap on 1 pixels of "
-                                           r"slice img4\.png"):
+    with pytest.raises(
+        CordmapError,
+        match=r"'CSF' and 'cord segment L1' overlap on 1 pixels of "
+        r"slice img4\.png",
+    ):
         read_masks(overlap, image, schema)
 
     unknown_folder = tmp_path / "unknown" / "spleen"
@@ -328,12 +352,16 @@ def test_mask_errors_are_clear(image_stack, schema, tmp_path):
 
     # a user protocol giving two labels one colour: the default colour table is ambiguous
     t8, t10 = schema.find("vertebra", "T8"), schema.find("vertebra", "T10")
-    shared = LabelSchema(schema.name, schema.version,
-                         [replace(label, colour=t10.colour) if label.id == t8.id else label
-                          for label in schema])
+    shared = LabelSchema(
+        schema.name,
+        schema.version,
+        [replace(label, colour=t10.colour) if label.id == t8.id else label for label in schema],
+    )
     rgb[1, 1] = t10.colour
     Image.fromarray(rgb).save(colours / "img5.png")
-    with pytest.raises(CordmapError, match=r"used by several labels .*vertebra T8.*pass a colour table"):
+    with pytest.raises(
+        CordmapError, match=r"used by several labels .*vertebra T8.*pass a colour table"
+    ):
         read_masks(colours, image, shared)
 
     stray = tmp_path / "stray" / "CSF"

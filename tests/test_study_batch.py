@@ -24,8 +24,12 @@ def cases(tmp_path_factory):
         phantom = make_phantom(seed, pixel_mm=2.0, fov_mm=(80.0, 80.0))
         image = write_nifti(phantom.image, root / "sources" / f"image-{seed}.nii.gz")
         labels = write_nifti(phantom.labels, root / "sources" / f"labels-{seed}.nii.gz")
-        import_case(image, root / "cases" / f"case-{seed}", labels_source=labels,
-                    subject=f"sub-phantom{seed}")
+        import_case(
+            image,
+            root / "cases" / f"case-{seed}",
+            labels_source=labels,
+            subject=f"sub-phantom{seed}",
+        )
     shutil.copytree(root / "cases" / "case-0", root / "cases" / "case-2")
     broken = Case.open(root / "cases" / "case-2").labels_path("manual")
     broken.write_bytes(broken.read_bytes()[:200])
@@ -51,8 +55,9 @@ def test_plan_batch_reports_failures_and_skips_what_is_up_to_date(cases):
     assert statuses(again) == {"case-0": "up to date", "case-1": "up to date", "case-2": "failed"}
 
     (cases / "case-1" / "plan" / "plan.json").write_text("{}")  # an output changed by hand
-    result = CliRunner().invoke(app, ["batch", str(cases), "--stage", "plan", "--threads"],
-                                env={"COLUMNS": "300"})
+    result = CliRunner().invoke(
+        app, ["batch", str(cases), "--stage", "plan", "--threads"], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 1  # a case failed
     assert "1 done, 1 up to date, 1 failed" in result.output
     assert json.loads((cases / "case-1" / "plan" / "plan.json").read_text()) != {}
@@ -79,11 +84,13 @@ def test_report_batch_plans_and_writes_each_case_report(cases):
     assert statuses(again) == {"case-0": "up to date", "case-1": "up to date", "case-2": "failed"}
 
 
-@pytest.mark.parametrize("stage, options, message", [
-    ("paint", {}, "unknown stage 'paint'; use one of mesh, plan, view, segment, report"),
-    ("segment", {"model": "missing.pt"}, "model file missing.pt does not exist"),
-])
+@pytest.mark.parametrize(
+    "stage, options, message",
+    [
+        ("paint", {}, "unknown stage 'paint'; use one of mesh, plan, view, segment, report"),
+        ("segment", {"model": "missing.pt"}, "model file missing.pt does not exist"),
+    ],
+)
 def test_unavailable_stages_are_refused_before_anything_runs(cases, stage, options, message):
     with pytest.raises(CordmapError, match=message):
         run_batch(cases, stage, options=options)
-

@@ -4,7 +4,6 @@ import json
 import sqlite3
 
 import pytest
-
 from typer.testing import CliRunner
 
 from cordmap.cli import app
@@ -36,10 +35,27 @@ def test_registry_workflow(tmp_path):
     fails("study", "list", db, message=f"create it with `cordmap study init {db}`")
     assert "migrations applied: 1, 2" in ok("study", "init", db)
     assert "already up to date" in ok("study", "init", db)
-    ok("study", "add", db, "--id", "P01", "--sex", "F", "--age", "34", "--injury-level", "T4",
-       "--ais", "A", "--group", "3d")
+    ok(
+        "study",
+        "add",
+        db,
+        "--id",
+        "P01",
+        "--sex",
+        "F",
+        "--age",
+        "34",
+        "--injury-level",
+        "T4",
+        "--ais",
+        "A",
+        "--group",
+        "3d",
+    )
     fails("study", "add", db, "--id", "P01", message="P01 is already registered")
-    fails("study", "add", db, "--id", "P02", "--ais", "Z", message="ais_grade 'Z' is not an AIS grade")
+    fails(
+        "study", "add", db, "--id", "P02", "--ais", "Z", message="ais_grade 'Z' is not an AIS grade"
+    )
 
     csv = tmp_path / "participants.csv"
     csv.write_text(",".join(COLUMNS) + ",name\nP02,M,40,3,C6,B,S,conv,John\n")
@@ -58,8 +74,9 @@ def test_registry_workflow(tmp_path):
     assert shown["participant"]["injury_level"] == "T4"
     assert shown["plans"][0]["rostral_edge"] == "mid-T11"
     assert shown["surgery"] == {"placement": "T11", "coverage_pct": 88.0, "duration_min": 175.0}
-    assert shown["outcomes"] == [{"measure": "walking_distance_m", "value": 35.0,
-                                  "weeks_after_implant": 12.0}]
+    assert shown["outcomes"] == [
+        {"measure": "walking_distance_m", "value": 35.0, "weeks_after_implant": 12.0}
+    ]
     fails("study", "show", db, "P09", message="P09 is not registered")
 
 
@@ -75,17 +92,37 @@ def test_newer_database_gives_one_line_error(tmp_path):
 def test_stats_and_report(tmp_path):
     db = tmp_path / "study.db"
     init_registry(db)
-    cohort = [("3d", 70, 150), ("3d", 66, 170), ("3d", 68, 160),
-              ("conv", 60, 200), ("conv", 63, 190), ("conv", 55, 230)]
+    cohort = [
+        ("3d", 70, 150),
+        ("3d", 66, 170),
+        ("3d", 68, 160),
+        ("conv", 60, 200),
+        ("conv", 63, 190),
+        ("conv", 55, 230),
+    ]
     with Registry.open(db) as registry:
-        registry.add_participants([validate_participant({"id": f"P{n}", "group": group,
-                                                         "sex": "FM"[n % 2]})
-                                   for n, (group, _, _) in enumerate(cohort)])
+        registry.add_participants(
+            [
+                validate_participant({"id": f"P{n}", "group": group, "sex": "FM"[n % 2]})
+                for n, (group, _, _) in enumerate(cohort)
+            ]
+        )
         for n, (_, coverage, minutes) in enumerate(cohort):
             registry.record_surgery(f"P{n}", coverage_pct=coverage, duration_min=minutes)
     report, results = tmp_path / "welch.html", tmp_path / "welch.json"
-    printed = ok("study", "stats", db, "--metric", "coverage", "--test", "welch",
-                 "--report", report, "--json", results)
+    printed = ok(
+        "study",
+        "stats",
+        db,
+        "--metric",
+        "coverage",
+        "--test",
+        "welch",
+        "--report",
+        report,
+        "--json",
+        results,
+    )
     assert "cohen-d" in printed and "difference in means" in printed
     (saved,) = json.loads(results.read_text())
     assert saved["test"] == "welch" and saved["metric"] == "coverage"

@@ -42,17 +42,33 @@ def postgres_url():
         if prefix:
             shutil.chown(root, "postgres")
         data = root / "data"
-        subprocess.run([*prefix, "initdb", "--no-sync", "-D", str(data), "-A", "trust",
-                        "-U", "cordmap"],
-                       check=True, capture_output=True)
-        subprocess.run([*prefix, "pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w",
-                        "start", "-o", f"-k {root} -p {PORT} -c listen_addresses='' -c fsync=off"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*prefix, "initdb", "--no-sync", "-D", str(data), "-A", "trust", "-U", "cordmap"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *prefix,
+                "pg_ctl",
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "start",
+                "-o",
+                f"-k {root} -p {PORT} -c listen_addresses='' -c fsync=off",
+            ],
+            check=True,
+            capture_output=True,
+        )
         try:
             yield f"postgresql+psycopg://cordmap@/postgres?host={root}&port={PORT}"
         finally:
-            subprocess.run([*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
-                           capture_output=True)
+            subprocess.run(
+                [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -61,8 +77,9 @@ def test_registry_works_on_postgresql(postgres_url, tmp_path, monkeypatch):
     assert init_registry(postgres_url).applied == [1, 2]
     inspector = inspect(create_engine(postgres_url))
     for table in Base.metadata.sorted_tables:
-        assert {c["name"] for c in inspector.get_columns(table.name)} == \
-            {c.name for c in table.columns}
+        assert {c["name"] for c in inspector.get_columns(table.name)} == {
+            c.name for c in table.columns
+        }
 
     csv = tmp_path / "participants.csv"
     csv.write_text(",".join(COLUMNS) + "\nP01,F,34,5,T4,A,S,a\nP02,M,30,2,C5,B,S,b\n")

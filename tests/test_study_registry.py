@@ -11,17 +11,22 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import create_engine, inspect
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.case import Case
 from cordmap.errors import CordmapError
 from cordmap.ingest import import_case
 from cordmap.io.dicom import write_dicom_series
 from cordmap.io.nifti import write_nifti
+from cordmap.protocol.schema import LabelSchema
 from cordmap.study import migrations
 from cordmap.study.csvimport import COLUMNS, import_participants_csv
 from cordmap.study.deid import deidentify_dicom
-from cordmap.study.registry import (Base, Registry, init_registry, validate_participant,
-                                    write_training_list)
+from cordmap.study.registry import (
+    Base,
+    Registry,
+    init_registry,
+    validate_participant,
+    write_training_list,
+)
 from cordmap.volume import LabelVolume, Volume
 
 HEADER = ",".join(COLUMNS)
@@ -57,8 +62,10 @@ def test_migrated_schema_matches_the_models(db):
     for table in Base.metadata.sorted_tables:
         columns = {c["name"]: c["nullable"] for c in inspector.get_columns(table.name)}
         assert set(columns) == {c.name for c in table.columns}, table.name
-        foreign = {(fk["referred_table"], tuple(fk["constrained_columns"]))
-                   for fk in inspector.get_foreign_keys(table.name)}
+        foreign = {
+            (fk["referred_table"], tuple(fk["constrained_columns"]))
+            for fk in inspector.get_foreign_keys(table.name)
+        }
         assert foreign == {(fk.column.table.name, (fk.parent.name,)) for fk in table.foreign_keys}
 
 
@@ -71,7 +78,9 @@ def test_missing_database_is_not_created(tmp_path):
 def test_database_from_a_newer_cordmap_is_refused(db):
     with sqlite3.connect(db) as conn:
         conn.execute("insert into schema_version values (99, 'future', '2030-01-01')")
-    with pytest.raises(CordmapError, match="schema version 99, newer than this cordmap.*upgrade cordmap"):
+    with pytest.raises(
+        CordmapError, match="schema version 99, newer than this cordmap.*upgrade cordmap"
+    ):
         Registry.open(db)
     with pytest.raises(CordmapError, match="newer"):
         init_registry(db)
@@ -83,9 +92,11 @@ def test_older_database_is_upgraded_by_init_keeping_its_records(tmp_path):
     with engine.begin() as conn:
         migrations.migrate(conn, 0)  # then drop back to version 1, as an old cordmap left it
     with sqlite3.connect(path) as conn:
-        conn.executescript("drop table outcomes; drop table surgeries; drop table plans; "
-                           "delete from schema_version where version = 2; "
-                           "insert into participants (id, sex) values ('P07', 'F');")
+        conn.executescript(
+            "drop table outcomes; drop table surgeries; drop table plans; "
+            "delete from schema_version where version = 2; "
+            "insert into participants (id, sex) values ('P07', 'F');"
+        )
     with pytest.raises(CordmapError, match="older than this cordmap's 2.*cordmap study init"):
         Registry.open(path)
     assert init_registry(path).applied == [2]
@@ -120,25 +131,41 @@ def test_other_databases_and_files_are_refused(tmp_path):
 
 
 # -- participants ---------------------------------------------------------------------------
-@pytest.mark.parametrize("fields, message", [
-    ({"id": "Jane Doe"}, "not a pseudonymous id"),
-    ({"id": "P1", "sex": "female"}, "not one of F, M, X"),
-    ({"id": "P1", "ais_grade": "F"}, "not an AIS grade"),
-    ({"id": "P1", "injury_level": "T13"}, "not a neurological level"),
-    ({"id": "P1", "age_at_implant": "thirty"}, "not a number"),
-    ({"id": "P1", "age_at_implant": "30", "years_since_injury": "31"}, "exceeds the age"),
-    ({"sex": "F"}, "id is missing"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"id": "Jane Doe"}, "not a pseudonymous id"),
+        ({"id": "P1", "sex": "female"}, "not one of F, M, X"),
+        ({"id": "P1", "ais_grade": "F"}, "not an AIS grade"),
+        ({"id": "P1", "injury_level": "T13"}, "not a neurological level"),
+        ({"id": "P1", "age_at_implant": "thirty"}, "not a number"),
+        ({"id": "P1", "age_at_implant": "30", "years_since_injury": "31"}, "exceeds the age"),
+        ({"sex": "F"}, "id is missing"),
+    ],
+)
 def test_participant_fields_are_checked(fields, message):
     with pytest.raises(CordmapError, match=message):
         validate_participant(fields)
 
 
 def test_participant_fields_are_normalised():
-    p = validate_participant({"id": "P01", "sex": "f", "ais_grade": "b", "injury_level": "t4",
-                              "age_at_implant": "41.5", "group": " 3d "})
-    assert (p["sex"], p["ais_grade"], p["injury_level"], p["age_at_implant"], p["group"]) == \
-        ("F", "B", "T4", 41.5, "3d")
+    p = validate_participant(
+        {
+            "id": "P01",
+            "sex": "f",
+            "ais_grade": "b",
+            "injury_level": "t4",
+            "age_at_implant": "41.5",
+            "group": " 3d ",
+        }
+    )
+    assert (p["sex"], p["ais_grade"], p["injury_level"], p["age_at_implant"], p["group"]) == (
+        "F",
+        "B",
+        "T4",
+        41.5,
+        "3d",
+    )
 
 
 # -- CSV import -----------------------------------------------------------------------------
@@ -157,21 +184,39 @@ def test_csv_import_registers_every_row(db, tmp_path):
     assert p2.age_at_implant is None and p2.group == "conventional"
 
 
-@pytest.mark.parametrize("header, lines, message", [
-    ("id,sex,group", ["P01,F,a"], "missing column.*age_at_implant"),
-    (HEADER + ",date_of_birth", ["P01,F,34,5,T4,A,S,a,1980-01-01"], "date_of_birth would store identifying"),
-    ("patient_name," + HEADER, ["Jane,P01,F,34,5,T4,A,S,a"], "patient_name would store identifying"),
-    (HEADER + ",notes", ["P01,F,34,5,T4,A,S,a,x"], "unknown column.*notes"),
-    (HEADER, ["P01,F,34,5,T4,A,S,a", "P02,M,30,2,C5,B,S,b", "P01,M,30,2,C5,B,S,b"],
-     "P01 appears twice \\(rows 2 and 4\\)"),
-    (HEADER, ["P01,F,34,5,T4,A,S,a", "P02,M,30,2,C5,Q,S,b"], "row 3: ais_grade 'Q'"),
-    (HEADER, [], "no participant rows"),
-    (HEADER, ["P01,F,34,inf,T4,A,S,a"], "years_since_injury 'inf' is not a finite number"),
-    (HEADER, ["P01,F,nan,2,T4,A,S,a"], "age_at_implant 'nan' is not a finite number"),
-    (HEADER, ["P01,F,34,5,T4"], "row 2 has fewer cells than the header"),
-    (HEADER, ["P072,F,34,5,T4,A,S,a", "p072,M,30,2,C5,B,S,b"], "p072 appears twice.*regardless of case"),
-    (HEADER, ["P01,F,34,5,T4,A,S,\x1b[2Ja"], "group .* holds control characters"),
-])
+@pytest.mark.parametrize(
+    "header, lines, message",
+    [
+        ("id,sex,group", ["P01,F,a"], "missing column.*age_at_implant"),
+        (
+            HEADER + ",date_of_birth",
+            ["P01,F,34,5,T4,A,S,a,1980-01-01"],
+            "date_of_birth would store identifying",
+        ),
+        (
+            "patient_name," + HEADER,
+            ["Jane,P01,F,34,5,T4,A,S,a"],
+            "patient_name would store identifying",
+        ),
+        (HEADER + ",notes", ["P01,F,34,5,T4,A,S,a,x"], "unknown column.*notes"),
+        (
+            HEADER,
+            ["P01,F,34,5,T4,A,S,a", "P02,M,30,2,C5,B,S,b", "P01,M,30,2,C5,B,S,b"],
+            "P01 appears twice \\(rows 2 and 4\\)",
+        ),
+        (HEADER, ["P01,F,34,5,T4,A,S,a", "P02,M,30,2,C5,Q,S,b"], "row 3: ais_grade 'Q'"),
+        (HEADER, [], "no participant rows"),
+        (HEADER, ["P01,F,34,inf,T4,A,S,a"], "years_since_injury 'inf' is not a finite number"),
+        (HEADER, ["P01,F,nan,2,T4,A,S,a"], "age_at_implant 'nan' is not a finite number"),
+        (HEADER, ["P01,F,34,5,T4"], "row 2 has fewer cells than the header"),
+        (
+            HEADER,
+            ["P072,F,34,5,T4,A,S,a", "p072,M,30,2,C5,B,S,b"],
+            "p072 appears twice.*regardless of case",
+        ),
+        (HEADER, ["P01,F,34,5,T4,A,S,\x1b[2Ja"], "group .* holds control characters"),
+    ],
+)
 def test_bad_csv_is_refused_whole(db, tmp_path, header, lines, message):
     path = write_csv(tmp_path, *lines, header=header)
     with Registry.open(db) as registry, pytest.raises(CordmapError, match=message):
@@ -182,11 +227,15 @@ def test_bad_csv_is_refused_whole(db, tmp_path, header, lines, message):
 def test_csv_with_an_already_registered_participant_writes_nothing(db, tmp_path):
     with Registry.open(db) as registry:
         registry.add_participants([validate_participant({"id": "P03"})])
-        path = write_csv(tmp_path, "P01,F,34,5,T4,A,S,a", "P02,M,30,2,C5,B,S,b", "P03,M,30,2,C5,B,S,b")
+        path = write_csv(
+            tmp_path, "P01,F,34,5,T4,A,S,a", "P02,M,30,2,C5,B,S,b", "P03,M,30,2,C5,B,S,b"
+        )
         with pytest.raises(CordmapError, match="P03 is already registered.*nothing was written"):
             import_participants_csv(registry, path)
         path = write_csv(tmp_path, "p03,M,30,2,C5,B,S,b")
-        with pytest.raises(CordmapError, match="p03 is already registered.*as P03 \\(ids differ only in case"):
+        with pytest.raises(
+            CordmapError, match="p03 is already registered.*as P03 \\(ids differ only in case"
+        ):
             import_participants_csv(registry, path)
     assert participant_count(db) == 1
 
@@ -200,8 +249,11 @@ def make_case(tmp_path, name: str) -> str:
     labels[3:5, 3:5, 1:5] = schema.find("segment", "L1").id
     write_nifti(Volume(image, affine), tmp_path / f"{name}-image.nii.gz")
     write_nifti(LabelVolume(labels, affine, schema=schema), tmp_path / f"{name}-labels.nii.gz")
-    import_case(tmp_path / f"{name}-image.nii.gz", tmp_path / name,
-                labels_source=tmp_path / f"{name}-labels.nii.gz")
+    import_case(
+        tmp_path / f"{name}-image.nii.gz",
+        tmp_path / name,
+        labels_source=tmp_path / f"{name}-labels.nii.gz",
+    )
     return str((tmp_path / name).resolve())
 
 
@@ -215,8 +267,11 @@ def test_reviewed_segmentations_become_the_training_list(db, tmp_path):
             write_training_list(registry, tmp_path / "train.json")
         (scan,) = registry.participant("P01")["scans"]
         (segmentation,) = scan["segmentations"]
-        assert (segmentation["source"], segmentation["made_by"], segmentation["reviewed"]) == \
-            ("manual", "rater-A", False)
+        assert (segmentation["source"], segmentation["made_by"], segmentation["reviewed"]) == (
+            "manual",
+            "rater-A",
+            False,
+        )
         registry.review(segmentation["id"], "reviewer-B")
         assert write_training_list(registry, tmp_path / "train.json") == [case_1]
         with pytest.raises(CordmapError, match="already registered"):
@@ -237,8 +292,12 @@ def test_cohort_rows_carry_the_latest_outcome_and_plan(db):
         with pytest.raises(CordmapError, match="percentage"):
             registry.record_surgery("P01", coverage_pct=140.0)
         (row,) = registry.cohort()
-    assert (row["planned_coverage"], row["coverage"], row["surgery_time"],
-            row["walking_distance_m"]) == (90.0, 85.0, 200.0, 40.0)
+    assert (
+        row["planned_coverage"],
+        row["coverage"],
+        row["surgery_time"],
+        row["walking_distance_m"],
+    ) == (90.0, 85.0, 200.0, 40.0)
 
 
 # -- DICOM de-identification -----------------------------------------------------------------
@@ -252,7 +311,11 @@ def write_dicom(path):
     ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
     ds.Modality, ds.PatientSex = "MR", "F"
     ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Doe^Jane", "MRN-0042", "19800101"
-    ds.InstitutionName, ds.StudyDate, ds.ReferringPhysicianName = "General Hospital", "20240102", "Who^Dr"
+    ds.InstitutionName, ds.StudyDate, ds.ReferringPhysicianName = (
+        "General Hospital",
+        "20240102",
+        "Who^Dr",
+    )
     ds.ImagePositionPatient, ds.PixelSpacing, ds.SliceThickness = [1.0, 2.0, 3.0], [0.8, 0.8], 3.0
     ds.Rows = ds.Columns = 4
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -302,10 +365,13 @@ def test_deidentify_refuses_a_folder_without_dicom(tmp_path):
 
 
 def test_only_deidentified_dicom_cases_enter_the_study(db, tmp_path):
-    image = Volume(np.random.default_rng(1).random((6, 5, 4)).astype(np.float32) * 1000,
-                   np.diag([0.8, 0.8, 3.0, 1.0]))
-    export = write_dicom_series(image, tmp_path / "export", series_description="T2w axial",
-                                patient_id="MRN-0042")
+    image = Volume(
+        np.random.default_rng(1).random((6, 5, 4)).astype(np.float32) * 1000,
+        np.diag([0.8, 0.8, 3.0, 1.0]),
+    )
+    export = write_dicom_series(
+        image, tmp_path / "export", series_description="T2w axial", patient_id="MRN-0042"
+    )
     for file in sorted(p for p in export.rglob("*") if p.is_file()):
         ds = pydicom.dcmread(file)
         ds.PatientName, ds.PatientBirthDate = "Doe^Jane", "19800101"
@@ -313,14 +379,20 @@ def test_only_deidentified_dicom_cases_enter_the_study(db, tmp_path):
     import_case(export, tmp_path / "identified")
     deidentify_dicom(export, tmp_path / "clean", "P001")
     import_case(tmp_path / "clean", tmp_path / "case")
-    series = {pydicom.dcmread(f).SeriesInstanceUID for f in (tmp_path / "clean").rglob("*") if f.is_file()}
-    assert len(series) == 1 and series.isdisjoint({pydicom.dcmread(next(
-        f for f in export.rglob("*") if f.is_file())).SeriesInstanceUID})
+    series = {
+        pydicom.dcmread(f).SeriesInstanceUID for f in (tmp_path / "clean").rglob("*") if f.is_file()
+    }
+    assert len(series) == 1 and series.isdisjoint(
+        {pydicom.dcmread(next(f for f in export.rglob("*") if f.is_file())).SeriesInstanceUID}
+    )
     with Registry.open(db) as registry:
         registry.add_participants([validate_participant({"id": "P001"})])
-        with pytest.raises(CordmapError, match="still identifies the patient.*cordmap study deidentify"):
+        with pytest.raises(
+            CordmapError, match="still identifies the patient.*cordmap study deidentify"
+        ):
             registry.add_scan("P001", tmp_path / "identified")
         registry.add_scan("P001", tmp_path / "case")
         assert len(registry.participant("P001")["scans"]) == 1
-    np.testing.assert_array_equal(Case.open(tmp_path / "case").image().array,
-                                  Case.open(tmp_path / "identified").image().array)
+    np.testing.assert_array_equal(
+        Case.open(tmp_path / "case").image().array, Case.open(tmp_path / "identified").image().array
+    )

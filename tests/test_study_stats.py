@@ -40,7 +40,8 @@ def test_mann_whitney_with_ties_matches_scipy_and_pair_counting():
     greater = np.sum(x[:, None] > y[None, :]) + 0.5 * np.sum(x[:, None] == y[None, :])
     assert result.statistic == greater
     assert result.effect == pytest.approx(
-        np.mean(x[:, None] > y[None, :]) - np.mean(x[:, None] < y[None, :]))
+        np.mean(x[:, None] > y[None, :]) - np.mean(x[:, None] < y[None, :])
+    )
 
 
 def test_welch_matches_the_textbook_formulas():
@@ -53,8 +54,9 @@ def test_welch_matches_the_textbook_formulas():
     assert result.statistic == pytest.approx(t)
     assert result.p_value == pytest.approx(2 * stats.t.sf(abs(t), df))
     half = stats.t.ppf(0.95, df) * math.sqrt(vx + vy)
-    assert (result.ci_low, result.ci_high) == pytest.approx((x.mean() - y.mean() - half,
-                                                             x.mean() - y.mean() + half))
+    assert (result.ci_low, result.ci_high) == pytest.approx(
+        (x.mean() - y.mean() - half, x.mean() - y.mean() + half)
+    )
     assert result.effect == pytest.approx(cohen_d(x, y))
 
 
@@ -75,16 +77,18 @@ def test_bootstrap_interval_covers_a_known_shift_and_is_seeded():
 
 
 def rows_of(groups: dict[str, list]) -> list[dict]:
-    return [{"id": f"{g}{n}", "group": g, "coverage": v}
-            for g, values in groups.items() for n, v in enumerate(values)]
+    return [
+        {"id": f"{g}{n}", "group": g, "coverage": v}
+        for g, values in groups.items()
+        for n, v in enumerate(values)
+    ]
 
 
 def test_cohort_comparison_counts_missing_values_and_needs_two_groups():
     rows = rows_of({"a": [80, 85, None, 90], "b": [60, 70, 65]})
     (result,) = compare_cohort(rows, by="group", metrics=["coverage"])
     assert [(g.name, g.n, g.missing) for g in result.groups] == [("a", 3, 1), ("b", 3, 0)]
-    assert result.p_value == pytest.approx(
-        stats.mannwhitneyu([80, 85, 90], [60, 70, 65]).pvalue)
+    assert result.p_value == pytest.approx(stats.mannwhitneyu([80, 85, 90], [60, 70, 65]).pvalue)
     three = rows + rows_of({"c": [1, 2]})
     with pytest.raises(CordmapError, match="3 groups.*--groups"):
         compare_cohort(three, by="group", metrics=["coverage"])
@@ -113,11 +117,20 @@ def test_study_report_is_self_contained(tmp_path):
     init_registry(db)
     rng = np.random.default_rng(3)
     with Registry.open(db) as registry:
-        registry.add_participants([validate_participant({"id": f"P{n:02d}", "group": "ab"[n % 2],
-                                                         "injury_level": "T4"}) for n in range(12)])
+        registry.add_participants(
+            [
+                validate_participant(
+                    {"id": f"P{n:02d}", "group": "ab"[n % 2], "injury_level": "T4"}
+                )
+                for n in range(12)
+            ]
+        )
         for n in range(12):
-            registry.record_surgery(f"P{n:02d}", coverage_pct=float(rng.uniform(50, 100)),
-                                    duration_min=float(rng.uniform(120, 240)))
+            registry.record_surgery(
+                f"P{n:02d}",
+                coverage_pct=float(rng.uniform(50, 100)),
+                duration_min=float(rng.uniform(120, 240)),
+            )
         comparisons = study_report(registry, tmp_path / "report.html")
         expected = compare_cohort(registry.cohort(), metrics=["coverage", "surgery_time"])
     text = (tmp_path / "report.html").read_text()
@@ -125,8 +138,11 @@ def test_study_report_is_self_contained(tmp_path):
     png = base64.b64decode(re.search(r'base64,([A-Za-z0-9+/=]+)"', text).group(1))
     assert Image.open(io.BytesIO(png)).format == "PNG"
     saved = json.loads(re.search(r'id="results">(.*?)</script>', text, re.S).group(1))
-    assert [c["p_value"] for c in saved] == [c.p_value for c in comparisons] == \
-        [c.p_value for c in expected]
+    assert (
+        [c["p_value"] for c in saved]
+        == [c.p_value for c in comparisons]
+        == [c.p_value for c in expected]
+    )
     assert "T4 6" in text  # cohort table: injury levels per group
 
 

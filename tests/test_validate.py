@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.anatomy.validate import validate
 from cordmap.cli import app
 from cordmap.io.nifti import read_labels, write_nifti
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume
 
 SHAPE = (24, 24, 60)
@@ -25,7 +25,8 @@ def schema() -> LabelSchema:
 
 def ids(schema: LabelSchema) -> dict[str, int]:
     return {
-        "cord": schema.find("cord").id, "csf": schema.find("csf").id,
+        "cord": schema.find("cord").id,
+        "csf": schema.find("csf").id,
         "conus": schema.find("conus").id,
         **{f"seg {lv}": schema.find("segment", lv).id for lv in ("L1", "L2", "L3", "L4")},
         **{f"vert {lv}": schema.find("vertebra", lv).id for lv in ("T12", "L1", "L2")},
@@ -44,13 +45,24 @@ def correct_labels(schema: LabelSchema) -> np.ndarray:
     array = np.zeros(SHAPE, np.uint16)
     array[radius <= 4.5, 5:58] = n["csf"]
     cord = radius <= 2.5
-    for name, (k0, k1) in {"conus": (8, 14), "seg L4": (14, 22), "seg L3": (22, 32),
-                           "seg L2": (32, 42), "seg L1": (42, 52), "cord": (52, 58)}.items():
+    for name, (k0, k1) in {
+        "conus": (8, 14),
+        "seg L4": (14, 22),
+        "seg L3": (22, 32),
+        "seg L2": (32, 42),
+        "seg L1": (42, 52),
+        "cord": (52, 58),
+    }.items():
         array[cord, k0:k1] = n[name]
     array[CENTRE[0] - 4, CENTRE[1] + 1, 20:40] = n["root"]  # left (lower i), in the CSF
     body = (np.abs(i - CENTRE[0]) <= 4) & (j >= 18) & (j <= 22)  # anterior to the canal
-    for name, (k0, k1) in {"vert L2": (6, 24), "disc L1-L2": (24, 28), "vert L1": (28, 44),
-                           "disc T12-L1": (44, 48), "vert T12": (48, 58)}.items():
+    for name, (k0, k1) in {
+        "vert L2": (6, 24),
+        "disc L1-L2": (24, 28),
+        "vert L1": (28, 44),
+        "disc T12-L1": (44, 48),
+        "vert T12": (48, 58),
+    }.items():
         array[body, k0:k1] = n[name]
     return array
 
@@ -104,17 +116,20 @@ def broken(schema, what: str) -> np.ndarray:
     return array
 
 
-@pytest.mark.parametrize("code, severity, names, slices", [
-    ("unknown-id", "error", [999], (30,)),
-    ("required-missing", "error", [], ()),
-    ("segment-outside-cord", "error", ["seg L2"], (36, 37)),
-    ("cord-island", "warning", ["cord"], (50,)),
-    ("segment-order", "error", None, None),
-    ("root-inside-cord", "error", ["root"], (33, 34)),
-    ("root-side", "warning", ["root"], tuple(range(20, 40))),
-    ("vertebra-order", "error", None, None),
-    ("disc-position", "error", None, None),
-])
+@pytest.mark.parametrize(
+    "code, severity, names, slices",
+    [
+        ("unknown-id", "error", [999], (30,)),
+        ("required-missing", "error", [], ()),
+        ("segment-outside-cord", "error", ["seg L2"], (36, 37)),
+        ("cord-island", "warning", ["cord"], (50,)),
+        ("segment-order", "error", None, None),
+        ("root-inside-cord", "error", ["root"], (33, 34)),
+        ("root-side", "warning", ["root"], tuple(range(20, 40))),
+        ("vertebra-order", "error", None, None),
+        ("disc-position", "error", None, None),
+    ],
+)
 def test_each_kind_of_error_is_caught(schema, code, severity, names, slices):
     array = broken(schema, code)
     before = array.copy()
@@ -136,12 +151,25 @@ def test_partial_labels_skip_only_the_required_structures(schema):
     """partial=True: missing CSF and vertebrae are not asked for; a root in the cord still is."""
     n = ids(schema)
     array = broken(schema, "root-inside-cord")
-    array[np.isin(array, [n["csf"], n["vert T12"], n["vert L1"], n["vert L2"],
-                          n["disc T12-L1"], n["disc L1-L2"]])] = 0
+    array[
+        np.isin(
+            array,
+            [
+                n["csf"],
+                n["vert T12"],
+                n["vert L1"],
+                n["vert L2"],
+                n["disc T12-L1"],
+                n["disc L1-L2"],
+            ],
+        )
+    ] = 0
     assert validate(labelled(array, schema)).codes() == {"required-missing", "root-inside-cord"}
     report = validate(labelled(array, schema), partial=True)
     assert report.codes() == {"root-inside-cord"} and not report.ok
-    assert validate(labelled(broken(schema, "required-missing"), schema), partial=True).findings == []
+    assert (
+        validate(labelled(broken(schema, "required-missing"), schema), partial=True).findings == []
+    )
 
 
 def test_negative_and_many_unknown_values_make_one_finding(schema):
@@ -199,15 +227,21 @@ def test_real_manual_cord_of_sct_t2(data_dir, schema):
         array = labels.array.astype(np.uint16)
         ks = np.flatnonzero((array == 1).any(axis=(0, 1)))
         for level, part in zip(order, np.array_split(ks, 3)):  # inferior slices first
-            block = array[:, :, part[0]:part[-1] + 1]
+            block = array[:, :, part[0] : part[-1] + 1]
             block[block == 1] = schema.find("segment", level).id
         return validate(LabelVolume(array, labels.affine, schema=schema))
 
     caudal = painted(("L3", "L2", "L1"))
-    assert {s.name for s in caudal.labels} == {"cord segment L1", "cord segment L2", "cord segment L3"}
+    assert {s.name for s in caudal.labels} == {
+        "cord segment L1",
+        "cord segment L2",
+        "cord segment L3",
+    }
     assert not caudal.codes() & {"segment-order", "segment-outside-cord", "cord-island"}
     reversed_order = painted(("L1", "L2", "L3"))
-    assert [f.code for f in reversed_order.errors if f.code == "segment-order"] == ["segment-order"] * 2
+    assert [f.code for f in reversed_order.errors if f.code == "segment-order"] == [
+        "segment-order"
+    ] * 2
 
 
 def test_pam50_spinal_segments_are_in_order(data_dir, schema):
@@ -234,8 +268,12 @@ def test_report_to_dict_is_json(schema):
     data = json.loads(json.dumps(report.to_dict()))
     assert data["ok"] is False and data["errors"] == 1
     assert data["findings"][0] == {
-        "severity": "error", "code": "unknown-id", "message": report.findings[0].message,
-        "label_ids": [999], "slices": [30]}
+        "severity": "error",
+        "code": "unknown-id",
+        "message": report.findings[0].message,
+        "label_ids": [999],
+        "slices": [30],
+    }
     assert {row["id"] for row in data["labels"]} == {999, *ids(schema).values()}
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 SCHEMA = LabelSchema.load()
@@ -21,8 +21,9 @@ SEGMENT_IDS = list(range(119, 129))
 ENLARGEMENT_IDS = list(range(121, 128))
 
 
-def synthetic_anatomy(shape=(40, 44, 100), spacing=(0.8, 0.9, 1.5),
-                      origin=(-17.0, 8.0, -210.0)) -> tuple[Volume, LabelVolume]:
+def synthetic_anatomy(
+    shape=(40, 44, 100), spacing=(0.8, 0.9, 1.5), origin=(-17.0, 8.0, -210.0)
+) -> tuple[Volume, LabelVolume]:
     """A small straight cord (segments T11..S3), vertebrae with discs in front, and roots.
 
     Anisotropic spacing and an off-origin affine, so that geometry mistakes show.
@@ -32,7 +33,7 @@ def synthetic_anatomy(shape=(40, 44, 100), spacing=(0.8, 0.9, 1.5),
     i, j, k = np.indices(shape)
     cx, cy = shape[0] // 2, shape[1] // 2 - 4
     labels = np.zeros(shape, np.uint16)
-    cord = ((i - cx) * spacing[0]) ** 2 + ((j - cy) * spacing[1]) ** 2 <= 4.5 ** 2
+    cord = ((i - cx) * spacing[0]) ** 2 + ((j - cy) * spacing[1]) ** 2 <= 4.5**2
     span = shape[2] // (len(SEGMENT_IDS) + 1)
     for n, label_id in enumerate(SEGMENT_IDS):  # T11 at the top
         top = shape[2] - n * span
@@ -60,7 +61,9 @@ def read_precomputed(folder: Path) -> np.ndarray:
     scale = info["scales"][0]
     array = np.zeros(scale["size"], dtype=np.dtype(info["data_type"]).newbyteorder("<"))
     for chunk in (folder / scale["key"]).iterdir():
-        (x0, x1), (y0, y1), (z0, z1) = (tuple(map(int, r.split("-"))) for r in chunk.name.split("_"))
+        (x0, x1), (y0, y1), (z0, z1) = (
+            tuple(map(int, r.split("-"))) for r in chunk.name.split("_")
+        )
         block = np.frombuffer(chunk.read_bytes(), dtype=array.dtype)
         array[x0:x1, y0:y1, z0:z1] = block.reshape((x1 - x0, y1 - y0, z1 - z0), order="F")
     return array
@@ -88,8 +91,9 @@ def dataset(anatomy, tmp_path_factory):
     box = np.zeros(labels.shape, bool)
     box[5:9, 6:11, 20:23] = True  # a small solid whose mesh bounds are known exactly
     meshes = {1: _box_mesh(labels, box)}
-    with_box = LabelVolume(np.where(box, 1, labels.array).astype(np.uint16), labels.affine,
-                           schema=SCHEMA)
+    with_box = LabelVolume(
+        np.where(box, 1, labels.array).astype(np.uint16), labels.affine, schema=SCHEMA
+    )
     out = write_precomputed(image, with_box, meshes, tmp_path_factory.mktemp("ng") / "viewer")
     return out, image, with_box, box
 
@@ -104,8 +108,10 @@ def _box_mesh(labels: LabelVolume, box: np.ndarray):
 # -- precomputed ---------------------------------------------------------------------------
 def test_info_files_describe_the_volumes(dataset):
     out, image, labels, _ = dataset
-    for name, kind, dtype, volume in (("image", "image", "float32", image),
-                                      ("labels", "segmentation", "uint16", labels)):
+    for name, kind, dtype, volume in (
+        ("image", "image", "float32", image),
+        ("labels", "segmentation", "uint16", labels),
+    ):
         info = json.loads((out / name / "info").read_text())
         assert info["@type"] == "neuroglancer_multiscale_volume"
         assert (info["type"], info["data_type"], info["num_channels"]) == (kind, dtype, 1)
@@ -142,23 +148,26 @@ def test_voxel_centre_lands_on_its_world_position(anatomy, ijk):
 
     image, _ = anatomy
     centre = np.asarray(ijk) + 0.5  # Neuroglancer: voxel i spans [i, i + 1)
-    np.testing.assert_allclose(through_transform(source_transform(image), centre)[0],
-                               image.world(ijk), atol=1e-9)
+    np.testing.assert_allclose(
+        through_transform(source_transform(image), centre)[0], image.world(ijk), atol=1e-9
+    )
 
 
 def test_oblique_affine_keeps_its_rotation():
     from cordmap.viewer import source_transform
 
     angle = np.deg2rad(12)
-    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)],
-                         [0, np.sin(angle), np.cos(angle)]])
+    rotation = np.array(
+        [[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]]
+    )
     affine = np.eye(4)
     affine[:3, :3] = rotation @ np.diag([0.7, 0.7, 3.0])
     affine[:3, 3] = [10.0, -40.0, 120.0]
     volume = Volume(np.zeros((5, 6, 7), np.float32), affine)
     ijk = np.array([[0, 0, 0], [4, 5, 6], [2, 1, 3]])
-    np.testing.assert_allclose(through_transform(source_transform(volume), ijk + 0.5),
-                               volume.world(ijk), atol=1e-9)
+    np.testing.assert_allclose(
+        through_transform(source_transform(volume), ijk + 0.5), volume.world(ijk), atol=1e-9
+    )
 
 
 def test_mesh_lines_up_with_the_voxels_it_wraps(dataset):
@@ -166,8 +175,8 @@ def test_mesh_lines_up_with_the_voxels_it_wraps(dataset):
     manifest = json.loads((out / "labels" / "mesh" / "1:0").read_text())
     data = (out / "labels" / "mesh" / manifest["fragments"][0]).read_bytes()
     count = int(np.frombuffer(data[:4], "<u4")[0])
-    vertices = np.frombuffer(data[4:4 + 12 * count], "<f4").reshape(-1, 3)
-    faces = np.frombuffer(data[4 + 12 * count:], "<u4").reshape(-1, 3)
+    vertices = np.frombuffer(data[4 : 4 + 12 * count], "<f4").reshape(-1, 3)
+    faces = np.frombuffer(data[4 + 12 * count :], "<u4").reshape(-1, 3)
     assert faces.max() < count
     # the surface runs along the voxel faces Neuroglancer draws: [i0, i1 + 1) x resolution
     ijk = np.argwhere(box)
@@ -219,8 +228,10 @@ def _bad(anatomy, kind):
     return image, LabelVolume(labels.array, shifted, schema=SCHEMA)
 
 
-@pytest.mark.parametrize("kind, message", [("empty", "empty"), ("unknown id", "777"),
-                                           ("grid", "do not match the image grid")])
+@pytest.mark.parametrize(
+    "kind, message",
+    [("empty", "empty"), ("unknown id", "777"), ("grid", "do not match the image grid")],
+)
 def test_bad_labels_leave_no_dataset(anatomy, tmp_path, kind, message):
     from cordmap.viewer import write_precomputed
 
@@ -253,8 +264,10 @@ def test_state_shows_the_anatomy_in_schema_colours_centred_on_the_enlargement(an
     assert image_layer["type"] == "image" and image_layer["name"] == "MRI"
     assert (cord["type"], bone["type"]) == ("segmentation", "segmentation")
     assert cord["source"] == bone["source"]  # two views of the one label dataset
-    classes = {name: {SCHEMA[int(i)].structure for i in layer["segments"]}
-               for name, layer in (("cord", cord), ("bone", bone))}
+    classes = {
+        name: {SCHEMA[int(i)].structure for i in layer["segments"]}
+        for name, layer in (("cord", cord), ("bone", bone))
+    }
     assert classes == {"cord": {"segment", "dorsal_root"}, "bone": {"vertebra", "disc"}}
     shown = {int(i) for layer in (cord, bone) for i in layer["segments"]}
     assert shown == set(labels.ids())  # the synthetic case has no CSF to hide
@@ -269,9 +282,13 @@ def test_state_shows_the_anatomy_in_schema_colours_centred_on_the_enlargement(an
 
 def _rotation(quaternion) -> np.ndarray:
     x, y, z, w = quaternion
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def test_slice_panels_are_upright_and_radiological(anatomy):
@@ -354,8 +371,12 @@ def server(case_dir):
 def get(server, path: str, headers=None) -> tuple[int, bytes, dict]:
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(host, port, timeout=10)
-    connection.putrequest("GET", path, skip_accept_encoding=True,  # keep the path verbatim
-                          skip_host="Host" in (headers or {}))
+    connection.putrequest(
+        "GET",
+        path,
+        skip_accept_encoding=True,  # keep the path verbatim
+        skip_host="Host" in (headers or {}),
+    )
     for name, value in (headers or {}).items():
         connection.putheader(name, value)
     connection.endheaders()
@@ -397,12 +418,24 @@ def test_server_binds_loopback_and_serves_client_data_and_entry_page(server, cas
     assert body == (case_dir / "viewer" / "labels" / "info").read_bytes()
 
 
-@pytest.mark.parametrize("path", [
-    "/data/../case.json", "/data/%2e%2e/case.json", "/data/..%2fcase.json",
-    "/data/%2E%2E%2F%2E%2E%2Fetc/passwd", "/v/cordmap/../../../../etc/passwd",
-    "/v/cordmap/..%5c..%5cetc%5cpasswd", "//etc/passwd", "/data//etc/passwd",
-    "/data/labels/info%00", "/case.json", "/sub-01_T2w.nii.gz", "/data/", "/etc/passwd",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/data/../case.json",
+        "/data/%2e%2e/case.json",
+        "/data/..%2fcase.json",
+        "/data/%2E%2E%2F%2E%2E%2Fetc/passwd",
+        "/v/cordmap/../../../../etc/passwd",
+        "/v/cordmap/..%5c..%5cetc%5cpasswd",
+        "//etc/passwd",
+        "/data//etc/passwd",
+        "/data/labels/info%00",
+        "/case.json",
+        "/sub-01_T2w.nii.gz",
+        "/data/",
+        "/etc/passwd",
+    ],
+)
 def test_server_refuses_paths_outside_the_site(server, path):
     status, body, _ = get(server, path)
     assert status == 404 and b"root:" not in body and b"subject" not in body
@@ -427,18 +460,33 @@ def test_range_requests(server, case_dir):
     assert status == 416 and headers["Content-Range"] == f"bytes */{len(whole)}"
 
 
-@pytest.mark.parametrize("host, status", [
-    ("evil.example", 403), ("evil.example:8000", 403), ("127.0.0.1.evil.example", 403),
-    ("localhost", 200), ("LOCALHOST:1234", 200), ("127.0.0.1", 200), ("[::1]:80", 200),
-])
+@pytest.mark.parametrize(
+    "host, status",
+    [
+        ("evil.example", 403),
+        ("evil.example:8000", 403),
+        ("127.0.0.1.evil.example", 403),
+        ("localhost", 200),
+        ("LOCALHOST:1234", 200),
+        ("127.0.0.1", 200),
+        ("[::1]:80", 200),
+    ],
+)
 def test_only_this_machine_may_be_named_in_the_host_header(server, host, status):
     """DNS rebinding: a page of another site reaching 127.0.0.1 under its own name."""
     assert get(server, "/data/labels/info", {"Host": host})[0] == status
 
 
-@pytest.mark.parametrize("value", [
-    "bytes=0-1,5-6", "bytes=abc", "items=0-5", "bytes=" + "9" * 5000 + "-", "bytes=5-2x",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "bytes=0-1,5-6",
+        "bytes=abc",
+        "items=0-5",
+        "bytes=" + "9" * 5000 + "-",
+        "bytes=5-2x",
+    ],
+)
 def test_malformed_or_multiple_ranges_are_ignored(server, case_dir, value):
     whole = (case_dir / "viewer" / "labels" / "info").read_bytes()
     status, body, _ = get(server, "/data/labels/info", {"Range": value})
@@ -504,8 +552,9 @@ def test_cli_writes_a_self_contained_static_site(case_dir, tmp_path):
         name = client.split(f'src="{script}', 1)[1].split('"', 1)[0]
         assert (site / "v" / "cordmap" / f"{script}{name}").is_file()
     for name in ("image", "labels"):
-        assert (site / "data" / name / "info").read_bytes() == \
-            (case_dir / "viewer" / name / "info").read_bytes()
+        assert (site / "data" / name / "info").read_bytes() == (
+            case_dir / "viewer" / name / "info"
+        ).read_bytes()
 
 
 def test_cli_reports_a_port_in_use(case_dir):
@@ -517,7 +566,9 @@ def test_cli_reports_a_port_in_use(case_dir):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = CliRunner().invoke(app, ["view", str(case_dir), "--port", str(port), "--no-browser"])
+        result = CliRunner().invoke(
+            app, ["view", str(case_dir), "--port", str(port), "--no-browser"]
+        )
     assert result.exit_code == 1
     assert "in use" in result.output
 
@@ -544,8 +595,9 @@ def test_real_subject_voxels_land_where_the_scanner_affine_puts_them(data_dir, t
         ijk = np.rint(image.voxel(world)).astype(int)
         assert stored[tuple(ijk)] == pytest.approx(float(raw_data[tuple(abc)]))
         assert stored_labels[tuple(ijk)] == raw_labels[tuple(abc)]
-        np.testing.assert_allclose(through_transform(source_transform(image), ijk + 0.5)[0],
-                                   world, atol=1e-4)
+        np.testing.assert_allclose(
+            through_transform(source_transform(image), ijk + 0.5)[0], world, atol=1e-4
+        )
 
 
 def test_cli_serves_until_ctrl_c_then_stops_cleanly(case_dir):
@@ -554,8 +606,18 @@ def test_cli_serves_until_ctrl_c_then_stops_cleanly(case_dir):
     import sys
 
     process = subprocess.Popen(
-        [sys.executable, "-c", "from cordmap.cli import app; app()", "view", str(case_dir),
-         "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-c",
+            "from cordmap.cli import app; app()",
+            "view",
+            str(case_dir),
+            "--no-browser",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         line = process.stdout.readline()
         assert "viewer at http://127.0.0.1:" in line, line

@@ -4,7 +4,7 @@ import pytest
 
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_labels, read_nifti, write_nifti
-from cordmap.anatomy.schema import LabelSchema
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 
@@ -12,11 +12,14 @@ def _centre_of_mass(mask):
     return np.array(np.nonzero(mask)).mean(axis=1)
 
 
-@pytest.mark.parametrize("folder, image, cord", [
-    ("sct-t2", "t2.nii.gz", "t2_seg-manual.nii.gz"),
-    ("pam50-small", "PAM50_small_t2.nii.gz", "PAM50_small_cord.nii.gz"),
-    ("pam50", "PAM50_cord.nii.gz", "PAM50_cord.nii.gz"),
-])
+@pytest.mark.parametrize(
+    "folder, image, cord",
+    [
+        ("sct-t2", "t2.nii.gz", "t2_seg-manual.nii.gz"),
+        ("pam50-small", "PAM50_small_t2.nii.gz", "PAM50_small_cord.nii.gz"),
+        ("pam50", "PAM50_cord.nii.gz", "PAM50_cord.nii.gz"),
+    ],
+)
 def test_real_data_loads_in_ras_with_cord_along_s(data_dir, folder, image, cord):
     img = read_nifti(data_dir / folder / image)
     mask = read_nifti(data_dir / folder / cord).array > 0

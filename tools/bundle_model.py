@@ -42,7 +42,9 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/default_model.json")
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "benchmarks/results/default_model.json"
+    )
     args = parser.parse_args()
     model_file, run_json = args.run / "model.pt", args.run / "run.json"
     payload = torch.load(model_file, map_location="cpu", weights_only=True)
@@ -50,21 +52,33 @@ def main() -> None:
     run = json.loads(run_json.read_text())
     results = json.loads(args.results.read_text())
     seconds = model_file.stat().st_mtime - run_json.stat().st_mtime
-    heldout = {key: {"scans": row["scans"], "dice": round(row["dice_mean"], 3),
-                     "levels_right": f"{row['levels_right']}/{row['levels_total']}"}
-               for key, row in results["lumbar_summary"].items()}
+    heldout = {
+        key: {
+            "scans": row["scans"],
+            "dice": round(row["dice_mean"], 3),
+            "levels_right": f"{row['levels_right']}/{row['levels_total']}",
+        }
+        for key, row in results["lumbar_summary"].items()
+    }
     heldout["cord sct-t2 (real T2, cervical)"] = {
         "dice": round(results["cord_heldout"][0]["dice"], 3),
-        "hd95_mm": results["cord_heldout"][0]["hd95_mm"]}
-    heldout["phantom (varied contrast)"] = {k: round(v or 0.0, 3) for k, v in
-                                            results["phantom_heldout"]["dice"].items()}
+        "hd95_mm": results["cord_heldout"][0]["hd95_mm"],
+    }
+    heldout["phantom (varied contrast)"] = {
+        k: round(v or 0.0, 3) for k, v in results["phantom_heldout"]["dice"].items()
+    }
     card = {
         "name": DEFAULT_MODEL,
-        "summary": (f"small 3D U-Net (cord, CSF, vertebra, disc) trained on synthetic images "
-                    f"of random contrast and on real T1/T2 lumbar MRI; held-out vertebra Dice "
-                    + ", ".join(f"{k.split()[1]} {v['dice']}" for k, v in heldout.items()
-                                if k.startswith("vertebra ") and "dice" in v)
-                    + f", cord Dice sct-t2 {heldout['cord sct-t2 (real T2, cervical)']['dice']}"),
+        "summary": (
+            "small 3D U-Net (cord, CSF, vertebra, disc) trained on synthetic images "
+            "of random contrast and on real T1/T2 lumbar MRI; held-out vertebra Dice "
+            + ", ".join(
+                f"{k.split()[1]} {v['dice']}"
+                for k, v in heldout.items()
+                if k.startswith("vertebra ") and "dice" in v
+            )
+            + f", cord Dice sct-t2 {heldout['cord sct-t2 (real T2, cervical)']['dice']}"
+        ),
         "classes": [c["name"] for c in payload["mapping"]["classes"]],
         "protocol": payload["mapping"]["schema"],
         "command": "cordmap train --recipe default --data ../shared/data --out RUN",
@@ -73,22 +87,27 @@ def main() -> None:
         "settings": training["settings"],
         "data": {
             "synthetic": f"{PHANTOMS} phantoms and the PAM50 template's cord/CSF/spine as label "
-                         "maps, a new random contrast and resolution per patch (learn/synth.py)",
+            "maps, a new random contrast and resolution per patch (learn/synth.py)",
             "real": "lumbar-mri (vertebral bodies or discs labelled; the rest unknown), "
-                    "pam50-small (cord labelled)",
+            "pam50-small (cord labelled)",
             "draw_share": DRAW_SHARE,
             "split_seed": SPLIT_SEED,
             "split": training["cases"],
             "citations": "lumbar-mri: MyoSegmenTUM (Burian et al. 2019), Zukic et al. 2014, "
-                         "Chu et al. 2015, Menezes-Reis et al. 2016, as redistributed by "
-                         "FastCleverSeg (Ramos et al. 2024); PAM50 (De Leener et al. 2018)",
+            "Chu et al. 2015, Menezes-Reis et al. 2016, as redistributed by "
+            "FastCleverSeg (Ramos et al. 2024); PAM50 (De Leener et al. 2018)",
         },
-        "epochs": training["epochs"], "best_val_loss": training["best_val_loss"],
+        "epochs": training["epochs"],
+        "best_val_loss": training["best_val_loss"],
         "class_weights": training.get("class_weights"),
-        "versions": {"cordmap": __version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "cordmap": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "hardware": f"{cpu_name()}, {os.cpu_count()} cores, no GPU"
-                    if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
+        if not torch.cuda.is_available()
+        else torch.cuda.get_device_name(0),
         "training_time": f"{seconds / 60:.0f} min",
         "heldout": heldout,
         "sha256": sha256(model_file),
@@ -97,8 +116,11 @@ def main() -> None:
     MODELS_DIR.mkdir(exist_ok=True)
     shutil.copyfile(model_file, MODELS_DIR / f"{DEFAULT_MODEL}.pt")
     (MODELS_DIR / f"{DEFAULT_MODEL}.json").write_text(json.dumps(card, indent=1) + "\n")
-    print(f"bundled {model_file} ({model_file.stat().st_size / 1e6:.1f} MB) as "
-          f"{MODELS_DIR / DEFAULT_MODEL}.pt", file=sys.stderr)
+    print(
+        f"bundled {model_file} ({model_file.stat().st_size / 1e6:.1f} MB) as "
+        f"{MODELS_DIR / DEFAULT_MODEL}.pt",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Regenerate src/cordmap/anatomy/protocol.json, the annotation protocol (run from the repo root).
+"""Regenerate src/cordmap/protocol/protocol.json, the annotation protocol (run from the repo root).
 
 The JSON file is the source of truth that cordmap reads; this script only documents how
 its ids and colours were chosen and rebuilds it if the protocol's coverage changes.
@@ -13,17 +13,21 @@ import colorsys
 import json
 from pathlib import Path
 
-from cordmap.anatomy.levels import SEGMENTS, VERTEBRAE, pam50_segment, totalspineseg_vertebra
+from cordmap.protocol.levels import SEGMENTS, VERTEBRAE, pam50_segment, totalspineseg_vertebra
 
-SEG_RANGE = SEGMENTS                                      # C1 .. S5
-VERT_RANGE = VERTEBRAE                                    # C1 .. L5, sacrum
+SEG_RANGE = SEGMENTS  # C1 .. S5
+VERT_RANGE = VERTEBRAE  # C1 .. L5, sacrum
 #: The range of protocol 1.1.0, whose colours are kept.
 FIRST_SEG_1_1 = SEGMENTS.index("T8")
 FIRST_VERT_1_1 = VERTEBRAE.index("T8")
-N_SEG_1_1 = len(SEGMENTS) - FIRST_SEG_1_1                 # 15 segments T8 .. S5
-N_VERT_1_1 = len(VERTEBRAE) - FIRST_VERT_1_1              # 11 vertebrae T8 .. sacrum
-ROOT_OFFSETS = {("dorsal_root", "left"): 200, ("dorsal_root", "right"): 300,
-                ("ventral_root", "left"): 400, ("ventral_root", "right"): 500}
+N_SEG_1_1 = len(SEGMENTS) - FIRST_SEG_1_1  # 15 segments T8 .. S5
+N_VERT_1_1 = len(VERTEBRAE) - FIRST_VERT_1_1  # 11 vertebrae T8 .. sacrum
+ROOT_OFFSETS = {
+    ("dorsal_root", "left"): 200,
+    ("dorsal_root", "right"): 300,
+    ("ventral_root", "left"): 400,
+    ("ventral_root", "right"): 500,
+}
 CHANGELOG = [
     "1.2.0: the whole cord: cord segments and dorsal/ventral roots C1..S5, vertebrae C1..T7 and "
     "discs C2-C3..T7-T8 added (TotalSpineSeg ids); existing ids and colours unchanged",
@@ -34,12 +38,19 @@ CHANGELOG = [
 
 def hexcolour(h, s, v):
     r, g, b = colorsys.hsv_to_rgb(h % 1.0, s, v)
-    return "#{:02x}{:02x}{:02x}".format(round(r * 255), round(g * 255), round(b * 255))
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
 def label(id, name, cls, colour, level=None, side=None, **codes):
-    return {"id": id, "name": name, "class": cls, "level": level, "side": side,
-            "colour": colour, **{k: v for k, v in codes.items() if v is not None}}
+    return {
+        "id": id,
+        "name": name,
+        "class": cls,
+        "level": level,
+        "side": side,
+        "colour": colour,
+        **{k: v for k, v in codes.items() if v is not None},
+    }
 
 
 def segment_colour(seg):
@@ -73,8 +84,11 @@ def root_colour(cls, side, seg):
     # 1.1.0's gradient along T8..S5, run on rostrally (negative i) for C1..T7
     i = SEGMENTS.index(seg) - FIRST_SEG_1_1
     base_hue = 0.08 if cls == "dorsal_root" else 0.33
-    return hexcolour(base_hue + (0.04 if side == "right" else 0.0) + 0.08 * i / N_SEG_1_1,
-                     0.85, 0.95 if side == "left" else 0.8)
+    return hexcolour(
+        base_hue + (0.04 if side == "right" else 0.0) + 0.08 * i / N_SEG_1_1,
+        0.85,
+        0.95 if side == "left" else 0.8,
+    )
 
 
 labels = [
@@ -89,22 +103,53 @@ labels = [
     label(6, "ventral root (level and side not assigned)", "ventral_root", "#5fd35f"),
 ]
 for seg in SEG_RANGE:
-    labels.append(label(100 + pam50_segment(seg), f"cord segment {seg}", "segment",
-                        segment_colour(seg), level=seg, pam50=pam50_segment(seg)))
+    labels.append(
+        label(
+            100 + pam50_segment(seg),
+            f"cord segment {seg}",
+            "segment",
+            segment_colour(seg),
+            level=seg,
+            pam50=pam50_segment(seg),
+        )
+    )
 for v in VERT_RANGE:
     name = "sacrum" if v == "S" else f"vertebra {v}"
-    labels.append(label(totalspineseg_vertebra(v), name, "vertebra", vertebra_colour(v),
-                        level=v, totalspineseg=totalspineseg_vertebra(v)))
+    labels.append(
+        label(
+            totalspineseg_vertebra(v),
+            name,
+            "vertebra",
+            vertebra_colour(v),
+            level=v,
+            totalspineseg=totalspineseg_vertebra(v),
+        )
+    )
 for upper, lower in zip(VERT_RANGE[1:], VERT_RANGE[2:]):  # no disc between C1 and C2
     tid = totalspineseg_vertebra(lower) + 50
-    labels.append(label(tid, f"disc {upper}-{lower if lower != 'S' else 'S1'}", "disc",
-                        disc_colour(lower), level=f"{upper}-{lower}", totalspineseg=tid))
+    labels.append(
+        label(
+            tid,
+            f"disc {upper}-{lower if lower != 'S' else 'S1'}",
+            "disc",
+            disc_colour(lower),
+            level=f"{upper}-{lower}",
+            totalspineseg=tid,
+        )
+    )
 for (cls, side), offset in ROOT_OFFSETS.items():
     for seg in SEG_RANGE:
-        labels.append(label(offset + pam50_segment(seg),
-                            f"{cls.split('_')[0]} root {seg} {side}", cls,
-                            root_colour(cls, side, seg),
-                            level=seg, side=side, pam50=pam50_segment(seg)))
+        labels.append(
+            label(
+                offset + pam50_segment(seg),
+                f"{cls.split('_')[0]} root {seg} {side}",
+                cls,
+                root_colour(cls, side, seg),
+                level=seg,
+                side=side,
+                pam50=pam50_segment(seg),
+            )
+        )
 
 colours = [item["colour"] for item in labels]
 shared = sorted({c for c in colours if colours.count(c) > 1})
@@ -115,10 +160,10 @@ protocol = {
     "name": "cordmap-lumbosacral",
     "version": "1.2.0",
     "description": "Annotation protocol for planning epidural stimulation over the lumbosacral "
-                   "spinal cord, covering the whole cord so that cervical and thoracic data "
-                   "(e.g. Spinal Cord Toolbox outputs) use it too: vertebrae C1..sacrum, discs, "
-                   "cord segments C1..S5, dorsal and ventral roots by level and side, CSF and "
-                   "the conus medullaris.",
+    "spinal cord, covering the whole cord so that cervical and thoracic data "
+    "(e.g. Spinal Cord Toolbox outputs) use it too: vertebrae C1..sacrum, discs, "
+    "cord segments C1..S5, dorsal and ventral roots by level and side, CSF and "
+    "the conus medullaris.",
     "changelog": CHANGELOG,
     "codes": {
         "pam50": "PAM50 spinal segment number (C1=1 .. T12=20, L1=21 .. S5=30)",
@@ -132,6 +177,6 @@ protocol = {
     ],
     "labels": labels,
 }
-out = Path("src/cordmap/anatomy/protocol.json")
+out = Path("src/cordmap/protocol/protocol.json")
 out.write_text(json.dumps(protocol, indent=1) + "\n")
 print(f"{out}: {len(labels)} labels")

@@ -75,8 +75,10 @@ def clean_stale(target: str | os.PathLike) -> None:
 
 def _remove_stale_dirs(target: Path) -> None:
     """Temporary folders a killed `atomic_dir` left beside `target`."""
-    for stale in [*target.parent.glob(f".{glob.escape(target.name)}.*.part"),
-                  target.parent / f".{target.name}.old"]:
+    for stale in [
+        *target.parent.glob(f".{glob.escape(target.name)}.*.part"),
+        target.parent / f".{target.name}.old",
+    ]:
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
 

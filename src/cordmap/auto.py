@@ -29,10 +29,16 @@ class AutoResult:
     up_to_date: list[str] = field(default_factory=list)  # stages reused as they were
 
 
-def run_auto(image: str | Path, case_dir: str | Path, *, series: str | None = None,
-             subject: str = "sub-01", anchor: str | None = None,
-             model: str | Path | None = None,
-             on_step: Callable[[str], None] = lambda step: None) -> AutoResult:
+def run_auto(
+    image: str | Path,
+    case_dir: str | Path,
+    *,
+    series: str | None = None,
+    subject: str = "sub-01",
+    anchor: str | None = None,
+    model: str | Path | None = None,
+    on_step: Callable[[str], None] = lambda step: None,
+) -> AutoResult:
     """Run every stage on `image` into `case_dir` (see the module notes)."""
     case_dir = Path(case_dir)
     fresh = not case_dir.exists() or (case_dir.is_dir() and not any(case_dir.iterdir()))
@@ -60,9 +66,11 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     if imported.up_to_date:
         reused.append("import")
     if "manual" in imported.case.label_sources():
-        raise CordmapError(f"{case_dir} holds manual labels, which every later stage would "
-                           "use instead of the automatic ones; run `cordmap auto` into a new "
-                           "case folder")
+        raise CordmapError(
+            f"{case_dir} holds manual labels, which every later stage would "
+            "use instead of the automatic ones; run `cordmap auto` into a new "
+            "case folder"
+        )
     on_step("segment")
     segmentation = segment_case(case_dir, model, anchor=anchor, require_levels=True)
     if segmentation.up_to_date:
@@ -71,8 +79,10 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
         raise CordmapError(f"{case_dir}: the vertebral levels could not be numbered")
     labels = imported.case.labels("unet")
     if not set(cord_ids(labels)) & set(labels.ids()):
-        raise CordmapError(f"no spinal cord found in {image}: a plan needs the cord in view "
-                           "(the scan may lie below the conus); check the image")
+        raise CordmapError(
+            f"no spinal cord found in {image}: a plan needs the cord in view "
+            "(the scan may lie below the conus); check the image"
+        )
     on_step("validate")
     report = validate(labels, partial=True)
     warnings = list(segmentation.warnings)
@@ -88,5 +98,6 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     site = export_case(case_dir, case_dir / VIEWER_SITE)
     on_step("report")
     written = write_case_report(case_dir, site=site)
-    return AutoResult(case_dir, written.path, site, planned.result, segmentation.levels, warnings,
-                      reused)
+    return AutoResult(
+        case_dir, written.path, site, planned.result, segmentation.levels, warnings, reused
+    )

@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cordmap import __version__
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.atomic import write_text
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_labels, read_nifti
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 MANIFEST = "case.json"
@@ -46,8 +46,10 @@ def sha256(path: str | Path) -> str:
 
 def check_subject(subject: str) -> str:
     if len(subject) > MAX_SUBJECT:
-        raise CordmapError(f"subject '{subject[:20]}...' is {len(subject)} characters long; "
-                           f"use a BIDS subject label of at most {MAX_SUBJECT}, e.g. sub-01")
+        raise CordmapError(
+            f"subject '{subject[:20]}...' is {len(subject)} characters long; "
+            f"use a BIDS subject label of at most {MAX_SUBJECT}, e.g. sub-01"
+        )
     if not SUBJECT_PATTERN.match(subject):
         raise CordmapError(
             f"subject '{subject}' is not a BIDS subject label; use sub-<letters/digits>, e.g. sub-01"
@@ -63,7 +65,7 @@ class Case:
         self.manifest = manifest
 
     @classmethod
-    def open(cls, root: str | Path) -> "Case":
+    def open(cls, root: str | Path) -> Case:
         root = Path(root)
         path = root / MANIFEST
         if not path.is_file():
@@ -118,13 +120,20 @@ class Case:
         )
 
     # -- provenance --------------------------------------------------------------------
-    def record(self, stage: str, *, inputs=(), outputs=(), parameters: dict | None = None,
-               results: dict | None = None) -> None:
+    def record(
+        self,
+        stage: str,
+        *,
+        inputs=(),
+        outputs=(),
+        parameters: dict | None = None,
+        results: dict | None = None,
+    ) -> None:
         """Record a finished stage: its inputs and outputs (with checksums), parameters, and
         what it found (`results`: shown to the user, not part of its freshness)."""
         self.manifest.setdefault("stages", {})[stage] = {
             "cordmap_version": __version__,
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "parameters": parameters or {},
             "inputs": [self._file_entry(p) for p in inputs],
             "outputs": [self._file_entry(p) for p in outputs],
@@ -165,8 +174,11 @@ class Case:
         out = {
             "case": str(self.root),
             "subject": self.subject,
-            "image": {"shape": list(image.shape), "spacing_mm": [round(s, 4) for s in image.spacing],
-                      "field_of_view_mm": [round(n * s, 1) for n, s in zip(image.shape, image.spacing)]},
+            "image": {
+                "shape": list(image.shape),
+                "spacing_mm": [round(s, 4) for s in image.spacing],
+                "field_of_view_mm": [round(n * s, 1) for n, s in zip(image.shape, image.spacing)],
+            },
             "labels": {},
             "stages": sorted(self.manifest.get("stages", {})),
         }
@@ -174,8 +186,11 @@ class Case:
             labels = self.labels(source)
             schema = labels.schema
             out["labels"][source] = {
-                (schema[i].name if i in schema else f"unknown id {i}"):
-                    {"id": i, "voxels": n, "volume_mm3": round(n * labels.voxel_volume, 1)}
+                (schema[i].name if i in schema else f"unknown id {i}"): {
+                    "id": i,
+                    "voxels": n,
+                    "volume_mm3": round(n * labels.voxel_volume, 1),
+                }
                 for i, n in labels.counts().items()
             }
         return out

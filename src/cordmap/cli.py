@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -44,11 +44,13 @@ def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options
             try:
                 return func(*args, **kwargs)
             except (CordmapError, OSError, ModuleNotFoundError) as exc:
-                if _state["debug"] or (isinstance(exc, ModuleNotFoundError)
-                                       and exc.name not in EXTRAS):
+                if _state["debug"] or (
+                    isinstance(exc, ModuleNotFoundError) and exc.name not in EXTRAS
+                ):
                     raise
-                err_console.print(f"[bold red]error:[/] {escape(_message(exc))}", highlight=False,
-                                  soft_wrap=True)
+                err_console.print(
+                    f"[bold red]error:[/] {escape(_message(exc))}", highlight=False, soft_wrap=True
+                )
                 raise typer.Exit(1) from None
 
         return (group or app).command(func_or_name, **options)(wrapper)
@@ -57,9 +59,16 @@ def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options
 
 
 #: Modules of the optional extras (pyproject.toml) -> the extra that installs them.
-EXTRAS = {"torch": "learn", "pytorch_lightning": "learn", "lightning": "learn", "monai": "learn",
-          "neuroglancer": "viewer", "sqlalchemy": "study", "distributed": "study",
-          "dask": "study"}
+EXTRAS = {
+    "torch": "learn",
+    "pytorch_lightning": "learn",
+    "lightning": "learn",
+    "monai": "learn",
+    "neuroglancer": "viewer",
+    "sqlalchemy": "study",
+    "distributed": "study",
+    "dask": "study",
+}
 
 
 def _message(exc: Exception) -> str:
@@ -70,11 +79,15 @@ def _message(exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, ModuleNotFoundError):
         extra = EXTRAS[exc.name]
-        return (f"this command needs the '{extra}' extra ({exc.name} is not installed): "
-                f"pip install -c constraints.txt 'cordmap[{extra}]'")
+        return (
+            f"this command needs the '{extra}' extra ({exc.name} is not installed): "
+            f"pip install -c constraints.txt 'cordmap[{extra}]'"
+        )
     where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
-    return (f"{exc.strerror or type(exc).__name__}{': ' + where if where else ''}; check the "
-            "path and its permissions (nothing half-written was left)")
+    return (
+        f"{exc.strerror or type(exc).__name__}{': ' + where if where else ''}; check the "
+        "path and its permissions (nothing half-written was left)"
+    )
 
 
 def _version(value: bool):
@@ -86,13 +99,15 @@ def _version(value: bool):
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-    version: Annotated[Optional[bool], typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version.")] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
 ):
     _state["debug"] = debug
 
 
-def _spacing(text: Optional[str]) -> Optional[tuple[float, float, float]]:
+def _spacing(text: str | None) -> tuple[float, float, float] | None:
     if text is None:
         return None
     try:
@@ -100,35 +115,73 @@ def _spacing(text: Optional[str]) -> Optional[tuple[float, float, float]]:
     except ValueError:
         values = ()
     if len(values) != 3 or min(values) <= 0:
-        raise CordmapError(f"--spacing '{text}' must be three positive mm values: X,Y,SLICE (e.g. 0.8,0.8,3)")
+        raise CordmapError(
+            f"--spacing '{text}' must be three positive mm values: X,Y,SLICE (e.g. 0.8,0.8,3)"
+        )
     return values
 
 
 @command("import")
 def import_(
-    image: Annotated[Path, typer.Argument(help="NIfTI file, DICOM folder or folder of PNG/TIFF slices.")],
+    image: Annotated[
+        Path, typer.Argument(help="NIfTI file, DICOM folder or folder of PNG/TIFF slices.")
+    ],
     case_dir: Annotated[Path, typer.Argument(help="Case folder to create or refresh.")],
-    labels: Annotated[Optional[Path], typer.Option(help="Label NIfTI or folder of per-slice masks.")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Label NIfTI or folder of per-slice masks.")
+    ] = None,
     subject: Annotated[str, typer.Option(help="BIDS subject label.")] = "sub-01",
-    series: Annotated[Optional[str], typer.Option(help="DICOM series: number, UID or description.")] = None,
-    spacing: Annotated[Optional[str], typer.Option(help="Slice stacks: X,Y,SLICE spacing in mm.")] = None,
-    orientation: Annotated[str, typer.Option(help="Slice stacks: axial, coronal or sagittal.")] = "axial",
-    reverse: Annotated[bool, typer.Option(help="Slice stacks: the first file is the most superior "
-                                                "(anterior, right) slice.")] = False,
-    colour_table: Annotated[Optional[Path], typer.Option(help="Colour-coded masks: colour -> label file.")] = None,
-    protocol: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
-    spinal_levels: Annotated[Optional[Path], typer.Option(
-        help="SCT convention: the cord labelled by spinal level (1..30 = C1..S5) -> cord segments.")] = None,
-    rootlets: Annotated[Optional[Path], typer.Option(
-        help="SCT convention: dorsal rootlets by spinal level -> dorsal roots, side from the cord.")] = None,
+    series: Annotated[
+        str | None, typer.Option(help="DICOM series: number, UID or description.")
+    ] = None,
+    spacing: Annotated[
+        str | None, typer.Option(help="Slice stacks: X,Y,SLICE spacing in mm.")
+    ] = None,
+    orientation: Annotated[
+        str, typer.Option(help="Slice stacks: axial, coronal or sagittal.")
+    ] = "axial",
+    reverse: Annotated[
+        bool,
+        typer.Option(
+            help="Slice stacks: the first file is the most superior (anterior, right) slice."
+        ),
+    ] = False,
+    colour_table: Annotated[
+        Path | None, typer.Option(help="Colour-coded masks: colour -> label file.")
+    ] = None,
+    protocol: Annotated[
+        Path | None, typer.Option(help="Annotation protocol JSON (default: shipped).")
+    ] = None,
+    spinal_levels: Annotated[
+        Path | None,
+        typer.Option(
+            help="SCT convention: the cord labelled by spinal level (1..30 = C1..S5) -> cord segments."
+        ),
+    ] = None,
+    rootlets: Annotated[
+        Path | None,
+        typer.Option(
+            help="SCT convention: dorsal rootlets by spinal level -> dorsal roots, side from the cord."
+        ),
+    ] = None,
 ):
     """Build a case folder from an MRI and (optionally) its annotations."""
     from cordmap.ingest import import_case
 
-    result = import_case(image, case_dir, labels_source=labels, subject=subject, series=series,
-                         spacing=_spacing(spacing), orientation=orientation, reverse=reverse,
-                         colour_table=colour_table, protocol=protocol,
-                         spinal_levels=spinal_levels, rootlets=rootlets)
+    result = import_case(
+        image,
+        case_dir,
+        labels_source=labels,
+        subject=subject,
+        series=series,
+        spacing=_spacing(spacing),
+        orientation=orientation,
+        reverse=reverse,
+        colour_table=colour_table,
+        protocol=protocol,
+        spinal_levels=spinal_levels,
+        rootlets=rootlets,
+    )
     state = "up to date" if result.up_to_date else "written"
     console.print(f"case {result.case.root} {state}")
     _print_summary(result.case.summary())
@@ -167,45 +220,80 @@ def agree(
     labels_a: Annotated[Path, typer.Argument(help="First rater's label NIfTI.")],
     labels_b: Annotated[Path, typer.Argument(help="Second rater's label NIfTI, same grid.")],
     worst: Annotated[int, typer.Option(help="How many most-disagreeing axial slices to list.")] = 5,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
-    protocol: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON.")
+    ] = None,
+    protocol: Annotated[
+        Path | None, typer.Option(help="Annotation protocol JSON (default: shipped).")
+    ] = None,
 ):
     """Agreement of two labellings: kappa, Dice, IoU, surface distances, worst slices."""
     import json
 
     from rich.table import Table
 
-    from cordmap.anatomy.schema import LabelSchema
     from cordmap.atomic import write_text
+    from cordmap.protocol.schema import LabelSchema
     from cordmap.study.agreement import agree_files
 
     result = agree_files(labels_a, labels_b, schema=LabelSchema.load(protocol), worst=worst)
     console.print(f"Cohen's kappa over all voxels: [bold]{result.kappa:.3f}[/]")
     table = Table(title="per label", title_justify="left")
-    for column in ("id", "label", "voxels A", "voxels B", "kappa", "Dice", "IoU", "mean surf. mm", "HD95 mm"):
+    for column in (
+        "id",
+        "label",
+        "voxels A",
+        "voxels B",
+        "kappa",
+        "Dice",
+        "IoU",
+        "mean surf. mm",
+        "HD95 mm",
+    ):
         table.add_column(column, justify="left" if column == "label" else "right")
     mm = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for r in result.labels:
-        table.add_row(str(r.id), r.name, str(r.voxels_a), str(r.voxels_b), f"{r.kappa:.3f}",
-                      f"{r.dice:.3f}", f"{r.iou:.3f}", mm(r.mean_surface_mm), mm(r.hd95_mm))
+        table.add_row(
+            str(r.id),
+            r.name,
+            str(r.voxels_a),
+            str(r.voxels_b),
+            f"{r.kappa:.3f}",
+            f"{r.dice:.3f}",
+            f"{r.iou:.3f}",
+            mm(r.mean_surface_mm),
+            mm(r.hd95_mm),
+        )
     console.print(table)
     classes = Table(title="per structure (all labels of a class together)", title_justify="left")
     for column in ("structure", "voxels A", "voxels B", "kappa", "Dice", "IoU"):
         classes.add_column(column, justify="left" if column == "structure" else "right")
     for s in result.structures:
-        classes.add_row(s.structure, str(s.voxels_a), str(s.voxels_b), f"{s.kappa:.3f}",
-                        f"{s.dice:.3f}", f"{s.iou:.3f}")
+        classes.add_row(
+            s.structure,
+            str(s.voxels_a),
+            str(s.voxels_b),
+            f"{s.kappa:.3f}",
+            f"{s.dice:.3f}",
+            f"{s.iou:.3f}",
+        )
     console.print(classes)
     for s in result.worst_slices:
-        console.print(f"slice k={s.k} (S {s.s_mm:.1f} mm): {s.differing_voxels} of {s.labelled_voxels} "
-                      f"labelled voxels differ, mostly {s.confused_a} (A) vs {s.confused_b} (B)")
+        console.print(
+            f"slice k={s.k} (S {s.s_mm:.1f} mm): {s.differing_voxels} of {s.labelled_voxels} "
+            f"labelled voxels differ, mostly {s.confused_a} (A) vs {s.confused_b} (B)"
+        )
     if json_out:
         write_text(json_out, json.dumps(result.to_dict(), indent=1) + "\n")
         console.print(f"written {json_out}")
 
 
 @command()
-def series(folder: Annotated[Path, typer.Argument(help="Folder of a DICOM export (searched recursively).")]):
+def series(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of a DICOM export (searched recursively).")
+    ],
+):
     """List the DICOM series in a folder: number, description, orientation, size, spacing."""
     from rich.table import Table
 
@@ -213,39 +301,67 @@ def series(folder: Annotated[Path, typer.Argument(help="Folder of a DICOM export
 
     infos, unreadable = scan_series(folder)
     table = Table(title=f"{len(infos)} DICOM series in {folder}", title_justify="left")
-    for column in ("#", "description", "modality", "plane", "images", "size", "pixel mm",
-                   "slice mm"):
+    for column in (
+        "#",
+        "description",
+        "modality",
+        "plane",
+        "images",
+        "size",
+        "pixel mm",
+        "slice mm",
+    ):
         table.add_column(column, justify="left" if column == "description" else "right")
     for s in infos:
         pixel = "-" if s.pixel_spacing is None else " x ".join(f"{v:g}" for v in s.pixel_spacing)
-        table.add_row("-" if s.number is None else str(s.number), s.description, s.modality,
-                      s.orientation, str(s.n_files), f"{s.rows} x {s.cols}", pixel,
-                      "-" if s.slice_spacing is None else f"{s.slice_spacing:g}")
+        table.add_row(
+            "-" if s.number is None else str(s.number),
+            s.description,
+            s.modality,
+            s.orientation,
+            str(s.n_files),
+            f"{s.rows} x {s.cols}",
+            pixel,
+            "-" if s.slice_spacing is None else f"{s.slice_spacing:g}",
+        )
     console.print(table)
     for s in infos:
-        console.print(f"#{'-' if s.number is None else s.number} UID {s.uid}", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"#{'-' if s.number is None else s.number} UID {s.uid}", highlight=False, soft_wrap=True
+        )
     for path in unreadable:
-        console.print(f"[yellow]unreadable:[/yellow] {path} (empty, truncated or damaged)",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]unreadable:[/yellow] {path} (empty, truncated or damaged)",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print("choose one with --series NUMBER (or a UID, or part of the description)")
 
 
 @command("validate")
 def validate_labels(
     labels: Annotated[Path, typer.Argument(help="Label volume (NIfTI) to check.")],
-    schema: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON to this file.")] = None,
-    partial: Annotated[bool, typer.Option(help="Part of the anatomy on purpose (e.g. SCT's cord and "
-                                               "rootlets): do not ask for the required structures.")] = False,
+    schema: Annotated[
+        Path | None, typer.Option(help="Annotation protocol JSON (default: shipped).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON to this file.")
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            help="Part of the anatomy on purpose (e.g. SCT's cord and "
+            "rootlets): do not ask for the required structures."
+        ),
+    ] = False,
 ):
     """Check a label volume against the annotation protocol; exit status 1 when it has errors."""
     import json
 
-    from cordmap.anatomy.schema import LabelSchema
     from cordmap.anatomy.validate import validate
     from cordmap.atomic import write_text
     from cordmap.io.nifti import read_labels
+    from cordmap.protocol.schema import LabelSchema
 
     report = validate(read_labels(labels, LabelSchema.load(schema)), partial=partial)
     console.print(report.as_text(), markup=False, highlight=False, soft_wrap=True)
@@ -258,13 +374,19 @@ def validate_labels(
 
 @command("protocol")
 def protocol_export(
-    format: Annotated[str, typer.Option("--format", help="itksnap, slicer, neuroglancer or table.")] = "table",
-    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of printing.")] = None,
-    schema: Annotated[Optional[Path], typer.Option(help="Annotation protocol JSON (default: shipped).")] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="itksnap, slicer, neuroglancer or table.")
+    ] = "table",
+    out: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of printing.")
+    ] = None,
+    schema: Annotated[
+        Path | None, typer.Option(help="Annotation protocol JSON (default: shipped).")
+    ] = None,
 ):
     """Print or write the annotation protocol for ITK-SNAP, 3D Slicer, Neuroglancer or as a table."""
-    from cordmap.anatomy.schema import LabelSchema
     from cordmap.atomic import write_text
+    from cordmap.protocol.schema import LabelSchema
 
     text = LabelSchema.load(schema).export(format)
     if out is None:
@@ -277,18 +399,29 @@ def protocol_export(
 @command()
 def view(
     case_dir: Annotated[Path, typer.Argument(help="Case folder (with labels).")],
-    port: Annotated[Optional[int], typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
-    static: Annotated[Optional[Path], typer.Option(
-        "--static", help="Write a self-contained site (client + data + index.html) here instead.")] = None,
-    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a web browser.")] = False,
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")
+    ] = None,
+    static: Annotated[
+        Path | None,
+        typer.Option(
+            "--static",
+            help="Write a self-contained site (client + data + index.html) here instead.",
+        ),
+    ] = None,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Do not open a web browser.")
+    ] = False,
 ):
     """Show the case in 3D in Neuroglancer, served from this machine (offline)."""
     from cordmap.viewer import export_case, serve_case
 
     if static is not None:
         folder = export_case(case_dir, static)
-        console.print(f"viewer site written to {folder}; host the folder on any web server "
-                      "and open its index.html")
+        console.print(
+            f"viewer site written to {folder}; host the folder on any web server "
+            "and open its index.html"
+        )
         return
     server = serve_case(case_dir, port)
     console.print(f"viewer at {server.url}  (Ctrl-C to stop)")
@@ -301,8 +434,9 @@ def view(
 
 
 # -- study: registry, statistics, reports ----------------------------------------------------
-study_app = typer.Typer(help="Study registry, cohort statistics and the study report.",
-                        no_args_is_help=True)
+study_app = typer.Typer(
+    help="Study registry, cohort statistics and the study report.", no_args_is_help=True
+)
 app.add_typer(study_app, name="study")
 _DB = Annotated[str, typer.Argument(help="Study database: a SQLite file or a SQLAlchemy URL.")]
 
@@ -320,28 +454,45 @@ def study_init(db: _DB):
 @command("add", group=study_app)
 def study_add(
     db: _DB,
-    participant_id: Annotated[str, typer.Option("--id", help="Pseudonymous participant id, e.g. P001.")],
-    sex: Annotated[Optional[str], typer.Option(help="F, M or X.")] = None,
-    age: Annotated[Optional[float], typer.Option(help="Age at implant, years.")] = None,
-    years_since_injury: Annotated[Optional[float], typer.Option(help="Years from injury to implant.")] = None,
-    injury_level: Annotated[Optional[str], typer.Option(help="Neurological level of injury, e.g. T4.")] = None,
-    ais: Annotated[Optional[str], typer.Option(help="AIS grade A..E.")] = None,
-    stimulator: Annotated[Optional[str], typer.Option(help="Stimulator / paddle model.")] = None,
-    group: Annotated[Optional[str], typer.Option(help="Study group.")] = None,
+    participant_id: Annotated[
+        str, typer.Option("--id", help="Pseudonymous participant id, e.g. P001.")
+    ],
+    sex: Annotated[str | None, typer.Option(help="F, M or X.")] = None,
+    age: Annotated[float | None, typer.Option(help="Age at implant, years.")] = None,
+    years_since_injury: Annotated[
+        float | None, typer.Option(help="Years from injury to implant.")
+    ] = None,
+    injury_level: Annotated[
+        str | None, typer.Option(help="Neurological level of injury, e.g. T4.")
+    ] = None,
+    ais: Annotated[str | None, typer.Option(help="AIS grade A..E.")] = None,
+    stimulator: Annotated[str | None, typer.Option(help="Stimulator / paddle model.")] = None,
+    group: Annotated[str | None, typer.Option(help="Study group.")] = None,
 ):
     """Register one participant (no names or birth dates: a pseudonym and clinical fields)."""
     from cordmap.study.registry import Registry, validate_participant
 
-    fields = validate_participant({
-        "id": participant_id, "sex": sex, "age_at_implant": age, "years_since_injury": years_since_injury,
-        "injury_level": injury_level, "ais_grade": ais, "stimulator": stimulator, "group": group})
+    fields = validate_participant(
+        {
+            "id": participant_id,
+            "sex": sex,
+            "age_at_implant": age,
+            "years_since_injury": years_since_injury,
+            "injury_level": injury_level,
+            "ais_grade": ais,
+            "stimulator": stimulator,
+            "group": group,
+        }
+    )
     with Registry.open(db) as registry:
         registry.add_participants([fields])
     console.print(f"registered {participant_id}")
 
 
 @command("import-csv", group=study_app)
-def study_import_csv(db: _DB, csv_file: Annotated[Path, typer.Argument(help="CSV of participants.")]):
+def study_import_csv(
+    db: _DB, csv_file: Annotated[Path, typer.Argument(help="CSV of participants.")]
+):
     """Register the participants of a CSV file: all rows, or none when any row is wrong."""
     from cordmap.study.csvimport import import_participants_csv
     from cordmap.study.registry import Registry
@@ -352,7 +503,7 @@ def study_import_csv(db: _DB, csv_file: Annotated[Path, typer.Argument(help="CSV
 
 
 @command("list", group=study_app)
-def study_list(db: _DB, group: Annotated[Optional[str], typer.Option(help="Only this group.")] = None):
+def study_list(db: _DB, group: Annotated[str | None, typer.Option(help="Only this group.")] = None):
     """List the participants."""
     from rich.table import Table
 
@@ -365,8 +516,16 @@ def study_list(db: _DB, group: Annotated[Optional[str], typer.Option(help="Only 
         table.add_column(name)
 
     for p in participants:
-        table.add_row(*("" if getattr(p, n) is None else f"{getattr(p, n):g}" if isinstance(getattr(p, n), float)
-                        else escape(str(getattr(p, n))) for n, _, _ in PARTICIPANT_FIELDS))
+        table.add_row(
+            *(
+                ""
+                if getattr(p, n) is None
+                else f"{getattr(p, n):g}"
+                if isinstance(getattr(p, n), float)
+                else escape(str(getattr(p, n)))
+                for n, _, _ in PARTICIPANT_FIELDS
+            )
+        )
     console.print(table)
 
 
@@ -385,8 +544,12 @@ def study_add_scan(
     db: _DB,
     participant_id: Annotated[str, typer.Argument(help="Participant id.")],
     case_dir: Annotated[Path, typer.Argument(help="Case folder (made by `cordmap import`).")],
-    made_by: Annotated[Optional[list[str]], typer.Option(
-        help="Who made a label source, SOURCE=NAME, e.g. manual=rater-A or unet=unet-v1.")] = None,
+    made_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Who made a label source, SOURCE=NAME, e.g. manual=rater-A or unet=unet-v1."
+        ),
+    ] = None,
 ):
     """Register a case folder of a participant, with its segmentations."""
     from cordmap.study.registry import Registry
@@ -434,15 +597,21 @@ def study_dataset(db: _DB, out: Annotated[Path, typer.Argument(help="JSON file t
 def study_surgery(
     db: _DB,
     participant_id: Annotated[str, typer.Argument(help="Participant id.")],
-    placement: Annotated[Optional[str], typer.Option(help="Placement achieved, e.g. 'rostral edge mid-T11'.")] = None,
-    coverage: Annotated[Optional[float], typer.Option(help="Enlargement coverage achieved, %.")] = None,
-    time: Annotated[Optional[float], typer.Option(help="Surgery time, minutes.")] = None,
+    placement: Annotated[
+        str | None, typer.Option(help="Placement achieved, e.g. 'rostral edge mid-T11'.")
+    ] = None,
+    coverage: Annotated[
+        float | None, typer.Option(help="Enlargement coverage achieved, %.")
+    ] = None,
+    time: Annotated[float | None, typer.Option(help="Surgery time, minutes.")] = None,
 ):
     """Record the implant as achieved: placement, coverage, surgery time."""
     from cordmap.study.registry import Registry
 
     with Registry.open(db) as registry:
-        registry.record_surgery(participant_id, placement=placement, coverage_pct=coverage, duration_min=time)
+        registry.record_surgery(
+            participant_id, placement=placement, coverage_pct=coverage, duration_min=time
+        )
     console.print(f"surgery of {participant_id} recorded")
 
 
@@ -450,17 +619,24 @@ def study_surgery(
 def study_plan(
     db: _DB,
     participant_id: Annotated[str, typer.Argument(help="Participant id.")],
-    paddle: Annotated[Optional[str], typer.Option(help="Paddle model.")] = None,
-    rostral_edge: Annotated[Optional[str], typer.Option(help="Planned rostral edge, e.g. mid-T11.")] = None,
-    coverage: Annotated[Optional[float], typer.Option(help="Planned enlargement coverage, %.")] = None,
-    plan_file: Annotated[Optional[str], typer.Option(help="The plan.json it came from.")] = None,
+    paddle: Annotated[str | None, typer.Option(help="Paddle model.")] = None,
+    rostral_edge: Annotated[
+        str | None, typer.Option(help="Planned rostral edge, e.g. mid-T11.")
+    ] = None,
+    coverage: Annotated[float | None, typer.Option(help="Planned enlargement coverage, %.")] = None,
+    plan_file: Annotated[str | None, typer.Option(help="The plan.json it came from.")] = None,
 ):
     """Record a placement plan of a participant."""
     from cordmap.study.registry import Registry
 
     with Registry.open(db) as registry:
-        plan_id = registry.add_plan(participant_id, paddle=paddle, rostral_edge=rostral_edge,
-                                    coverage_pct=coverage, plan_file=plan_file)
+        plan_id = registry.add_plan(
+            participant_id,
+            paddle=paddle,
+            rostral_edge=rostral_edge,
+            coverage_pct=coverage,
+            plan_file=plan_file,
+        )
     console.print(f"plan {plan_id} of {participant_id} recorded")
 
 
@@ -470,7 +646,7 @@ def study_outcome(
     participant_id: Annotated[str, typer.Argument(help="Participant id.")],
     measure: Annotated[str, typer.Argument(help="Measure name, e.g. walking_distance_m.")],
     value: Annotated[float, typer.Argument(help="Its value.")],
-    weeks: Annotated[Optional[float], typer.Option(help="Weeks after implant.")] = None,
+    weeks: Annotated[float | None, typer.Option(help="Weeks after implant.")] = None,
 ):
     """Record a numeric outcome of a participant."""
     from cordmap.study.registry import Registry
@@ -484,7 +660,9 @@ def study_outcome(
 def study_deidentify(
     source: Annotated[Path, typer.Argument(help="Folder of a DICOM export.")],
     out: Annotated[Path, typer.Argument(help="New folder for the de-identified copy.")],
-    participant: Annotated[str, typer.Option(help="Pseudonym written as PatientName and PatientID.")],
+    participant: Annotated[
+        str, typer.Option(help="Pseudonym written as PatientName and PatientID.")
+    ],
 ):
     """Copy a DICOM export without names, birth dates, dates, institutions or private tags."""
     from cordmap.study.deid import deidentify_dicom
@@ -493,7 +671,7 @@ def study_deidentify(
     console.print(f"written {count} de-identified DICOM files to {out}")
 
 
-def _groups(text: Optional[str]) -> Optional[tuple[str, str]]:
+def _groups(text: str | None) -> tuple[str, str] | None:
     if text is None:
         return None
     names = tuple(n.strip() for n in text.split(","))
@@ -506,13 +684,21 @@ def _groups(text: Optional[str]) -> Optional[tuple[str, str]]:
 def study_stats(
     db: _DB,
     by: Annotated[str, typer.Option(help="Participant field that splits the groups.")] = "group",
-    metric: Annotated[Optional[list[str]], typer.Option(
-        help="Metric to compare (repeat): coverage, surgery_time, planned_coverage, age_at_implant, "
-             "years_since_injury or an outcome measure.")] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Metric to compare (repeat): coverage, surgery_time, planned_coverage, age_at_implant, "
+            "years_since_injury or an outcome measure."
+        ),
+    ] = None,
     test: Annotated[str, typer.Option(help="mann-whitney (default) or welch.")] = "mann-whitney",
-    groups: Annotated[Optional[str], typer.Option(help="The two groups to compare, A,B.")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Also write the HTML study report here.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    groups: Annotated[str | None, typer.Option(help="The two groups to compare, A,B.")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the HTML study report here.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the plot jitter.")] = 0,
 ):
     """Compare two groups: test, p-value, effect size, confidence interval; box plots in the report."""
@@ -527,18 +713,32 @@ def study_stats(
     metrics = tuple(metric or ("coverage", "surgery_time"))
     with Registry.open(db) as registry:
         if report:
-            comparisons = study_report(registry, report, by=by, metrics=metrics, test=test,
-                                       groups=_groups(groups), seed=seed)
+            comparisons = study_report(
+                registry,
+                report,
+                by=by,
+                metrics=metrics,
+                test=test,
+                groups=_groups(groups),
+                seed=seed,
+            )
         else:
-            comparisons = compare_cohort(registry.cohort(), by=by, metrics=metrics, test=test,
-                                         groups=_groups(groups), seed=seed)
+            comparisons = compare_cohort(
+                registry.cohort(),
+                by=by,
+                metrics=metrics,
+                test=test,
+                groups=_groups(groups),
+                seed=seed,
+            )
     for c in comparisons:
         (a, b), unit = c.groups, f" {c.unit}" if c.unit else ""
         console.print(
             f"[bold]{c.metric}[/]: {a.name} median {a.median:.1f}{unit} (n={a.n}) vs {b.name} "
             f"{b.median:.1f}{unit} (n={b.n}); {c.test} {c.statistic:.3g}, {format_p(c.p_value)}, "
             f"{c.effect_name} {c.effect:.2f}, {c.difference_name} {c.difference:.1f}{unit} "
-            f"({c.confidence:.0%} CI {c.ci_low:.1f} to {c.ci_high:.1f})")
+            f"({c.confidence:.0%} CI {c.ci_low:.1f} to {c.ci_high:.1f})"
+        )
     if json_out:
         write_text(json_out, json.dumps([c.to_dict() for c in comparisons], indent=1) + "\n")
     if report:
@@ -556,24 +756,43 @@ def study_demo(
     from cordmap.study.figures import format_p
 
     with console.status("building the demo study") as status:
-        study = build_demo_study(out, participants=participants, seed=seed, on_participant=lambda pid:
-                                 status.update(f"{pid}: phantom, case folder, plan, surgery"))
+        study = build_demo_study(
+            out,
+            participants=participants,
+            seed=seed,
+            on_participant=lambda pid: status.update(f"{pid}: phantom, case folder, plan, surgery"),
+        )
     for c in study.comparisons:
         a, b = c.groups
-        console.print(f"{c.metric}: {a.name} median {a.median:.1f} vs {b.name} {b.median:.1f} {c.unit}, "
-                      f"{format_p(c.p_value)}")
+        console.print(
+            f"{c.metric}: {a.name} median {a.median:.1f} vs {b.name} {b.median:.1f} {c.unit}, "
+            f"{format_p(c.p_value)}"
+        )
     console.print(f"written {study.database}, {study.csv}, {study.cases}/ and {study.report}")
 
 
 @command
 def phantom(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write (new, empty or an earlier phantom).")],
-    seed: Annotated[int, typer.Option(help="Anatomy seed (lengths, enlargement, conus level, curvature).")] = 0,
-    slice_thickness: Annotated[Optional[float], typer.Option(
-        "--slice-thickness", help="Axial slice thickness in mm; omit for 3 mm, 0 to draw it from the seed.")] = None,
+    out_dir: Annotated[
+        Path, typer.Argument(help="Folder to write (new, empty or an earlier phantom).")
+    ],
+    seed: Annotated[
+        int, typer.Option(help="Anatomy seed (lengths, enlargement, conus level, curvature).")
+    ] = 0,
+    slice_thickness: Annotated[
+        float | None,
+        typer.Option(
+            "--slice-thickness",
+            help="Axial slice thickness in mm; omit for 3 mm, 0 to draw it from the seed.",
+        ),
+    ] = None,
     pixel: Annotated[float, typer.Option("--pixel", help="In-plane pixel size in mm.")] = 0.8,
-    slices: Annotated[Optional[int], typer.Option(
-        help="Number of axial slices centred on the enlargement (default: T9 to sacrum).")] = None,
+    slices: Annotated[
+        int | None,
+        typer.Option(
+            help="Number of axial slices centred on the enlargement (default: T9 to sacrum)."
+        ),
+    ] = None,
     dicom: Annotated[bool, typer.Option(help="Also write axial and sagittal DICOM series.")] = True,
 ):
     """Generate the synthetic lumbosacral phantom with exact ground truth."""
@@ -588,7 +807,8 @@ def phantom(
         f"{' x '.join(f'{s:g}' for s in result.image.spacing)} mm; conus tip at "
         f"{truth.conus['tip_level']}, enlargement {truth.enlargement['length_mm']:.0f} mm over "
         f"{truth.enlargement['superior_level']}..{truth.enlargement['inferior_level']}, widest in "
-        f"segment {truth.max_cord_area['segment']}")
+        f"segment {truth.max_cord_area['segment']}"
+    )
     for path in files:
         console.print(f"written {path}")
 
@@ -598,16 +818,38 @@ def _names(text: str | None) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip()) if text else ()
 
 
-def _train_options(epochs, patches, batch_size, patch, seed, augment, extra_augmentation,
-                   balance_classes, accelerator, devices, strategy, progress, **extra):
+def _train_options(
+    epochs,
+    patches,
+    batch_size,
+    patch,
+    seed,
+    augment,
+    extra_augmentation,
+    balance_classes,
+    accelerator,
+    devices,
+    strategy,
+    progress,
+    **extra,
+):
     from cordmap.learn.train import TrainConfig, parse_patch
 
-    return TrainConfig(epochs=epochs, patches_per_epoch=patches, batch_size=batch_size,
-                       patch=parse_patch(patch), seed=seed, augment=augment,
-                       extra_augmentation=_names(extra_augmentation),
-                       balance_classes=balance_classes,
-                       accelerator=accelerator, devices=devices, strategy=strategy,
-                       progress=progress, **extra)
+    return TrainConfig(
+        epochs=epochs,
+        patches_per_epoch=patches,
+        batch_size=batch_size,
+        patch=parse_patch(patch),
+        seed=seed,
+        augment=augment,
+        extra_augmentation=_names(extra_augmentation),
+        balance_classes=balance_classes,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        progress=progress,
+        **extra,
+    )
 
 
 _EPOCHS = typer.Option(help="Maximum number of epochs (the best validation loss is kept).")
@@ -616,65 +858,106 @@ _PATCH = typer.Option(help="Patch / sliding-window size X,Y,Z in voxels (default
 _ACCEL = typer.Option(help="Lightning accelerator: auto, cpu, gpu.")
 _DEVICES = typer.Option(help="Lightning devices: auto, 1, 2, ...")
 _STRATEGY = typer.Option(help="Lightning strategy: auto, ddp, ...")
-_EXTRA = typer.Option(help="Extra augmentations, comma-separated: intensity, bias, elastic, scale, tilt.")
+_EXTRA = typer.Option(
+    help="Extra augmentations, comma-separated: intensity, bias, elastic, scale, tilt."
+)
 _KEEP_LARGEST = typer.Option(help="Classes to keep only the largest connected piece of, e.g. cord.")
-_BALANCE = typer.Option(help="Class-weighted cross-entropy (--no-balance-classes: the published plain loss).")
+_BALANCE = typer.Option(
+    help="Class-weighted cross-entropy (--no-balance-classes: the published plain loss)."
+)
 
 
 @command()
 def train(
-    cases: Annotated[Optional[list[Path]], typer.Argument(help="Annotated case folders.")] = None,
-    out: Annotated[Path, typer.Option(help="Run folder (re-run the same command to resume).")] = Path("unet-run"),
+    cases: Annotated[list[Path] | None, typer.Argument(help="Annotated case folders.")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Run folder (re-run the same command to resume).")
+    ] = Path("unet-run"),
     phantoms: Annotated[int, typer.Option(help="Add N generated phantom cases.")] = 0,
     phantom_seed: Annotated[int, typer.Option(help="Seed of the first phantom.")] = 0,
-    config: Annotated[str, typer.Option(help="Network: small (default, CPU) or published.")] = "small",
-    classes: Annotated[str, typer.Option(help="Training classes: published (7), spine (cord, CSF, vertebra, disc) or cord.")] = "published",
+    config: Annotated[
+        str, typer.Option(help="Network: small (default, CPU) or published.")
+    ] = "small",
+    classes: Annotated[
+        str,
+        typer.Option(
+            help="Training classes: published (7), spine (cord, CSF, vertebra, disc) or cord."
+        ),
+    ] = "published",
     epochs: Annotated[int, _EPOCHS] = 30,
     patches: Annotated[int, _PATCHES] = 24,
     batch_size: Annotated[int, typer.Option(help="Patches per optimiser step.")] = 2,
-    patch: Annotated[Optional[str], _PATCH] = None,
+    patch: Annotated[str | None, _PATCH] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, sampling and weights.")] = 0,
     augment: Annotated[bool, typer.Option(help="Published rotation + noise augmentation.")] = True,
-    extra_augmentation: Annotated[Optional[str], _EXTRA] = None,
+    extra_augmentation: Annotated[str | None, _EXTRA] = None,
     balance_classes: Annotated[bool, _BALANCE] = True,
     accelerator: Annotated[str, _ACCEL] = "auto",
     devices: Annotated[str, _DEVICES] = "auto",
     strategy: Annotated[str, _STRATEGY] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    recipe: Annotated[Optional[str], typer.Option(help="Train a recipe with its own data and settings: default (the bundled model).")] = None,
-    data: Annotated[Path, typer.Option(help="With --recipe: the folder holding lumbar-mri/, pam50/ and pam50-small/.")] = Path("../shared/data"),
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="Train a recipe with its own data and settings: default (the bundled model)."
+        ),
+    ] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="With --recipe: the folder holding lumbar-mri/, pam50/ and pam50-small/."
+        ),
+    ] = Path("../shared/data"),
 ):
     """Train the 3D U-Net on annotated cases and/or phantoms, or a recipe (resumable)."""
     from cordmap.learn.data import gather_cases
     from cordmap.learn.train import train as run_training
 
     if recipe is not None:
-        from cordmap.anatomy.schema import LabelSchema
         from cordmap.learn.recipe import train_recipe
+        from cordmap.protocol.schema import LabelSchema
 
         if cases or phantoms:
             raise CordmapError("--recipe brings its own data: pass no case folders or --phantoms")
         result = train_recipe(recipe, data, out, LabelSchema.load(), progress=progress)
-        console.print(f"trained {result.epochs_run} epochs; best validation loss "
-                      f"{result.best_val_loss:.4f}")
+        console.print(
+            f"trained {result.epochs_run} epochs; best validation loss {result.best_val_loss:.4f}"
+        )
         console.print(f"written {result.model_path} and {result.loss_plot}")
         return
-    settings = _train_options(epochs, patches, batch_size, patch, seed, augment,
-                              extra_augmentation, balance_classes, accelerator, devices,
-                              strategy, progress, model=config, classes=classes)
+    settings = _train_options(
+        epochs,
+        patches,
+        batch_size,
+        patch,
+        seed,
+        augment,
+        extra_augmentation,
+        balance_classes,
+        accelerator,
+        devices,
+        strategy,
+        progress,
+        model=config,
+        classes=classes,
+    )
     data, schema = gather_cases(cases or [], phantoms, phantom_seed)
     result = run_training(data, out, schema, settings)
-    console.print(f"trained {result.epochs_run} epochs; best validation loss "
-                  f"{result.best_val_loss:.4f}; split {({k: len(v) for k, v in result.split.items()})}")
+    console.print(
+        f"trained {result.epochs_run} epochs; best validation loss "
+        f"{result.best_val_loss:.4f}; split { ({k: len(v) for k, v in result.split.items()}) }"
+    )
     console.print(f"written {result.model_path} and {result.loss_plot}")
 
 
 @command()
 def evaluate(
     cases: Annotated[list[Path], typer.Argument(help="Case folders with manual labels.")],
-    model: Annotated[Optional[Path], typer.Option(help="Model file; omit to score the stored desc-unet labels.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the full report (JSON) here.")] = None,
-    keep_largest: Annotated[Optional[str], _KEEP_LARGEST] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model file; omit to score the stored desc-unet labels.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the full report (JSON) here.")] = None,
+    keep_largest: Annotated[str | None, _KEEP_LARGEST] = None,
 ):
     """Score segmentations against manual labels: IoU, Dice, HD95, mIoU, pixel accuracy."""
     from cordmap.learn.evaluate import evaluate_case_dirs, report_table, write_report
@@ -685,31 +968,42 @@ def evaluate(
         console.print(f"written {write_report(report, out)}")
 
 
-_ANCHOR = typer.Option(help="Vertebral anchor: 'L5' (the lowest vertebra in view), 'T12/L1 disc' (the lowest disc in view), '...@S' for the one nearest S mm.")
+_ANCHOR = typer.Option(
+    help="Vertebral anchor: 'L5' (the lowest vertebra in view), 'T12/L1 disc' (the lowest disc in view), '...@S' for the one nearest S mm."
+)
 
 
 @command()
 def segment(
     case_dir: Annotated[Path, typer.Argument(help="Case folder.")],
-    model: Annotated[Optional[Path], typer.Option(help="Model file written by `cordmap train` (default: the bundled model).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model file written by `cordmap train` (default: the bundled model)."),
+    ] = None,
     overlap: Annotated[float, typer.Option(help="Sliding-window overlap (0..0.9).")] = 0.25,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1 ...")] = "cpu",
-    keep_largest: Annotated[Optional[str], _KEEP_LARGEST] = None,
-    anchor: Annotated[Optional[str], _ANCHOR] = None,
+    keep_largest: Annotated[str | None, _KEEP_LARGEST] = None,
+    anchor: Annotated[str | None, _ANCHOR] = None,
 ):
     """Segment a case with a U-Net (the bundled model by default) and number its vertebrae;
     writes its desc-unet labels."""
     from cordmap.learn.infer import segment_case
 
-    result = segment_case(case_dir, model, overlap=overlap, device=device,
-                          keep_largest=_names(keep_largest), anchor=anchor)
+    result = segment_case(
+        case_dir,
+        model,
+        overlap=overlap,
+        device=device,
+        keep_largest=_names(keep_largest),
+        anchor=anchor,
+    )
     _print_segmentation(result)
 
 
 @command()
 def levels(
     case_dir: Annotated[Path, typer.Argument(help="Case folder segmented by `cordmap segment`.")],
-    anchor: Annotated[Optional[str], _ANCHOR] = None,
+    anchor: Annotated[str | None, _ANCHOR] = None,
 ):
     """Number the vertebrae and discs of a case's segmentation again (e.g. from an anchor)."""
     from cordmap.segmentation import renumber_case
@@ -730,12 +1024,18 @@ def _print_segmentation(result) -> None:
 
 @command()
 def auto(
-    image: Annotated[Path, typer.Argument(help="NIfTI file, DICOM folder or slice folder of the scan.")],
+    image: Annotated[
+        Path, typer.Argument(help="NIfTI file, DICOM folder or slice folder of the scan.")
+    ],
     case_dir: Annotated[Path, typer.Argument(help="Case folder to create (or refresh).")],
-    series: Annotated[Optional[str], typer.Option(help="DICOM series: number, UID or description.")] = None,
+    series: Annotated[
+        str | None, typer.Option(help="DICOM series: number, UID or description.")
+    ] = None,
     subject: Annotated[str, typer.Option(help="BIDS subject label.")] = "sub-01",
-    anchor: Annotated[Optional[str], _ANCHOR] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model file (default: the bundled model).")] = None,
+    anchor: Annotated[str | None, _ANCHOR] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model file (default: the bundled model).")
+    ] = None,
 ):
     """From an unlabelled scan to a plan: import, segment, levels, validate, mesh, plan,
     viewer site and report, unattended."""
@@ -750,8 +1050,15 @@ def auto(
         def on_step(stage: str) -> None:
             progress.update(task, completed=stages.index(stage), description=stage)
 
-        result = run_auto(image, case_dir, series=series, subject=subject, anchor=anchor,
-                          model=model, on_step=on_step)
+        result = run_auto(
+            image,
+            case_dir,
+            series=series,
+            subject=subject,
+            anchor=anchor,
+            model=model,
+            on_step=on_step,
+        )
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     levels = result.levels
@@ -759,9 +1066,11 @@ def auto(
     if levels["conus_level"]:
         console.print(f"conus tip at {levels['conus_level']}")
     best = result.plan["candidates"][0]
-    console.print(f"best placement: rostral edge {best['rostral_edge']}, caudal edge "
-                  f"{best['caudal_edge']}: {best['volume_pct']:.1f} % of the enlargement "
-                  f"({result.plan['enlargement']['segments']})")
+    console.print(
+        f"best placement: rostral edge {best['rostral_edge']}, caudal edge "
+        f"{best['caudal_edge']}: {best['volume_pct']:.1f} % of the enlargement "
+        f"({result.plan['enlargement']['segments']})"
+    )
     if result.up_to_date:
         console.print(f"up to date: {', '.join(result.up_to_date)}")
     console.print(f"written {result.report} and {result.site}")
@@ -789,17 +1098,25 @@ def models():
 def finetune(
     model: Annotated[Path, typer.Argument(help="Trained model file.")],
     cases: Annotated[list[Path], typer.Argument(help="Annotated case folders to adapt to.")],
-    out: Annotated[Path, typer.Option(help="Run folder of the fine-tuning.")] = Path("unet-finetune"),
-    heldout: Annotated[Optional[list[Path]], typer.Option(help="Held-out case folder scored before and after (repeat).")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder of the fine-tuning.")] = Path(
+        "unet-finetune"
+    ),
+    heldout: Annotated[
+        list[Path] | None,
+        typer.Option(help="Held-out case folder scored before and after (repeat)."),
+    ] = None,
     freeze_encoder: Annotated[bool, typer.Option(help="Train the decoder only.")] = False,
-    annotated: Annotated[Optional[str], typer.Option(help="Classes annotated in the cases, e.g. cord,csf (default: all).")] = None,
+    annotated: Annotated[
+        str | None,
+        typer.Option(help="Classes annotated in the cases, e.g. cord,csf (default: all)."),
+    ] = None,
     epochs: Annotated[int, _EPOCHS] = 10,
     patches: Annotated[int, _PATCHES] = 24,
     batch_size: Annotated[int, typer.Option(help="Patches per optimiser step.")] = 2,
-    patch: Annotated[Optional[str], _PATCH] = None,
+    patch: Annotated[str | None, _PATCH] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
     augment: Annotated[bool, typer.Option(help="Published rotation + noise augmentation.")] = True,
-    extra_augmentation: Annotated[Optional[str], _EXTRA] = None,
+    extra_augmentation: Annotated[str | None, _EXTRA] = None,
     balance_classes: Annotated[bool, _BALANCE] = True,
     accelerator: Annotated[str, _ACCEL] = "auto",
     devices: Annotated[str, _DEVICES] = "auto",
@@ -811,10 +1128,22 @@ def finetune(
     from cordmap.learn.evaluate import report_table
     from cordmap.learn.finetune import finetune as run_finetune
 
-    settings = _train_options(epochs, patches, batch_size, patch, seed, augment,
-                              extra_augmentation, balance_classes, accelerator, devices,
-                              strategy, progress, freeze_encoder=freeze_encoder,
-                              annotated=_names(annotated) or None)
+    settings = _train_options(
+        epochs,
+        patches,
+        batch_size,
+        patch,
+        seed,
+        augment,
+        extra_augmentation,
+        balance_classes,
+        accelerator,
+        devices,
+        strategy,
+        progress,
+        freeze_encoder=freeze_encoder,
+        annotated=_names(annotated) or None,
+    )
     data, schema = gather_cases(cases)
     held = gather_cases(heldout)[0] if heldout else []
     result = run_finetune(model, data, out, schema, heldout=held, config=settings)
@@ -826,14 +1155,28 @@ def finetune(
 
 # -- planning (cordmap.plan) ----------------------------------------------------------------
 
-_PlanTarget = Annotated[Path, typer.Argument(help="Case folder, or a label NIfTI (then pass --out).")]
-_PaddleOpt = Annotated[Optional[str], typer.Option("--paddle", help="Paddle model (default: Specify 5-6-5).")]
-_PaddlesOpt = Annotated[Optional[Path], typer.Option("--paddles", help="JSON file of extra paddle models.")]
-_EnlargementOpt = Annotated[Optional[str], typer.Option(
-    "--enlargement", help="Segments of the enlargement, FIRST..LAST (default: L1..S2).")]
-_OutOpt = Annotated[Optional[Path], typer.Option("--out", help="JSON to write (default: CASE/plan/...).")]
-_ProtocolOpt = Annotated[Optional[Path], typer.Option(
-    "--protocol", help="Annotation protocol JSON of a label file (default: shipped).")]
+_PlanTarget = Annotated[
+    Path, typer.Argument(help="Case folder, or a label NIfTI (then pass --out).")
+]
+_PaddleOpt = Annotated[
+    str | None, typer.Option("--paddle", help="Paddle model (default: Specify 5-6-5).")
+]
+_PaddlesOpt = Annotated[
+    Path | None, typer.Option("--paddles", help="JSON file of extra paddle models.")
+]
+_EnlargementOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--enlargement", help="Segments of the enlargement, FIRST..LAST (default: L1..S2)."
+    ),
+]
+_OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="JSON to write (default: CASE/plan/...).")
+]
+_ProtocolOpt = Annotated[
+    Path | None,
+    typer.Option("--protocol", help="Annotation protocol JSON of a label file (default: shipped)."),
+]
 
 
 @command("plan")
@@ -844,21 +1187,38 @@ def plan_(
     enlargement: _EnlargementOpt = None,
     top: Annotated[int, typer.Option(help="How many distinct candidate placements.")] = 3,
     step: Annotated[float, typer.Option(help="Search step along the cord (mm).")] = 0.5,
-    separation: Annotated[float, typer.Option(help="Least distance between candidates (mm).")] = 5.0,
-    targets: Annotated[Optional[str], typer.Option(
-        help="Target segments, e.g. L2,L3,L4,S1: also rank placements by how the contacts "
-             "reach their dorsal root entry zones.")] = None,
-    sides: Annotated[Optional[str], typer.Option(
-        help="Sides of the targets: both (default), left or right.")] = None,
+    separation: Annotated[
+        float, typer.Option(help="Least distance between candidates (mm).")
+    ] = 5.0,
+    targets: Annotated[
+        str | None,
+        typer.Option(
+            help="Target segments, e.g. L2,L3,L4,S1: also rank placements by how the contacts "
+            "reach their dorsal root entry zones."
+        ),
+    ] = None,
+    sides: Annotated[
+        str | None, typer.Option(help="Sides of the targets: both (default), left or right.")
+    ] = None,
     out: _OutOpt = None,
     protocol: _ProtocolOpt = None,
 ):
     """Best paddle placements over the lumbosacral enlargement, in vertebral terms."""
     from cordmap.plan.files import run_plan
 
-    written = run_plan(target, out, paddle=paddle, paddles_file=paddles,
-                       enlargement=enlargement, top=top, step=step, separation=separation,
-                       targets=targets, sides=sides, protocol=protocol)
+    written = run_plan(
+        target,
+        out,
+        paddle=paddle,
+        paddles_file=paddles,
+        enlargement=enlargement,
+        top=top,
+        step=step,
+        separation=separation,
+        targets=targets,
+        sides=sides,
+        protocol=protocol,
+    )
     result = written.result
     _plan_header(result)
     _plan_table([(f"#{c['rank']}", c) for c in result["candidates"]])
@@ -866,24 +1226,36 @@ def plan_(
     _plan_contacts("#1", result["candidates"][0])
     if "targets" in result:
         ranked = result["targets"]
-        console.print(f"by target score ({', '.join(ranked['segments'])}; "
-                      f"{' and '.join(ranked['sides'])}):")
+        console.print(
+            f"by target score ({', '.join(ranked['segments'])}; {' and '.join(ranked['sides'])}):"
+        )
         _plan_table([(f"#{c['rank']}", c) for c in ranked["candidates"]])
         diff = ranked["comparison"]
-        console.print("the two rankings agree on the best placement" if diff["agree"] else
-                      f"the two rankings disagree: their best placements are "
-                      f"{diff['distance_mm']:.1f} mm apart")
+        console.print(
+            "the two rankings agree on the best placement"
+            if diff["agree"]
+            else f"the two rankings disagree: their best placements are "
+            f"{diff['distance_mm']:.1f} mm apart"
+        )
     console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
 
 
 @command("assess")
 def assess_(
     target: _PlanTarget,
-    rostral: Annotated[Optional[str], typer.Option(
-        help="Landmark of the array's rostral end, e.g. 'T11 upper endplate' or 'T12/L1 disc'.")] = None,
-    caudal: Annotated[Optional[str], typer.Option(help="Landmark of its caudal end instead.")] = None,
-    compare: Annotated[Optional[str], typer.Option(
-        help="Rostral-end landmark of a second placement: also report it and the distance.")] = None,
+    rostral: Annotated[
+        str | None,
+        typer.Option(
+            help="Landmark of the array's rostral end, e.g. 'T11 upper endplate' or 'T12/L1 disc'."
+        ),
+    ] = None,
+    caudal: Annotated[str | None, typer.Option(help="Landmark of its caudal end instead.")] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="Rostral-end landmark of a second placement: also report it and the distance."
+        ),
+    ] = None,
     paddle: _PaddleOpt = None,
     paddles: _PaddlesOpt = None,
     enlargement: _EnlargementOpt = None,
@@ -893,9 +1265,17 @@ def assess_(
     """Coverage achieved by a placement read from X-ray landmarks."""
     from cordmap.plan.files import run_assess
 
-    written = run_assess(target, out, rostral=rostral, caudal=caudal, compare=compare,
-                         paddle=paddle, paddles_file=paddles, enlargement=enlargement,
-                         protocol=protocol)
+    written = run_assess(
+        target,
+        out,
+        rostral=rostral,
+        caudal=caudal,
+        compare=compare,
+        paddle=paddle,
+        paddles_file=paddles,
+        enlargement=enlargement,
+        protocol=protocol,
+    )
     result = written.result
     _plan_header(result)
     rows = [("placement", result["placement"])]
@@ -905,21 +1285,27 @@ def assess_(
     _plan_segments("placement", result["placement"])
     _plan_contacts("placement", result["placement"])
     if "compared" in result:
-        console.print(f"distance between the two placements: {result['compared']['distance_mm']:.1f} mm")
+        console.print(
+            f"distance between the two placements: {result['compared']['distance_mm']:.1f} mm"
+        )
     console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
 
 
 def _plan_header(result: dict) -> None:
     e, p = result["enlargement"], result["paddle"]
     how = "estimated from the CSA profile and the conus" if e["estimated"] else "labelled"
-    console.print(f"enlargement {e['segments']} ({how}): {e['length_mm']:.1f} mm, "
-                  f"{e['volume_mm3']:.0f} mm3; paddle {p['name']} ({p['array_length_mm']:g} mm array)")
+    console.print(
+        f"enlargement {e['segments']} ({how}): {e['length_mm']:.1f} mm, "
+        f"{e['volume_mm3']:.0f} mm3; paddle {p['name']} ({p['array_length_mm']:g} mm array)"
+    )
 
 
 def _plan_segments(name: str, placement: dict) -> None:
-    parts = [f"{s['segment']} {s['covered_pct']:.0f} %"
-             + (f" (rows {s['contact_rows'][0]}-{s['contact_rows'][-1]})" if s["contact_rows"] else "")
-             for s in placement["segments"]]
+    parts = [
+        f"{s['segment']} {s['covered_pct']:.0f} %"
+        + (f" (rows {s['contact_rows'][0]}-{s['contact_rows'][-1]})" if s["contact_rows"] else "")
+        for s in placement["segments"]
+    ]
     console.print(f"segments under {name}: " + ", ".join(parts))
 
 
@@ -928,13 +1314,29 @@ def _plan_table(rows: list) -> None:
 
     scored = "target_score" in rows[0][1]
     table = Table(title_justify="left")
-    for column in ("", "rostral edge", "caudal edge", "at mm", "volume %", "length %",
-                   "15x3 mm slices %") + (("target score",) if scored else ()):
-        table.add_column(column, justify="right" if column.endswith(("%", "mm", "score")) else "left")
+    for column in (
+        "",
+        "rostral edge",
+        "caudal edge",
+        "at mm",
+        "volume %",
+        "length %",
+        "15x3 mm slices %",
+    ) + (("target score",) if scored else ()):
+        table.add_column(
+            column, justify="right" if column.endswith(("%", "mm", "score")) else "left"
+        )
     for name, c in rows:
-        table.add_row(name, c["rostral_edge"], c["caudal_edge"], f"{c['rostral_mm']:.1f}",
-                      f"{c['volume_pct']:.1f}", f"{c['length_pct']:.1f}", f"{c['slice_count_pct']:.1f}",
-                      *((f"{c['target_score']:.1f}",) if scored else ()))
+        table.add_row(
+            name,
+            c["rostral_edge"],
+            c["caudal_edge"],
+            f"{c['rostral_mm']:.1f}",
+            f"{c['volume_pct']:.1f}",
+            f"{c['length_pct']:.1f}",
+            f"{c['slice_count_pct']:.1f}",
+            *((f"{c['target_score']:.1f}",) if scored else ()),
+        )
     console.print(table)
 
 
@@ -942,27 +1344,51 @@ def _plan_contacts(name: str, placement: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"contacts of {name}", title_justify="left")
-    for column in ("contact", "row", "segment", "side", "from midline mm",
-                   "from entry zone mm", "dCSF mm"):
+    for column in (
+        "contact",
+        "row",
+        "segment",
+        "side",
+        "from midline mm",
+        "from entry zone mm",
+        "dCSF mm",
+    ):
         table.add_column(column, justify="left" if column in ("segment", "side") else "right")
     for c in placement["contacts"]:
-        table.add_row(str(c["contact"]), str(c["row"]), c["segment"] or "-", c["side"],
-                      f"{c['lateral_mm']:+.1f}", f"{c['entry_zone_offset_mm']:+.1f}",
-                      f"{c['dcsf_mm']:.1f}" if c["dcsf_mm"] is not None else c["dcsf_note"])
+        table.add_row(
+            str(c["contact"]),
+            str(c["row"]),
+            c["segment"] or "-",
+            c["side"],
+            f"{c['lateral_mm']:+.1f}",
+            f"{c['entry_zone_offset_mm']:+.1f}",
+            f"{c['dcsf_mm']:.1f}" if c["dcsf_mm"] is not None else c["dcsf_note"],
+        )
     console.print(table)
 
 
 @command()
 def batch(
     study: Annotated[str, typer.Argument(help="Study database, or a folder of case folders.")],
-    stage: Annotated[str, typer.Option(help="Stage to run on every case: mesh, plan, view, segment or report.")],
-    scheduler: Annotated[Optional[str], typer.Option(
-        help="Address of an existing Dask scheduler (default: a local cluster).")] = None,
+    stage: Annotated[
+        str, typer.Option(help="Stage to run on every case: mesh, plan, view, segment or report.")
+    ],
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address of an existing Dask scheduler (default: a local cluster)."),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Workers of the local cluster.")] = 2,
-    processes: Annotated[bool, typer.Option(
-        "--processes/--threads", help="Local workers as processes, or threads (quicker to start).")] = True,
-    model: Annotated[Optional[Path], typer.Option(help="Model file, for --stage segment.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-run cases that are up to date.")] = False,
+    processes: Annotated[
+        bool,
+        typer.Option(
+            "--processes/--threads",
+            help="Local workers as processes, or threads (quicker to start).",
+        ),
+    ] = True,
+    model: Annotated[Path | None, typer.Option(help="Model file, for --stage segment.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-run cases that are up to date.")
+    ] = False,
 ):
     """Run one stage over all cases of a study in parallel (Dask); failures do not stop the others."""
     from cordmap.study.batch import run_batch
@@ -973,8 +1399,16 @@ def batch(
         console.print(f"[{colour}]{outcome.status}[/] {outcome.case}{detail}", highlight=False)
 
     options = {"model": str(model)} if model else {}
-    outcomes = run_batch(study, stage, options=options, scheduler=scheduler, workers=workers,
-                         processes=processes, force=force, on_result=show)
+    outcomes = run_batch(
+        study,
+        stage,
+        options=options,
+        scheduler=scheduler,
+        workers=workers,
+        processes=processes,
+        force=force,
+        on_result=show,
+    )
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "up to date", "failed")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
     if counts["failed"]:
@@ -984,51 +1418,82 @@ def batch(
 @command("mesh")
 def mesh_command(
     source: Annotated[Path, typer.Argument(help="Case folder, or a label NIfTI file.")],
-    format: Annotated[str, typer.Option(
-        "--format", help="Comma-separated: glb (Blender, web), obj, ply, stl (3D printing).")] = "glb",
-    reduction: Annotated[float, typer.Option(
-        help="Fraction of triangles to remove (0.9 keeps 10%; 0 keeps all).")] = 0.9,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="Comma-separated: glb (Blender, web), obj, ply, stl (3D printing)."
+        ),
+    ] = "glb",
+    reduction: Annotated[
+        float, typer.Option(help="Fraction of triangles to remove (0.9 keeps 10%; 0 keeps all).")
+    ] = 0.9,
     smoothing: Annotated[int, typer.Option(help="Taubin smoothing iterations (0 = none).")] = 10,
-    thin_upsample: Annotated[int, typer.Option(
-        help="Thin labels (roots): 1 bridges diagonal contacts, N>=2 upsamples N times, 0 = off.")] = 1,
-    out: Annotated[Optional[Path], typer.Option(
-        help="Label file only: output folder (default: <name>_mesh beside it).")] = None,
-    protocol: Annotated[Optional[Path], typer.Option(
-        help="Label file only: annotation protocol JSON (default: shipped).")] = None,
+    thin_upsample: Annotated[
+        int,
+        typer.Option(
+            help="Thin labels (roots): 1 bridges diagonal contacts, N>=2 upsamples N times, 0 = off."
+        ),
+    ] = 1,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Label file only: output folder (default: <name>_mesh beside it)."),
+    ] = None,
+    protocol: Annotated[
+        Path | None,
+        typer.Option(help="Label file only: annotation protocol JSON (default: shipped)."),
+    ] = None,
 ):
     """Mesh every labelled structure (world RAS+ mm) and export for 3D tools into CASE/mesh/."""
     from rich.table import Table
 
     from cordmap.mesh import mesh_case, mesh_label_file, parse_formats
 
-    options = dict(formats=parse_formats(format), smoothing=smoothing, reduction=reduction,
-                   thin_upsample=thin_upsample)
+    options = dict(
+        formats=parse_formats(format),
+        smoothing=smoothing,
+        reduction=reduction,
+        thin_upsample=thin_upsample,
+    )
     if source.is_dir():
         if out is not None or protocol is not None:
-            raise CordmapError("--out and --protocol apply to a label file; a case writes "
-                               "CASE/mesh/ with the case's own protocol")
+            raise CordmapError(
+                "--out and --protocol apply to a label file; a case writes "
+                "CASE/mesh/ with the case's own protocol"
+            )
         result = mesh_case(source, **options)
         if result.up_to_date:
-            console.print(f"mesh stage of {source} is up to date (same labels and options)",
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"mesh stage of {source} is up to date (same labels and options)",
+                highlight=False,
+                soft_wrap=True,
+            )
     else:
         result = mesh_label_file(source, out, protocol=protocol, **options)
     table = Table(title=f"{len(result.structures)} structures meshed", title_justify="left")
     for column in ("id", "structure", "mesh mm³", "voxels mm³", "area mm²", "triangles", "closed"):
         table.add_column(column, justify="left" if column == "structure" else "right")
     for s in result.structures:
-        table.add_row(str(s.id), s.name, f"{s.stats.volume_mm3:.1f}", f"{s.voxel_volume_mm3:.1f}",
-                      f"{s.stats.area_mm2:.1f}", str(s.stats.triangles),
-                      "yes" if s.stats.watertight else "no")
+        table.add_row(
+            str(s.id),
+            s.name,
+            f"{s.stats.volume_mm3:.1f}",
+            f"{s.voxel_volume_mm3:.1f}",
+            f"{s.stats.area_mm2:.1f}",
+            str(s.stats.triangles),
+            "yes" if s.stats.watertight else "no",
+        )
     console.print(table)
     for path in result.files:
-        console.print(f"{'kept' if result.up_to_date else 'written'} {path}", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"{'kept' if result.up_to_date else 'written'} {path}", highlight=False, soft_wrap=True
+        )
 
 
 @command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("cordmap-demo"),
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path(
+        "cordmap-demo"
+    ),
     seed: Annotated[int, typer.Option(help="Phantom seed (anatomy varies with it).")] = 0,
 ):
     """Run the whole pipeline on the built-in lumbosacral phantom and say what it made."""
@@ -1037,8 +1502,11 @@ def demo(
     from cordmap.demo import run_demo
 
     with console.status("starting") as status:
-        result = run_demo(out, seed=seed, on_step=lambda step: (
-            console.print(f"[dim]•[/] {step}"), status.update(step)))
+        result = run_demo(
+            out,
+            seed=seed,
+            on_step=lambda step: (console.print(f"[dim]•[/] {step}"), status.update(step)),
+        )
     for note in result.notes:
         console.print(f"[green]✓[/] {note}", highlight=False)
     table = Table(title=f"made in {result.out}", title_justify="left")
@@ -1052,10 +1520,14 @@ def demo(
 @command()
 def report(
     case_dir: Annotated[Path, typer.Argument(help="Case folder (with labels).")],
-    out: Annotated[Optional[Path], typer.Option(
-        help="HTML file to write (default CASE/report/<subject>_report.html).")] = None,
-    site: Annotated[Optional[Path], typer.Option(
-        help="A static viewer site (`cordmap view CASE --static DIR`) to link to.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="HTML file to write (default CASE/report/<subject>_report.html)."),
+    ] = None,
+    site: Annotated[
+        Path | None,
+        typer.Option(help="A static viewer site (`cordmap view CASE --static DIR`) to link to."),
+    ] = None,
 ):
     """Write the case report: one self-contained HTML page (slices, 3D view, coverage, candidates)."""
     from cordmap.report.case_report import write_case_report
@@ -1063,7 +1535,10 @@ def report(
     with console.status("planning if needed, drawing the figures"):
         result = write_case_report(case_dir, out, site=site)
     best = result.plan["candidates"][0]
-    console.print(f"best placement: rostral edge {best['rostral_edge']}, caudal edge "
-                  f"{best['caudal_edge']}: {best['volume_pct']:.1f} % of the enlargement",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"best placement: rostral edge {best['rostral_edge']}, caudal edge "
+        f"{best['caudal_edge']}: {best['volume_pct']:.1f} % of the enlargement",
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(f"report written to {result.path}", highlight=False, soft_wrap=True)

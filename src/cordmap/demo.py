@@ -22,8 +22,9 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)  # one line per step: what it found
 
 
-def run_demo(out: str | Path, *, seed: int = 0,
-             on_step: Callable[[str], None] = lambda step: None) -> DemoResult:
+def run_demo(
+    out: str | Path, *, seed: int = 0, on_step: Callable[[str], None] = lambda step: None
+) -> DemoResult:
     """Run every stage on phantom `seed` inside `out` (re-runnable: earlier demo output is
     replaced, anything else in `out` is refused)."""
     from cordmap.anatomy.phantom import make_phantom, write_phantom
@@ -44,43 +45,57 @@ def run_demo(out: str | Path, *, seed: int = 0,
     phantom = make_phantom(seed)
     files = write_phantom(phantom, out / "phantom")
     truth_labels = next(p for p in files if p.name.endswith("_desc-truth_dseg.nii.gz"))
-    result.made.append(("phantom: T2 image, exact labels, truth.json, DICOM axial + sagittal",
-                        out / "phantom"))
+    result.made.append(
+        ("phantom: T2 image, exact labels, truth.json, DICOM axial + sagittal", out / "phantom")
+    )
     truth = phantom.truth
-    result.notes.append(f"phantom {seed}: {phantom.image.shape[2]} axial slices of "
-                        f"{phantom.image.spacing[2]:g} mm, conus tip at the "
-                        f"{truth.conus['tip_level']} vertebra")
+    result.notes.append(
+        f"phantom {seed}: {phantom.image.shape[2]} axial slices of "
+        f"{phantom.image.spacing[2]:g} mm, conus tip at the "
+        f"{truth.conus['tip_level']} vertebra"
+    )
 
     on_step("importing the axial DICOM series and the labels into a case folder")
-    case = import_case(out / "phantom" / "dicom", out / "case", labels_source=truth_labels,
-                       subject=phantom.subject, series="axial").case
+    case = import_case(
+        out / "phantom" / "dicom",
+        out / "case",
+        labels_source=truth_labels,
+        subject=phantom.subject,
+        series="axial",
+    ).case
     result.made.append(("case folder (BIDS names, case.json manifest)", case.root))
 
     on_step("validating the labels against the annotation protocol")
     report = validate(case.labels())
     if not report.ok:
         raise CordmapError("the phantom's labels fail validation:\n" + report.as_text())
-    result.notes.append(f"labels valid: {len(case.labels().ids())} structures, "
-                        f"{len(report.warnings)} warnings")
+    result.notes.append(
+        f"labels valid: {len(case.labels().ids())} structures, {len(report.warnings)} warnings"
+    )
 
     on_step("meshing every structure (marching cubes, smoothing, simplification)")
     meshes = mesh_case(case.root, formats=("glb", "stl"))
     result.made += [(f"meshes ({path.suffix[1:].upper()})", path) for path in meshes.files]
-    result.notes.append(f"{len(meshes.structures)} structures meshed, "
-                        f"{sum(s.stats.triangles for s in meshes.structures):,} triangles")
+    result.notes.append(
+        f"{len(meshes.structures)} structures meshed, "
+        f"{sum(s.stats.triangles for s in meshes.structures):,} triangles"
+    )
 
     on_step("planning the paddle placement")
     plan, plan_path = plan_file(case.root)
     result.made.append(("placement plan (JSON)", plan_path))
     best = plan["candidates"][0]
-    result.notes.append(f"best placement covers {best['volume_pct']:.1f} % of the enlargement "
-                        f"({plan['enlargement']['segments']}): "
-                        f"rostral edge {best['rostral_edge']}, caudal edge {best['caudal_edge']}")
+    result.notes.append(
+        f"best placement covers {best['volume_pct']:.1f} % of the enlargement "
+        f"({plan['enlargement']['segments']}): "
+        f"rostral edge {best['rostral_edge']}, caudal edge {best['caudal_edge']}"
+    )
 
     on_step("writing the Neuroglancer viewer (with the candidate paddles) as a static site")
     site = export_case(case.root, out / "viewer-site")
-    result.made.append(("3D viewer: open index.html from any web server, or `cordmap view "
-                        f"{case.root}`", site))
+    result.made.append(
+        (f"3D viewer: open index.html from any web server, or `cordmap view {case.root}`", site)
+    )
 
     on_step("writing the case report")
     report = write_case_report(case.root, site=site)

@@ -12,25 +12,29 @@ with the same inputs and parameters finds the case up to date and writes nothing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from cordmap import __version__
-from cordmap.anatomy.schema import DEFAULT_PROTOCOL, LabelSchema
 from cordmap.atomic import atomic_dir, clean_stale, write_text
 from cordmap.case import MANIFEST, PROTOCOL, Case, check_subject
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import is_nifti, read_labels, read_nifti, write_nifti
 from cordmap.io.slices import SLICE_SUFFIXES, read_masks, read_slice_stack
+from cordmap.protocol.schema import DEFAULT_PROTOCOL, LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 
-
-def read_image(source: str | Path, *, series: str | None = None,
-               spacing: tuple[float, float, float] | None = None,
-               orientation: str = "axial", reverse: bool = False) -> tuple[Volume, dict]:
+def read_image(
+    source: str | Path,
+    *,
+    series: str | None = None,
+    spacing: tuple[float, float, float] | None = None,
+    orientation: str = "axial",
+    reverse: bool = False,
+) -> tuple[Volume, dict]:
     """Read an MRI from a NIfTI file, a folder holding a DICOM export, or a folder of slices
     (`spacing`, `orientation` and `reverse` apply to slices: see cordmap.io.slices).
 
@@ -40,8 +44,10 @@ def read_image(source: str | Path, *, series: str | None = None,
     if not source.exists():
         raise CordmapError(f"{source} does not exist")
     if not source.is_file() and not source.is_dir():
-        raise CordmapError(f"{source} is a device or pipe, not a file or folder; pass a "
-                           ".nii/.nii.gz file, a DICOM folder or a folder of PNG/TIFF slices")
+        raise CordmapError(
+            f"{source} is a device or pipe, not a file or folder; pass a "
+            ".nii/.nii.gz file, a DICOM folder or a folder of PNG/TIFF slices"
+        )
     if source.is_file():
         if is_nifti(source):
             return _finite(read_nifti(source), source), {"format": "nifti"}
@@ -58,8 +64,13 @@ def read_image(source: str | Path, *, series: str | None = None,
     return volume, {"format": "dicom", "patient_identity_removed": identity_removed(info)}
 
 
-def read_annotations(source: str | Path, image: Volume, schema: LabelSchema, *,
-                     colour_table: str | Path | None = None) -> LabelVolume:
+def read_annotations(
+    source: str | Path,
+    image: Volume,
+    schema: LabelSchema,
+    *,
+    colour_table: str | Path | None = None,
+) -> LabelVolume:
     """Read labels for `image`: a NIfTI label volume or a folder of per-slice masks
     (one folder per structure, or colour-coded slices read with `colour_table`)."""
     source = Path(source)
@@ -74,9 +85,14 @@ def read_annotations(source: str | Path, image: Volume, schema: LabelSchema, *,
     return labels
 
 
-def read_sct_annotations(image: Volume, labels: LabelVolume | None, schema: LabelSchema, *,
-                         spinal_levels: str | Path | None = None,
-                         rootlets: str | Path | None = None) -> LabelVolume:
+def read_sct_annotations(
+    image: Volume,
+    labels: LabelVolume | None,
+    schema: LabelSchema,
+    *,
+    spinal_levels: str | Path | None = None,
+    rootlets: str | Path | None = None,
+) -> LabelVolume:
     """`labels` (or, without them, an empty label volume on the image's grid) completed by
     SCT's spinal levels (-> cord segments) and rootlets (-> dorsal roots, left or right)."""
     from cordmap.io import sct
@@ -98,23 +114,39 @@ class ImportResult:
     up_to_date: bool
 
 
-def import_case(image_source: str | Path, out: str | Path, *, labels_source: str | Path | None = None,
-                subject: str = "sub-01", series: str | None = None,
-                spacing: tuple[float, float, float] | None = None, orientation: str = "axial",
-                reverse: bool = False, colour_table: str | Path | None = None,
-                protocol: str | Path | None = None, spinal_levels: str | Path | None = None,
-                rootlets: str | Path | None = None) -> ImportResult:
+def import_case(
+    image_source: str | Path,
+    out: str | Path,
+    *,
+    labels_source: str | Path | None = None,
+    subject: str = "sub-01",
+    series: str | None = None,
+    spacing: tuple[float, float, float] | None = None,
+    orientation: str = "axial",
+    reverse: bool = False,
+    colour_table: str | Path | None = None,
+    protocol: str | Path | None = None,
+    spinal_levels: str | Path | None = None,
+    rootlets: str | Path | None = None,
+) -> ImportResult:
     """Build (or refresh) the case folder `out` from an image and optional annotations:
     `labels_source` in the protocol's ids, `spinal_levels` and `rootlets` in SCT's conventions
     (see cordmap.io.sct), all merged into the case's manual labels."""
     out = Path(out)
     check_subject(subject)
-    parameters = {"subject": subject, "series": series,
-                  "spacing_mm": list(spacing) if spacing else None, "orientation": orientation,
-                  "reverse": reverse, "protocol": str(protocol) if protocol else None}
+    parameters = {
+        "subject": subject,
+        "series": series,
+        "spacing_mm": list(spacing) if spacing else None,
+        "orientation": orientation,
+        "reverse": reverse,
+        "protocol": str(protocol) if protocol else None,
+    }
     sct_inputs = {"spinal_levels": spinal_levels, "rootlets": rootlets}
     parameters |= {key: Path(path).name for key, path in sct_inputs.items() if path}
-    inputs = [Path(p) for p in (image_source, labels_source, colour_table, *sct_inputs.values()) if p]
+    inputs = [
+        Path(p) for p in (image_source, labels_source, colour_table, *sct_inputs.values()) if p
+    ]
     previous = {}
     clean_stale(out)
     if (out / MANIFEST).is_file():
@@ -122,7 +154,8 @@ def import_case(image_source: str | Path, out: str | Path, *, labels_source: str
         if existing.subject != subject:
             raise CordmapError(
                 f"{out} holds subject {existing.subject}; importing {subject} into it would mix "
-                "two subjects' files: choose a new case folder (or delete this one)")
+                "two subjects' files: choose a new case folder (or delete this one)"
+            )
         if existing.is_up_to_date("import", inputs=inputs, parameters=parameters):
             return ImportResult(existing, True)
         previous = existing.manifest
@@ -133,27 +166,39 @@ def import_case(image_source: str | Path, out: str | Path, *, labels_source: str
 
     schema_file = Path(protocol) if protocol else DEFAULT_PROTOCOL
     schema = LabelSchema.load(schema_file)
-    image, source = read_image(image_source, series=series, spacing=spacing, orientation=orientation,
-                       reverse=reverse)
-    labels = (read_annotations(labels_source, image, schema, colour_table=colour_table)
-              if labels_source else None)
+    image, source = read_image(
+        image_source, series=series, spacing=spacing, orientation=orientation, reverse=reverse
+    )
+    labels = (
+        read_annotations(labels_source, image, schema, colour_table=colour_table)
+        if labels_source
+        else None
+    )
     if spinal_levels or rootlets:
-        labels = read_sct_annotations(image, labels, schema, spinal_levels=spinal_levels,
-                                      rootlets=rootlets)
+        labels = read_sct_annotations(
+            image, labels, schema, spinal_levels=spinal_levels, rootlets=rootlets
+        )
 
-    manifest = {**previous, "subject": subject, "cordmap_version": __version__, "source": source,
-                "protocol": {"name": schema.name, "version": schema.version, "file": PROTOCOL}}
-    manifest.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    manifest = {
+        **previous,
+        "subject": subject,
+        "cordmap_version": __version__,
+        "source": source,
+        "protocol": {"name": schema.name, "version": schema.version, "file": PROTOCOL},
+    }
+    manifest.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
     if previous:  # refresh in place: each file is replaced atomically, case.json last
-        return ImportResult(_write_case(Case(out, manifest), schema_file, image, labels,
-                                        inputs, parameters), False)
+        return ImportResult(
+            _write_case(Case(out, manifest), schema_file, image, labels, inputs, parameters), False
+        )
     with atomic_dir(out) as tmp:  # a new case appears whole or not at all
         _write_case(Case(tmp, manifest), schema_file, image, labels, inputs, parameters)
     return ImportResult(Case.open(out), False)
 
 
-def _write_case(case: Case, schema_file: Path, image: Volume, labels: LabelVolume | None,
-                inputs, parameters) -> Case:
+def _write_case(
+    case: Case, schema_file: Path, image: Volume, labels: LabelVolume | None, inputs, parameters
+) -> Case:
     root = case.root
     write_text(root / PROTOCOL, schema_file.read_text(encoding="utf-8"))
     write_nifti(image, case.image_path)
@@ -176,7 +221,8 @@ def _finite(volume: Volume, source: Path) -> Volume:
         if bad:
             raise CordmapError(
                 f"{source} has {bad:,} NaN or infinite voxels of {array.size:,}; re-export "
-                "the image from the scanner (or replace the bad voxels) before importing it")
+                "the image from the scanner (or replace the bad voxels) before importing it"
+            )
     return volume
 
 

@@ -11,14 +11,17 @@ import numpy as np
 from cordmap.errors import CordmapError
 
 
-def confusion_matrix(a: np.ndarray, b: np.ndarray,
-                     ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def confusion_matrix(
+    a: np.ndarray, b: np.ndarray, ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """counts[i, j]: voxels of ids[i] in `a` and ids[j] in `b`, and the ids: those given
     (every value of both arrays must be one of them) or else those present in either."""
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
-        raise CordmapError(f"label arrays of shapes {a.shape} and {b.shape} cannot be compared; "
-                           "compare volumes on the same grid")
+        raise CordmapError(
+            f"label arrays of shapes {a.shape} and {b.shape} cannot be compared; "
+            "compare volumes on the same grid"
+        )
     ids = np.union1d(np.unique(a), np.unique(b)) if ids is None else np.asarray(ids)
     n = len(ids)
     index_a, index_b = np.searchsorted(ids, a.ravel()), np.searchsorted(ids, b.ravel())

@@ -21,7 +21,7 @@ class Segmentation:
     up_to_date: bool = False
 
     @classmethod
-    def from_results(cls, path: Path, results: dict, up_to_date: bool = False) -> "Segmentation":
+    def from_results(cls, path: Path, results: dict, up_to_date: bool = False) -> Segmentation:
         """From the `results` recorded in case.json by the segment stage."""
         levels = results.get("levels")
         warnings = list(results.get("warnings", []))
@@ -41,12 +41,18 @@ def renumber_case(case_dir: str | Path, anchor: str | None = None) -> Segmentati
     entry = case.manifest.get("stages", {}).get("segment")
     path = case.labels_path("unet")
     if entry is None or not path.is_file():
-        raise CordmapError(f"{case.root} has no U-Net segmentation to number; run "
-                           f"`cordmap segment {case.root}` first")
+        raise CordmapError(
+            f"{case.root} has no U-Net segmentation to number; run "
+            f"`cordmap segment {case.root}` first"
+        )
     numbering = number_vertebrae(case.labels("unet"), anchor, source=str(path))
     write_nifti(numbering.labels, path)
     results = {**entry.get("results", {}), "levels": numbering.to_dict(), "levels_error": None}
-    case.record("segment", inputs=[case.image_path, Path(entry["parameters"]["model"])],
-                outputs=[path], parameters={**entry["parameters"], "anchor": anchor},
-                results=results)
+    case.record(
+        "segment",
+        inputs=[case.image_path, Path(entry["parameters"]["model"])],
+        outputs=[path],
+        parameters={**entry["parameters"], "anchor": anchor},
+        results=results,
+    )
     return Segmentation.from_results(path, results)

@@ -15,8 +15,9 @@ from cordmap.errors import CordmapError
 _FACE_NEIGHBOURS = ndimage.generate_binary_structure(3, 1)
 
 
-def surface_distances(mask_a: np.ndarray, mask_b: np.ndarray,
-                      spacing) -> tuple[np.ndarray, np.ndarray]:
+def surface_distances(
+    mask_a: np.ndarray, mask_b: np.ndarray, spacing
+) -> tuple[np.ndarray, np.ndarray]:
     """Distances (mm) from each surface voxel of A to B's surface, and from B's to A's."""
     mask_a, mask_b = np.asarray(mask_a, bool), np.asarray(mask_b, bool)
     if not mask_a.any() or not mask_b.any():

@@ -3,7 +3,8 @@
 A `Volume` is a 3D array plus a 4x4 affine mapping voxel indices (i, j, k) to world
 RAS+ millimetres (the NIfTI / nibabel convention). Arrays are always held in the
 closest canonical voxel order: i increases towards the patient's Right, j towards
-Anterior, k towards Superior, so an axial slice is `array[:, :, k]`. Readers convert on load; writers keep the canonical order.
+Anterior, k towards Superior, so an axial slice is `array[:, :, k]`. Readers convert on
+load; writers keep the canonical order.
 
 A `LabelVolume` is an integer volume whose values are label ids of a `LabelSchema`.
 """
@@ -19,7 +20,7 @@ from nibabel import orientations
 from cordmap.errors import CordmapError
 
 if TYPE_CHECKING:
-    from cordmap.anatomy.schema import LabelSchema
+    from cordmap.protocol.schema import LabelSchema
 
 #: Geometry tolerance (mm) when comparing two grids.
 GRID_TOLERANCE_MM = 1e-3
@@ -36,24 +37,32 @@ def check_affine(affine: np.ndarray) -> None:
     implausible voxel size: every later measurement in mm would be meaningless."""
     affine = np.asarray(affine, dtype=float)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
-        raise CordmapError("the volume's affine must be a finite 4x4 matrix; the file's "
-                           "header is damaged: re-export the image")
+        raise CordmapError(
+            "the volume's affine must be a finite 4x4 matrix; the file's "
+            "header is damaged: re-export the image"
+        )
     axes = affine[:3, :3]
     spacing = np.linalg.norm(axes, axis=0)
     if abs(np.linalg.det(axes)) < 1e-12 or spacing.min() == 0:
-        raise CordmapError("the volume's affine is singular (a voxel size of 0): the file's "
-                           "header is damaged; re-export the image")
+        raise CordmapError(
+            "the volume's affine is singular (a voxel size of 0): the file's "
+            "header is damaged; re-export the image"
+        )
     low, high = SPACING_RANGE_MM
     if spacing.min() < low or spacing.max() > high:
-        raise CordmapError(f"voxel size {' x '.join(f'{s:g}' for s in spacing)} mm is not "
-                           f"plausible for an MRI ({low:g} to {high:g} mm); the header's "
-                           "spacing is wrong: re-export the image")
+        raise CordmapError(
+            f"voxel size {' x '.join(f'{s:g}' for s in spacing)} mm is not "
+            f"plausible for an MRI ({low:g} to {high:g} mm); the header's "
+            "spacing is wrong: re-export the image"
+        )
     unit = axes / spacing
     cosines = np.abs(unit.T @ unit - np.eye(3))
     if cosines.max() > SHEAR_TOLERANCE:
-        raise CordmapError("the volume's axes are not perpendicular (a sheared grid, as "
-                           "from a tilted-gantry acquisition); resample it to an orthogonal "
-                           "grid first (e.g. dcm2niix does)")
+        raise CordmapError(
+            "the volume's axes are not perpendicular (a sheared grid, as "
+            "from a tilted-gantry acquisition); resample it to an orthogonal "
+            "grid first (e.g. dcm2niix does)"
+        )
 
 
 def to_canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +101,7 @@ class Volume:
         object.__setattr__(self, "affine", affine)
 
     @classmethod
-    def from_any_orientation(cls, array: np.ndarray, affine: np.ndarray, **extra) -> "Volume":
+    def from_any_orientation(cls, array: np.ndarray, affine: np.ndarray, **extra) -> Volume:
         """Build a volume from data in any voxel order, reordered to canonical RAS+."""
         array, affine = to_canonical(np.asarray(array), affine)
         return cls(array, affine, **extra)
@@ -122,13 +131,13 @@ class Volume:
         xyz = np.asarray(xyz, dtype=float)
         return xyz @ inv[:3, :3].T + inv[:3, 3]
 
-    def same_grid(self, other: "Volume", tolerance_mm: float = GRID_TOLERANCE_MM) -> bool:
+    def same_grid(self, other: Volume, tolerance_mm: float = GRID_TOLERANCE_MM) -> bool:
         """True when both volumes have the same shape and voxel-to-world mapping."""
         return self.shape == other.shape and np.allclose(
             self.affine, other.affine, atol=tolerance_mm
         )
 
-    def require_same_grid(self, other: "Volume", what: str = "labels") -> None:
+    def require_same_grid(self, other: Volume, what: str = "labels") -> None:
         """Raise a clear error when `other` does not lie on this volume's grid."""
         if self.same_grid(other):
             return
@@ -144,7 +153,7 @@ class Volume:
 class LabelVolume(Volume):
     """An integer volume of label ids defined by `schema`."""
 
-    schema: "LabelSchema" = field(default=None)
+    schema: LabelSchema = field(default=None)
 
     def __post_init__(self):
         super().__post_init__()

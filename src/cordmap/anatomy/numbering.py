@@ -44,9 +44,9 @@ import numpy as np
 from scipy import ndimage, signal
 from scipy.spatial import cKDTree
 
-from cordmap.anatomy.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
-from cordmap.anatomy.schema import CORD_CLASSES
 from cordmap.errors import CordmapError
+from cordmap.protocol.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
+from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume
 
 DISC_MIN_FRACTION = 0.2
@@ -67,8 +67,11 @@ CONUS_CORD_MM = 40.0
 #: The disc nearest the conus tip under the conus prior.
 CONUS_DISC = "L1/L2"
 
-_ANCHOR = re.compile(r"^\s*([CTL]\d{1,2}|S1?|sacrum)(?:\s*[/-]\s*([CTL]\d{1,2}|S1?|sacrum))?"
-                     r"(?:\s+disc)?\s*(?:@\s*(-?\d+(?:\.\d+)?))?\s*$", re.I)
+_ANCHOR = re.compile(
+    r"^\s*([CTL]\d{1,2}|S1?|sacrum)(?:\s*[/-]\s*([CTL]\d{1,2}|S1?|sacrum))?"
+    r"(?:\s+disc)?\s*(?:@\s*(-?\d+(?:\.\d+)?))?\s*$",
+    re.I,
+)
 
 
 @dataclass
@@ -85,17 +88,28 @@ class Numbering:
     warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        how = {"user": "from the anchor given", "sacrum": "automatic from the sacrum",
-               "conus": "from the conus position prior", "assumed": "lowest disc assumed L5/S1"}
+        how = {
+            "user": "from the anchor given",
+            "sacrum": "automatic from the sacrum",
+            "conus": "from the conus position prior",
+            "assumed": "lowest disc assumed L5/S1",
+        }
         text = f"levels: {how[self.anchor]}"
         return text + ("; uncertain: confirm on X-ray" if self.uncertain else "")
 
     def to_dict(self) -> dict:
-        return {"anchor": self.anchor, "uncertain": self.uncertain, "summary": self.describe(),
-                "vertebrae": list(self.vertebrae), "discs": list(self.discs),
-                "conus_tip_ras_mm": None if self.conus_tip is None else
-                [round(float(v), 1) for v in self.conus_tip],
-                "conus_level": self.conus_level, "warnings": list(self.warnings)}
+        return {
+            "anchor": self.anchor,
+            "uncertain": self.uncertain,
+            "summary": self.describe(),
+            "vertebrae": list(self.vertebrae),
+            "discs": list(self.discs),
+            "conus_tip_ras_mm": None
+            if self.conus_tip is None
+            else [round(float(v), 1) for v in self.conus_tip],
+            "conus_level": self.conus_level,
+            "warnings": list(self.warnings),
+        }
 
 
 @dataclass
@@ -106,8 +120,9 @@ class _Disc:
     position: int = 0  # level units from the top disc (gaps counted)
 
 
-def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
-                     source: str = "the segmentation") -> Numbering:
+def number_vertebrae(
+    labels: LabelVolume, anchor: str | None = None, source: str = "the segmentation"
+) -> Numbering:
     """Give every vertebra and disc voxel of `labels` its level (see the module notes)."""
     schema = labels.schema
     array = np.asarray(labels.array)
@@ -115,13 +130,16 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
     disc_ids = [label.id for label in schema.of_class("disc")]
     bone, disc_mask = np.isin(array, vertebra_ids), np.isin(array, disc_ids)
     if not bone.any():
-        raise CordmapError(f"no vertebra found in {source}: levels cannot be numbered; "
-                           "check that the image shows the spine")
+        raise CordmapError(
+            f"no vertebra found in {source}: levels cannot be numbered; "
+            "check that the image shows the spine"
+        )
     discs, column = _discs(disc_mask, labels)
     if len(discs) < MIN_VERTEBRAE - 1:
         raise CordmapError(
             f"{source} shows {len(discs)} intervertebral disc(s): numbering needs at least "
-            f"{MIN_VERTEBRAE} vertebrae in view; use a field of view covering more of the spine")
+            f"{MIN_VERTEBRAE} vertebrae in view; use a field of view covering more of the spine"
+        )
     warnings = _count_gaps(discs)
     bone_ijk = np.argwhere(bone)
     bone_xyz = labels.world(bone_ijk)
@@ -132,15 +150,19 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
 
     off = np.zeros(len(bone_xyz)) if column is None else _off_column(bone_xyz, column)
     near = off < SPINE_MM  # bodies, arches and the sacral alae; not what lies far off
-    near_volumes = np.bincount(level[near] + 1, minlength=discs[-1].position + 2) * labels.voxel_volume
-    sacrum = _is_sacrum(bone_xyz[(off < BODY_MM) & (level == discs[-1].position)], discs,
-                        near_volumes, spacing)
+    near_volumes = (
+        np.bincount(level[near] + 1, minlength=discs[-1].position + 2) * labels.voxel_volume
+    )
+    sacrum = _is_sacrum(
+        bone_xyz[(off < BODY_MM) & (level == discs[-1].position)], discs, near_volumes, spacing
+    )
     if anchor:
         offset = _user_offset(anchor, discs, bone_xyz, level)
         if sacrum and offset != VERTEBRAE.index("S") - discs[-1].position:
             raise CordmapError(
                 f"the anchor '{anchor}' contradicts the sacrum found below the lowest disc "
-                "(which makes that disc L5/S1); check the anchor, or the sagittal figure")
+                "(which makes that disc L5/S1); check the anchor, or the sagittal figure"
+            )
         how, uncertain = "user", False
     elif sacrum:
         offset, how, uncertain = VERTEBRAE.index("S") - discs[-1].position, "sacrum", False
@@ -165,16 +187,24 @@ def number_vertebrae(labels: LabelVolume, anchor: str | None = None,
     for d in discs:
         upper, lower = names[d.position], names[d.position + 1]
         disc_names[f"{upper}/{lower}"] = d.centre
-    disc_lookup = np.array([totalspineseg_disc(names[d.position], names[d.position + 1])
-                            for d in discs])
+    disc_lookup = np.array(
+        [totalspineseg_disc(names[d.position], names[d.position + 1]) for d in discs]
+    )
     out[disc_mask] = disc_lookup[disc_level]
     centres = {}
     for index in range(len(names)):
         mine = bone_xyz[level + 1 == index]
         if len(mine):
             centres[names[index]] = mine.mean(axis=0)
-    result = Numbering(LabelVolume(out, labels.affine, schema=schema), how, uncertain,
-                       centres, disc_names, conus, warnings=warnings)
+    result = Numbering(
+        LabelVolume(out, labels.affine, schema=schema),
+        how,
+        uncertain,
+        centres,
+        disc_names,
+        conus,
+        warnings=warnings,
+    )
     if conus is not None:
         result.conus_level = _describe_point(conus, discs, names)
     return result
@@ -193,9 +223,12 @@ def _discs(mask: np.ndarray, labels: LabelVolume):
     median = float(np.median(sizes[placed]))
     boxes = ndimage.find_objects(pieces)
     at_edge = [any(b.start == 0 or b.stop == n for b, n in zip(box, mask.shape)) for box in boxes]
-    keep = [i + 1 for i in placed  # a disc cut by the field of view is kept
-            if sizes[i] >= DISC_MIN_FRACTION * median
-            or (at_edge[i] and sizes[i] >= EDGE_MIN_FRACTION * median)]
+    keep = [
+        i + 1
+        for i in placed  # a disc cut by the field of view is kept
+        if sizes[i] >= DISC_MIN_FRACTION * median
+        or (at_edge[i] and sizes[i] >= EDGE_MIN_FRACTION * median)
+    ]
     parts = [part for index in keep for part in _split(labels.world(np.argwhere(pieces == index)))]
     groups: list[list[np.ndarray]] = []  # parts of one disc (split by the segmentation) together
     for part in sorted(parts, key=lambda p: -p[:, 2].mean()):
@@ -224,9 +257,10 @@ def _column(world: np.ndarray, sizes: np.ndarray):
     itself included: the discs outweigh the false positives beside them (facet joints,
     bowel), however many. Then the column grows piece by piece, nearest along S first,
     where the spine curves away from that median (the lumbosacral angle): a piece of
-    DISC_MIN_FRACTION of the column's median piece or more joins when it lies within COLUMN_MM of the line through the two column pieces nearest it
-    along S. The fit is a polynomial x(S), y(S) through the column (cubic from 7 pieces, quadratic from
-    5), None with fewer than 3."""
+    DISC_MIN_FRACTION of the column's median piece or more joins when it lies within
+    COLUMN_MM of the line through the two column pieces nearest it along S. The fit is a
+    polynomial x(S), y(S) through the column (cubic from 7 pieces, quadratic from 5), None
+    with fewer than 3."""
     column = []
     for index in range(len(world)):
         near = np.abs(world[:, 2] - world[index, 2]) <= NEIGHBOURHOOD_MM
@@ -247,8 +281,10 @@ def _column(world: np.ndarray, sizes: np.ndarray):
         return column or list(range(len(world))), None
     degree = 3 if len(column) >= 7 else 2 if len(column) >= 5 else 1
     weights = np.sqrt(sizes[column].astype(float))
-    fit = (np.polyfit(world[column, 2], world[column, 0], degree, w=weights),
-           np.polyfit(world[column, 2], world[column, 1], degree, w=weights))
+    fit = (
+        np.polyfit(world[column, 2], world[column, 0], degree, w=weights),
+        np.polyfit(world[column, 2], world[column, 1], degree, w=weights),
+    )
     return sorted(column), fit
 
 
@@ -265,19 +301,21 @@ def _split(xyz: np.ndarray) -> list[np.ndarray]:
     through a ligament say)."""
     bins = np.floor(xyz[:, 2] - xyz[:, 2].min()).astype(int)
     profile = ndimage.gaussian_filter1d(np.pad(np.bincount(bins).astype(float), 1), 3.0)
-    peaks, _ = signal.find_peaks(profile, distance=int(DISC_GAP_MM),
-                                 prominence=SPLIT_PROMINENCE * profile.max())
+    peaks, _ = signal.find_peaks(
+        profile, distance=int(DISC_GAP_MM), prominence=SPLIT_PROMINENCE * profile.max()
+    )
     if len(peaks) < 2:
         return [xyz]
-    valleys = np.array([a + int(np.argmin(profile[a:b + 1])) for a, b in zip(peaks, peaks[1:])])
+    valleys = np.array([a + int(np.argmin(profile[a : b + 1])) for a, b in zip(peaks, peaks[1:])])
     owner = np.searchsorted(valleys, bins + 1)  # profile indices are bins + 1 (padding)
     return [xyz[owner == index] for index in range(len(peaks))]
 
 
 def _off_column(xyz: np.ndarray, fit) -> np.ndarray:
     """Distance (mm, in the axial plane) of points from the column fit."""
-    return np.hypot(xyz[:, 0] - np.polyval(fit[0], xyz[:, 2]),
-                    xyz[:, 1] - np.polyval(fit[1], xyz[:, 2]))
+    return np.hypot(
+        xyz[:, 0] - np.polyval(fit[0], xyz[:, 2]), xyz[:, 1] - np.polyval(fit[1], xyz[:, 2])
+    )
 
 
 def _median_spacing(discs: list[_Disc]) -> float:
@@ -294,9 +332,11 @@ def _count_gaps(discs: list[_Disc]) -> list[str]:
         steps = max(1, int(round(gap / spacing)))
         lower.position = upper.position + steps
         if steps > 1:
-            warnings.append(f"{steps - 1} disc(s) missing in the segmentation between "
-                            f"S = {upper.centre[2]:.0f} and {lower.centre[2]:.0f} mm: counted "
-                            "by spacing")
+            warnings.append(
+                f"{steps - 1} disc(s) missing in the segmentation between "
+                f"S = {upper.centre[2]:.0f} and {lower.centre[2]:.0f} mm: counted "
+                "by spacing"
+            )
     return warnings
 
 
@@ -310,8 +350,9 @@ def _levels_of(xyz: np.ndarray, discs: list[_Disc]) -> tuple[np.ndarray, np.ndar
     within a gap of several levels, split by the fraction of the way down."""
     centres = np.stack([d.centre for d in discs])
     nearest = cKDTree(centres).query(xyz)[1]
-    signed = np.einsum("ij,ij->i", xyz - centres[nearest],
-                       np.stack([d.normal for d in discs])[nearest])
+    signed = np.einsum(
+        "ij,ij->i", xyz - centres[nearest], np.stack([d.normal for d in discs])[nearest]
+    )
     upper = np.where(signed >= 0, nearest - 1, nearest)  # index of the disc above (-1: none)
     positions = np.array([d.position for d in discs])
     level = np.where(upper >= 0, positions[np.maximum(upper, 0)], -1)
@@ -319,8 +360,9 @@ def _levels_of(xyz: np.ndarray, discs: list[_Disc]) -> tuple[np.ndarray, np.ndar
     inner = (upper >= 0) & (upper < len(discs) - 1)
     if inner.any():
         a, b = upper[inner], upper[inner] + 1
-        depth = -np.einsum("ij,ij->i", xyz[inner] - centres[a],
-                           np.stack([d.normal for d in discs])[a])
+        depth = -np.einsum(
+            "ij,ij->i", xyz[inner] - centres[a], np.stack([d.normal for d in discs])[a]
+        )
         total = np.linalg.norm(centres[b] - centres[a], axis=1)
         fraction[inner] = np.clip(depth / total, 0, 0.999)
         steps = positions[b] - positions[a]
@@ -356,7 +398,8 @@ def parse_anchor(text: str) -> tuple[str, str | None, float | None]:
         raise CordmapError(
             f"anchor '{text}' is not a vertebra or a disc: use e.g. 'L5' (the lowest vertebra "
             "in view), 'T12/L1 disc' (the lowest disc in view), or add '@S' for the one "
-            "nearest S mm, e.g. 'T12/L1 disc@-350'")
+            "nearest S mm, e.g. 'T12/L1 disc@-350'"
+        )
     upper, lower, at = match.groups()
     upper = vertebra(upper)
     lower = vertebra(lower) if lower else None
@@ -374,8 +417,10 @@ def _user_offset(anchor: str, discs: list[_Disc], bone_xyz: np.ndarray, level: n
         else:
             disc = min(discs, key=lambda d: abs(d.centre[2] - at))
             if abs(disc.centre[2] - at) > 0.5 * _median_spacing(discs):
-                raise CordmapError(f"anchor '{anchor}': no disc lies near S = {at:g} mm "
-                                   f"(nearest at {disc.centre[2]:.0f} mm); check the position")
+                raise CordmapError(
+                    f"anchor '{anchor}': no disc lies near S = {at:g} mm "
+                    f"(nearest at {disc.centre[2]:.0f} mm); check the position"
+                )
         return VERTEBRAE.index(lower) - disc.position
     present = np.unique(level)
     if at is None:
@@ -384,8 +429,9 @@ def _user_offset(anchor: str, discs: list[_Disc], bone_xyz: np.ndarray, level: n
         centres = {int(p): bone_xyz[level == p].mean(axis=0) for p in present}
         chosen = min(centres, key=lambda p: abs(centres[p][2] - at))
         if abs(centres[chosen][2] - at) > 0.75 * _median_spacing(discs):
-            raise CordmapError(f"anchor '{anchor}': no vertebra lies near S = {at:g} mm; "
-                               "check the position")
+            raise CordmapError(
+                f"anchor '{anchor}': no vertebra lies near S = {at:g} mm; check the position"
+            )
     return VERTEBRAE.index(upper) - chosen
 
 
@@ -401,7 +447,8 @@ def _names(offset: int, count: int, source: str) -> list[str]:
         raise CordmapError(
             f"numbering {source} from this anchor runs past "
             f"{'C1' if first < 0 else 'the sacrum'}: the anchor does not fit the vertebrae "
-            "in view; check it against the sagittal figure")
+            "in view; check it against the sagittal figure"
+        )
     return [VERTEBRAE[offset - 1 + i] for i in range(count + 1)]
 
 
@@ -411,15 +458,25 @@ def _variants(discs: list[_Disc], volumes: np.ndarray, offset: int) -> list[str]
     for upper, lower in zip(discs, discs[1:]):
         gap = float(np.linalg.norm(upper.centre - lower.centre))
         if lower.position - upper.position == 1 and gap > MERGED_HEIGHT * spacing:
-            warnings.append(f"a level {gap:.0f} mm tall (median {spacing:.0f} mm) below "
-                            f"S = {upper.centre[2]:.0f} mm: vertebrae may be merged")
-    by_name = {VERTEBRAE[offset + d.position - 1] + "/" + VERTEBRAE[offset + d.position]: d
-               for d in discs if 0 < offset + d.position < len(VERTEBRAE)}
-    if "L5/S" in by_name and "L4/L5" in by_name and \
-            by_name["L5/S"].height < 0.5 * by_name["L4/L5"].height:
-        warnings.append("the L5/S1 disc is under half as high as L4/L5: a lumbosacral "
-                        "transitional vertebra is suspected (4 or 6 lumbar vertebrae); "
-                        "confirm the count on a whole-spine image or X-ray")
+            warnings.append(
+                f"a level {gap:.0f} mm tall (median {spacing:.0f} mm) below "
+                f"S = {upper.centre[2]:.0f} mm: vertebrae may be merged"
+            )
+    by_name = {
+        VERTEBRAE[offset + d.position - 1] + "/" + VERTEBRAE[offset + d.position]: d
+        for d in discs
+        if 0 < offset + d.position < len(VERTEBRAE)
+    }
+    if (
+        "L5/S" in by_name
+        and "L4/L5" in by_name
+        and by_name["L5/S"].height < 0.5 * by_name["L4/L5"].height
+    ):
+        warnings.append(
+            "the L5/S1 disc is under half as high as L4/L5: a lumbosacral "
+            "transitional vertebra is suspected (4 or 6 lumbar vertebrae); "
+            "confirm the count on a whole-spine image or X-ray"
+        )
     return warnings
 
 

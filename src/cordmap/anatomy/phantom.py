@@ -19,12 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from cordmap.anatomy.phantom_geometry import (
-    ENLARGEMENT, PhantomGeometry, PhantomParameters, draw_parameters,
+    ENLARGEMENT,
+    PhantomGeometry,
+    PhantomParameters,
+    draw_parameters,
 )
 from cordmap.anatomy.phantom_image import t2_image, tissue_intensity
 from cordmap.anatomy.phantom_sampling import Grid, axial_grid, rasterise, sagittal_grid
-from cordmap.anatomy.schema import default_schema
+from cordmap.atomic import atomic_dir, write_text
 from cordmap.errors import CordmapError
+from cordmap.io.dicom import write_dicom_series
+from cordmap.io.nifti import write_nifti
+from cordmap.protocol.schema import default_schema
 from cordmap.volume import LabelVolume, Volume
 
 COORDINATES = (
@@ -66,7 +72,7 @@ class PhantomTruth:
         return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PhantomTruth":
+    def from_dict(cls, data: dict) -> PhantomTruth:
         names = {f.name for f in fields(cls)}
         missing = names - set(data)
         if missing:
@@ -76,11 +82,11 @@ class PhantomTruth:
         return cls(**{name: data[name] for name in names})
 
     @classmethod
-    def from_json(cls, text: str) -> "PhantomTruth":
+    def from_json(cls, text: str) -> PhantomTruth:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def read(cls, path: str | Path) -> "PhantomTruth":
+    def read(cls, path: str | Path) -> PhantomTruth:
         path = Path(path)
         try:
             return cls.from_json(path.read_text(encoding="utf-8"))
@@ -109,10 +115,16 @@ class Phantom:
         return f"sub-phantom{self.seed}"
 
 
-def make_phantom(seed: int = 0, *, slice_thickness: float | None = 3.0, pixel_mm: float = 0.8,
-                 fov_mm: tuple[float, float] = (160.0, 160.0),
-                 n_slices: int | None = None, partial_volume: int = PARTIAL_VOLUME,
-                 intensities: dict | None = None) -> Phantom:
+def make_phantom(
+    seed: int = 0,
+    *,
+    slice_thickness: float | None = 3.0,
+    pixel_mm: float = 0.8,
+    fov_mm: tuple[float, float] = (160.0, 160.0),
+    n_slices: int | None = None,
+    partial_volume: int = PARTIAL_VOLUME,
+    intensities: dict | None = None,
+) -> Phantom:
     """Draw phantom `seed` and acquire it as axial slices.
 
     `slice_thickness` None draws it from the seed (2.5, 3, 3.5 or 4 mm). Without
@@ -125,13 +137,15 @@ def make_phantom(seed: int = 0, *, slice_thickness: float | None = 3.0, pixel_mm
         raise CordmapError(f"phantom seed must be 0 or more, got {seed}")
     geometry = PhantomGeometry(draw_parameters(seed, slice_thickness))
     grid = axial_grid(geometry, geometry.parameters.slice_thickness, pixel_mm, fov_mm, n_slices)
-    image, labels = sample_phantom(geometry, grid, partial_volume=partial_volume,
-                                   intensities=intensities)
+    image, labels = sample_phantom(
+        geometry, grid, partial_volume=partial_volume, intensities=intensities
+    )
     return Phantom(image, labels, describe(geometry, grid), geometry)
 
 
-def sample_phantom(source, grid, *, partial_volume: int = PARTIAL_VOLUME,
-                   intensities: dict | None = None) -> tuple[Volume, LabelVolume]:
+def sample_phantom(
+    source, grid, *, partial_volume: int = PARTIAL_VOLUME, intensities: dict | None = None
+) -> tuple[Volume, LabelVolume]:
     """Image and labels of a phantom's anatomy sampled on `grid`.
 
     `source` is a PhantomGeometry, PhantomParameters, PhantomTruth or seed; `grid` a Grid,
@@ -165,8 +179,7 @@ def sample_phantom(source, grid, *, partial_volume: int = PARTIAL_VOLUME,
     planes.insert(axis + 1, partial_volume)
     intensity = tissue_intensity(tissue, intensities).reshape(planes).mean(axis=axis + 1)
     image = t2_image(intensity, grid, geometry.parameters)
-    return (Volume(image, grid.affine),
-            LabelVolume(labels, grid.affine, schema=default_schema()))
+    return (Volume(image, grid.affine), LabelVolume(labels, grid.affine, schema=default_schema()))
 
 
 def geometry_of(source) -> PhantomGeometry:
@@ -182,16 +195,21 @@ def geometry_of(source) -> PhantomGeometry:
     raise CordmapError(f"cannot make a phantom from a {type(source).__name__}")
 
 
-def sagittal_series(phantom: Phantom, *, slice_thickness: float = 3.0, pixel_mm: float = 0.8,
-                    n_slices: int = 15) -> tuple[Volume, LabelVolume]:
+def sagittal_series(
+    phantom: Phantom, *, slice_thickness: float = 3.0, pixel_mm: float = 0.8, n_slices: int = 15
+) -> tuple[Volume, LabelVolume]:
     """The same anatomy acquired as sagittal slices through the midline."""
     grid = sagittal_grid(phantom.geometry, slice_thickness, pixel_mm, n_slices=n_slices)
     return sample_phantom(phantom.geometry, grid)
 
 
 # -- files -------------------------------------------------------------------------------
-PHANTOM_FILES = ("{subject}_T2w.nii.gz", "{subject}_T2w_desc-truth_dseg.nii.gz", "truth.json",
-                 "dicom")
+PHANTOM_FILES = (
+    "{subject}_T2w.nii.gz",
+    "{subject}_T2w_desc-truth_dseg.nii.gz",
+    "truth.json",
+    "dicom",
+)
 
 
 def write_phantom(phantom: Phantom, out_dir: str | Path, *, dicom: bool = True) -> list[Path]:
@@ -202,9 +220,6 @@ def write_phantom(phantom: Phantom, out_dir: str | Path, *, dicom: bool = True) 
     sagittal one has 15 slices of the axial slice thickness and pixel size).
     `out_dir` must be new, empty or an earlier phantom folder: nothing else is replaced.
     """
-    from cordmap.atomic import atomic_dir, write_text
-    from cordmap.io.dicom import write_dicom_series
-    from cordmap.io.nifti import write_nifti
 
     out_dir = Path(out_dir)
     _require_phantom_folder(out_dir)
@@ -214,16 +229,28 @@ def write_phantom(phantom: Phantom, out_dir: str | Path, *, dicom: bool = True) 
         write_nifti(phantom.labels, tmp / names[1])
         write_text(tmp / names[2], phantom.truth.to_json())
         if dicom:
-            common = {"patient_id": f"PHANTOM{phantom.seed}",
-                      "uid_seed": f"cordmap-phantom-{phantom.seed}"}
-            write_dicom_series(phantom.image, tmp / "dicom" / "axial", slice_axis=2,
-                               series_description="T2w axial (cordmap phantom)",
-                               series_number=1, **common)
+            common = {
+                "patient_id": f"PHANTOM{phantom.seed}",
+                "uid_seed": f"cordmap-phantom-{phantom.seed}",
+            }
+            write_dicom_series(
+                phantom.image,
+                tmp / "dicom" / "axial",
+                slice_axis=2,
+                series_description="T2w axial (cordmap phantom)",
+                series_number=1,
+                **common,
+            )
             pixel, _, thickness = phantom.image.spacing
             sagittal, _ = sagittal_series(phantom, slice_thickness=thickness, pixel_mm=pixel)
-            write_dicom_series(sagittal, tmp / "dicom" / "sagittal", slice_axis=0,
-                               series_description="T2w sagittal (cordmap phantom)",
-                               series_number=2, **common)
+            write_dicom_series(
+                sagittal,
+                tmp / "dicom" / "sagittal",
+                slice_axis=0,
+                series_description="T2w sagittal (cordmap phantom)",
+                series_number=2,
+                **common,
+            )
     return [out_dir / name for name in (names if dicom else names[:3])]
 
 
@@ -248,9 +275,14 @@ def describe(geometry: PhantomGeometry, grid: Grid) -> PhantomTruth:
         return [round(float(c), 4) for c in g.centre(s)]
 
     def extent(item, **extra):
-        return {"label_id": item.label_id, "superior_s_mm": _r(item.superior),
-                "inferior_s_mm": _r(item.inferior), "superior_ras_mm": place(item.superior),
-                "inferior_ras_mm": place(item.inferior), **extra}
+        return {
+            "label_id": item.label_id,
+            "superior_s_mm": _r(item.superior),
+            "inferior_s_mm": _r(item.inferior),
+            "superior_ras_mm": place(item.superior),
+            "inferior_ras_mm": place(item.inferior),
+            **extra,
+        }
 
     first, last = (g.segment(name) for name in ENLARGEMENT)
     s = np.arange(g.model_top - 150.0, g.model_bottom + 50.0 + 1e-9, CENTRELINE_STEP_MM)
@@ -263,40 +295,76 @@ def describe(geometry: PhantomGeometry, grid: Grid) -> PhantomTruth:
         parameters=g.parameters.to_dict(),
         coordinates=COORDINATES,
         grid={"shape": list(grid.shape), "affine": grid.affine.round(6).tolist()},
-        centreline={"s_mm": _r(s), "ras_mm": g.centre(s).round(4).tolist(),
-                    "normal_ras": normal.round(6).tolist()},
-        cord_profile={"s_mm": _r(profile_s), "half_width_mm": _r(half_width),
-                      "half_depth_mm": _r(half_depth),
-                      "area_mm2": _r(np.pi * half_width * half_depth)},
+        centreline={
+            "s_mm": _r(s),
+            "ras_mm": g.centre(s).round(4).tolist(),
+            "normal_ras": normal.round(6).tolist(),
+        },
+        cord_profile={
+            "s_mm": _r(profile_s),
+            "half_width_mm": _r(half_width),
+            "half_depth_mm": _r(half_depth),
+            "area_mm2": _r(np.pi * half_width * half_depth),
+        },
         vertebrae={v.name: extent(v, height_mm=_r(v.length)) for v in g.vertebrae},
         discs={d.name: extent(d, height_mm=_r(d.length)) for d in g.discs},
-        segments={seg.name: extent(seg, length_mm=_r(seg.length),
-                                   superior_level=g.level_at(seg.superior),
-                                   inferior_level=g.level_at(seg.inferior),
-                                   volume_mm3=_r(g.cord_volume(seg.superior, seg.inferior)))
-                  for seg in g.segments},
-        conus=extent(g.conus, length_mm=_r(g.conus.length), tip_s_mm=_r(g.tip),
-                     tip_ras_mm=place(g.tip), tip_level=g.level_at(g.tip),
-                     volume_mm3=_r(g.cord_volume(g.conus.superior, g.tip))),
-        enlargement={"segments": list(ENLARGEMENT), "superior_s_mm": _r(first.superior),
-                     "inferior_s_mm": _r(last.inferior),
-                     "length_mm": _r(last.inferior - first.superior),
-                     "superior_ras_mm": place(first.superior),
-                     "inferior_ras_mm": place(last.inferior),
-                     "superior_level": g.level_at(first.superior),
-                     "inferior_level": g.level_at(last.inferior),
-                     "swelling_onset_s_mm": _r(g.onset)},
-        lumbosacral_cord={"superior_s_mm": _r(g.segment("L1").superior), "tip_s_mm": _r(g.tip),
-                          "length_mm": _r(g.tip - g.segment("L1").superior)},
-        max_cord_area={"area_mm2": _r(peak_area), "s_mm": _r(g.peak), "ras_mm": place(g.peak),
-                       "segment": g.segment_at(g.peak), "level": g.level_at(g.peak),
-                       "thoracic_area_mm2": _r(float(g.cord_area(g.segments[0].superior)))},
-        roots=[{"label_id": root.label_id, "level": root.level, "side": root.side,
-                "kind": root.kind, "radius_mm": root.radius,
-                "origin_s_mm": _r(root.points[0, 2]), "exit_s_mm": _r(root.points[-1, 2]),
-                "exit": root.exit, "polyline_uvs_mm": root.points.round(4).tolist(),
-                "polyline_ras_mm": g.world(*root.points.T).round(4).tolist()}
-               for root in g.roots],
+        segments={
+            seg.name: extent(
+                seg,
+                length_mm=_r(seg.length),
+                superior_level=g.level_at(seg.superior),
+                inferior_level=g.level_at(seg.inferior),
+                volume_mm3=_r(g.cord_volume(seg.superior, seg.inferior)),
+            )
+            for seg in g.segments
+        },
+        conus=extent(
+            g.conus,
+            length_mm=_r(g.conus.length),
+            tip_s_mm=_r(g.tip),
+            tip_ras_mm=place(g.tip),
+            tip_level=g.level_at(g.tip),
+            volume_mm3=_r(g.cord_volume(g.conus.superior, g.tip)),
+        ),
+        enlargement={
+            "segments": list(ENLARGEMENT),
+            "superior_s_mm": _r(first.superior),
+            "inferior_s_mm": _r(last.inferior),
+            "length_mm": _r(last.inferior - first.superior),
+            "superior_ras_mm": place(first.superior),
+            "inferior_ras_mm": place(last.inferior),
+            "superior_level": g.level_at(first.superior),
+            "inferior_level": g.level_at(last.inferior),
+            "swelling_onset_s_mm": _r(g.onset),
+        },
+        lumbosacral_cord={
+            "superior_s_mm": _r(g.segment("L1").superior),
+            "tip_s_mm": _r(g.tip),
+            "length_mm": _r(g.tip - g.segment("L1").superior),
+        },
+        max_cord_area={
+            "area_mm2": _r(peak_area),
+            "s_mm": _r(g.peak),
+            "ras_mm": place(g.peak),
+            "segment": g.segment_at(g.peak),
+            "level": g.level_at(g.peak),
+            "thoracic_area_mm2": _r(float(g.cord_area(g.segments[0].superior))),
+        },
+        roots=[
+            {
+                "label_id": root.label_id,
+                "level": root.level,
+                "side": root.side,
+                "kind": root.kind,
+                "radius_mm": root.radius,
+                "origin_s_mm": _r(root.points[0, 2]),
+                "exit_s_mm": _r(root.points[-1, 2]),
+                "exit": root.exit,
+                "polyline_uvs_mm": root.points.round(4).tolist(),
+                "polyline_ras_mm": g.world(*root.points.T).round(4).tolist(),
+            }
+            for root in g.roots
+        ],
     )
 
 

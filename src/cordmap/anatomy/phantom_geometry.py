@@ -23,13 +23,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cordmap.anatomy.levels import pam50_segment, totalspineseg_vertebra
+from cordmap.protocol.levels import pam50_segment, totalspineseg_vertebra
 
 #: Vertebrae modelled, from the skull down ("S": the S1 part of the sacrum).
 VERTEBRAE = ("T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "S")
 #: Cord segments modelled (PAM50 17..30).
-SEGMENTS = ("T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5",
-            "S1", "S2", "S3", "S4", "S5")
+SEGMENTS = ("T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1", "S2", "S3", "S4", "S5")
 #: The lumbosacral enlargement, by segments (first, last).
 ENLARGEMENT = ("L1", "S2")
 
@@ -37,27 +36,85 @@ ENLARGEMENT = ("L1", "S2")
 #: last 3.5 mm (S5 and the tip) become S5 (4 mm, so that it shows on 3 mm slices) and
 #: "Co", the conus tip region (label 60).
 PAM50_SEGMENT_LENGTH = {
-    "T9": 24.5, "T10": 22.0, "T11": 20.5, "T12": 18.5, "L1": 17.0, "L2": 13.0,
-    "L3": 11.5, "L4": 10.5, "L5": 8.0, "S1": 7.0, "S2": 7.5, "S3": 6.5, "S4": 6.0,
-    "S5": 4.0, "Co": 5.0,
+    "T9": 24.5,
+    "T10": 22.0,
+    "T11": 20.5,
+    "T12": 18.5,
+    "L1": 17.0,
+    "L2": 13.0,
+    "L3": 11.5,
+    "L4": 10.5,
+    "L5": 8.0,
+    "S1": 7.0,
+    "S2": 7.5,
+    "S3": 6.5,
+    "S4": 6.0,
+    "S5": 4.0,
+    "Co": 5.0,
 }
 #: Adult vertebral body heights (mm); the sacrum entry is its modelled S1 part.
-BODY_HEIGHT = {"T9": 21.0, "T10": 23.0, "T11": 25.0, "T12": 25.0, "L1": 25.0, "L2": 26.0,
-               "L3": 27.0, "L4": 27.0, "L5": 26.0, "S": 30.0}
+BODY_HEIGHT = {
+    "T9": 21.0,
+    "T10": 23.0,
+    "T11": 25.0,
+    "T12": 25.0,
+    "L1": 25.0,
+    "L2": 26.0,
+    "L3": 27.0,
+    "L4": 27.0,
+    "L5": 26.0,
+    "S": 30.0,
+}
 #: Disc heights (mm), by the vertebra above.
-DISC_HEIGHT = {"T9": 5.0, "T10": 5.5, "T11": 6.0, "T12": 7.0, "L1": 8.0, "L2": 9.0,
-               "L3": 10.0, "L4": 11.0, "L5": 11.0}
+DISC_HEIGHT = {
+    "T9": 5.0,
+    "T10": 5.5,
+    "T11": 6.0,
+    "T12": 7.0,
+    "L1": 8.0,
+    "L2": 9.0,
+    "L3": 10.0,
+    "L4": 11.0,
+    "L5": 11.0,
+}
 #: Vertebral body half-width and half-depth (mm).
-BODY_SEMI_AXES = {"T9": (15, 13), "T10": (16, 13.5), "T11": (17, 14), "T12": (18, 14.5),
-                  "L1": (20, 15), "L2": (21, 15.5), "L3": (22, 16), "L4": (23, 16.5),
-                  "L5": (24, 17), "S": (24, 16)}
+BODY_SEMI_AXES = {
+    "T9": (15, 13),
+    "T10": (16, 13.5),
+    "T11": (17, 14),
+    "T12": (18, 14.5),
+    "L1": (20, 15),
+    "L2": (21, 15.5),
+    "L3": (22, 16),
+    "L4": (23, 16.5),
+    "L5": (24, 17),
+    "S": (24, 16),
+}
 #: Bony canal half-width and half-depth (mm) at mid-vertebra.
-CANAL_SEMI_AXES = {"T9": (8.5, 8.0), "T10": (8.5, 8.0), "T11": (9.0, 8.3), "T12": (9.8, 8.8),
-                   "L1": (10.5, 9.0), "L2": (11.0, 9.0), "L3": (11.5, 9.0), "L4": (12.0, 9.0),
-                   "L5": (12.5, 9.0), "S": (12.0, 7.0)}
+CANAL_SEMI_AXES = {
+    "T9": (8.5, 8.0),
+    "T10": (8.5, 8.0),
+    "T11": (9.0, 8.3),
+    "T12": (9.8, 8.8),
+    "L1": (10.5, 9.0),
+    "L2": (11.0, 9.0),
+    "L3": (11.5, 9.0),
+    "L4": (12.0, 9.0),
+    "L5": (12.5, 9.0),
+    "S": (12.0, 7.0),
+}
 #: Transverse process length (mm) beyond the neural arch.
-TRANSVERSE_LENGTH = {"T9": 18, "T10": 18, "T11": 14, "T12": 10, "L1": 14, "L2": 17,
-                     "L3": 22, "L4": 18, "L5": 16}
+TRANSVERSE_LENGTH = {
+    "T9": 18,
+    "T10": 18,
+    "T11": 14,
+    "T12": 10,
+    "L1": 14,
+    "L2": 17,
+    "L3": 22,
+    "L4": 18,
+    "L5": 16,
+}
 ARCH_THICKNESS = 4.5  # mm, pedicles and laminae
 EPIDURAL_FAT = 1.5  # mm between the bony canal and the dural sac
 SPINOUS_LENGTH = 28.0  # mm
@@ -102,12 +159,16 @@ def draw_parameters(seed: int, slice_thickness: float | None = 3.0) -> PhantomPa
     return PhantomParameters(
         seed=int(seed),
         slice_thickness=float(slice_thickness),
-        body_height={v: round(h * stature * rng.uniform(0.96, 1.04), 3)
-                     for v, h in BODY_HEIGHT.items()},
-        disc_height={v: round(h * stature * rng.uniform(0.85, 1.15), 3)
-                     for v, h in DISC_HEIGHT.items()},
-        segment_length={g: round(n * cord_scale * rng.uniform(0.92, 1.08), 3)
-                        for g, n in PAM50_SEGMENT_LENGTH.items()},
+        body_height={
+            v: round(h * stature * rng.uniform(0.96, 1.04), 3) for v, h in BODY_HEIGHT.items()
+        },
+        disc_height={
+            v: round(h * stature * rng.uniform(0.85, 1.15), 3) for v, h in DISC_HEIGHT.items()
+        },
+        segment_length={
+            g: round(n * cord_scale * rng.uniform(0.92, 1.08), 3)
+            for g, n in PAM50_SEGMENT_LENGTH.items()
+        },
         conus_tip_in_l1=round(float(np.clip(rng.normal(1.2, 0.3), 0.45, 1.85)), 4),
         enlargement_area_ratio=round(rng.uniform(1.25, 1.65), 4),
         enlargement_peak=round(rng.uniform(0.0, 1.0), 4),
@@ -126,12 +187,23 @@ def draw_parameters(seed: int, slice_thickness: float | None = 3.0) -> PhantomPa
 def mean_parameters(slice_thickness: float = 3.0) -> PhantomParameters:
     """The average anatomy: the middle of every range that `draw_parameters` draws from."""
     return PhantomParameters(
-        seed=0, slice_thickness=float(slice_thickness),
-        body_height=dict(BODY_HEIGHT), disc_height=dict(DISC_HEIGHT),
-        segment_length=dict(PAM50_SEGMENT_LENGTH), conus_tip_in_l1=1.2,
-        enlargement_area_ratio=1.45, enlargement_peak=0.5, enlargement_onset_mm=-2.0,
-        cord_half_width=4.1, cord_half_depth=2.9, size=1.0, kyphosis_deg=14.0,
-        lordosis_deg=45.0, sacral_deg=17.5, bias=[0.0] * 6, noise=0.025,
+        seed=0,
+        slice_thickness=float(slice_thickness),
+        body_height=dict(BODY_HEIGHT),
+        disc_height=dict(DISC_HEIGHT),
+        segment_length=dict(PAM50_SEGMENT_LENGTH),
+        conus_tip_in_l1=1.2,
+        enlargement_area_ratio=1.45,
+        enlargement_peak=0.5,
+        enlargement_onset_mm=-2.0,
+        cord_half_width=4.1,
+        cord_half_depth=2.9,
+        size=1.0,
+        kyphosis_deg=14.0,
+        lordosis_deg=45.0,
+        sacral_deg=17.5,
+        bias=[0.0] * 6,
+        noise=0.025,
     )
 
 
@@ -194,8 +266,9 @@ class PhantomGeometry:
             if i + 1 < len(VERTEBRAE):
                 below = VERTEBRAE[i + 1]
                 d = p.disc_height[name]
-                discs.append(Interval(f"{name}-{below}", totalspineseg_vertebra(below) + 50,
-                                      s, s + d))
+                discs.append(
+                    Interval(f"{name}-{below}", totalspineseg_vertebra(below) + 50, s, s + d)
+                )
                 s += d
         return vertebrae, discs
 
@@ -277,7 +350,7 @@ class PhantomGeometry:
         """Half-width and half-depth of the dural sac (CSF); zero below its rounded end."""
         a, b = self.canal_semi_axes(s)
         end = np.clip((np.asarray(s, dtype=float) - (self.sac_end - 10.0)) / 10.0, 0.0, 1.0)
-        scale = np.sqrt(np.clip(1.0 - end ** 2, 0.0, 1.0))
+        scale = np.sqrt(np.clip(1.0 - end**2, 0.0, 1.0))
         return (a - EPIDURAL_FAT) * scale, (b - EPIDURAL_FAT) * scale
 
     # -- the centreline -------------------------------------------------------------------
@@ -285,9 +358,11 @@ class PhantomGeometry:
         """Curvature (1/mm) of the centreline; positive bends it anteriorly going down."""
         p, s = self.parameters, np.asarray(s, dtype=float)
         l1, sac = self.vertebra("L1").superior, self.vertebra("S").superior
-        return (_window(s, -40.0, l1, np.radians(p.kyphosis_deg))
-                - _window(s, l1, sac, np.radians(p.lordosis_deg))
-                + _window(s, sac, sac + 80.0, np.radians(p.sacral_deg)))
+        return (
+            _window(s, -40.0, l1, np.radians(p.kyphosis_deg))
+            - _window(s, l1, sac, np.radians(p.lordosis_deg))
+            + _window(s, sac, sac + 80.0, np.radians(p.sacral_deg))
+        )
 
     def _curve(self, p):
         s = np.arange(-400.0, self.vertebrae[-1].inferior + 250.0, CURVE_STEP)
@@ -304,8 +379,10 @@ class PhantomGeometry:
     def centre(self, s) -> np.ndarray:
         """World RAS+ mm of the centreline at arc length(s) `s`, shape (..., 3)."""
         s = np.asarray(s, dtype=float)
-        return np.stack([np.zeros_like(s), np.interp(s, self._s, self._y),
-                         np.interp(s, self._s, self._z)], axis=-1)
+        return np.stack(
+            [np.zeros_like(s), np.interp(s, self._s, self._y), np.interp(s, self._s, self._z)],
+            axis=-1,
+        )
 
     def frame(self, s) -> tuple[np.ndarray, np.ndarray]:
         """Unit tangent T (caudal) and normal N (anterior) at `s`, each (..., 3)."""

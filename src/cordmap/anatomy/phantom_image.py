@@ -19,9 +19,16 @@ from cordmap.anatomy.phantom_sampling import Grid, Tissue
 
 #: Noise-free T2 intensity of each tissue (arbitrary units, stored as uint16).
 T2_INTENSITY = {
-    Tissue.AIR: 0.0, Tissue.SOFT: 480.0, Tissue.FAT: 950.0, Tissue.MUSCLE: 300.0,
-    Tissue.VESSEL: 70.0, Tissue.BONE: 260.0, Tissue.DISC: 720.0, Tissue.CSF: 1500.0,
-    Tissue.ROOT: 560.0, Tissue.CORD: 560.0,
+    Tissue.AIR: 0.0,
+    Tissue.SOFT: 480.0,
+    Tissue.FAT: 950.0,
+    Tissue.MUSCLE: 300.0,
+    Tissue.VESSEL: 70.0,
+    Tissue.BONE: 260.0,
+    Tissue.DISC: 720.0,
+    Tissue.CSF: 1500.0,
+    Tissue.ROOT: 560.0,
+    Tissue.CORD: 560.0,
 }
 BIAS_SCALE = 0.12  # amplitude of each bias-field term
 
@@ -32,8 +39,10 @@ def varied_contrast(rng: np.random.Generator, spread: float = 0.6) -> dict:
     With the default spread the cord stays darker than CSF (ratio 0.1 to 1.2 times the
     default 0.37) while its contrast to fat, muscle, bone and discs varies widely.
     """
-    return {kind: value * float(np.exp(rng.uniform(-spread, spread)))
-            for kind, value in T2_INTENSITY.items()}
+    return {
+        kind: value * float(np.exp(rng.uniform(-spread, spread)))
+        for kind, value in T2_INTENSITY.items()
+    }
 
 
 def tissue_intensity(tissue: np.ndarray, intensities: dict | None = None) -> np.ndarray:
@@ -59,6 +68,7 @@ def t2_image(intensity: np.ndarray, grid: Grid, parameters: PhantomParameters) -
     np.rint(magnitude, out=magnitude)
     np.clip(magnitude, 0, 65535, out=magnitude)
     return magnitude.astype(np.uint16)
+
 
 def bias_field(grid: Grid, coefficients) -> np.ndarray:
     """exp(P) with P = c . (x, y, z, x^2, y^2, x y) / 100 mm scales, shape of the grid."""

@@ -15,6 +15,8 @@ import numpy as np
 
 from cordmap.anatomy.phantom_geometry import VERTEBRAE, PhantomGeometry
 from cordmap.errors import CordmapError
+from cordmap.io.nifti import read_nifti
+from cordmap.protocol.levels import SEGMENTS
 
 #: PAM50_levels number of each modelled vertebra (the sacrum continues the sequence).
 LEVEL_NUMBER = {name: 16 + i for i, name in enumerate(VERTEBRAE)}
@@ -25,15 +27,20 @@ LUMBOSACRAL, ENLARGEMENT, THORACIC = (21, 30), (21, 27), (17, 20)
 #: levels (the conus ends between T12 and L2 in most adults, one level around PAM50's).
 #: The widest point gets 1.5 levels: the phantom puts it in the L4..S1 segments, as the
 #: clinical descriptions do, while the template's shallow maximum lies at L2/L3.
-TOLERANCE = {"lumbosacral_length_mm": 0.2, "enlargement_length_mm": 0.2,
-             "thoracic_area_mm2": 0.15, "enlargement_top_level": 1.0,
-             "enlargement_bottom_level": 1.0, "tip_level": 1.0, "max_area_level": 1.5}
+TOLERANCE = {
+    "lumbosacral_length_mm": 0.2,
+    "enlargement_length_mm": 0.2,
+    "thoracic_area_mm2": 0.15,
+    "enlargement_top_level": 1.0,
+    "enlargement_bottom_level": 1.0,
+    "tip_level": 1.0,
+    "max_area_level": 1.5,
+}
 FILES = ("PAM50_cord.nii.gz", "PAM50_spinal_levels.nii.gz", "PAM50_label_disc.nii.gz")
 
 
 def pam50_proportions(folder: str | Path) -> dict:
     """Lumbosacral proportions of the PAM50 template in `folder` (its `pam50/` files)."""
-    from cordmap.io.nifti import read_nifti
 
     folder = Path(folder)
     missing = [name for name in FILES if not (folder / name).is_file()]
@@ -41,8 +48,11 @@ def pam50_proportions(folder: str | Path) -> dict:
         raise CordmapError(f"{folder} lacks {', '.join(missing)}; pass the PAM50 template folder")
     cord, segments, discs = (read_nifti(folder / name) for name in FILES)
     step = cord.spacing[2]
-    z = cord.world(np.stack([np.zeros(cord.shape[2]), np.zeros(cord.shape[2]),
-                             np.arange(cord.shape[2])], axis=1))[:, 2]
+    z = cord.world(
+        np.stack(
+            [np.zeros(cord.shape[2]), np.zeros(cord.shape[2]), np.arange(cord.shape[2])], axis=1
+        )
+    )[:, 2]
     area = (cord.array > 0.5).sum(axis=(0, 1)) * cord.spacing[0] * cord.spacing[1]
     seg = np.rint(segments.array).astype(np.uint8)
     highest = seg.max(axis=(0, 1))  # segments present in a slice form a run of numbers
@@ -73,21 +83,26 @@ def pam50_proportions(folder: str | Path) -> dict:
     thoracic = (z < th_top) & (z > th_bottom)
     peak_segment = int(highest[np.argmin(np.abs(z - peak))])
     return _proportions(
-        lumbosacral=ls_top - tip, enlargement=ls_top - enl_bottom,
-        thoracic_area=float(area[thoracic].mean()), max_area=float(area[lumbar].max()),
-        peak_segment=_segment_name(peak_segment), levels=[level(x) for x in
-                                                         (ls_top, enl_bottom, tip, peak)])
+        lumbosacral=ls_top - tip,
+        enlargement=ls_top - enl_bottom,
+        thoracic_area=float(area[thoracic].mean()),
+        max_area=float(area[lumbar].max()),
+        peak_segment=_segment_name(peak_segment),
+        levels=[level(x) for x in (ls_top, enl_bottom, tip, peak)],
+    )
 
 
 def phantom_proportions(geometry: PhantomGeometry) -> dict:
     """The same proportions, exact, for a phantom's geometry."""
     top, bottom = geometry.segment("L1").superior, geometry.segment("S2").inferior
     return _proportions(
-        lumbosacral=geometry.tip - top, enlargement=bottom - top,
+        lumbosacral=geometry.tip - top,
+        enlargement=bottom - top,
         thoracic_area=float(geometry.cord_area(geometry.segments[0].middle)),
         max_area=float(geometry.cord_area(geometry.peak)),
         peak_segment=geometry.segment_at(geometry.peak),
-        levels=[vertebral_level(geometry, s) for s in (top, bottom, geometry.tip, geometry.peak)])
+        levels=[vertebral_level(geometry, s) for s in (top, bottom, geometry.tip, geometry.peak)],
+    )
 
 
 def vertebral_level(geometry: PhantomGeometry, s: float) -> float:
@@ -124,7 +139,6 @@ def _proportions(*, lumbosacral, enlargement, thoracic_area, max_area, peak_segm
 
 
 def _segment_name(number: int) -> str:
-    from cordmap.anatomy.levels import SEGMENTS
 
     return SEGMENTS[number - 1]
 

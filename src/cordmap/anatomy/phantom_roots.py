@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from cordmap.anatomy.levels import pam50_segment
 from cordmap.anatomy.phantom_geometry import (
-    ARCH_THICKNESS, ROOT_RADIUS, SEGMENTS, VERTEBRAE, Root,
+    ARCH_THICKNESS,
+    ROOT_RADIUS,
+    SEGMENTS,
+    VERTEBRAE,
+    Root,
 )
+from cordmap.protocol.levels import pam50_segment
 
 #: Angle (degrees, in the u-v plane from lateral) where each kind of root leaves the cord.
 ORIGIN_ANGLE = {"dorsal": -50.0, "ventral": 40.0}
@@ -30,8 +34,12 @@ EXIT_MM = 6.0  # along s, from the lane out through the foramen
 STEP_MM = 2.0  # polyline step along the lane
 CLEARANCE_MM = 0.3  # between a root and the cord or sac wall
 SIDES = {"right": 1.0, "left": -1.0}
-ID_BASE = {("dorsal", "left"): 200, ("dorsal", "right"): 300,
-           ("ventral", "left"): 400, ("ventral", "right"): 500}
+ID_BASE = {
+    ("dorsal", "left"): 200,
+    ("dorsal", "right"): 300,
+    ("ventral", "left"): 400,
+    ("ventral", "right"): 500,
+}
 
 
 def build_roots(geometry) -> list[Root]:
@@ -44,10 +52,26 @@ def build_roots(geometry) -> list[Root]:
                 origin = geometry.segment(level).middle
                 exit_s, exit_name = _exit(geometry, level)
                 lane = _free_lane(busy, origin, exit_s)
-                points = _path(geometry, sign, kind, LANES[kind][lane], origin, exit_s,
-                               exit_name != "sacral canal")
-                roots.append(Root(ID_BASE[kind, side] + pam50_segment(level), level, side,
-                                  kind, ROOT_RADIUS[kind], points, exit_name))
+                points = _path(
+                    geometry,
+                    sign,
+                    kind,
+                    LANES[kind][lane],
+                    origin,
+                    exit_s,
+                    exit_name != "sacral canal",
+                )
+                roots.append(
+                    Root(
+                        ID_BASE[kind, side] + pam50_segment(level),
+                        level,
+                        side,
+                        kind,
+                        ROOT_RADIUS[kind],
+                        points,
+                        exit_name,
+                    )
+                )
     return roots
 
 
@@ -65,6 +89,7 @@ def _exit(geometry, level: str) -> tuple[float, str]:
 
 def _free_lane(busy, start: float, stop: float) -> int:
     """The first lane free over [start, stop] (else the least used); marks it busy."""
+
     def overlap(spans):
         return sum(max(0.0, min(stop, b) - max(start, a)) for a, b in spans)
 

@@ -20,7 +20,11 @@ from enum import IntEnum
 import numpy as np
 
 from cordmap.anatomy.phantom_geometry import (
-    ARCH_THICKNESS, BODY_SEMI_AXES, CANAL_SEMI_AXES, SPINOUS_LENGTH, TRANSVERSE_LENGTH,
+    ARCH_THICKNESS,
+    BODY_SEMI_AXES,
+    CANAL_SEMI_AXES,
+    SPINOUS_LENGTH,
+    TRANSVERSE_LENGTH,
     PhantomGeometry,
 )
 from cordmap.errors import CordmapError
@@ -130,9 +134,11 @@ class _Canvas:
             dv, ds = (v[box] - a[1])[None], (s[box] - a[2])[None]
             t = np.clip((du * d[0] + dv * d[1] + ds * d[2]) / max(d @ d, 1e-12), 0.0, 1.0)
             dist2 = (du - t * d[0]) ** 2 + (dv - t * d[1]) ** 2 + (ds - t * d[2]) ** 2
-            region = (slice(i0, i1), *(_shift(inner, start.start) for inner, start
-                                       in zip(box, outer)))
-            self._paint(region, dist2 <= radius ** 2, tissue, label)
+            region = (
+                slice(i0, i1),
+                *(_shift(inner, start.start) for inner, start in zip(box, outer)),
+            )
+            self._paint(region, dist2 <= radius**2, tissue, label)
 
     @staticmethod
     def _near(v, s, lo, hi):
@@ -189,8 +195,7 @@ def _soft_tissues(c: _Canvas, g: PhantomGeometry):
         c.fill(mask & lumbar, half, Tissue.MUSCLE, centre=side * 32.0 * size)
     for centre_u, centre_v, radius, last in ((-14.0, 55.0, 11.0, "L4"), (16.0, 52.0, 12.0, "L5")):
         mask, half = _ellipse(c.v, centre_v * size, radius * size, radius * size)
-        c.fill(mask & (c.s <= g.vertebra(last).middle), half, Tissue.VESSEL,
-               centre=centre_u * size)
+        c.fill(mask & (c.s <= g.vertebra(last).middle), half, Tissue.VESSEL, centre=centre_u * size)
 
 
 def _column(c: _Canvas, g: PhantomGeometry):
@@ -207,34 +212,55 @@ def _column(c: _Canvas, g: PhantomGeometry):
         hole = np.where(inner, in_half, -1.0)
         ring = outer & (c.v <= b_c)
         arch_end = vert.inferior if sacrum else vert.superior + 0.55 * h
-        c.fill(ring & _between(c.s, vert.superior + 1.5, arch_end), out_half, Tissue.BONE,
-               vert.label_id, low=hole)
-        lamina = ring & (c.v < -0.35 * b_c) & _between(c.s, vert.superior + 0.3 * h,
-                                                         vert.inferior + 0.7 * below)
+        c.fill(
+            ring & _between(c.s, vert.superior + 1.5, arch_end),
+            out_half,
+            Tissue.BONE,
+            vert.label_id,
+            low=hole,
+        )
+        lamina = (
+            ring
+            & (c.v < -0.35 * b_c)
+            & _between(c.s, vert.superior + 0.3 * h, vert.inferior + 0.7 * below)
+        )
         c.fill(lamina, out_half, Tissue.BONE, vert.label_id, low=hole)
-        spinous = (_between(c.v, -(b_c + t + SPINOUS_LENGTH * size), -(b_c + t - 1.0))
-                   & _between(c.s, vert.superior + 0.3 * h, vert.inferior + 0.5 * below))
+        spinous = _between(c.v, -(b_c + t + SPINOUS_LENGTH * size), -(b_c + t - 1.0)) & _between(
+            c.s, vert.superior + 0.3 * h, vert.inferior + 0.5 * below
+        )
         c.fill(spinous, 3.0 * size, Tissue.BONE, vert.label_id)
         if sacrum:
             ala = _between(c.v, -4.0 * size, 24.0 * size) & _between(
-                c.s, vert.superior + 2.0, vert.inferior)
+                c.s, vert.superior + 2.0, vert.inferior
+            )
             c.fill(ala, 50.0 * size, Tissue.BONE, vert.label_id, low=a_c + t - 1.0)
         else:
             level = -6.0 * size if vert.name.startswith("T") else -1.0 * size
             process = _between(c.v, level - 3.5, level + 3.5) & _between(
-                c.s, vert.superior + 0.15 * h, vert.superior + 0.45 * h)
-            c.fill(process, a_c + t + TRANSVERSE_LENGTH[vert.name] * size, Tissue.BONE,
-                   vert.label_id, low=a_c + t - 1.0)
+                c.s, vert.superior + 0.15 * h, vert.superior + 0.45 * h
+            )
+            c.fill(
+                process,
+                a_c + t + TRANSVERSE_LENGTH[vert.name] * size,
+                Tissue.BONE,
+                vert.label_id,
+                low=a_c + t - 1.0,
+            )
         body, body_half = _ellipse(c.v, b_c + b_b, b_b, a_b)
-        c.fill(body & _between(c.s, vert.superior, vert.inferior), body_half, Tissue.BONE,
-               vert.label_id)
+        c.fill(
+            body & _between(c.s, vert.superior, vert.inferior),
+            body_half,
+            Tissue.BONE,
+            vert.label_id,
+        )
     for disc, upper, lower in zip(g.discs, g.vertebrae[:-1], g.vertebrae[1:]):
-        a_b, b_b = (0.5 * (x + y) * size for x, y in
-                    zip(BODY_SEMI_AXES[upper.name], BODY_SEMI_AXES[lower.name]))
+        a_b, b_b = (
+            0.5 * (x + y) * size
+            for x, y in zip(BODY_SEMI_AXES[upper.name], BODY_SEMI_AXES[lower.name])
+        )
         b_c = 0.5 * (CANAL_SEMI_AXES[upper.name][1] + CANAL_SEMI_AXES[lower.name][1]) * size
         mask, half = _ellipse(c.v, b_c + b_b, b_b, a_b)
-        c.fill(mask & _between(c.s, disc.superior, disc.inferior), half, Tissue.DISC,
-               disc.label_id)
+        c.fill(mask & _between(c.s, disc.superior, disc.inferior), half, Tissue.DISC, disc.label_id)
 
 
 def _canal(c: _Canvas, g: PhantomGeometry):
@@ -258,9 +284,13 @@ def _cord(c: _Canvas, g: PhantomGeometry):
     c.fill(mask, half, Tissue.CORD, label)
 
 
-def axial_grid(geometry: PhantomGeometry, slice_thickness: float = 3.0, pixel_mm: float = 0.8,
-               fov_mm: tuple[float, float] = (160.0, 160.0),
-               n_slices: int | None = None) -> Grid:
+def axial_grid(
+    geometry: PhantomGeometry,
+    slice_thickness: float = 3.0,
+    pixel_mm: float = 0.8,
+    fov_mm: tuple[float, float] = (160.0, 160.0),
+    n_slices: int | None = None,
+) -> Grid:
     """Axial slices (thickness = spacing) with square pixels, centred on the canal.
 
     Without `n_slices` the slab covers the whole model (T9 to the S1 part of the sacrum);
@@ -278,23 +308,34 @@ def axial_grid(geometry: PhantomGeometry, slice_thickness: float = 3.0, pixel_mm
     nx, ny = (max(int(round(f / pixel_mm)), 1) for f in fov_mm)
     y_centre = _canal_y(geometry, bottom, bottom + n_slices * slice_thickness)
     affine = np.diag([pixel_mm, pixel_mm, slice_thickness, 1.0])
-    affine[:3, 3] = (-0.5 * (nx - 1) * pixel_mm, y_centre - 0.5 * (ny - 1) * pixel_mm,
-                     bottom + 0.5 * slice_thickness)
+    affine[:3, 3] = (
+        -0.5 * (nx - 1) * pixel_mm,
+        y_centre - 0.5 * (ny - 1) * pixel_mm,
+        bottom + 0.5 * slice_thickness,
+    )
     return Grid((nx, ny, int(n_slices)), affine)
 
 
-def sagittal_grid(geometry: PhantomGeometry, slice_thickness: float = 3.0,
-                  pixel_mm: float = 0.8, fov_mm: tuple[float, float] = (160.0, 360.0),
-                  n_slices: int = 15) -> Grid:
+def sagittal_grid(
+    geometry: PhantomGeometry,
+    slice_thickness: float = 3.0,
+    pixel_mm: float = 0.8,
+    fov_mm: tuple[float, float] = (160.0, 360.0),
+    n_slices: int = 15,
+) -> Grid:
     """Sagittal slices through the midline: `fov_mm` is (anterior-posterior, superior-inferior)."""
-    _require_positive(slice_thickness=slice_thickness, pixel_mm=pixel_mm, fov_mm=min(fov_mm),
-                      n_slices=n_slices)
+    _require_positive(
+        slice_thickness=slice_thickness, pixel_mm=pixel_mm, fov_mm=min(fov_mm), n_slices=n_slices
+    )
     ny, nz = (max(int(round(f / pixel_mm)), 1) for f in fov_mm)
     middle = geometry.centre(0.5 * (geometry.model_top + geometry.model_bottom))[2]
     y_centre = _canal_y(geometry, middle - 0.5 * fov_mm[1], middle + 0.5 * fov_mm[1])
     affine = np.diag([slice_thickness, pixel_mm, pixel_mm, 1.0])
-    affine[:3, 3] = (-0.5 * (n_slices - 1) * slice_thickness,
-                     y_centre - 0.5 * (ny - 1) * pixel_mm, middle - 0.5 * (nz - 1) * pixel_mm)
+    affine[:3, 3] = (
+        -0.5 * (n_slices - 1) * slice_thickness,
+        y_centre - 0.5 * (ny - 1) * pixel_mm,
+        middle - 0.5 * (nz - 1) * pixel_mm,
+    )
     return Grid((int(n_slices), ny, nz), affine)
 
 
@@ -306,9 +347,12 @@ def _canal_y(geometry: PhantomGeometry, z_low: float, z_high: float) -> float:
     return float(points[inside, 1].mean()) if inside.any() else float(points[:, 1].mean())
 
 
-_NAMES = {"slice_thickness": "slice thickness (--slice-thickness, mm)",
-          "pixel_mm": "pixel size (--pixel, mm)", "fov_mm": "field of view (mm)",
-          "n_slices": "number of slices (--slices)"}
+_NAMES = {
+    "slice_thickness": "slice thickness (--slice-thickness, mm)",
+    "pixel_mm": "pixel size (--pixel, mm)",
+    "fov_mm": "field of view (mm)",
+    "n_slices": "number of slices (--slices)",
+}
 
 
 def _require_positive(**values):

@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from cordmap.anatomy import levels
-from cordmap.anatomy.schema import CORD_CLASSES, Label
 from cordmap.errors import CordmapError
+from cordmap.protocol import levels
+from cordmap.protocol.schema import CORD_CLASSES, Label
 from cordmap.volume import LabelVolume
 
 ROOT_CLASSES = ("dorsal_root", "ventral_root")
@@ -107,8 +107,10 @@ class ValidationReport:
         width = max([len(s.name) for s in self.labels] + [5])
         lines.append(f"{'id':>5}  {'label':<{width}}  {'voxels':>9}  {'mm3':>10}  slices")
         for s in self.labels:
-            lines.append(f"{s.id:>5}  {s.name:<{width}}  {s.voxels:>9}  {s.volume_mm3:>10.1f}  "
-                         f"{s.slices[0]}-{s.slices[1]}")
+            lines.append(
+                f"{s.id:>5}  {s.name:<{width}}  {s.voxels:>9}  {s.volume_mm3:>10.1f}  "
+                f"{s.slices[0]}-{s.slices[1]}"
+            )
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
@@ -120,8 +122,10 @@ class ValidationReport:
             "spacing_mm": list(self.spacing_mm),
             "errors": len(self.errors),
             "warnings": len(self.warnings),
-            "findings": [{**asdict(f), "label_ids": list(f.label_ids), "slices": list(f.slices)}
-                         for f in self.findings],
+            "findings": [
+                {**asdict(f), "label_ids": list(f.label_ids), "slices": list(f.slices)}
+                for f in self.findings
+            ],
             "labels": [{**asdict(s), "slices": list(s.slices)} for s in self.labels],
         }
 
@@ -149,8 +153,11 @@ def validate(labels: LabelVolume, *, partial: bool = False) -> ValidationReport:
     sizes = {i: (e.voxels, e.slices[0], e.slices[-1]) for i, e in extents.items()} | unknown
     for label_id, (voxels, first, last) in sorted(sizes.items()):
         name = schema[label_id].name if label_id in schema else f"unknown id {label_id}"
-        report.labels.append(LabelSummary(
-            label_id, name, voxels, round(voxels * labels.voxel_volume, 3), (first, last)))
+        report.labels.append(
+            LabelSummary(
+                label_id, name, voxels, round(voxels * labels.voxel_volume, 3), (first, last)
+            )
+        )
 
     unknown_voxels = sum(size[0] for size in unknown.values())
     known_voxels = sum(extent.voxels for extent in extents.values())
@@ -158,19 +165,27 @@ def validate(labels: LabelVolume, *, partial: bool = False) -> ValidationReport:
         ids = sorted(unknown)
         shown = ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
         hint = "; is this an image rather than labels?" if len(ids) > 10 else ""
-        skipped = ("; the other checks were skipped, as most labelled voxels are unknown"
-                   if unknown_voxels > known_voxels else "")
-        report.findings.append(Finding(
-            "error", "unknown-id",
-            f"label ids {shown} ({unknown_voxels} voxels) are not in the protocol "
-            f"'{schema.name}': relabel them (see `cordmap protocol`){hint}{skipped}",
-            tuple(ids), unknown_slices))
+        skipped = (
+            "; the other checks were skipped, as most labelled voxels are unknown"
+            if unknown_voxels > known_voxels
+            else ""
+        )
+        report.findings.append(
+            Finding(
+                "error",
+                "unknown-id",
+                f"label ids {shown} ({unknown_voxels} voxels) are not in the protocol "
+                f"'{schema.name}': relabel them (see `cordmap protocol`){hint}{skipped}",
+                tuple(ids),
+                unknown_slices,
+            )
+        )
     if unknown_voxels <= known_voxels:
         report.findings += _anatomy(labels, extents, partial)
     return report
 
 
-def _anatomy(labels: LabelVolume, extents: dict[int, "_Extent"], partial: bool) -> list[Finding]:
+def _anatomy(labels: LabelVolume, extents: dict[int, _Extent], partial: bool) -> list[Finding]:
     """The checks of the protocol's structures: presence, cord, roots, order, discs."""
     array = labels.array
     known = {i: labels.schema[i] for i in extents}
@@ -184,12 +199,22 @@ def _anatomy(labels: LabelVolume, extents: dict[int, "_Extent"], partial: bool) 
         findings += _cord_islands(near_cord, cord, known, first_slice)
         findings += _roots_inside_cord(near_cord, cord, known, first_slice)
     findings += _root_sides(array, known, extents)
-    findings += _order(known, extents, "segment", "segment-order",
-                       key=lambda label: levels.pam50_segment(label.level),
-                       rule="segments must follow PAM50 order going caudally")
-    findings += _order(known, extents, "vertebra", "vertebra-order",
-                       key=lambda label: levels.vertebra_index(label.level),
-                       rule="vertebrae must follow C1..L5, sacrum going caudally")
+    findings += _order(
+        known,
+        extents,
+        "segment",
+        "segment-order",
+        key=lambda label: levels.pam50_segment(label.level),
+        rule="segments must follow PAM50 order going caudally",
+    )
+    findings += _order(
+        known,
+        extents,
+        "vertebra",
+        "vertebra-order",
+        key=lambda label: levels.vertebra_index(label.level),
+        rule="vertebrae must follow C1..L5, sacrum going caudally",
+    )
     findings += _discs(known, extents)
     return findings
 
@@ -218,11 +243,22 @@ def _extents(labels: LabelVolume) -> dict[int, _Extent]:
     for label_id, col in zip(ids, range(1, n_columns)):
         voxels = int(counts[:, col].sum())
         if voxels:
-            centre = np.array([i_sums[:, col].sum(), j_sums[:, col].sum(),
-                               counts[:, col] @ np.arange(n_slices)]) / voxels
+            centre = (
+                np.array(
+                    [
+                        i_sums[:, col].sum(),
+                        j_sums[:, col].sum(),
+                        counts[:, col] @ np.arange(n_slices),
+                    ]
+                )
+                / voxels
+            )
             extents[int(label_id)] = _Extent(
-                voxels, centre, labels.world(centre),
-                tuple(int(k) for k in np.flatnonzero(counts[:, col])))
+                voxels,
+                centre,
+                labels.world(centre),
+                tuple(int(k) for k in np.flatnonzero(counts[:, col])),
+            )
     return extents
 
 
@@ -230,7 +266,7 @@ def _bounding_box(array: np.ndarray, ids: list[int], slices) -> tuple[slice, sli
     """Voxel box holding every voxel of `ids`, given the slices each lies on."""
     first = min(s[0] for s in slices)
     last = max(s[-1] for s in slices)
-    inside = np.isin(array[:, :, first:last + 1], ids)
+    inside = np.isin(array[:, :, first : last + 1], ids)
     i = np.flatnonzero(inside.any(axis=(1, 2)))
     j = np.flatnonzero(inside.any(axis=(0, 2)))
     return slice(i[0], i[-1] + 1), slice(j[0], j[-1] + 1), slice(first, last + 1)
@@ -241,8 +277,9 @@ def _unknown(labels: LabelVolume) -> tuple[dict[int, tuple[int, int, int]], tupl
     array = labels.array
     outside = ~np.isin(array, [0, *labels.schema.labels])
     slices = np.flatnonzero(outside.any(axis=(0, 1)))
-    per_slice = [(k, *np.unique(array[:, :, k][outside[:, :, k]], return_counts=True))
-                 for k in slices]
+    per_slice = [
+        (k, *np.unique(array[:, :, k][outside[:, :, k]], return_counts=True)) for k in slices
+    ]
     if not per_slice:
         return {}, ()
     ids = np.unique(np.concatenate([found for _, found, _ in per_slice]))
@@ -261,16 +298,21 @@ def _unknown(labels: LabelVolume) -> tuple[dict[int, tuple[int, int, int]], tupl
 def _missing_required(labels: LabelVolume, known: dict[int, Label]) -> list[Finding]:
     present = {label.structure for label in known.values()}
     return [
-        Finding("error", "required-missing",
-                f"the required structure '{req.structure}' is not annotated (no voxels of "
-                f"class {', '.join(req.classes)}); annotate it as protocol "
-                f"'{labels.schema.name}' asks")
-        for req in labels.schema.required if not present.intersection(req.classes)
+        Finding(
+            "error",
+            "required-missing",
+            f"the required structure '{req.structure}' is not annotated (no voxels of "
+            f"class {', '.join(req.classes)}); annotate it as protocol "
+            f"'{labels.schema.name}' asks",
+        )
+        for req in labels.schema.required
+        if not present.intersection(req.classes)
     ]
 
 
-def _cord_islands(array: np.ndarray, cord: np.ndarray, known: dict[int, Label],
-                  first_slice: int) -> list[Finding]:
+def _cord_islands(
+    array: np.ndarray, cord: np.ndarray, known: dict[int, Label], first_slice: int
+) -> list[Finding]:
     """Cord-class voxels outside the largest 26-connected piece of the cord."""
     pieces, count = ndimage.label(cord, structure=np.ones((3, 3, 3), bool))
     if count < 2:
@@ -284,41 +326,68 @@ def _cord_islands(array: np.ndarray, cord: np.ndarray, known: dict[int, Label],
         voxels = island & (array == label_id)
         slices = _slices(voxels, first_slice)
         if label.structure == "segment":
-            findings.append(Finding(
-                "error", "segment-outside-cord",
-                f"{label.name} has {int(voxels.sum())} voxels in an island apart from the cord; "
-                "a segment must be part of the cord: erase or reconnect them",
-                (label_id,), slices))
+            findings.append(
+                Finding(
+                    "error",
+                    "segment-outside-cord",
+                    f"{label.name} has {int(voxels.sum())} voxels in an island apart from the cord; "
+                    "a segment must be part of the cord: erase or reconnect them",
+                    (label_id,),
+                    slices,
+                )
+            )
         else:
-            findings.append(Finding(
-                "warning", "cord-island",
-                f"{label.name} has {int(voxels.sum())} voxels in an island apart from the cord "
-                "(stray voxels?)", (label_id,), slices))
+            findings.append(
+                Finding(
+                    "warning",
+                    "cord-island",
+                    f"{label.name} has {int(voxels.sum())} voxels in an island apart from the cord "
+                    "(stray voxels?)",
+                    (label_id,),
+                    slices,
+                )
+            )
     return findings
 
 
-def _order(known: dict[int, Label], extents: dict[int, _Extent], structure: str, code: str,
-           *, key, rule: str) -> list[Finding]:
+def _order(
+    known: dict[int, Label],
+    extents: dict[int, _Extent],
+    structure: str,
+    code: str,
+    *,
+    key,
+    rule: str,
+) -> list[Finding]:
     """Consecutive present labels of `structure` (sorted by `key`, rostral first) must lie
     ever lower along S; level-free labels have no place in the order."""
-    present = sorted((label for label in known.values()
-                      if label.structure == structure and label.level), key=key)
+    present = sorted(
+        (label for label in known.values() if label.structure == structure and label.level), key=key
+    )
     findings = []
     for upper, lower in zip(present, present[1:]):
         z_upper = extents[upper.id].centroid[2]
         z_lower = extents[lower.id].centroid[2]
         if z_lower >= z_upper:
-            findings.append(Finding(
-                "error", code,
-                f"{lower.name} (centre S {z_lower:.1f} mm) is not below {upper.name} "
-                f"(S {z_upper:.1f} mm); {rule}: check these two labels",
-                (upper.id, lower.id), extents[lower.id].slices))
+            findings.append(
+                Finding(
+                    "error",
+                    code,
+                    f"{lower.name} (centre S {z_lower:.1f} mm) is not below {upper.name} "
+                    f"(S {z_upper:.1f} mm); {rule}: check these two labels",
+                    (upper.id, lower.id),
+                    extents[lower.id].slices,
+                )
+            )
     return findings
 
 
 def _discs(known: dict[int, Label], extents: dict[int, _Extent]) -> list[Finding]:
-    vertebrae = {levels.vertebra(label.level): label
-                 for label in known.values() if label.structure == "vertebra" and label.level}
+    vertebrae = {
+        levels.vertebra(label.level): label
+        for label in known.values()
+        if label.structure == "vertebra" and label.level
+    }
     findings = []
     for disc in (label for label in known.values() if label.structure == "disc"):
         try:
@@ -332,17 +401,23 @@ def _discs(known: dict[int, Label], extents: dict[int, _Extent]) -> list[Finding
         z_upper = extents[upper.id].centroid[2]
         z_lower = extents[lower.id].centroid[2]
         if not z_lower < z < z_upper:
-            findings.append(Finding(
-                "error", "disc-position",
-                f"{disc.name} (centre S {z:.1f} mm) is not between {upper.name} "
-                f"(S {z_upper:.1f} mm) and {lower.name} (S {z_lower:.1f} mm); relabel the disc "
-                "or the vertebrae",
-                (disc.id, upper.id, lower.id), extents[disc.id].slices))
+            findings.append(
+                Finding(
+                    "error",
+                    "disc-position",
+                    f"{disc.name} (centre S {z:.1f} mm) is not between {upper.name} "
+                    f"(S {z_upper:.1f} mm) and {lower.name} (S {z_lower:.1f} mm); relabel the disc "
+                    "or the vertebrae",
+                    (disc.id, upper.id, lower.id),
+                    extents[disc.id].slices,
+                )
+            )
     return findings
 
 
-def _roots_inside_cord(array: np.ndarray, cord: np.ndarray, known: dict[int, Label],
-                       first_slice: int) -> list[Finding]:
+def _roots_inside_cord(
+    array: np.ndarray, cord: np.ndarray, known: dict[int, Label], first_slice: int
+) -> list[Finding]:
     """Root voxels in holes of the cord's axial cross-section (filled in 2D)."""
     root_ids = [i for i, label in known.items() if label.structure in ROOT_CLASSES]
     if not root_ids:
@@ -354,22 +429,31 @@ def _roots_inside_cord(array: np.ndarray, cord: np.ndarray, known: dict[int, Lab
     findings = []
     for label_id in (int(i) for i in np.unique(array[inside])):
         voxels = inside & (array == label_id)
-        findings.append(Finding(
-            "error", "root-inside-cord",
-            f"{known[label_id].name} has {int(voxels.sum())} voxels inside the cord; roots run "
-            "outside the cord: relabel them as cord or segment",
-            (label_id,), _slices(voxels, first_slice)))
+        findings.append(
+            Finding(
+                "error",
+                "root-inside-cord",
+                f"{known[label_id].name} has {int(voxels.sum())} voxels inside the cord; roots run "
+                "outside the cord: relabel them as cord or segment",
+                (label_id,),
+                _slices(voxels, first_slice),
+            )
+        )
     return findings
 
 
-def _root_sides(array: np.ndarray, known: dict[int, Label],
-                extents: dict[int, _Extent]) -> list[Finding]:
+def _root_sides(
+    array: np.ndarray, known: dict[int, Label], extents: dict[int, _Extent]
+) -> list[Finding]:
     """Left roots must lie left of the canal's midline (lower i in RAS+), right roots right.
 
     The midline on a slice is the mean i of the canal there (cord, CSF and roots).
     """
-    roots = [label for label in known.values()
-             if label.structure in ROOT_CLASSES and label.side in ("left", "right")]
+    roots = [
+        label
+        for label in known.values()
+        if label.structure in ROOT_CLASSES and label.side in ("left", "right")
+    ]
     if not roots:
         return []
     canal_ids = [i for i, label in known.items() if label.structure in (*CORD_CLASSES, "csf")]
@@ -383,11 +467,17 @@ def _root_sides(array: np.ndarray, known: dict[int, Label],
         midline = i_sum[slices].sum() / count[slices].sum()
         if (i_root < midline) != (label.side == "left"):
             wrong = "right" if label.side == "left" else "left"
-            findings.append(Finding(
-                "warning", "root-side",
-                f"{label.name} lies on the patient's {wrong} of the canal; left and right are "
-                "the patient's (a radiological display shows the patient's right on the "
-                "screen's left): swap its side if needed", (label.id,), tuple(slices)))
+            findings.append(
+                Finding(
+                    "warning",
+                    "root-side",
+                    f"{label.name} lies on the patient's {wrong} of the canal; left and right are "
+                    "the patient's (a radiological display shows the patient's right on the "
+                    "screen's left): swap its side if needed",
+                    (label.id,),
+                    tuple(slices),
+                )
+            )
     return findings
 
 

@@ -39,7 +39,9 @@ from cordmap.io.dicom_geometry import (
 )
 from cordmap.volume import Volume
 
-NO_DICOM_HINT = "pass the folder of a DICOM export, a .nii/.nii.gz file or a folder of PNG/TIFF slices"
+NO_DICOM_HINT = (
+    "pass the folder of a DICOM export, a .nii/.nii.gz file or a folder of PNG/TIFF slices"
+)
 CHOOSE_HINT = "pass --series NUMBER (or a series UID, or part of its description)"
 UINT16_LEVELS = 65535
 MM_DECIMALS = 6  # positions and spacings are written to the nanometre
@@ -94,7 +96,9 @@ def _infos(groups: dict[str, list[tuple[Path, Dataset]]]) -> list[SeriesInfo]:
     return sorted(infos, key=lambda s: (s.number is None, s.number or 0, s.uid))
 
 
-def _scan(folder: Path) -> tuple[dict[str, list[tuple[Path, Dataset]]], list[tuple[Path, str | None]]]:
+def _scan(
+    folder: Path,
+) -> tuple[dict[str, list[tuple[Path, Dataset]]], list[tuple[Path, str | None]]]:
     """Image headers by series UID, and the damaged files with the series UID they name
     (None when unreadable)."""
     if not folder.exists():
@@ -152,7 +156,9 @@ def _read_header(path: Path) -> Dataset | None:
         raise _Damaged() from None
     if "SeriesInstanceUID" not in header or "Rows" not in header:
         sop_class = getattr(getattr(header, "file_meta", None), "MediaStorageSOPClassUID", None)
-        if has_preamble and (sop_class is None or "Image Storage" in getattr(sop_class, "name", "")):
+        if has_preamble and (
+            sop_class is None or "Image Storage" in getattr(sop_class, "name", "")
+        ):
             raise _Damaged(str(header.get("SeriesInstanceUID", "")) or None)
         return None  # not an image: DICOMDIR, structured report, presentation state
     return header
@@ -161,8 +167,9 @@ def _read_header(path: Path) -> Dataset | None:
 def _series_info(uid: str, members: list[tuple[Path, Dataset]]) -> SeriesInfo:
     first = members[0][1]
     orientations = [h.get("ImageOrientationPatient") for _, h in members]
-    same = all(o is not None and np.allclose(o, orientations[0], atol=SAME_TOLERANCE)
-               for o in orientations)
+    same = all(
+        o is not None and np.allclose(o, orientations[0], atol=SAME_TOLERANCE) for o in orientations
+    )
     if any(o is None for o in orientations):
         orientation = "unknown"
     else:
@@ -211,19 +218,20 @@ def read_dicom(folder: str | Path, series: str | int | None = None) -> Volume:
     return read_dicom_with_info(folder, series)[0]
 
 
-def read_dicom_with_info(folder: str | Path, series: str | int | None = None
-                         ) -> tuple[Volume, SeriesInfo]:
+def read_dicom_with_info(
+    folder: str | Path, series: str | int | None = None
+) -> tuple[Volume, SeriesInfo]:
     """Like `read_dicom`, also returning the SeriesInfo of the series read."""
     folder = Path(folder)
     groups, damaged = _scan(folder)
     info = select_series(_infos(groups), series, folder)
-    ours = [path.relative_to(folder).as_posix() for path, uid in damaged
-            if uid in (None, info.uid)]
+    ours = [path.relative_to(folder).as_posix() for path, uid in damaged if uid in (None, info.uid)]
     if ours:
         raise CordmapError(
             f"{len(ours)} file(s) of {folder} that are, or may be, images of {info.label} "
             f"cannot be read (empty, truncated or damaged): {', '.join(ours[:5])}"
-            f"{' ...' if len(ours) > 5 else ''}; copy the export again or remove those files")
+            f"{' ...' if len(ours) > 5 else ''}; copy the export again or remove those files"
+        )
     headers = [header for _, header in groups[info.uid]]
     _require_single_volume(info, headers)
     names = [path.relative_to(folder).as_posix() for path in info.files]
@@ -233,8 +241,9 @@ def read_dicom_with_info(folder: str | Path, series: str | int | None = None
         headers[0].PixelSpacing,
         names,
         info.label,
-        single_slice_spacing=_float(headers[0].get("SpacingBetweenSlices")
-                                    or headers[0].get("SliceThickness")),
+        single_slice_spacing=_float(
+            headers[0].get("SpacingBetweenSlices") or headers[0].get("SliceThickness")
+        ),
     )
     array = _read_pixels(info, headers, stack.order)
     return Volume.from_any_orientation(array, stack.affine), info
@@ -291,7 +300,8 @@ def _require_single_volume(info: SeriesInfo, headers: list[Dataset]) -> None:
         if damaged:
             raise CordmapError(
                 f"{info.label}: {path.name} has no {', '.join(damaged)}: the file is damaged; "
-                "copy the export again or remove that file")
+                "copy the export again or remove that file"
+            )
         missing = [tag for tag in _REQUIRED if header.get(tag) is None]
         if missing:
             raise CordmapError(
@@ -305,8 +315,11 @@ def _require_single_volume(info: SeriesInfo, headers: list[Dataset]) -> None:
                 "MRI: choose another series with --series"
             )
     if not all(
-            np.allclose(h.ImageOrientationPatient, headers[0].ImageOrientationPatient,
-                        atol=SAME_TOLERANCE) for h in headers):
+        np.allclose(
+            h.ImageOrientationPatient, headers[0].ImageOrientationPatient, atol=SAME_TOLERANCE
+        )
+        for h in headers
+    ):
         planes = _distinct(headers, _plane)
         if " and " not in planes:
             planes = f"{planes} planes at different angles"
@@ -376,10 +389,17 @@ def _read_pixels(info: SeriesInfo, headers: list[Dataset], order) -> np.ndarray:
 # --------------------------------------------------------------------------- writing
 
 
-def write_dicom_series(volume: Volume, folder: str | Path, *, series_description: str,
-                       series_number: int = 1, patient_id: str = "PHANTOM",
-                       study_uid: str | None = None, slice_axis: int = 2,
-                       uid_seed: str | None = None) -> Path:
+def write_dicom_series(
+    volume: Volume,
+    folder: str | Path,
+    *,
+    series_description: str,
+    series_number: int = 1,
+    patient_id: str = "PHANTOM",
+    study_uid: str | None = None,
+    slice_axis: int = 2,
+    uid_seed: str | None = None,
+) -> Path:
     """Write `volume` as a DICOM MR series, one file per slice, into `folder` (replaced whole).
 
     `slice_axis` 2 writes axial slices (array[:, :, k]), 1 coronal, 0 sagittal. Pass the
@@ -411,8 +431,13 @@ def write_dicom_series(volume: Volume, folder: str | Path, *, series_description
     n_slices = array.shape[2]
     with atomic_dir(folder) as tmp:
         for s in range(n_slices):
-            ds = _slice_dataset(shared, s, planes, stored[:, :, s].T,
-                                generate_uid(entropy_srcs=[series_uid, str(s)]))
+            ds = _slice_dataset(
+                shared,
+                s,
+                planes,
+                stored[:, :, s].T,
+                generate_uid(entropy_srcs=[series_uid, str(s)]),
+            )
             ds.save_as(tmp / f"IM{s + 1:04d}.dcm", enforce_file_format=True)
     return folder
 
@@ -429,8 +454,10 @@ def quantize_uint16(array: np.ndarray) -> tuple[np.ndarray, float, float]:
     if values.dtype == bool:
         values = values.astype(np.uint8)
     if not np.all(np.isfinite(values)):
-        raise CordmapError("the volume holds NaN or infinite values, which DICOM cannot store; "
-                           "replace them (e.g. by 0) before writing")
+        raise CordmapError(
+            "the volume holds NaN or infinite values, which DICOM cannot store; "
+            "replace them (e.g. by 0) before writing"
+        )
     low, high = float(values.min()), float(values.max())
     whole = np.issubdtype(values.dtype, np.integer) or np.array_equal(values, np.rint(values))
     if whole and high - low <= UINT16_LEVELS:
@@ -468,8 +495,7 @@ def _require_replaceable(folder: Path) -> None:
         return
     if not folder.is_dir():
         raise CordmapError(f"{folder} is a file; pass a folder path for the DICOM series")
-    foreign = [p.name for p in folder.iterdir()
-               if not (p.is_file() and p.suffix.lower() == ".dcm")]
+    foreign = [p.name for p in folder.iterdir() if not (p.is_file() and p.suffix.lower() == ".dcm")]
     if foreign:
         raise CordmapError(
             f"{folder} already holds other files or folders ({foreign[0]}); a series folder is "
@@ -477,8 +503,20 @@ def _require_replaceable(folder: Path) -> None:
         )
 
 
-def _series_dataset(*, patient_id, study_uid, series_uid, frame_uid, series_number,
-                    series_description, planes, rows_cols, slope, intercept, window) -> Dataset:
+def _series_dataset(
+    *,
+    patient_id,
+    study_uid,
+    series_uid,
+    frame_uid,
+    series_number,
+    series_description,
+    planes,
+    rows_cols,
+    slope,
+    intercept,
+    window,
+) -> Dataset:
     """The attributes every slice of the written series shares."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"

@@ -87,8 +87,14 @@ class Stack:
     affine: np.ndarray  # RAS+ affine of array[c, r, s]
 
 
-def stack_slices(positions, orientation, pixel_spacing, names: list[str], label: str,
-                 single_slice_spacing: float | None = None) -> Stack:
+def stack_slices(
+    positions,
+    orientation,
+    pixel_spacing,
+    names: list[str],
+    label: str,
+    single_slice_spacing: float | None = None,
+) -> Stack:
     """Order slices by position along their normal and check they form one regular stack.
 
     `positions` are the ImagePositionPatient (n, 3) of the slices, `names` their file names
@@ -189,9 +195,7 @@ class SlicePlanes:
 def display_order(array: np.ndarray, affine: np.ndarray, slice_axis: int):
     """Reorder a volume so axes are (column, row, slice) in display convention; new pair."""
     if slice_axis not in DISPLAY_AXES:
-        raise CordmapError(
-            f"slice axis {slice_axis} is not 0 (sagittal), 1 (coronal) or 2 (axial)"
-        )
+        raise CordmapError(f"slice axis {slice_axis} is not 0 (sagittal), 1 (coronal) or 2 (axial)")
     current = orientations.io_orientation(affine)
     target = orientations.axcodes2ornt(DISPLAY_AXES[slice_axis])
     transform = orientations.ornt_transform(current, target)
@@ -207,8 +211,10 @@ def slice_planes(affine: np.ndarray, n_slices: int) -> SlicePlanes:
     col_spacing, row_spacing, spacing = (float(np.linalg.norm(v)) for v in lps[:3, :3].T)
     row_dir, col_dir = col_step / col_spacing, row_step / row_spacing
     normal = np.cross(row_dir, col_dir)
-    if abs(row_dir @ col_dir) > SAME_TOLERANCE or np.linalg.norm(
-            np.cross(normal, slice_step / spacing)) > SAME_TOLERANCE:
+    if (
+        abs(row_dir @ col_dir) > SAME_TOLERANCE
+        or np.linalg.norm(np.cross(normal, slice_step / spacing)) > SAME_TOLERANCE
+    ):
         raise CordmapError(
             "the volume's voxel grid is sheared (its axes are not orthogonal), which DICOM "
             "slices cannot represent; resample it onto an orthogonal grid first"

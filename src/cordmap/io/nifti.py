@@ -9,9 +9,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.atomic import atomic_file
 from cordmap.errors import CordmapError
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -80,15 +80,17 @@ def _load(path: Path) -> nib.Nifti1Image:
     except Exception as exc:  # nibabel raises many types for corrupt headers
         raise CordmapError(f"{path} is not a readable NIfTI file ({exc}); re-export it") from None
     header = image.header
-    declared = (int(header.get_data_offset())
-                + int(np.prod(header.get_data_shape(), dtype=np.float64))
-                * header.get_data_dtype().itemsize)
+    declared = (
+        int(header.get_data_offset())
+        + int(np.prod(header.get_data_shape(), dtype=np.float64)) * header.get_data_dtype().itemsize
+    )
     on_disk = path.stat().st_size
     compressed = str(path).lower().endswith(".gz")
     if declared > (MAX_DEFLATE_RATIO if compressed else 1) * on_disk:
         raise CordmapError(
             f"{path} is truncated or corrupt: its header declares {declared:,} bytes of image "
-            f"but the file holds {on_disk:,} bytes; copy it again from the scanner or PACS export")
+            f"but the file holds {on_disk:,} bytes; copy it again from the scanner or PACS export"
+        )
     _require_memory(declared, path)
     if not compressed:
         return image
@@ -97,10 +99,13 @@ def _load(path: Path) -> nib.Nifti1Image:
     except (EOFError, OSError, zlib.error) as exc:
         raise CordmapError(
             f"{path} is truncated or corrupt ({exc or type(exc).__name__}); copy it again "
-            "from the scanner or PACS export") from None
+            "from the scanner or PACS export"
+        ) from None
     if len(raw) < declared:
-        raise CordmapError(f"{path} is truncated: {len(raw):,} bytes of {declared:,} declared; "
-                           "copy it again from the scanner or PACS export")
+        raise CordmapError(
+            f"{path} is truncated: {len(raw):,} bytes of {declared:,} declared; "
+            "copy it again from the scanner or PACS export"
+        )
     return nib.Nifti1Image.from_bytes(raw)
 
 
@@ -114,16 +119,20 @@ def _require_memory(size: int, path: Path) -> None:
         if line.startswith("MemAvailable:"):
             available = int(line.split()[1]) * 1024
             if size > available:
-                raise CordmapError(f"{path} needs {size / 2**30:.1f} GiB of memory to read, "
-                                   f"more than the {available / 2**30:.1f} GiB free; use a "
-                                   "machine with more memory or a smaller image")
+                raise CordmapError(
+                    f"{path} needs {size / 2**30:.1f} GiB of memory to read, "
+                    f"more than the {available / 2**30:.1f} GiB free; use a "
+                    "machine with more memory or a smaller image"
+                )
             return
 
 
 def _data(image, path) -> np.ndarray:
     if image.get_data_dtype().kind not in "biuf":
-        raise CordmapError(f"{path} stores {image.get_data_dtype()} voxels (colour or complex); "
-                           "cordmap reads scalar (greyscale) images: convert it first")
+        raise CordmapError(
+            f"{path} stores {image.get_data_dtype()} voxels (colour or complex); "
+            "cordmap reads scalar (greyscale) images: convert it first"
+        )
     try:
         if np.issubdtype(image.get_data_dtype(), np.integer) and _is_unscaled(image):
             data = np.asanyarray(image.dataobj)

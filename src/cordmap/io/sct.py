@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cordmap.anatomy.levels import SEGMENTS, segment_name
-from cordmap.anatomy.schema import CORD_CLASSES
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_nifti
+from cordmap.protocol.levels import SEGMENTS, segment_name
+from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume, Volume
 
 #: Protocol classes rootlets may be painted over (the CSF around the cord holds them).
@@ -61,8 +61,13 @@ def add_spinal_levels(labels: LabelVolume, levels: np.ndarray, source: str) -> L
     segment n; those voxels must be background or cord in `labels`."""
     schema = labels.schema
     inside = levels > 0
-    _require_free(labels, inside, (0, *_ids(labels, CORD_CLASSES)), f"spinal levels {source}",
-                  "they label the cord, so they may only cover the cord or background")
+    _require_free(
+        labels,
+        inside,
+        (0, *_ids(labels, CORD_CLASSES)),
+        f"spinal levels {source}",
+        "they label the cord, so they may only cover the cord or background",
+    )
     array = labels.array.astype(np.uint16)
     for number in (int(n) for n in np.unique(levels[inside])):
         array[levels == number] = schema.find("segment", segment_name(number)).id
@@ -87,8 +92,13 @@ def add_rootlets(labels: LabelVolume, rootlets: np.ndarray, source: str) -> Labe
             "hole of its axial cross-section); rootlets lie outside the cord: check that the "
             "rootlets and the cord mask belong to the same image"
         )
-    _require_free(labels, inside, (0, *_ids(labels, ROOTLET_BACKGROUND)), f"rootlets {source}",
-                  "rootlets may only cover background or CSF")
+    _require_free(
+        labels,
+        inside,
+        (0, *_ids(labels, ROOTLET_BACKGROUND)),
+        f"rootlets {source}",
+        "rootlets may only cover background or CSF",
+    )
     centre_r = _cord_centre_r(labels, cord)
     array = labels.array.astype(np.uint16)
     for number, box in enumerate(ndimage.find_objects(rootlets), start=1):
@@ -101,9 +111,14 @@ def add_rootlets(labels: LabelVolume, rootlets: np.ndarray, source: str) -> Labe
         piece = pieces[mask]
         mean_offset = np.bincount(piece, weights=offsets) / np.maximum(np.bincount(piece), 1)
         level = segment_name(number)
-        ids = np.array([0] + [schema.find("dorsal_root", level,
-                                          "right" if mean_offset[p] > 0 else "left").id
-                              for p in range(1, count + 1)], dtype=np.uint16)
+        ids = np.array(
+            [0]
+            + [
+                schema.find("dorsal_root", level, "right" if mean_offset[p] > 0 else "left").id
+                for p in range(1, count + 1)
+            ],
+            dtype=np.uint16,
+        )
         array[box][mask] = ids[piece]
     return LabelVolume(array, labels.affine, schema=schema)
 
@@ -111,8 +126,9 @@ def add_rootlets(labels: LabelVolume, rootlets: np.ndarray, source: str) -> Labe
 def _inside_cord(mask: np.ndarray, cord: np.ndarray) -> int:
     """Voxels of `mask` on the cord or enclosed by it in their axial plane."""
     planes = np.flatnonzero(mask.any(axis=(0, 1)) & cord.any(axis=(0, 1)))
-    return sum(int((ndimage.binary_fill_holes(cord[:, :, k]) & mask[:, :, k]).sum())
-               for k in planes)
+    return sum(
+        int((ndimage.binary_fill_holes(cord[:, :, k]) & mask[:, :, k]).sum()) for k in planes
+    )
 
 
 def _cord_centre_r(labels: LabelVolume, cord: np.ndarray) -> np.ndarray:
@@ -135,7 +151,12 @@ def _require_free(labels: LabelVolume, mask: np.ndarray, allowed, what: str, rul
     """Refuse `mask` covering voxels of `labels` other than the `allowed` ids."""
     covered = labels.array[mask & ~np.isin(labels.array, allowed)]
     if covered.size:
-        names = sorted({labels.schema[int(i)].name if int(i) in labels.schema else str(int(i))
-                        for i in np.unique(covered)})
-        raise CordmapError(f"{what} cover {covered.size} voxels of {', '.join(names)} in the "
-                           f"labels; {rule}")
+        names = sorted(
+            {
+                labels.schema[int(i)].name if int(i) in labels.schema else str(int(i))
+                for i in np.unique(covered)
+            }
+        )
+        raise CordmapError(
+            f"{what} cover {covered.size} voxels of {', '.join(names)} in the labels; {rule}"
+        )

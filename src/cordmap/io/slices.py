@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cordmap.anatomy.schema import Label, LabelSchema
 from cordmap.errors import CordmapError
+from cordmap.protocol.schema import Label, LabelSchema
 from cordmap.volume import LabelVolume, Volume, to_canonical
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -56,8 +56,14 @@ _AXES = {
     "coronal": ((0, 0, -1), (-1, 0, 0), (0, 1, 0)),
     "sagittal": ((0, 0, -1), (0, -1, 0), (1, 0, 0)),
 }
-_GREY_MODES = {"L": np.uint8, "I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16,
-               "I;16N": np.uint16, "1": np.uint8}
+_GREY_MODES = {
+    "L": np.uint8,
+    "I;16": np.uint16,
+    "I;16B": np.uint16,
+    "I;16L": np.uint16,
+    "I;16N": np.uint16,
+    "1": np.uint8,
+}
 _COLOUR_MODES = ("RGB", "RGBA", "P", "PA", "LA")
 
 
@@ -72,12 +78,19 @@ class SliceStack:
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @classmethod
-    def open(cls, source: str | Path | Iterable[str | Path],
-             spacing: Sequence[float] | None = None, orientation: str = "axial",
-             reverse: bool = False, origin: Sequence[float] = (0.0, 0.0, 0.0)) -> "SliceStack":
+    def open(
+        cls,
+        source: str | Path | Iterable[str | Path],
+        spacing: Sequence[float] | None = None,
+        orientation: str = "axial",
+        reverse: bool = False,
+        origin: Sequence[float] = (0.0, 0.0, 0.0),
+    ) -> SliceStack:
         """List and check the slices of a folder (or a list of files); read no pixels yet."""
         if orientation not in ORIENTATIONS:
-            raise CordmapError(f"orientation '{orientation}' is not one of {', '.join(ORIENTATIONS)}")
+            raise CordmapError(
+                f"orientation '{orientation}' is not one of {', '.join(ORIENTATIONS)}"
+            )
         files = list_slices(source)
         if spacing is None:
             raise CordmapError(
@@ -87,8 +100,7 @@ class SliceStack:
         spacing = tuple(float(s) for s in spacing)
         if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
             raise CordmapError(f"spacing {spacing} must be three positive mm values: X,Y,SLICE")
-        stack = cls(tuple(files), spacing, orientation, reverse,
-                    tuple(float(o) for o in origin))
+        stack = cls(tuple(files), spacing, orientation, reverse, tuple(float(o) for o in origin))
         first = _image_size(files[0])
         for file in files[1:]:
             size = _image_size(file)
@@ -114,7 +126,7 @@ class SliceStack:
         affine[:3, 3] = self.origin
         return affine
 
-    def read(self) -> "SliceStackVolume":
+    def read(self) -> SliceStackVolume:
         """Read the pixels into a canonical RAS+ volume."""
         slices = []
         for file in self.files:
@@ -157,8 +169,11 @@ def list_slices(source: str | Path | Iterable[str | Path]) -> list[Path]:
         folder = Path(source)
         if not folder.is_dir():
             raise CordmapError(f"{folder} is not a folder of PNG/TIFF slices")
-        files = [p for p in folder.iterdir()
-                 if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SLICE_SUFFIXES]
+        files = [
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SLICE_SUFFIXES
+        ]
         if not files:
             raise CordmapError(
                 f"{folder} holds no PNG or TIFF slices (.png, .tif, .tiff); export the "
@@ -167,7 +182,9 @@ def list_slices(source: str | Path | Iterable[str | Path]) -> list[Path]:
     else:
         files = [Path(p) for p in source]
         if not files:
-            raise CordmapError("no slice files were given; pass a folder or a list of PNG/TIFF files")
+            raise CordmapError(
+                "no slice files were given; pass a folder or a list of PNG/TIFF files"
+            )
         for file in files:
             if not file.is_file():
                 raise CordmapError(f"slice {file} does not exist")
@@ -176,14 +193,18 @@ def list_slices(source: str | Path | Iterable[str | Path]) -> list[Path]:
 
 def natural_key(path: Path) -> tuple:
     """Sort key that orders numbers by value: img2 before img10."""
-    return tuple(int(part) if part.isdigit() else part.lower()
-                 for part in re.split(r"(\d+)", path.name))
+    return tuple(
+        int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)
+    )
 
 
-def read_slice_stack(source: str | Path | Iterable[str | Path],
-                     spacing: Sequence[float] | None = None, orientation: str = "axial",
-                     reverse: bool = False,
-                     origin: Sequence[float] = (0.0, 0.0, 0.0)) -> "SliceStackVolume":
+def read_slice_stack(
+    source: str | Path | Iterable[str | Path],
+    spacing: Sequence[float] | None = None,
+    orientation: str = "axial",
+    reverse: bool = False,
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+) -> SliceStackVolume:
     """Read a folder (or list) of 2D PNG/TIFF slices as a canonical RAS+ volume.
 
     See the module docstring for the orientation convention and the meaning of
@@ -193,8 +214,13 @@ def read_slice_stack(source: str | Path | Iterable[str | Path],
 
 
 # -- annotation masks ------------------------------------------------------------------
-def read_masks(source: str | Path, image: Volume, schema: LabelSchema, *,
-               colour_table: str | Path | None = None) -> LabelVolume:
+def read_masks(
+    source: str | Path,
+    image: Volume,
+    schema: LabelSchema,
+    *,
+    colour_table: str | Path | None = None,
+) -> LabelVolume:
     """Per-slice masks in `source` as a label volume on `image`'s grid.
 
     A folder of sub-folders is read as one folder per structure
@@ -242,8 +268,13 @@ def read_structure_masks(source: str | Path, image: Volume, schema: LabelSchema)
     return grid.label_volume(labels, schema)
 
 
-def read_colour_masks(source: str | Path, image: Volume, schema: LabelSchema, *,
-                      colour_table: str | Path | None = None) -> LabelVolume:
+def read_colour_masks(
+    source: str | Path,
+    image: Volume,
+    schema: LabelSchema,
+    *,
+    colour_table: str | Path | None = None,
+) -> LabelVolume:
     """Colour-coded mask images, one per slice; colours map to labels via `colour_table`
     (a file) or, by default, the protocol's own label colours."""
     source = Path(source)
@@ -282,8 +313,9 @@ def schema_colours(schema: LabelSchema) -> tuple[dict[int, int], dict[int, list[
     for label in schema:
         users.setdefault(_pack(label.colour), []).append(label)
     table = {colour: found[0].id for colour, found in users.items() if len(found) == 1}
-    ambiguous = {colour: [label.name for label in found]
-                 for colour, found in users.items() if len(found) > 1}
+    ambiguous = {
+        colour: [label.name for label in found] for colour, found in users.items() if len(found) > 1
+    }
     return table, ambiguous
 
 
@@ -306,7 +338,7 @@ def read_colour_table(path: str | Path, schema: LabelSchema) -> dict[int, int]:
         hex_match = re.match(r"^#([0-9a-fA-F]{6})[\s,;:=]+(.+)$", text)
         rgb_match = re.match(r"^(\d{1,3})[\s,]+(\d{1,3})[\s,]+(\d{1,3})[\s,;:=]+(.+)$", text)
         if hex_match:
-            rgb = tuple(int(hex_match.group(1)[i:i + 2], 16) for i in (0, 2, 4))
+            rgb = tuple(int(hex_match.group(1)[i : i + 2], 16) for i in (0, 2, 4))
             name = hex_match.group(2)
         elif rgb_match and all(int(v) <= 255 for v in rgb_match.groups()[:3]):
             rgb = tuple(int(v) for v in rgb_match.groups()[:3])
@@ -358,7 +390,7 @@ class _MaskGrid:
     native_shape: tuple[int, int, int]
 
     @classmethod
-    def of(cls, image: Volume) -> "_MaskGrid":
+    def of(cls, image: Volume) -> _MaskGrid:
         stack = getattr(image, "stack", None)
         if stack is not None:
             rows, columns = stack.size
@@ -371,8 +403,11 @@ class _MaskGrid:
         return self.native_shape[:2]
 
     def mask_files(self, folder: Path) -> list[tuple[Path, int]]:
-        files = [p for p in folder.iterdir()
-                 if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SLICE_SUFFIXES]
+        files = [
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SLICE_SUFFIXES
+        ]
         found: dict[int, Path] = {}
         for file in sorted(files, key=natural_key):
             index = self._index(file)
@@ -405,8 +440,9 @@ class _MaskGrid:
 
 
 def _structure_folders(source: Path) -> list[Path]:
-    return sorted((p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=natural_key)
+    return sorted(
+        (p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key
+    )
 
 
 def _mask_pixels(file: Path, grid: _MaskGrid) -> np.ndarray:
@@ -454,7 +490,9 @@ def _read_greyscale(file: Path) -> np.ndarray:
                 return pixels.astype(np.uint16)
         if mode in _COLOUR_MODES:
             rgb = np.asarray(image.convert("RGB"))
-            if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(
+                rgb[..., 0], rgb[..., 2]
+            ):
                 return np.ascontiguousarray(rgb[..., 0])
             row, column = np.argwhere((rgb != rgb[..., :1]).any(axis=-1))[0]
             raise CordmapError(
@@ -472,7 +510,9 @@ def _open(file: Path) -> Image.Image:
         image = Image.open(file)
         image.load()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CordmapError(f"{file} is not a readable PNG/TIFF image ({exc}); re-export it") from None
+        raise CordmapError(
+            f"{file} is not a readable PNG/TIFF image ({exc}); re-export it"
+        ) from None
     if getattr(image, "n_frames", 1) > 1:
         image.close()
         raise CordmapError(f"{file} holds {image.n_frames} frames; export one file per slice")
@@ -485,7 +525,9 @@ def _image_size(file: Path) -> tuple[int, int]:
         with Image.open(file) as image:
             return image.height, image.width
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CordmapError(f"{file} is not a readable PNG/TIFF image ({exc}); re-export it") from None
+        raise CordmapError(
+            f"{file} is not a readable PNG/TIFF image ({exc}); re-export it"
+        ) from None
 
 
 def _slice_number(file: Path) -> int | None:

@@ -35,13 +35,17 @@ def bundled_model(name: str = DEFAULT_MODEL) -> BundledModel:
     path, card_path = MODELS_DIR / f"{name}.pt", MODELS_DIR / f"{name}.json"
     if not path.is_file() or not card_path.is_file():
         known = ", ".join(p.stem for p in sorted(MODELS_DIR.glob("*.pt"))) or "none"
-        raise CordmapError(f"no bundled model '{name}' in {MODELS_DIR} (bundled: {known}); "
-                           "reinstall cordmap or pass --model a model file")
+        raise CordmapError(
+            f"no bundled model '{name}' in {MODELS_DIR} (bundled: {known}); "
+            "reinstall cordmap or pass --model a model file"
+        )
     try:
         card = json.loads(card_path.read_text())
     except (OSError, ValueError) as exc:
-        raise CordmapError(f"the card of bundled model '{name}' ({card_path}) is unreadable "
-                           f"({exc}); reinstall cordmap") from None
+        raise CordmapError(
+            f"the card of bundled model '{name}' ({card_path}) is unreadable "
+            f"({exc}); reinstall cordmap"
+        ) from None
     return BundledModel(name, path, card)
 
 

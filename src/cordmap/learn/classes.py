@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cordmap.anatomy.schema import CORD_CLASSES as CORD_STRUCTURES
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
+from cordmap.protocol.schema import CORD_CLASSES as CORD_STRUCTURES
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume
 
 UNMAPPED = 255
@@ -61,8 +61,10 @@ class ClassMapping:
 
     def __init__(self, schema: LabelSchema, classes=PUBLISHED_CLASSES):
         if not classes or set(classes[0].structures) - {REST}:
-            raise CordmapError("the first training class must be background, gathering no "
-                               f"labels or '{REST}' (the labels no other class gathers)")
+            raise CordmapError(
+                "the first training class must be background, gathering no "
+                f"labels or '{REST}' (the labels no other class gathers)"
+            )
         self.schema = schema
         self.classes = tuple(classes)
         self._index = {}
@@ -70,8 +72,10 @@ class ClassMapping:
         for index, cls in enumerate(self.classes[1:], start=1):
             for structure in cls.structures:
                 if structure in self._index:
-                    raise CordmapError(f"structure class '{structure}' is mapped to two "
-                                       "training classes; map each to one")
+                    raise CordmapError(
+                        f"structure class '{structure}' is mapped to two "
+                        "training classes; map each to one"
+                    )
                 self._index[structure] = index
 
     @property
@@ -99,8 +103,10 @@ class ClassMapping:
     def encode(self, labels: LabelVolume, source: str = "label volume") -> np.ndarray:
         """Class index of every voxel (uint8); label ids without a class are an error."""
         if labels.schema.name != self.schema.name:
-            raise CordmapError(f"{source} uses protocol '{labels.schema.name}', but the training "
-                               f"classes map protocol '{self.schema.name}'; use one protocol")
+            raise CordmapError(
+                f"{source} uses protocol '{labels.schema.name}', but the training "
+                f"classes map protocol '{self.schema.name}'; use one protocol"
+            )
         table = self.lookup_table()
         array = np.asarray(labels.array)
         ids = np.unique(array)
@@ -117,9 +123,11 @@ class ClassMapping:
         """Label id written for each class index: its level-free schema label, else None."""
         out = {0: 0}
         for index, cls in enumerate(self.classes[1:], start=1):
-            free = [label for label in self.schema
-                    if label.structure in cls.structures and label.level is None
-                    and label.side is None]
+            free = [
+                label
+                for label in self.schema
+                if label.structure in cls.structures and label.level is None and label.side is None
+            ]
             out[index] = min(free, key=lambda label: label.id).id if free else None
         return out
 
@@ -136,12 +144,13 @@ class ClassMapping:
 
     # -- model files -------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"schema": {"name": self.schema.name, "version": self.schema.version},
-                "classes": [{"name": c.name, "structures": list(c.structures)}
-                            for c in self.classes]}
+        return {
+            "schema": {"name": self.schema.name, "version": self.schema.version},
+            "classes": [{"name": c.name, "structures": list(c.structures)} for c in self.classes],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict, schema: LabelSchema, source: str = "model") -> "ClassMapping":
+    def from_dict(cls, data: dict, schema: LabelSchema, source: str = "model") -> ClassMapping:
         """Rebuild a mapping for `schema`, refusing one made for an incompatible protocol.
 
         Classes gather structure classes, not label ids, so a model serves every version of

@@ -65,8 +65,11 @@ class Example:
     def class_voxels(self) -> dict[int, np.ndarray]:
         """Voxel indices of each foreground class present (computed once)."""
         if not hasattr(self, "_class_voxels"):
-            self._class_voxels = {int(c): np.argwhere(self.target == c)
-                                  for c in np.unique(self.target) if c and c != UNKNOWN}
+            self._class_voxels = {
+                int(c): np.argwhere(self.target == c)
+                for c in np.unique(self.target)
+                if c and c != UNKNOWN
+            }
         return self._class_voxels
 
 
@@ -75,8 +78,10 @@ def normalise(array: np.ndarray, source: str = "image") -> np.ndarray:
     """Map the 0.5th..99.5th intensity percentiles to 0..1 (float32, not clipped)."""
     array = np.asarray(array, dtype=np.float32)
     if not np.all(np.isfinite(array)):
-        raise CordmapError(f"{source} has NaN or infinite intensities; re-export the image "
-                           "from the scanner or replace the bad voxels before using it")
+        raise CordmapError(
+            f"{source} has NaN or infinite intensities; re-export the image "
+            "from the scanner or replace the bad voxels before using it"
+        )
     low, high = np.percentile(array, [NORMALISATION["low"], NORMALISATION["high"]])
     scale = float(high - low) or 1.0
     return (array - low) / scale
@@ -86,8 +91,10 @@ def model_shape(volume: Volume, config: UNetConfig) -> tuple[int, int, int]:
     """Shape of `volume` on the model grid: the fixed input shape, or at the fixed spacing."""
     if config.input_shape is not None:
         return tuple(int(n) for n in config.input_shape)
-    return tuple(max(1, round(n * s / t))
-                 for n, s, t in zip(volume.shape, volume.spacing, config.input_spacing_mm))
+    return tuple(
+        max(1, round(n * s / t))
+        for n, s, t in zip(volume.shape, volume.spacing, config.input_spacing_mm)
+    )
 
 
 def resample(array: np.ndarray, shape, order: int) -> np.ndarray:
@@ -101,8 +108,9 @@ def resample(array: np.ndarray, shape, order: int) -> np.ndarray:
     return out
 
 
-def prepare(name: str, image: Volume, labels: LabelVolume | None, mapping: ClassMapping,
-            config: UNetConfig) -> Example:
+def prepare(
+    name: str, image: Volume, labels: LabelVolume | None, mapping: ClassMapping, config: UNetConfig
+) -> Example:
     """Check, normalise, encode and resample one image (+ labels) onto the model grid."""
     if labels is not None:
         image.require_same_grid(labels, what=f"labels of {name}")
@@ -128,22 +136,28 @@ def crop_to_labels(example: Example, margin_mm: float = 16.0) -> Example:
 
 
 # -- split ---------------------------------------------------------------------------------
-def split_cases(names, seed: int = 0, val_fraction: float = 0.2,
-                test_fraction: float = 0.2) -> dict[str, list[str]]:
+def split_cases(
+    names, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2
+) -> dict[str, list[str]]:
     """A train / val / test split of case names fixed by `seed` (independent of input order).
 
     At least one case trains; with two or more cases at least one validates.
     """
     names = sorted(set(names))
     if not names:
-        raise CordmapError("the training set is empty: pass case folders with labels "
-                           "(or --phantoms N to generate training cases)")
+        raise CordmapError(
+            "the training set is empty: pass case folders with labels "
+            "(or --phantoms N to generate training cases)"
+        )
     order = list(np.random.default_rng(seed).permutation(len(names)))
     n_val = max(1 if len(names) >= 2 else 0, round(val_fraction * len(names)))
     n_test = min(round(test_fraction * len(names)), len(names) - 1 - n_val)
     picked = [names[i] for i in order]
-    return {"val": sorted(picked[:n_val]), "test": sorted(picked[n_val:n_val + max(0, n_test)]),
-            "train": sorted(picked[n_val + max(0, n_test):])}
+    return {
+        "val": sorted(picked[:n_val]),
+        "test": sorted(picked[n_val : n_val + max(0, n_test)]),
+        "train": sorted(picked[n_val + max(0, n_test) :]),
+    }
 
 
 # -- sources -------------------------------------------------------------------------------
@@ -174,9 +188,12 @@ def phantom_cases(count: int, seed: int = 0) -> list[tuple[str, Volume, LabelVol
     cases = []
     for s in range(seed, seed + count):
         rng = np.random.default_rng((s, 7))
-        phantom = make_phantom(seed=s, intensities=varied_contrast(rng),
-                               pixel_mm=round(float(rng.uniform(0.5, 1.0)), 2),
-                               slice_thickness=float(rng.choice([1.0, 2.0, 3.0, 4.0])))
+        phantom = make_phantom(
+            seed=s,
+            intensities=varied_contrast(rng),
+            pixel_mm=round(float(rng.uniform(0.5, 1.0)), 2),
+            slice_thickness=float(rng.choice([1.0, 2.0, 3.0, 4.0])),
+        )
         cases.append((f"phantom-{s:03d}", phantom.image, phantom.labels))
     return cases
 
@@ -185,16 +202,21 @@ def gather_cases(case_dirs=(), phantoms: int = 0, phantom_seed: int = 0):
     """Cases from folders plus generated phantoms, and the one protocol they share."""
     cases = load_cases(case_dirs) + (phantom_cases(phantoms, phantom_seed) if phantoms else [])
     if not cases:
-        raise CordmapError("the training set is empty: pass case folders with labels "
-                           "or --phantoms N to generate training cases")
+        raise CordmapError(
+            "the training set is empty: pass case folders with labels "
+            "or --phantoms N to generate training cases"
+        )
     schemas = {(labels.schema.name, labels.schema.version) for _, _, labels in cases}
     if len(schemas) > 1:
-        raise CordmapError(f"the cases use different protocols {sorted(schemas)}; train on "
-                           "cases annotated with one protocol")
+        raise CordmapError(
+            f"the cases use different protocols {sorted(schemas)}; train on "
+            "cases annotated with one protocol"
+        )
     names = [name for name, _, _ in cases]
     if len(set(names)) != len(names):
-        raise CordmapError("two training cases share a folder name; give each case folder "
-                           "a distinct name")
+        raise CordmapError(
+            "two training cases share a folder name; give each case folder a distinct name"
+        )
     return cases, cases[0][2].schema
 
 
@@ -222,12 +244,19 @@ def rotate(array: np.ndarray, matrix: np.ndarray, spacing, order: int) -> np.nda
 def random_rotation(rng: np.random.Generator, tilt: bool = False) -> np.ndarray:
     """The published rotation; with `tilt`, up to TILT_RANGE about the left-right axis."""
     left_right = TILT_RANGE if tilt else LEFT_RIGHT_RANGE
-    return rotation(rng.uniform(-VERTICAL_RANGE, VERTICAL_RANGE),
-                    rng.uniform(-left_right, left_right))
+    return rotation(
+        rng.uniform(-VERTICAL_RANGE, VERTICAL_RANGE), rng.uniform(-left_right, left_right)
+    )
 
 
-def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: float,
-               augment: bool, extra: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+def crop_patch(
+    example: Example,
+    patch,
+    rng: np.random.Generator,
+    foreground: float,
+    augment: bool,
+    extra: tuple[str, ...] = (),
+) -> tuple[np.ndarray, np.ndarray]:
     """A random training patch, centred with probability `foreground` on a voxel of a
     foreground class drawn uniformly among those present (so a thin cord or root is
     centred as often as a vertebra), else anywhere.
@@ -241,7 +270,7 @@ def crop_patch(example: Example, patch, rng: np.random.Generator, foreground: fl
     """
     check_augmentations(extra)
     patch = np.array(patch)
-    margin = (np.ceil(patch * 0.25).astype(int) if augment else np.zeros(3, int))
+    margin = np.ceil(patch * 0.25).astype(int) if augment else np.zeros(3, int)
     region = patch + 2 * margin
     classes = example.class_voxels()
     if classes and rng.random() < foreground:
@@ -285,20 +314,29 @@ def check_augmentations(extra) -> None:
         raise CordmapError(f"unknown augmentations {unknown}; use {', '.join(EXTRA_AUGMENTATIONS)}")
 
 
-def elastic(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, spacing,
-            labels_only: bool = False, magnitude_mm: float = 2.0, smoothness_mm: float = 8.0):
+def elastic(
+    image: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator,
+    spacing,
+    labels_only: bool = False,
+    magnitude_mm: float = 2.0,
+    smoothness_mm: float = 8.0,
+):
     """The same smooth random deformation (about `magnitude_mm`) of image and labels
     (`labels_only`: the image is a label map too, interpolated by nearest neighbour)."""
     grid = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in image.shape], indexing="ij")
     coordinates = []
     for axis, s in enumerate(spacing):
-        field = ndimage.gaussian_filter(rng.normal(size=image.shape),
-                                        [smoothness_mm / t for t in spacing])
+        field = ndimage.gaussian_filter(
+            rng.normal(size=image.shape), [smoothness_mm / t for t in spacing]
+        )
         field *= magnitude_mm / s / (np.abs(field).max() or 1.0)
         coordinates.append(grid[axis] + field)
-    return (ndimage.map_coordinates(image, coordinates, order=0 if labels_only else 1,
-                                    mode="nearest"),
-            ndimage.map_coordinates(target, coordinates, order=0, mode="nearest"))
+    return (
+        ndimage.map_coordinates(image, coordinates, order=0 if labels_only else 1, mode="nearest"),
+        ndimage.map_coordinates(target, coordinates, order=0, mode="nearest"),
+    )
 
 
 def _window(array: np.ndarray, centre, size, fill) -> np.ndarray:
@@ -322,8 +360,16 @@ class PatchDataset(torch.utils.data.Dataset):
     Items: image (1, X, Y, Z), target (X, Y, Z) and the example's `unlabelled_bits`.
     """
 
-    def __init__(self, examples: list[Example], patch, samples: int, seed: int,
-                 augment: bool = True, foreground: float = 0.67, extra: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        examples: list[Example],
+        patch,
+        samples: int,
+        seed: int,
+        augment: bool = True,
+        foreground: float = 0.67,
+        extra: tuple[str, ...] = (),
+    ):
         if not examples:
             raise CordmapError("the training set is empty after the split; add cases")
         self.examples, self.patch, self.samples = examples, tuple(patch), samples
@@ -338,10 +384,14 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         example = self.examples[rng.choice(len(self.examples), p=self.chances)]
-        image, target = crop_patch(example, self.patch, rng, self.foreground, self.augment,
-                                   self.extra)
-        return (torch.from_numpy(image[None]), torch.from_numpy(target.astype(np.int64)),
-                unlabelled_bits(example))
+        image, target = crop_patch(
+            example, self.patch, rng, self.foreground, self.augment, self.extra
+        )
+        return (
+            torch.from_numpy(image[None]),
+            torch.from_numpy(target.astype(np.int64)),
+            unlabelled_bits(example),
+        )
 
 
 class VolumeDataset(torch.utils.data.Dataset):
@@ -357,5 +407,8 @@ class VolumeDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         example = self.examples[index]
-        return (torch.from_numpy(example.image[None]),
-                torch.from_numpy(example.target.astype(np.int64)), unlabelled_bits(example))
+        return (
+            torch.from_numpy(example.image[None]),
+            torch.from_numpy(example.target.astype(np.int64)),
+            unlabelled_bits(example),
+        )

@@ -37,13 +37,20 @@ def evaluate_labels(pairs, mapping: ClassMapping) -> dict:
     rows = []
     for name, reference, prediction in pairs:
         reference.require_same_grid(prediction, what=f"predicted labels of {name}")
-        rows.append((name, mapping.encode(reference, f"reference labels of {name}"),
-                     mapping.encode(prediction, f"predicted labels of {name}"), reference.spacing))
+        rows.append(
+            (
+                name,
+                mapping.encode(reference, f"reference labels of {name}"),
+                mapping.encode(prediction, f"predicted labels of {name}"),
+                reference.spacing,
+            )
+        )
     return _report(rows, mapping.names)
 
 
-def evaluate_case_dirs(case_dirs, model_path: str | Path | None = None,
-                       keep_largest: tuple[str, ...] = ()) -> dict:
+def evaluate_case_dirs(
+    case_dirs, model_path: str | Path | None = None, keep_largest: tuple[str, ...] = ()
+) -> dict:
     """Evaluate case folders: a model's predictions (`model_path`, `keep_largest` as in
     `infer.predict`), else the stored desc-unet labels, against the desc-manual labels."""
     from cordmap.case import Case
@@ -54,11 +61,13 @@ def evaluate_case_dirs(case_dirs, model_path: str | Path | None = None,
         raise CordmapError("no case folders to evaluate; pass one or more case folders")
     if model_path is not None:
         model = load_model(model_path, cases[0].schema)
-        return evaluate_model(model, [(Path(c.root).name, c.image(), c.labels("manual"))
-                                      for c in cases], keep_largest)
+        return evaluate_model(
+            model, [(Path(c.root).name, c.image(), c.labels("manual")) for c in cases], keep_largest
+        )
     mapping = ClassMapping(cases[0].schema)
-    return evaluate_labels([(Path(c.root).name, c.labels("manual"), c.labels("unet"))
-                            for c in cases], mapping)
+    return evaluate_labels(
+        [(Path(c.root).name, c.labels("manual"), c.labels("unet")) for c in cases], mapping
+    )
 
 
 def _report(rows, names: list[str]) -> dict:
@@ -85,8 +94,12 @@ def report_table(report: dict, title: str = "segmentation accuracy"):
     for column in ("case", "pixel acc.", "mIoU", *(f"Dice {n}" for n in foreground)):
         table.add_column(column, justify="left" if column == "case" else "right")
     for row in [*report["cases"], {"case": "pooled", **report["pooled"]}]:
-        table.add_row(row["case"], _fmt(row["pixel_accuracy"]), _fmt(row["mean_iou"]),
-                      *(_fmt(row["per_class"][n]["dice"]) for n in foreground))
+        table.add_row(
+            row["case"],
+            _fmt(row["pixel_accuracy"]),
+            _fmt(row["mean_iou"]),
+            *(_fmt(row["per_class"][n]["dice"]) for n in foreground),
+        )
     return table
 
 

@@ -25,8 +25,16 @@ class FinetuneResult:
     report_path: Path
 
 
-def finetune(model_path: str | Path, cases, out_dir: str | Path, schema, *, heldout=(),
-             val_cases=None, config: TrainConfig = TrainConfig(epochs=10)) -> FinetuneResult:
+def finetune(
+    model_path: str | Path,
+    cases,
+    out_dir: str | Path,
+    schema,
+    *,
+    heldout=(),
+    val_cases=None,
+    config: TrainConfig = TrainConfig(epochs=10),
+) -> FinetuneResult:
     """Fine-tune `model_path` on (name, image, labels) `cases`; score `heldout` cases
     before and after. Without `val_cases`, the training cases also select the best epoch."""
     if not cases:
@@ -34,14 +42,24 @@ def finetune(model_path: str | Path, cases, out_dir: str | Path, schema, *, held
     model = load_model(model_path, schema)
     config = replace(config, classes=_class_set_name(model))
     before = evaluate_model(model, heldout) if heldout else None
-    result = train(cases, out_dir, schema, config, initial=model.network,
-                   val_cases=val_cases if val_cases else cases)
+    result = train(
+        cases,
+        out_dir,
+        schema,
+        config,
+        initial=model.network,
+        val_cases=val_cases if val_cases else cases,
+    )
     tuned = load_model(result.model_path, schema)
     after = evaluate_model(tuned, heldout) if heldout else None
-    report = {"from_model": str(Path(model_path).resolve()),
-              "trained_on": [name for name, _, _ in cases],
-              "held_out": [name for name, _, _ in heldout],
-              "freeze_encoder": config.freeze_encoder, "before": before, "after": after}
+    report = {
+        "from_model": str(Path(model_path).resolve()),
+        "trained_on": [name for name, _, _ in cases],
+        "held_out": [name for name, _, _ in heldout],
+        "freeze_encoder": config.freeze_encoder,
+        "before": before,
+        "after": after,
+    }
     path = write_report(report, Path(out_dir) / "finetune.json")
     return FinetuneResult(result, before, after, path)
 

@@ -21,9 +21,9 @@ from scipy import ndimage
 
 from cordmap.anatomy.numbering import number_vertebrae
 from cordmap.errors import CordmapError
-from cordmap.segmentation import Segmentation
 from cordmap.learn.data import prepare
 from cordmap.learn.modelfile import TrainedModel, load_model
+from cordmap.segmentation import Segmentation
 from cordmap.volume import LabelVolume, Volume
 
 OVERLAP = 0.25
@@ -31,10 +31,17 @@ OVERLAP = 0.25
 WINDOW_SCALE = 1
 
 
-def predict(model: TrainedModel, image: Volume, name: str = "image", *,
-            overlap: float = OVERLAP, device: str = "cpu",
-            keep_largest: tuple[str, ...] = (), window: tuple[int, int, int] | None = None,
-            progress: bool = False) -> np.ndarray:
+def predict(
+    model: TrainedModel,
+    image: Volume,
+    name: str = "image",
+    *,
+    overlap: float = OVERLAP,
+    device: str = "cpu",
+    keep_largest: tuple[str, ...] = (),
+    window: tuple[int, int, int] | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Training-class index of every voxel of `image` (uint8, the image's shape).
 
     `window`: the sliding window (voxels of the model grid; default WINDOW_SCALE times the
@@ -43,14 +50,18 @@ def predict(model: TrainedModel, image: Volume, name: str = "image", *,
     example = prepare(name, image, None, model.mapping, model.config)
     network = model.network.to(device).eval()
     box = body_box(example.image, example.spacing)
-    window = fitted_window(window or [WINDOW_SCALE * n for n in model.config.patch],
-                           [b.stop - b.start for b in box], 2 ** model.config.depth)
+    window = fitted_window(
+        window or [WINDOW_SCALE * n for n in model.config.patch],
+        [b.stop - b.start for b in box],
+        2**model.config.depth,
+    )
     probabilities = np.zeros((len(model.mapping), *example.image.shape), np.float32)
     probabilities[0] = 1.0  # outside the body: background
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(example.image[box])[None, None]).to(device)
-        logits = sliding_window_inference(x, window, 1, network, overlap=overlap,
-                                          mode="gaussian", progress=progress)
+        logits = sliding_window_inference(
+            x, window, 1, network, overlap=overlap, mode="gaussian", progress=progress
+        )
         probabilities[(slice(None), *box)] = torch.softmax(logits, dim=1)[0].cpu().numpy()
     class_map = upsampled_classes(probabilities, image.shape)
     for index in indices:
@@ -64,9 +75,12 @@ def upsampled_classes(probabilities: np.ndarray, shape) -> np.ndarray:
     aligned, as `data.resample` does (in torch: several times faster on a 512 x 512 x 48
     image)."""
     with torch.no_grad():
-        fine = torch.nn.functional.interpolate(torch.from_numpy(probabilities)[None],
-                                               size=tuple(shape), mode="trilinear",
-                                               align_corners=False)
+        fine = torch.nn.functional.interpolate(
+            torch.from_numpy(probabilities)[None],
+            size=tuple(shape),
+            mode="trilinear",
+            align_corners=False,
+        )
     return fine[0].argmax(dim=0).numpy().astype(np.uint8)
 
 
@@ -110,20 +124,30 @@ def keep_largest_piece(class_map: np.ndarray, index: int) -> np.ndarray:
 def _class_indices(model: TrainedModel, names) -> list[int]:
     unknown = [n for n in names if n not in model.mapping.names[1:]]
     if unknown:
-        raise CordmapError(f"--keep-largest names classes {unknown} the model does not have; "
-                           f"use names of {', '.join(model.mapping.names[1:])}")
+        raise CordmapError(
+            f"--keep-largest names classes {unknown} the model does not have; "
+            f"use names of {', '.join(model.mapping.names[1:])}"
+        )
     return [model.mapping.names.index(n) for n in names]
 
 
-def predict_labels(model: TrainedModel, image: Volume, name: str = "image", **options) -> LabelVolume:
+def predict_labels(
+    model: TrainedModel, image: Volume, name: str = "image", **options
+) -> LabelVolume:
     """The prediction as a label volume of the model's protocol, on the image's grid."""
     return model.mapping.decode(predict(model, image, name, **options), image.affine)
 
 
-def segment_case(case_dir: str | Path, model_path: str | Path | None = None, *,
-                 overlap: float = OVERLAP, device: str = "cpu",
-                 keep_largest: tuple[str, ...] = (), anchor: str | None = None,
-                 require_levels: bool = False) -> Segmentation:
+def segment_case(
+    case_dir: str | Path,
+    model_path: str | Path | None = None,
+    *,
+    overlap: float = OVERLAP,
+    device: str = "cpu",
+    keep_largest: tuple[str, ...] = (),
+    anchor: str | None = None,
+    require_levels: bool = False,
+) -> Segmentation:
     """Segment a case's image with a model file (default: the bundled model), number its
     vertebrae and discs (`anatomy.numbering`, with the user's `anchor` if given), write and
     record `..._desc-unet_dseg`. Where the levels cannot be numbered the labels are written
@@ -134,18 +158,22 @@ def segment_case(case_dir: str | Path, model_path: str | Path | None = None, *,
 
     case = Case.open(case_dir)
     path = resolve(model_path)
-    parameters = {"model": str(path.resolve()), "overlap": overlap,
-                  "keep_largest": list(keep_largest), "anchor": anchor}
+    parameters = {
+        "model": str(path.resolve()),
+        "overlap": overlap,
+        "keep_largest": list(keep_largest),
+        "anchor": anchor,
+    }
     out = case.labels_path("unet")
     if case.is_up_to_date("segment", inputs=[case.image_path, path], parameters=parameters):
         return Segmentation.from_results(out, case.manifest["stages"]["segment"]["results"], True)
     model = load_model(path, case.schema)
     image = case.image()
     check_segmentable(image, case.image_path)
-    class_map = predict(model, image, case.subject, overlap=overlap, device=device,
-                        keep_largest=tuple(keep_largest))
-    warnings = plausibility_warnings(class_map, model.mapping.names, image.spacing,
-                                     case.image_path)
+    class_map = predict(
+        model, image, case.subject, overlap=overlap, device=device, keep_largest=tuple(keep_largest)
+    )
+    warnings = plausibility_warnings(class_map, model.mapping.names, image.spacing, case.image_path)
     labels = model.mapping.decode(class_map, image.affine)
     levels, levels_error = None, None
     if {"vertebra", "disc"} <= set(model.mapping.names):
@@ -158,11 +186,21 @@ def segment_case(case_dir: str | Path, model_path: str | Path | None = None, *,
         else:
             labels, levels = numbering.labels, numbering.to_dict()
     write_nifti(labels, out)
-    results = {"bundled": model_path is None, "classes": model.mapping.names,
-               "classes_not_written": model.mapping.unwritten(), "warnings": warnings,
-               "levels": levels, "levels_error": levels_error}
-    case.record("segment", inputs=[case.image_path, path], outputs=[out],
-                parameters=parameters, results=results)
+    results = {
+        "bundled": model_path is None,
+        "classes": model.mapping.names,
+        "classes_not_written": model.mapping.unwritten(),
+        "warnings": warnings,
+        "levels": levels,
+        "levels_error": levels_error,
+    }
+    case.record(
+        "segment",
+        inputs=[case.image_path, path],
+        outputs=[out],
+        parameters=parameters,
+        results=results,
+    )
     return Segmentation.from_results(out, results)
 
 
@@ -173,7 +211,8 @@ def check_segmentable(image: Volume, source) -> None:
         raise CordmapError(
             f"{source} is {'x'.join(map(str, image.shape))} voxels ({' x '.join(f'{e:.0f}' for e in extent)} mm): "
             "a 2D image or a very thin slab; segmentation needs a 3D volume of the spine "
-            "(at least 3 slices covering 10 mm)")
+            "(at least 3 slices covering 10 mm)"
+        )
 
 
 #: Cord pieces smaller than this (mm^3) are not counted as pieces.
@@ -188,21 +227,27 @@ def plausibility_warnings(class_map: np.ndarray, names: list[str], spacing, sour
     voxel_mm3 = float(np.prod(spacing))
     present = {n: bool((class_map == i).any()) for i, n in enumerate(names) if i}
     if not any(present.values()):
-        raise CordmapError(f"no spine found in {source}: the model found no cord, CSF, "
-                           "vertebra or disc; check that the image shows the spine")
+        raise CordmapError(
+            f"no spine found in {source}: the model found no cord, CSF, "
+            "vertebra or disc; check that the image shows the spine"
+        )
     warnings = []
     if "cord" not in names:
         return warnings
     cord = class_map == names.index("cord")
     if not cord.any():
-        return ["no spinal cord found: the scan may lie below the conus, or the cord was "
-                "missed; check the sagittal figure"]
+        return [
+            "no spinal cord found: the scan may lie below the conus, or the cord was "
+            "missed; check the sagittal figure"
+        ]
     pieces, count = ndimage.label(cord, structure=np.ones((3, 3, 3)))
     sizes = np.bincount(pieces.ravel())[1:] * voxel_mm3
     large = int((sizes >= PIECE_MIN_MM3).sum())
     if large > 2:
-        warnings.append(f"the cord is in {large} pieces (of {PIECE_MIN_MM3:.0f} mm^3 or more): "
-                        "check the segmentation along the cord")
+        warnings.append(
+            f"the cord is in {large} pieces (of {PIECE_MIN_MM3:.0f} mm^3 or more): "
+            "check the segmentation along the cord"
+        )
     canal = [names.index(n) for n in ("csf", "vertebra") if n in names]
     if canal:
         around = np.isin(class_map, canal)
@@ -210,6 +255,8 @@ def plausibility_warnings(class_map: np.ndarray, names: list[str], spacing, sour
             distance = ndimage.distance_transform_edt(~around, sampling=spacing)
             away = float((distance[cord] > CANAL_MM).mean())
             if away > 0.2:
-                warnings.append(f"{100 * away:.0f} % of the cord lies over {CANAL_MM:.0f} mm "
-                                "from any CSF or bone: it may lie outside the spinal canal")
+                warnings.append(
+                    f"{100 * away:.0f} % of the cord lies over {CANAL_MM:.0f} mm "
+                    "from any CSF or bone: it may lie outside the spinal canal"
+                )
     return warnings

@@ -27,8 +27,9 @@ def scores(confusion: np.ndarray, names: list[str]) -> dict:
     in_reference, in_prediction = confusion.sum(axis=1), confusion.sum(axis=0)
     per_class = {}
     for index, name in enumerate(names):
-        dice, iou = overlap.dice_iou(int(true_pos[index]), int(in_reference[index]),
-                                     int(in_prediction[index]))
+        dice, iou = overlap.dice_iou(
+            int(true_pos[index]), int(in_reference[index]), int(in_prediction[index])
+        )
         per_class[name] = {
             "iou": iou,
             "dice": dice,
@@ -45,13 +46,15 @@ def scores(confusion: np.ndarray, names: list[str]) -> dict:
     }
 
 
-def evaluate_arrays(reference: np.ndarray, prediction: np.ndarray, names: list[str],
-                    spacing) -> dict:
+def evaluate_arrays(
+    reference: np.ndarray, prediction: np.ndarray, names: list[str], spacing
+) -> dict:
     """All metrics of one volume: `scores` plus per-class HD95 (mm)."""
     result = scores(confusion_matrix(reference, prediction, len(names)), names)
     for index, name in enumerate(names[1:], start=1):
-        result["per_class"][name]["hd95_mm"] = hausdorff95(reference == index,
-                                                           prediction == index, spacing)
+        result["per_class"][name]["hd95_mm"] = hausdorff95(
+            reference == index, prediction == index, spacing
+        )
     return result
 
 

@@ -38,27 +38,30 @@ class UNetConfig:
 
     def __post_init__(self):
         if (self.input_shape is None) == (self.input_spacing_mm is None):
-            raise CordmapError("a U-Net configuration needs exactly one of input_shape or "
-                               "input_spacing_mm")
-        unit = 2 ** self.depth
+            raise CordmapError(
+                "a U-Net configuration needs exactly one of input_shape or input_spacing_mm"
+            )
+        unit = 2**self.depth
         for name in ("input_shape", "patch"):
             shape = getattr(self, name)
             if shape is not None and any(int(n) % unit for n in shape):
-                raise CordmapError(f"U-Net {name} {tuple(shape)} must be divisible by "
-                                   f"{unit} (2**depth) along every axis; round it to a multiple")
+                raise CordmapError(
+                    f"U-Net {name} {tuple(shape)} must be divisible by "
+                    f"{unit} (2**depth) along every axis; round it to a multiple"
+                )
         if self.classes < 2 or self.filters < 1 or self.depth < 1:
             raise CordmapError("a U-Net needs at least 2 classes, 1 filter and 1 level")
 
     @property
     def level_filters(self) -> tuple[int, ...]:
         """Filters at each level, from the input level down to the bottleneck."""
-        return tuple(self.filters * 2 ** level for level in range(self.depth + 1))
+        return tuple(self.filters * 2**level for level in range(self.depth + 1))
 
     def to_dict(self) -> dict:
         return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "UNetConfig":
+    def from_dict(cls, data: dict) -> UNetConfig:
         return cls(**{key: tuple(v) if isinstance(v, list) else v for key, v in data.items()})
 
 
@@ -66,8 +69,9 @@ class UNetConfig:
 PUBLISHED = UNetConfig()
 
 #: A small configuration that trains in a few minutes on a 2-core CPU: 1 mm voxels, 3 levels.
-SMALL = UNetConfig(filters=8, depth=3, input_shape=None, input_spacing_mm=(1.0, 1.0, 1.0),
-                   patch=(48, 48, 48))
+SMALL = UNetConfig(
+    filters=8, depth=3, input_shape=None, input_spacing_mm=(1.0, 1.0, 1.0), patch=(48, 48, 48)
+)
 
 CONFIGS = {"small": SMALL, "published": PUBLISHED}
 
@@ -76,8 +80,11 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     """Two 3x3x3 convolutions, each followed by instance norm and ReLU."""
     layers = []
     for channels_in in (in_channels, out_channels):
-        layers += [nn.Conv3d(channels_in, out_channels, 3, padding=1),
-                   nn.InstanceNorm3d(out_channels, affine=True), nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv3d(channels_in, out_channels, 3, padding=1),
+            nn.InstanceNorm3d(out_channels, affine=True),
+            nn.ReLU(inplace=True),
+        ]
     return nn.Sequential(*layers)
 
 

@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import ClassMapping
 from cordmap.learn.data import UNKNOWN, Example, prepare, resample
 from cordmap.learn.model import UNetConfig
 from cordmap.learn.synth import generation_map
 from cordmap.learn.train import TrainConfig, TrainResult, _resume_checkpoint, fit
+from cordmap.protocol.schema import LabelSchema
 
 SPLIT_SEED = 0
 #: Lumbar datasets (manifest name prefixes), their contrast and held-out share.
@@ -50,8 +50,14 @@ HELDOUT_PHANTOM = 1000
 DRAW_SHARE = {"synthetic": 0.5, "lumbar": 0.4, "cord": 0.1}
 
 DEFAULT = TrainConfig(
-    model="small", classes="spine", epochs=40, patches_per_epoch=320, batch_size=2,
-    seed=0, extra_augmentation=("intensity", "bias", "scale", "tilt"), foreground=0.8,
+    model="small",
+    classes="spine",
+    epochs=40,
+    patches_per_epoch=320,
+    batch_size=2,
+    seed=0,
+    extra_augmentation=("intensity", "bias", "scale", "tilt"),
+    foreground=0.8,
 )
 RECIPES = {"default": DEFAULT}
 
@@ -67,8 +73,8 @@ def lumbar_split(folder: str | Path) -> dict[str, list[str]]:
         n_test = max(1, round(HELDOUT_SHARE * len(names)))
         n_val = VALIDATION.get(group, 0)
         split["test"] += order[:n_test]
-        split["val"] += order[n_test:n_test + n_val]
-        split["train"] += order[n_test + n_val:]
+        split["val"] += order[n_test : n_test + n_val]
+        split["train"] += order[n_test + n_val :]
     return {part: sorted(names) for part, names in split.items()}
 
 
@@ -77,53 +83,81 @@ def contrast(name: str) -> str:
     return LUMBAR_GROUPS[name.split("-")[0]]
 
 
-def recipe_data(data: str | Path, schema: LabelSchema, mapping: ClassMapping,
-                net_config: UNetConfig) -> tuple[dict[str, Example], dict[str, list[str]]]:
+def recipe_data(
+    data: str | Path, schema: LabelSchema, mapping: ClassMapping, net_config: UNetConfig
+) -> tuple[dict[str, Example], dict[str, list[str]]]:
     """The recipe's examples on the model grid and its train / val / test split."""
     data = Path(data)
-    for needed in ("lumbar-mri/manifest.json", "pam50/PAM50_cord.nii.gz",
-                   "pam50-small/PAM50_small_t2.nii.gz"):
+    for needed in (
+        "lumbar-mri/manifest.json",
+        "pam50/PAM50_cord.nii.gz",
+        "pam50-small/PAM50_small_t2.nii.gz",
+    ):
         if not (data / needed).is_file():
-            raise CordmapError(f"{data / needed} is missing: pass --data the folder holding "
-                               "lumbar-mri/, pam50/ and pam50-small/ (see the README)")
+            raise CordmapError(
+                f"{data / needed} is missing: pass --data the folder holding "
+                "lumbar-mri/, pam50/ and pam50-small/ (see the README)"
+            )
     everything = [mapping.names.index(n) for n in mapping.names[1:]]
     lumbar = lumbar_split(data / "lumbar-mri")
     examples: dict[str, Example] = {}
     for name in lumbar["train"] + lumbar["val"]:
         image, labels = read_lumbar(data / "lumbar-mri", name, schema)
         example = prepare(name, image, labels, mapping, net_config)
-        examples[name] = replace(example, target=lumbar_target(example.target, mapping,
-                                                               example.spacing),
-                                 weight=DRAW_SHARE["lumbar"] / len(lumbar["train"]))
-    image, labels = read_cord_image(data / "pam50-small/PAM50_small_t2.nii.gz",
-                                    data / "pam50-small/PAM50_small_cord.nii.gz", schema)
+        examples[name] = replace(
+            example,
+            target=lumbar_target(example.target, mapping, example.spacing),
+            weight=DRAW_SHARE["lumbar"] / len(lumbar["train"]),
+        )
+    image, labels = read_cord_image(
+        data / "pam50-small/PAM50_small_t2.nii.gz",
+        data / "pam50-small/PAM50_small_cord.nii.gz",
+        schema,
+    )
     cord = mapping.names.index("cord")
-    examples["pam50-small"] = replace(prepare("pam50-small", image, labels, mapping, net_config),
-                                      unlabelled=tuple(c for c in everything if c != cord),
-                                      weight=DRAW_SHARE["cord"])
+    examples["pam50-small"] = replace(
+        prepare("pam50-small", image, labels, mapping, net_config),
+        unlabelled=tuple(c for c in everything if c != cord),
+        weight=DRAW_SHARE["cord"],
+    )
     synthetic = [phantom_label_map(seed, mapping) for seed in range(PHANTOMS)]
     synthetic.append(pam50_label_map(data / "pam50", mapping))
     for example in synthetic:
         examples[example.name] = replace(example, weight=DRAW_SHARE["synthetic"] / len(synthetic))
     examples["phantom-900"] = phantom_image(VALIDATION_PHANTOM, mapping, net_config)
-    split = {"train": sorted(lumbar["train"]) + ["pam50-small"] + [e.name for e in synthetic],
-             "val": sorted(lumbar["val"]) + ["phantom-900"],
-             "test": sorted(lumbar["test"]) + ["sct-t2", f"phantom-{HELDOUT_PHANTOM}"]}
+    split = {
+        "train": sorted(lumbar["train"]) + ["pam50-small"] + [e.name for e in synthetic],
+        "val": sorted(lumbar["val"]) + ["phantom-900"],
+        "test": sorted(lumbar["test"]) + ["sct-t2", f"phantom-{HELDOUT_PHANTOM}"],
+    }
     return examples, split
 
 
-def train_recipe(name: str, data: str | Path, out_dir: str | Path, schema: LabelSchema, *,
-                 epochs: int | None = None, progress: bool = True) -> TrainResult:
+def train_recipe(
+    name: str,
+    data: str | Path,
+    out_dir: str | Path,
+    schema: LabelSchema,
+    *,
+    epochs: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Train the recipe `name` on the local `data` folder into `out_dir` (resumable)."""
     if name not in RECIPES:
         raise CordmapError(f"unknown recipe '{name}'; use one of {', '.join(RECIPES)}")
-    config = replace(RECIPES[name], progress=progress,
-                     **({"epochs": epochs} if epochs is not None else {}))
+    config = replace(
+        RECIPES[name], progress=progress, **({"epochs": epochs} if epochs is not None else {})
+    )
     mapping = config.mapping(schema)
     net_config = config.network_config(len(mapping))
     split = {"lumbar-mri": lumbar_split(Path(data) / "lumbar-mri")}
-    settings = {"recipe": name, "train": config.resumable_settings(),
-                "network": net_config.to_dict(), "split": split, "fine_tuned": False}
+    settings = {
+        "recipe": name,
+        "train": config.resumable_settings(),
+        "network": net_config.to_dict(),
+        "split": split,
+        "fine_tuned": False,
+    }
     resume = _resume_checkpoint(Path(out_dir), settings)
     examples, split = recipe_data(data, schema, mapping, net_config)
     return fit(examples, split, out_dir, mapping, net_config, config, settings, resume=resume)
@@ -153,27 +187,37 @@ def lumbar_target(target: np.ndarray, mapping: ClassMapping, spacing) -> np.ndar
     pieces, count = ndimage.label(mask)
     sizes = np.bincount(pieces.ravel())[1:]
     centres = ndimage.center_of_mass(mask, pieces, range(1, count + 1))
-    order = [i + 1 for i in sorted(range(count), key=lambda i: centres[i][2])
-             if sizes[i] >= 0.2 * sizes.max()]
+    order = [
+        i + 1
+        for i in sorted(range(count), key=lambda i: centres[i][2])
+        if sizes[i] >= 0.2 * sizes.max()
+    ]
     gap = int(round(GAP_MM[mapping.names[labelled]] / spacing[2]))
     for lower, upper in zip(order, order[1:]):
         top = np.where(pieces == lower, np.arange(target.shape[2]), -1).max(axis=2)
         bottom = np.where(pieces == upper, np.arange(target.shape[2]), target.shape[2]).min(axis=2)
-        columns = (top >= 0) & (bottom < target.shape[2]) & (bottom - top > 1) & (bottom - top <= gap)
+        columns = (
+            (top >= 0) & (bottom < target.shape[2]) & (bottom - top > 1) & (bottom - top <= gap)
+        )
         for i, j in zip(*np.nonzero(columns)):
-            out[i, j, top[i, j] + 1:bottom[i, j]] = other
+            out[i, j, top[i, j] + 1 : bottom[i, j]] = other
     z = np.nonzero(mask.any(axis=(0, 1)))[0]
     if len(z):
         front = np.where(mask, np.arange(target.shape[1])[None, :, None], -1).max(axis=(0, 1))
-        back = np.where(mask, np.arange(target.shape[1])[None, :, None], target.shape[1]).min(axis=(0, 1))
+        back = np.where(mask, np.arange(target.shape[1])[None, :, None], target.shape[1]).min(
+            axis=(0, 1)
+        )
         known = np.arange(target.shape[2])
         front = np.interp(known, z, front[z])
         back = np.interp(known, z, back[z])
         y = np.arange(target.shape[1])[None, :]
         for k in range(int(z.min()), target.shape[2]):  # not below the lowest (the sacrum)
             plane = out[:, :, k]
-            plane[:, (y[0] > front[k] + ANTERIOR_MM / spacing[1])
-                  | (y[0] < back[k] - POSTERIOR_MM / spacing[1])] = 0
+            plane[
+                :,
+                (y[0] > front[k] + ANTERIOR_MM / spacing[1])
+                | (y[0] < back[k] - POSTERIOR_MM / spacing[1]),
+            ] = 0
     out[mask] = labelled
     return out
 
@@ -181,8 +225,10 @@ def lumbar_target(target: np.ndarray, mapping: ClassMapping, spacing) -> np.ndar
 def read_lumbar(folder: Path, name: str, schema: LabelSchema):
     from cordmap.io.nifti import read_labels, read_nifti
 
-    return (read_nifti(folder / f"{name}_img.nii.gz"),
-            read_labels(folder / f"{name}_labels.nii.gz", schema))
+    return (
+        read_nifti(folder / f"{name}_img.nii.gz"),
+        read_labels(folder / f"{name}_labels.nii.gz", schema),
+    )
 
 
 def read_cord_image(image_path: Path, cord_path: Path, schema: LabelSchema):
@@ -191,8 +237,9 @@ def read_cord_image(image_path: Path, cord_path: Path, schema: LabelSchema):
     from cordmap.volume import LabelVolume
 
     image, mask = read_nifti(image_path), read_nifti(cord_path)
-    labels = LabelVolume((np.asarray(mask.array) > 0.5).astype(np.uint16), mask.affine,
-                         schema=schema)
+    labels = LabelVolume(
+        (np.asarray(mask.array) > 0.5).astype(np.uint16), mask.affine, schema=schema
+    )
     return image, labels
 
 
@@ -204,8 +251,13 @@ def phantom_label_map(seed: int, mapping: ClassMapping, spacing_mm: float = 1.0)
     geometry = PhantomGeometry(draw_parameters(seed, spacing_mm))
     labels, tissues = rasterise(geometry, axial_grid(geometry, spacing_mm, spacing_mm))
     target = mapping.lookup_table()[labels]
-    return Example(f"synthetic-phantom-{seed:03d}", None, target, (spacing_mm,) * 3,
-                   generation=generation_map(labels, tissues))
+    return Example(
+        f"synthetic-phantom-{seed:03d}",
+        None,
+        target,
+        (spacing_mm,) * 3,
+        generation=generation_map(labels, tissues),
+    )
 
 
 def pam50_label_map(folder: Path, mapping: ClassMapping, spacing_mm: float = 1.0) -> Example:
@@ -225,15 +277,16 @@ def pam50_label_map(folder: Path, mapping: ClassMapping, spacing_mm: float = 1.0
     target[tissue == 2] = mapping.names.index("csf")
     target[tissue == 3] = mapping.names.index("cord")
     unlabelled = tuple(mapping.names.index(n) for n in ("vertebra", "disc"))
-    return Example("synthetic-pam50", None, target, (spacing_mm,) * 3, unlabelled=unlabelled,
-                   generation=tissue)
+    return Example(
+        "synthetic-pam50", None, target, (spacing_mm,) * 3, unlabelled=unlabelled, generation=tissue
+    )
 
 
 def phantom_image(seed: int, mapping: ClassMapping, net_config: UNetConfig) -> Example:
     """A phantom's T2-like image of varied contrast with its exact labels (validation)."""
     from cordmap.learn.data import phantom_cases
 
-    (name, image, labels), = phantom_cases(1, seed)
+    ((name, image, labels),) = phantom_cases(1, seed)
     return prepare(name, image, labels, mapping, net_config)
 
 

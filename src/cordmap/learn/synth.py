@@ -49,14 +49,17 @@ def synthesise(generation: np.ndarray, rng: np.random.Generator, spacing) -> np.
     means = rng.uniform(0.0, 1.0, count).astype(np.float32)
     spreads = rng.uniform(0.0, SPREAD, count).astype(np.float32)
     image = means[generation] + spreads[generation] * rng.standard_normal(
-        generation.shape, dtype=np.float32)
+        generation.shape, dtype=np.float32
+    )
     if rng.random() < THICK_SLICE_CHANCE:
         axis = int(rng.choice(3, p=SLICE_AXIS_CHANCE))
         image = thick_slices(image, axis, rng.uniform(*SLICE_RANGE), spacing[axis])
     return (image * bias_field(image.shape, rng, BIAS_STRENGTH)).astype(np.float32)
 
 
-def thick_slices(image: np.ndarray, axis: int, thickness_mm: float, spacing_mm: float) -> np.ndarray:
+def thick_slices(
+    image: np.ndarray, axis: int, thickness_mm: float, spacing_mm: float
+) -> np.ndarray:
     """`image` as acquired with slices `thickness_mm` thick (and apart) along `axis`,
     back on its own grid: slice-profile blur, sampling at the slice spacing, linear
     interpolation."""
@@ -71,8 +74,9 @@ def thick_slices(image: np.ndarray, axis: int, thickness_mm: float, spacing_mm: 
     sampled = np.take(blurred, np.round(slices).astype(int), axis=axis)
     # back to every voxel: linear between slice centres, constant beyond the outer ones
     positions = np.interp(np.arange(n), slices, np.arange(len(slices)))
-    coordinates = list(np.meshgrid(*[np.arange(m, dtype=np.float32) for m in image.shape],
-                                   indexing="ij"))
+    coordinates = list(
+        np.meshgrid(*[np.arange(m, dtype=np.float32) for m in image.shape], indexing="ij")
+    )
     coordinates[axis] = np.broadcast_to(
         positions.reshape([-1 if a == axis else 1 for a in range(3)]), image.shape
     ).astype(np.float32)

@@ -22,7 +22,7 @@ import json
 import logging
 import warnings
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,17 @@ from cordmap import __version__
 from cordmap.atomic import atomic_file, write_text
 from cordmap.errors import CordmapError
 from cordmap.learn.classes import CLASS_SETS, ClassMapping
-from cordmap.learn.data import (UNKNOWN, Example, PatchDataset, VolumeDataset, check_augmentations,
-                                crop_patch, crop_to_labels, prepare, split_cases)
+from cordmap.learn.data import (
+    UNKNOWN,
+    Example,
+    PatchDataset,
+    VolumeDataset,
+    check_augmentations,
+    crop_patch,
+    crop_to_labels,
+    prepare,
+    split_cases,
+)
 from cordmap.learn.model import CONFIGS, UNet3D, UNetConfig
 from cordmap.learn.modelfile import save_model
 
@@ -71,8 +80,9 @@ class TrainConfig:
 
     def network_config(self, classes: int) -> UNetConfig:
         if self.model not in CONFIGS:
-            raise CordmapError(f"unknown model configuration '{self.model}'; use one of "
-                               f"{', '.join(CONFIGS)}")
+            raise CordmapError(
+                f"unknown model configuration '{self.model}'; use one of {', '.join(CONFIGS)}"
+            )
         base = CONFIGS[self.model]
         changes = {"classes": classes}
         if self.patch is not None:
@@ -83,8 +93,9 @@ class TrainConfig:
 
     def mapping(self, schema) -> ClassMapping:
         if self.classes not in CLASS_SETS:
-            raise CordmapError(f"unknown class set '{self.classes}'; use one of "
-                               f"{', '.join(CLASS_SETS)}")
+            raise CordmapError(
+                f"unknown class set '{self.classes}'; use one of {', '.join(CLASS_SETS)}"
+            )
         return ClassMapping(schema, CLASS_SETS[self.classes])
 
     def as_json(self) -> dict:
@@ -92,8 +103,11 @@ class TrainConfig:
 
     def resumable_settings(self) -> dict:
         """The settings a resumed run must share (epochs and hardware may change)."""
-        return {key: value for key, value in self.as_json().items()
-                if key not in ("epochs", "progress", "accelerator", "devices", "strategy")}
+        return {
+            key: value
+            for key, value in self.as_json().items()
+            if key not in ("epochs", "progress", "accelerator", "devices", "strategy")
+        }
 
 
 def parse_patch(text: str | None) -> tuple[int, int, int] | None:
@@ -105,8 +119,10 @@ def parse_patch(text: str | None) -> tuple[int, int, int] | None:
     except ValueError:
         values = ()
     if len(values) != 3 or min(values) < 1:
-        raise CordmapError(f"--patch '{text}' must be three positive voxel counts X,Y,Z "
-                           "(e.g. 48,48,48), each divisible by 2**depth")
+        raise CordmapError(
+            f"--patch '{text}' must be three positive voxel counts X,Y,Z "
+            "(e.g. 48,48,48), each divisible by 2**depth"
+        )
     return values
 
 
@@ -120,9 +136,12 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
-                      unlabelled: torch.Tensor | None = None,
-                      weights: torch.Tensor | None = None) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    unlabelled: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Cross-entropy, weighted per target class by `weights` (a weighted mean, as
     F.cross_entropy's `weight`). `unlabelled` (one bit mask per batch item, bit c for class
     c, as `data.unlabelled_bits`) lists the classes a voxel labelled background may also
@@ -165,13 +184,19 @@ def class_weights(patches: PatchDataset, classes: int, probes: int = 64) -> list
 class SegmentationModule(pl.LightningModule):
     """The U-Net with its loss and optimiser, for Lightning."""
 
-    def __init__(self, config: dict, lr: float = LEARNING_RATE, freeze_encoder: bool = False,
-                 weights: list[float] | None = None):
+    def __init__(
+        self,
+        config: dict,
+        lr: float = LEARNING_RATE,
+        freeze_encoder: bool = False,
+        weights: list[float] | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.network = UNet3D(UNetConfig.from_dict(config))
-        self.register_buffer("weights", None if weights is None
-                             else torch.tensor(weights, dtype=torch.float32))
+        self.register_buffer(
+            "weights", None if weights is None else torch.tensor(weights, dtype=torch.float32)
+        )
         if freeze_encoder:
             for parameter in self.network.encoder_parameters():
                 parameter.requires_grad_(False)
@@ -182,14 +207,16 @@ class SegmentationModule(pl.LightningModule):
     def training_step(self, batch, batch_index):
         image, target, unlabelled = batch
         loss = segmentation_loss(self.network(image), target, unlabelled, self.weights)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(image))
+        self.log(
+            "train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(image)
+        )
         return loss
 
     def validation_step(self, batch, batch_index):
         image, target, unlabelled = batch
-        logits = sliding_window_inference(image, self.network.config.patch, 2, self.network,
-                                          overlap=0.0)
+        logits = sliding_window_inference(
+            image, self.network.config.patch, 2, self.network, overlap=0.0
+        )
         loss = segmentation_loss(logits, target, unlabelled, self.weights)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
 
@@ -197,12 +224,20 @@ class SegmentationModule(pl.LightningModule):
         self.trainer.train_dataloader.dataset.epoch = self.current_epoch
 
     def configure_optimizers(self):
-        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad],
-                                lr=self.hparams.lr)
+        return torch.optim.Adam(
+            [p for p in self.parameters() if p.requires_grad], lr=self.hparams.lr
+        )
 
 
-def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(), *,
-          initial: UNet3D | None = None, val_cases=None) -> TrainResult:
+def train(
+    cases,
+    out_dir: str | Path,
+    schema,
+    config: TrainConfig = TrainConfig(),
+    *,
+    initial: UNet3D | None = None,
+    val_cases=None,
+) -> TrainResult:
     """Train a U-Net on (name, image, labels) cases; resume if `out_dir` holds this run.
 
     The cases are split by `config.seed` unless `val_cases` is given, in which case all
@@ -220,23 +255,49 @@ def train(cases, out_dir: str | Path, schema, config: TrainConfig = TrainConfig(
         split = split_cases(by_name, config.seed, config.val_fraction, config.test_fraction)
     else:
         by_name.update({name: (image, labels) for name, image, labels in val_cases})
-        split = {"train": sorted(n for n, _, _ in cases), "val": sorted(n for n, _, _ in val_cases),
-                 "test": []}
+        split = {
+            "train": sorted(n for n, _, _ in cases),
+            "val": sorted(n for n, _, _ in val_cases),
+            "test": [],
+        }
     if not split["train"]:
         raise CordmapError("the training set is empty: pass case folders with labels")
-    settings = {"train": config.resumable_settings(), "network": net_config.to_dict(),
-                "split": split, "fine_tuned": initial is not None}
+    settings = {
+        "train": config.resumable_settings(),
+        "network": net_config.to_dict(),
+        "split": split,
+        "fine_tuned": initial is not None,
+    }
     resume = _resume_checkpoint(Path(out_dir), settings)
-    examples = {name: replace(prepare(name, *by_name[name], mapping, net_config),
-                              unlabelled=unannotated)
-                for name in split["train"] + split["val"]}
-    return fit(examples, split, out_dir, mapping, net_config, config, settings,
-               initial=initial, resume=resume)
+    examples = {
+        name: replace(prepare(name, *by_name[name], mapping, net_config), unlabelled=unannotated)
+        for name in split["train"] + split["val"]
+    }
+    return fit(
+        examples,
+        split,
+        out_dir,
+        mapping,
+        net_config,
+        config,
+        settings,
+        initial=initial,
+        resume=resume,
+    )
 
 
-def fit(examples: dict[str, Example], split: dict[str, list[str]], out_dir: str | Path,
-        mapping: ClassMapping, net_config: UNetConfig, config: TrainConfig, settings: dict, *,
-        initial: UNet3D | None = None, resume: str | None = None) -> TrainResult:
+def fit(
+    examples: dict[str, Example],
+    split: dict[str, list[str]],
+    out_dir: str | Path,
+    mapping: ClassMapping,
+    net_config: UNetConfig,
+    config: TrainConfig,
+    settings: dict,
+    *,
+    initial: UNet3D | None = None,
+    resume: str | None = None,
+) -> TrainResult:
     """Train on prepared examples (`split`: the names that train and validate); write the
     run folder. `settings` (recorded in run.json) identify the run for resuming."""
     out_dir = Path(out_dir)
@@ -244,30 +305,49 @@ def fit(examples: dict[str, Example], split: dict[str, list[str]], out_dir: str 
     if resume is None:  # only once every input has been read and checked
         write_text(out_dir / "run.json", json.dumps(settings, indent=1) + "\n")
         write_text(out_dir / "split.json", json.dumps(split, indent=1) + "\n")
-    train_data = PatchDataset([examples[n] for n in split["train"]], net_config.patch,
-                              config.patches_per_epoch, config.seed, config.augment,
-                              config.foreground, tuple(config.extra_augmentation))
+    train_data = PatchDataset(
+        [examples[n] for n in split["train"]],
+        net_config.patch,
+        config.patches_per_epoch,
+        config.seed,
+        config.augment,
+        config.foreground,
+        tuple(config.extra_augmentation),
+    )
     weights = class_weights(train_data, len(mapping)) if config.balance_classes else None
     module = SegmentationModule(net_config.to_dict(), config.lr, config.freeze_encoder, weights)
     if initial is not None:
         module.network.load_state_dict(initial.state_dict())
     val_examples = [crop_to_labels(examples[n]) for n in split["val"] or split["train"]]
-    loaders = (torch.utils.data.DataLoader(train_data, batch_size=config.batch_size),
-               torch.utils.data.DataLoader(VolumeDataset(val_examples), batch_size=1))
+    loaders = (
+        torch.utils.data.DataLoader(train_data, batch_size=config.batch_size),
+        torch.utils.data.DataLoader(VolumeDataset(val_examples), batch_size=1),
+    )
 
-    best = pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best",
-                                        monitor="val_loss", mode="min",
-                                        enable_version_counter=False)
+    best = pl.callbacks.ModelCheckpoint(
+        dirpath=out_dir / "checkpoints",
+        filename="best",
+        monitor="val_loss",
+        mode="min",
+        enable_version_counter=False,
+    )
     # after every epoch, improved or not (save_last only saves with a new best)
-    last = pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last",
-                                        enable_version_counter=False)
+    last = pl.callbacks.ModelCheckpoint(
+        dirpath=out_dir / "checkpoints", filename="last", enable_version_counter=False
+    )
     with _quiet_lightning():
         trainer = pl.Trainer(
-            max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
-            strategy=config.strategy, callbacks=[best, last], default_root_dir=out_dir,
+            max_epochs=config.epochs,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            strategy=config.strategy,
+            callbacks=[best, last],
+            default_root_dir=out_dir,
             logger=pl.loggers.CSVLogger(out_dir, name="logs", version=_log_part(out_dir)),
-            enable_progress_bar=config.progress, enable_model_summary=False,
-            log_every_n_steps=1, num_sanity_val_steps=0,
+            enable_progress_bar=config.progress,
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            num_sanity_val_steps=0,
         )
         trainer.fit(module, *loaders, ckpt_path=resume)
 
@@ -289,13 +369,16 @@ def _resume_checkpoint(out_dir: Path, settings: dict) -> str | None:
     last = out_dir / "checkpoints" / "last.ckpt"
     if recorded.is_file():
         if json.loads(recorded.read_text()) != json.loads(json.dumps(settings)):
-            raise CordmapError(f"{out_dir} holds a training run with other settings or cases; "
-                               "pass a new output folder (or delete this one) to start anew")
+            raise CordmapError(
+                f"{out_dir} holds a training run with other settings or cases; "
+                "pass a new output folder (or delete this one) to start anew"
+            )
         if last.is_file():
             return str(last)
     elif out_dir.exists() and any(out_dir.iterdir()):
-        raise CordmapError(f"{out_dir} is not empty and holds no cordmap training run; "
-                           "pass a new output folder")
+        raise CordmapError(
+            f"{out_dir} is not empty and holds no cordmap training run; pass a new output folder"
+        )
     return None
 
 
@@ -304,25 +387,32 @@ def _unannotated(mapping: ClassMapping, annotated) -> tuple[int, ...]:
         return ()
     unknown = sorted(set(annotated) - set(mapping.names))
     if unknown:
-        raise CordmapError(f"--annotated names unknown classes {unknown}; use names of "
-                           f"{', '.join(mapping.names[1:])}")
+        raise CordmapError(
+            f"--annotated names unknown classes {unknown}; use names of "
+            f"{', '.join(mapping.names[1:])}"
+        )
     return tuple(i for i, name in enumerate(mapping.names) if i and name not in annotated)
 
 
-def _summary(examples: dict[str, Example], split, config: TrainConfig, mapping, best_loss,
-             epochs, initial) -> dict:
+def _summary(
+    examples: dict[str, Example], split, config: TrainConfig, mapping, best_loss, epochs, initial
+) -> dict:
     train = [examples[n] for n in split["train"]]
-    counts = sum(np.bincount(e.target.ravel(), minlength=UNKNOWN + 1)[:len(mapping)]
-                 for e in train)
+    counts = sum(
+        np.bincount(e.target.ravel(), minlength=UNKNOWN + 1)[: len(mapping)] for e in train
+    )
     return {
         "cases": {part: list(names) for part, names in split.items()},
         "model_grid_spacing_mm": sorted({tuple(round(s, 3) for s in e.spacing) for e in train}),
-        "class_voxel_fraction": {name: float(c / counts.sum())
-                                 for name, c in zip(mapping.names, counts)},
-        "settings": config.as_json(), "epochs": epochs, "best_val_loss": best_loss,
+        "class_voxel_fraction": {
+            name: float(c / counts.sum()) for name, c in zip(mapping.names, counts)
+        },
+        "settings": config.as_json(),
+        "epochs": epochs,
+        "best_val_loss": best_loss,
         "fine_tuned": initial is not None,
         "cordmap_version": __version__,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -8,5 +8,15 @@ from cordmap.mesh.exports import FORMATS, export_meshes
 from cordmap.mesh.files import MeshResult, mesh_case, mesh_label_file, parse_formats
 from cordmap.mesh.surfaces import MeshStats, march_labels, mesh_labels, mesh_stats
 
-__all__ = ["FORMATS", "MeshResult", "MeshStats", "export_meshes", "mesh_case",
-           "march_labels", "mesh_label_file", "mesh_labels", "mesh_stats", "parse_formats"]
+__all__ = [
+    "FORMATS",
+    "MeshResult",
+    "MeshStats",
+    "export_meshes",
+    "mesh_case",
+    "march_labels",
+    "mesh_label_file",
+    "mesh_labels",
+    "mesh_stats",
+    "parse_formats",
+]

@@ -17,12 +17,18 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.atomic import atomic_dir
 from cordmap.errors import CordmapError
 from cordmap.mesh.exports import FORMATS, export_meshes
-from cordmap.mesh.surfaces import (DEFAULT_REDUCTION, DEFAULT_SMOOTHING,
-                                   DEFAULT_THIN_UPSAMPLE, MeshStats, mesh_labels, mesh_stats)
+from cordmap.mesh.surfaces import (
+    DEFAULT_REDUCTION,
+    DEFAULT_SMOOTHING,
+    DEFAULT_THIN_UPSAMPLE,
+    MeshStats,
+    mesh_labels,
+    mesh_stats,
+)
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume
 
 MESH_DIR = "mesh"
@@ -48,19 +54,26 @@ class MeshResult:
 
 def parse_formats(text: str) -> tuple[str, ...]:
     """'glb,ply' -> ('glb', 'ply'); refuses unknown formats with the list of known ones."""
-    formats = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",")
-                                  if f.strip()))
+    formats = tuple(
+        dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip())
+    )
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise CordmapError(
             f"unknown mesh format(s) {unknown or [text]}; choose from {', '.join(FORMATS)} "
-            "(comma-separated, e.g. --format glb,stl)")
+            "(comma-separated, e.g. --format glb,stl)"
+        )
     return formats
 
 
-def mesh_case(case_dir: str | Path, *, formats=("glb",), smoothing: int = DEFAULT_SMOOTHING,
-              reduction: float = DEFAULT_REDUCTION,
-              thin_upsample: int = DEFAULT_THIN_UPSAMPLE) -> MeshResult:
+def mesh_case(
+    case_dir: str | Path,
+    *,
+    formats=("glb",),
+    smoothing: int = DEFAULT_SMOOTHING,
+    reduction: float = DEFAULT_REDUCTION,
+    thin_upsample: int = DEFAULT_THIN_UPSAMPLE,
+) -> MeshResult:
     """Mesh the case's labels (manual, else U-Net) into CASE/mesh/ and record the stage.
 
     When case.json shows the stage already ran with these parameters on unchanged labels
@@ -76,16 +89,23 @@ def mesh_case(case_dir: str | Path, *, formats=("glb",), smoothing: int = DEFAUL
     parameters = _parameters(formats, smoothing, reduction, thin_upsample)
     if case.is_up_to_date(STAGE, inputs=[source], parameters=parameters):
         return _recorded_result(folder, stem, case.manifest["stages"][STAGE], case.root)
-    result = _mesh_to_folder(case.labels(sources[0]), folder, stem, formats, smoothing,
-                             reduction, thin_upsample)
+    result = _mesh_to_folder(
+        case.labels(sources[0]), folder, stem, formats, smoothing, reduction, thin_upsample
+    )
     case.record(STAGE, inputs=[source], outputs=result.files, parameters=result.parameters)
     return result
 
 
-def mesh_label_file(labels_path: str | Path, out_dir: str | Path | None = None, *,
-                    protocol: str | Path | None = None, formats=("glb",),
-                    smoothing: int = DEFAULT_SMOOTHING, reduction: float = DEFAULT_REDUCTION,
-                    thin_upsample: int = DEFAULT_THIN_UPSAMPLE) -> MeshResult:
+def mesh_label_file(
+    labels_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    protocol: str | Path | None = None,
+    formats=("glb",),
+    smoothing: int = DEFAULT_SMOOTHING,
+    reduction: float = DEFAULT_REDUCTION,
+    thin_upsample: int = DEFAULT_THIN_UPSAMPLE,
+) -> MeshResult:
     """Mesh a label NIfTI file into `out_dir` (default: `<name>_mesh/` beside it)."""
     from cordmap.io.nifti import read_labels
 
@@ -93,45 +113,70 @@ def mesh_label_file(labels_path: str | Path, out_dir: str | Path | None = None, 
     stem = labels_path.name.split(".nii")[0]
     out_dir = Path(out_dir) if out_dir else labels_path.with_name(f"{stem}_{MESH_DIR}")
     labels = read_labels(labels_path, LabelSchema.load(protocol))
-    return _mesh_to_folder(labels, out_dir, f"{stem}_mesh", formats, smoothing, reduction,
-                           thin_upsample)
+    return _mesh_to_folder(
+        labels, out_dir, f"{stem}_mesh", formats, smoothing, reduction, thin_upsample
+    )
 
 
 def _parameters(formats, smoothing, reduction, thin_upsample) -> dict:
-    return {"formats": list(formats), "smoothing": smoothing, "reduction": reduction,
-            "thin_upsample": thin_upsample}
+    return {
+        "formats": list(formats),
+        "smoothing": smoothing,
+        "reduction": reduction,
+        "thin_upsample": thin_upsample,
+    }
 
 
 def _recorded_result(folder: Path, stem: str, stage: dict, root: Path) -> MeshResult:
     """The result of an up-to-date mesh stage, read back from its summary JSON."""
     summary = json.loads((folder / f"{stem}.json").read_text(encoding="utf-8"))
-    structures = [MeshedStructure(s["id"], s["name"], s["voxel_volume_mm3"], MeshStats(
-        s["volume_mm3"], s["area_mm2"], s["watertight"], s["triangles"]))
-        for s in summary["structures"]]
+    structures = [
+        MeshedStructure(
+            s["id"],
+            s["name"],
+            s["voxel_volume_mm3"],
+            MeshStats(s["volume_mm3"], s["area_mm2"], s["watertight"], s["triangles"]),
+        )
+        for s in summary["structures"]
+    ]
     files = [root / entry["path"] for entry in stage["outputs"]]
     return MeshResult(folder, files, structures, stage["parameters"], up_to_date=True)
 
 
-def _mesh_to_folder(labels: LabelVolume, folder: Path, stem: str, formats, smoothing,
-                    reduction, thin_upsample) -> MeshResult:
+def _mesh_to_folder(
+    labels: LabelVolume, folder: Path, stem: str, formats, smoothing, reduction, thin_upsample
+) -> MeshResult:
     formats = tuple(formats)
     parameters = _parameters(formats, smoothing, reduction, thin_upsample)
-    meshes = mesh_labels(labels, smoothing=smoothing, reduction=reduction,
-                         thin_upsample=thin_upsample)
+    meshes = mesh_labels(
+        labels, smoothing=smoothing, reduction=reduction, thin_upsample=thin_upsample
+    )
     counts = labels.counts()
-    structures = [MeshedStructure(label_id, labels.schema[label_id].name,
-                                  counts[label_id] * labels.voxel_volume, stats)
-                  for label_id, stats in mesh_stats(meshes).items()]
+    structures = [
+        MeshedStructure(
+            label_id, labels.schema[label_id].name, counts[label_id] * labels.voxel_volume, stats
+        )
+        for label_id, stats in mesh_stats(meshes).items()
+    ]
     with atomic_dir(folder) as tmp:
         names = []
         for fmt in formats:
             names += [p.name for p in export_meshes(meshes, labels.schema, tmp / f"{stem}.{fmt}")]
-        summary = {"parameters": parameters,
-                   "structures": [{"id": s.id, "name": s.name,
-                                   "voxel_volume_mm3": round(s.voxel_volume_mm3, 3),
-                                   **{k: round(v, 3) if isinstance(v, float) else v
-                                      for k, v in asdict(s.stats).items()}}
-                                  for s in structures]}
+        summary = {
+            "parameters": parameters,
+            "structures": [
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "voxel_volume_mm3": round(s.voxel_volume_mm3, 3),
+                    **{
+                        k: round(v, 3) if isinstance(v, float) else v
+                        for k, v in asdict(s.stats).items()
+                    },
+                }
+                for s in structures
+            ],
+        }
         (tmp / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         names.append(f"{stem}.json")
     return MeshResult(folder, [folder / name for name in names], structures, parameters)

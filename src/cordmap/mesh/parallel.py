@@ -33,8 +33,9 @@ PARALLEL_MIN_WORK = 70_000
 MakeMesh = Callable[[int], trimesh.Trimesh]
 
 
-def map_labels(make_mesh: MakeMesh, work: dict[int, float], *,
-               workers: int | None = None) -> dict[int, trimesh.Trimesh]:
+def map_labels(
+    make_mesh: MakeMesh, work: dict[int, float], *, workers: int | None = None
+) -> dict[int, trimesh.Trimesh]:
     """`make_mesh(label_id)` for every label of `work` ({label id: estimated work});
     returns {label id: mesh} in the order of `work`.
 
@@ -54,15 +55,18 @@ def map_labels(make_mesh: MakeMesh, work: dict[int, float], *,
     try:
         for _ in range(workers - 1):
             receiver, sender = context.Pipe(duplex=False)
-            child = context.Process(target=_child, args=(make_mesh, order, taken, sender),
-                                    daemon=True)
+            child = context.Process(
+                target=_child, args=(make_mesh, order, taken, sender), daemon=True
+            )
             child.start()  # forked: the arguments are inherited, not pickled
             sender.close()
             children.append((child, receiver))
         made = dict(_take_labels(make_mesh, order, taken))
         for child, receiver in children:
-            made.update((label_id, trimesh.Trimesh(*arrays, process=False))
-                        for label_id, arrays in _receive(receiver))
+            made.update(
+                (label_id, trimesh.Trimesh(*arrays, process=False))
+                for label_id, arrays in _receive(receiver)
+            )
     finally:
         for child, _ in children:
             if child.is_alive():  # only after an error here
@@ -84,8 +88,10 @@ def _take_labels(make_mesh: MakeMesh, order: list[int], taken) -> Iterator:
 
 def _child(make_mesh: MakeMesh, order: list[int], taken, sender) -> None:
     try:
-        made = [(label_id, (mesh.vertices.view(np.ndarray), mesh.faces.view(np.ndarray)))
-                for label_id, mesh in _take_labels(make_mesh, order, taken)]
+        made = [
+            (label_id, (mesh.vertices.view(np.ndarray), mesh.faces.view(np.ndarray)))
+            for label_id, mesh in _take_labels(make_mesh, order, taken)
+        ]
         sender.send((made, None))
     except Exception as error:  # handed to the parent, which raises it
         sender.send(([], error))
@@ -99,7 +105,8 @@ def _receive(receiver) -> list:
     except EOFError:
         raise CordmapError(
             "a meshing worker process ended without its results (out of memory?); "
-            "retry, or mesh with workers=1") from None
+            "retry, or mesh with workers=1"
+        ) from None
     finally:
         receiver.close()
     if error is not None:
@@ -133,5 +140,7 @@ def _usable_cores() -> int:
 
 
 def _can_fork() -> bool:
-    return ("fork" in multiprocessing.get_all_start_methods()
-            and not multiprocessing.current_process().daemon)
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and not multiprocessing.current_process().daemon
+    )

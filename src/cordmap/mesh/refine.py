@@ -47,8 +47,9 @@ KEEP_PIECES_BELOW = 20_000
 PINCH_OFFSET_MM = 1e-3
 
 
-def smooth_and_simplify(mesh: trimesh.Trimesh, smoothing: int, reduction: float, *,
-                        closed: bool | None = None) -> trimesh.Trimesh:
+def smooth_and_simplify(
+    mesh: trimesh.Trimesh, smoothing: int, reduction: float, *, closed: bool | None = None
+) -> trimesh.Trimesh:
     """`smooth` (in place) then `simplify`: what `cordmap.mesh.mesh_labels` does to each
     label's marching-cubes surface."""
     return simplify(smooth(mesh, smoothing), reduction, closed=closed)
@@ -82,8 +83,9 @@ def _umbrella_operator(faces: np.ndarray, n_vertices: int) -> csr_matrix:
     return coo_matrix((weights, (starts, ends)), shape=(n_vertices, n_vertices)).tocsr()
 
 
-def simplify(mesh: trimesh.Trimesh, reduction: float, *,
-             closed: bool | None = None) -> trimesh.Trimesh:
+def simplify(
+    mesh: trimesh.Trimesh, reduction: float, *, closed: bool | None = None
+) -> trimesh.Trimesh:
     """Remove about `reduction` (0..1) of the triangles; never open a closed mesh, and
     keep its number of pieces (see the module docstring).
 
@@ -105,8 +107,9 @@ def simplify(mesh: trimesh.Trimesh, reduction: float, *,
 
 
 def _decimate(mesh: trimesh.Trimesh, keep: int) -> trimesh.Trimesh:
-    vertices, faces = fast_simplification.simplify(mesh.vertices, mesh.faces, target_count=keep,
-                                                   agg=DECIMATION_AGGRESSIVENESS)
+    vertices, faces = fast_simplification.simplify(
+        mesh.vertices, mesh.faces, target_count=keep, agg=DECIMATION_AGGRESSIVENESS
+    )
     return trimesh.Trimesh(vertices, faces, process=False)
 
 
@@ -119,8 +122,7 @@ def is_closed(faces: np.ndarray) -> bool:
     ends = np.roll(faces, -1, axis=1).astype(np.int64).ravel()
     n = int(starts.max()) + 1
     # each edge twice, once per direction: sorted keys come as (2e, 2e + 1) pairs
-    keys = np.sort(2 * (np.minimum(starts, ends) * n + np.maximum(starts, ends))
-                   + (starts < ends))
+    keys = np.sort(2 * (np.minimum(starts, ends) * n + np.maximum(starts, ends)) + (starts < ends))
     low, high = keys[0::2], keys[1::2]
     return bool(len(keys) % 2 == 0 and np.all(low % 2 == 0) and np.all(high == low + 1))
 
@@ -146,8 +148,10 @@ def _pieces(mesh: trimesh.Trimesh) -> int:
     """Number of connected pieces of the surface (vertices joined by edges)."""
     faces = np.asarray(mesh.faces)
     n = len(mesh.vertices)
-    graph = csr_matrix((np.ones(faces.size, dtype=np.int8),
-                        (faces.ravel(), np.roll(faces, -1, axis=1).ravel())), shape=(n, n))
+    graph = csr_matrix(
+        (np.ones(faces.size, dtype=np.int8), (faces.ravel(), np.roll(faces, -1, axis=1).ravel())),
+        shape=(n, n),
+    )
     _, group = connected_components(graph, directed=False)
     # vertices in no triangle are no piece; each triangle lies in one piece
     return int(np.count_nonzero(np.bincount(group[faces[:, 0]])))
@@ -157,8 +161,9 @@ def _without_fins(faces: np.ndarray) -> np.ndarray:
     """Drop degenerate triangles (a corner repeated) and cancel coincident triangles of
     opposite orientation in pairs (a collapsed fin). Of three coincident triangles, two
     one way and one the other, the one left over is kept: it closes the surface."""
-    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
-                  & (faces[:, 0] != faces[:, 2])]
+    faces = faces[
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ]
     if not len(faces):
         return faces
     ordered = np.sort(faces, axis=1).astype(np.int64)
@@ -169,14 +174,18 @@ def _without_fins(faces: np.ndarray) -> np.ndarray:
     if np.all(counts == 1):
         return faces
     # +1 when the corners are a rotation of their sorted order (an even permutation)
-    inversions = ((faces[:, 0] > faces[:, 1]).astype(int) + (faces[:, 1] > faces[:, 2])
-                  + (faces[:, 0] > faces[:, 2]))
+    inversions = (
+        (faces[:, 0] > faces[:, 1]).astype(int)
+        + (faces[:, 1] > faces[:, 2])
+        + (faces[:, 0] > faces[:, 2])
+    )
     sign = np.where(inversions % 2 == 0, 1, -1)
     net = np.bincount(group, weights=sign).astype(np.int64)[group]
     # rank of each triangle among the coincident ones of its orientation
     order = np.lexsort((sign, group))
-    run_start = np.r_[True, (group[order][1:] != group[order][:-1])
-                      | (sign[order][1:] != sign[order][:-1])]
+    run_start = np.r_[
+        True, (group[order][1:] != group[order][:-1]) | (sign[order][1:] != sign[order][:-1])
+    ]
     first = np.maximum.accumulate(np.where(run_start, np.arange(len(order)), 0))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order)) - first
@@ -205,9 +214,10 @@ def _split_pinches(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
     pairs = [np.stack([order[starts_at[sizes == 2]], order[starts_at[sizes == 2] + 1]], axis=1)]
     _, fans = _wedge_groups(n_faces, pairs[0], starts)  # the sheets around each vertex
     for begin, size in zip(starts_at[sizes > 2], sizes[sizes > 2]):
-        halves = order[begin:begin + size]
-        pinched = (_pair_by_fans(halves, fans, starts)
-                   or _pair_around_edge(halves, starts, ends, faces, vertices))
+        halves = order[begin : begin + size]
+        pinched = _pair_by_fans(halves, fans, starts) or _pair_around_edge(
+            halves, starts, ends, faces, vertices
+        )
         pairs.append(np.array(pinched, dtype=np.int64).reshape(-1, 2))
     n_groups, group = _wedge_groups(n_faces, np.concatenate(pairs), starts)
     original = np.zeros(n_groups, dtype=np.int64)
@@ -227,10 +237,13 @@ def _wedge_groups(n_faces: int, pairs: np.ndarray, starts: np.ndarray):
     first, second = pairs[:, 0], pairs[:, 1]
     same = starts[first] == starts[second]
     links_from = np.concatenate([first, _next(first)])
-    links_to = np.concatenate([np.where(same, second, _next(second)),
-                               np.where(same, _next(second), second)])
-    graph = coo_matrix((np.ones(len(links_from), dtype=np.int8), (links_from, links_to)),
-                       shape=(3 * n_faces, 3 * n_faces))
+    links_to = np.concatenate(
+        [np.where(same, second, _next(second)), np.where(same, _next(second), second)]
+    )
+    graph = coo_matrix(
+        (np.ones(len(links_from), dtype=np.int8), (links_from, links_to)),
+        shape=(3 * n_faces, 3 * n_faces),
+    )
     return connected_components(graph, directed=False)
 
 
@@ -243,8 +256,9 @@ def _pair_by_fans(halves, fans, starts) -> list[tuple[int, int]]:
         return []
     pairs = []
     for h in forward:
-        match = next((g for g in backward
-                      if fans[h] == fans[_next(g)] or fans[_next(h)] == fans[g]), None)
+        match = next(
+            (g for g in backward if fans[h] == fans[_next(g)] or fans[_next(h)] == fans[g]), None
+        )
         if match is None:
             return []
         backward.remove(match)
@@ -262,14 +276,17 @@ def _pair_around_edge(group, starts, ends, faces, vertices) -> list[tuple[int, i
     angle = np.arctan2(np.cross(across[0], across) @ axis, across @ across[0])
     ring = np.argsort(angle)
     # outward normal of each triangle (counter-clockwise corners)
-    normals = np.cross(vertices[ends[group]] - vertices[starts[group]], corners + a
-                       - vertices[starts[group]])
+    normals = np.cross(
+        vertices[ends[group]] - vertices[starts[group]], corners + a - vertices[starts[group]]
+    )
     turning = np.cross(axis, across)  # direction of increasing angle at each triangle
     solid_after = np.einsum("ij,ij->i", -normals, turning)[ring] > 0
     if solid_after.sum() * 2 != len(ring) or np.any(solid_after == np.roll(solid_after, -1)):
         return []  # not alternating solid / empty wedges: leave the edge open
-    return [(int(group[ring[k]]), int(group[ring[(k + 1) % len(ring)]]))
-            for k in np.flatnonzero(solid_after)]
+    return [
+        (int(group[ring[k]]), int(group[ring[(k + 1) % len(ring)]]))
+        for k in np.flatnonzero(solid_after)
+    ]
 
 
 def _next(half_edge):

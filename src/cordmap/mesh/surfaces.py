@@ -47,10 +47,15 @@ class MeshStats:
     triangles: int
 
 
-def mesh_labels(labels: LabelVolume, *, ids=None, smoothing: int = DEFAULT_SMOOTHING,
-                reduction: float = DEFAULT_REDUCTION,
-                thin_upsample: int = DEFAULT_THIN_UPSAMPLE,
-                workers: int | None = None) -> dict[int, trimesh.Trimesh]:
+def mesh_labels(
+    labels: LabelVolume,
+    *,
+    ids=None,
+    smoothing: int = DEFAULT_SMOOTHING,
+    reduction: float = DEFAULT_REDUCTION,
+    thin_upsample: int = DEFAULT_THIN_UPSAMPLE,
+    workers: int | None = None,
+) -> dict[int, trimesh.Trimesh]:
     """Mesh every label (or `ids`) of `labels`; vertices in world RAS+ mm, faces outward.
 
     smoothing: Taubin iterations (0 = the raw marching-cubes staircase).
@@ -67,14 +72,16 @@ def mesh_labels(labels: LabelVolume, *, ids=None, smoothing: int = DEFAULT_SMOOT
 
     def refined(label_id: int) -> trimesh.Trimesh:
         # marching cubes with a background border closes every mesh
-        return refine.smooth_and_simplify(marched.surface(label_id), smoothing, reduction,
-                                          closed=True)
+        return refine.smooth_and_simplify(
+            marched.surface(label_id), smoothing, reduction, closed=True
+        )
 
     return map_labels(refined, marched.work, workers=workers)
 
 
-def march_labels(labels: LabelVolume, *, ids=None,
-                 thin_upsample: int = DEFAULT_THIN_UPSAMPLE) -> dict[int, trimesh.Trimesh]:
+def march_labels(
+    labels: LabelVolume, *, ids=None, thin_upsample: int = DEFAULT_THIN_UPSAMPLE
+) -> dict[int, trimesh.Trimesh]:
     """The raw marching-cubes surfaces of `mesh_labels` (no smoothing or simplification)."""
     _check_parameters(0, 0.0, thin_upsample)
     marched = _MarchedLabels(labels, ids, thin_upsample)
@@ -97,16 +104,18 @@ class _MarchedLabels:
         points = _voxels_by_label(padded)
         wanted = _wanted_ids(labels.schema, sorted(points), ids)
         surface = {i: thin.surface_voxels(padded, points[i], i) for i in wanted}
-        thin_ids = {i for i in wanted
-                    if thin_upsample and thin.is_thin(padded, points[i], i, surface[i])}
+        thin_ids = {
+            i for i in wanted if thin_upsample and thin.is_thin(padded, points[i], i, surface[i])
+        }
         self.upsampled = {i: points[i] for i in thin_ids} if thin_upsample > 1 else {}
         if thin_ids and not self.upsampled:
             thin.bridge_in_place(padded, {i: points[i] for i in sorted(thin_ids)}, thin_ids)
         self.mesher = zmesh.Mesher((1, 1, 1))
         self.mesher.mesh(padded, close=False)
         self.padded, self.factor = padded, thin_upsample
-        self.work = {i: surface[i] * (thin_upsample ** 2 if i in self.upsampled else 1)
-                     for i in wanted}
+        self.work = {
+            i: surface[i] * (thin_upsample**2 if i in self.upsampled else 1) for i in wanted
+        }
         # padded voxel index -> world mm
         self.affine = labels.affine.astype(np.float64)
         self.affine[:3, 3] += self.affine[:3, :3] @ (origin - 1)
@@ -134,9 +143,12 @@ class _MarchedLabels:
 
 def mesh_stats(meshes: dict[int, trimesh.Trimesh]) -> dict[int, MeshStats]:
     """Volume (mm³), surface area (mm²), watertightness and triangle count of each mesh."""
-    return {label_id: MeshStats(float(mesh.volume), float(mesh.area),
-                                bool(mesh.is_watertight), len(mesh.faces))
-            for label_id, mesh in meshes.items()}
+    return {
+        label_id: MeshStats(
+            float(mesh.volume), float(mesh.area), bool(mesh.is_watertight), len(mesh.faces)
+        )
+        for label_id, mesh in meshes.items()
+    }
 
 
 def _check_parameters(smoothing, reduction, thin_upsample) -> None:
@@ -145,11 +157,13 @@ def _check_parameters(smoothing, reduction, thin_upsample) -> None:
     if not 0 <= reduction < 1:
         raise CordmapError(
             f"reduction must be at least 0 and below 1 (0.9 keeps 10% of triangles), "
-            f"not {reduction}")
+            f"not {reduction}"
+        )
     if int(thin_upsample) != thin_upsample or thin_upsample < 0:
         raise CordmapError(
             f"thin_upsample must be 0 (off), 1 (bridge on the voxel grid) or an upsampling "
-            f"factor >= 2, not {thin_upsample}")
+            f"factor >= 2, not {thin_upsample}"
+        )
 
 
 def _wanted_ids(schema, present: list[int], ids) -> list[int]:
@@ -161,12 +175,14 @@ def _wanted_ids(schema, present: list[int], ids) -> list[int]:
         if missing:
             raise CordmapError(
                 f"label ids {missing} do not occur in the label volume (present: {present}); "
-                "pass ids that are labelled")
+                "pass ids that are labelled"
+            )
     unknown = [i for i in wanted if i not in schema]
     if unknown:
         raise CordmapError(
             f"label ids {unknown} are not in the annotation protocol '{schema.name}'; "
-            "relabel them or pass a protocol that defines them")
+            "relabel them or pass a protocol that defines them"
+        )
     return wanted
 
 
@@ -186,12 +202,16 @@ def _crop(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labelled rows, columns and slices: 3x faster than scipy's find_objects)."""
     labelled = array != 0
     columns = labelled.any(axis=2)
-    extents = [np.flatnonzero(columns.any(axis=1)), np.flatnonzero(columns.any(axis=0)),
-               np.flatnonzero(labelled.any(axis=(0, 1)))]
+    extents = [
+        np.flatnonzero(columns.any(axis=1)),
+        np.flatnonzero(columns.any(axis=0)),
+        np.flatnonzero(labelled.any(axis=(0, 1))),
+    ]
     if not len(extents[0]):
         raise CordmapError(
             "the label volume is empty (every voxel is 0): there is nothing to mesh; "
-            "check that the right label file was given")
+            "check that the right label file was given"
+        )
     box = tuple(slice(found[0], found[-1] + 1) for found in extents)
     return array[box], np.array([found[0] for found in extents], dtype=float)
 

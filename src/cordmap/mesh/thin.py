@@ -37,10 +37,14 @@ THIN_INTERIOR_FRACTION = 0.2
 
 #: Offsets to the 26-neighbours that touch only at an edge or a corner, one of each
 #: +/- pair, so that every unordered pair of voxels is visited once.
-DIAGONAL_OFFSETS = [np.array(d) for d in itertools.product((-1, 0, 1), repeat=3)
-                    if d > (0, 0, 0) and sum(map(abs, d)) >= 2]
-_FACE_STEPS = [np.array(d) for d in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0),
-                                     (0, 0, 1), (0, 0, -1))]
+DIAGONAL_OFFSETS = [
+    np.array(d)
+    for d in itertools.product((-1, 0, 1), repeat=3)
+    if d > (0, 0, 0) and sum(map(abs, d)) >= 2
+]
+_FACE_STEPS = [
+    np.array(d) for d in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
+]
 
 
 def surface_voxels(padded: np.ndarray, points: np.ndarray, label_id) -> int:
@@ -59,8 +63,10 @@ def is_thin(padded: np.ndarray, points: np.ndarray, label_id, surface: int) -> b
     if len(points) - surface >= THIN_INTERIOR_FRACTION * len(points):
         return False
     flat, strides = padded.ravel(), _strides(padded)
-    return any(len(_diagonal_only(flat, strides, points, label_id, offset, paths))
-               for offset, paths in _DIAGONALS)
+    return any(
+        len(_diagonal_only(flat, strides, points, label_id, offset, paths))
+        for offset, paths in _DIAGONALS
+    )
 
 
 def bridge_in_place(padded: np.ndarray, points: dict, thin_ids) -> int:
@@ -76,16 +82,16 @@ def bridge_in_place(padded: np.ndarray, points: dict, thin_ids) -> int:
         for offset, paths in _DIAGONALS:
             pairs = _diagonal_only(flat, strides, label_points, label_id, offset, paths)
             if len(pairs):
-                added += _bridge(flat, pairs, label_id, [path @ strides for path in paths],
-                                 kept_out)
+                added += _bridge(
+                    flat, pairs, label_id, [path @ strides for path in paths], kept_out
+                )
         kept_out[label_id] = label_id in thin_ids
     return added
 
 
 def _bridge(flat, pairs, label_id, paths, kept_out) -> int:
     """Join each pair through its cheapest face path (flat steps `paths`)."""
-    costs = np.stack([sum(_cost(flat[pairs + step], kept_out) for step in path)
-                      for path in paths])
+    costs = np.stack([sum(_cost(flat[pairs + step], kept_out) for step in path) for path in paths])
     best = np.argmin(costs, axis=0)
     added = 0
     for number, path in enumerate(paths):

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cordmap.anatomy.levels import SEGMENTS
-from cordmap.anatomy.schema import CORD_CLASSES
 from cordmap.plan.geometry import CordGeometry
 from cordmap.plan.paddles import Paddle
+from cordmap.protocol.levels import SEGMENTS
+from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume
 
 #: Parametric angle (degrees, from the lateral axis towards dorsal) of the dorsolateral
@@ -67,11 +67,17 @@ class Contact:
     dcsf_note: str | None  # why dcsf_mm is unavailable
 
     def to_json(self) -> dict:
-        return {"contact": self.number, "row": self.row, "lateral_mm": round(self.lateral_mm, 2),
-                "s_mm": round(self.s_mm, 2), "segment": self.segment, "side": self.side,
-                "entry_zone_offset_mm": round(self.entry_zone_offset_mm, 2),
-                "dcsf_mm": None if self.dcsf_mm is None else round(self.dcsf_mm, 2),
-                "dcsf_note": self.dcsf_note}
+        return {
+            "contact": self.number,
+            "row": self.row,
+            "lateral_mm": round(self.lateral_mm, 2),
+            "s_mm": round(self.s_mm, 2),
+            "segment": self.segment,
+            "side": self.side,
+            "entry_zone_offset_mm": round(self.entry_zone_offset_mm, 2),
+            "dcsf_mm": None if self.dcsf_mm is None else round(self.dcsf_mm, 2),
+            "dcsf_note": self.dcsf_note,
+        }
 
 
 def entry_zone_lateral(geometry: CordGeometry, s) -> np.ndarray:
@@ -86,8 +92,11 @@ def entry_zone_points(geometry: CordGeometry, s, side: float) -> np.ndarray:
     angle = np.radians(ENTRY_ZONE_ANGLE_DEG)
     _, right, posterior = geometry.centreline.frame(s)
     depth = np.interp(s, geometry.csa_s, geometry.half_depth) * np.sin(angle)
-    return (geometry.centreline.point(s) + (side * entry_zone_lateral(geometry, s))[:, None] * right
-            + depth[:, None] * posterior)
+    return (
+        geometry.centreline.point(s)
+        + (side * entry_zone_lateral(geometry, s))[:, None] * right
+        + depth[:, None] * posterior
+    )
 
 
 def segment_at(extents: dict[str, tuple[float, float]], s) -> list[str | None]:
@@ -103,8 +112,9 @@ def segment_at(extents: dict[str, tuple[float, float]], s) -> list[str | None]:
 class ContactMapper:
     """Contact maps of one label volume: its cord geometry, segment extents and labels."""
 
-    def __init__(self, labels: LabelVolume, geometry: CordGeometry,
-                 segments: dict[str, tuple[float, float]]):
+    def __init__(
+        self, labels: LabelVolume, geometry: CordGeometry, segments: dict[str, tuple[float, float]]
+    ):
         self.geometry = geometry
         self.segments = segments
         self._array = labels.array
@@ -128,14 +138,26 @@ class ContactMapper:
         lateral = np.array([x for _, _, x in layout])
         zone = entry_zone_lateral(self.geometry, s)
         dcsf, notes = self.dorsal_csf(s, lateral)
-        return [Contact(n + 1, row_number, float(lateral[n]), float(s[n]), segment,
-                        "midline" if lateral[n] == 0 else ("right" if lateral[n] > 0 else "left"),
-                        float(abs(lateral[n]) - zone[n]), dcsf[n], notes[n])
-                for n, ((row_number, _, _), segment)
-                in enumerate(zip(layout, segment_at(self.segments, s)))]
+        return [
+            Contact(
+                n + 1,
+                row_number,
+                float(lateral[n]),
+                float(s[n]),
+                segment,
+                "midline" if lateral[n] == 0 else ("right" if lateral[n] > 0 else "left"),
+                float(abs(lateral[n]) - zone[n]),
+                dcsf[n],
+                notes[n],
+            )
+            for n, ((row_number, _, _), segment) in enumerate(
+                zip(layout, segment_at(self.segments, s))
+            )
+        ]
 
-    def dorsal_csf(self, s: np.ndarray, lateral: np.ndarray
-                   ) -> tuple[list[float | None], list[str | None]]:
+    def dorsal_csf(
+        self, s: np.ndarray, lateral: np.ndarray
+    ) -> tuple[list[float | None], list[str | None]]:
         """dCSF (mm) along the paddle normal at arc lengths `s` and lateral offsets (mm), or
         None with the reason."""
         if not self.has_csf:

@@ -34,8 +34,12 @@ class SegmentCoverage:
     rows: tuple[int, ...]  # contact rows (1 = most rostral) over the segment
 
     def to_json(self) -> dict:
-        return {"segment": self.segment, "extent_mm": [round(x, 2) for x in self.extent],
-                "covered_pct": round(self.covered_pct, 2), "contact_rows": list(self.rows)}
+        return {
+            "segment": self.segment,
+            "extent_mm": [round(x, 2) for x in self.extent],
+            "covered_pct": round(self.covered_pct, 2),
+            "contact_rows": list(self.rows),
+        }
 
 
 @dataclass(frozen=True)
@@ -47,17 +51,25 @@ class Coverage:
     segments: tuple[SegmentCoverage, ...]
 
     def to_json(self) -> dict:
-        return {"rostral_mm": round(self.rostral, 2), "caudal_mm": round(self.caudal, 2),
-                "volume_pct": round(self.volume_pct, 2), "length_pct": round(self.length_pct, 2),
-                "segments": [s.to_json() for s in self.segments]}
+        return {
+            "rostral_mm": round(self.rostral, 2),
+            "caudal_mm": round(self.caudal, 2),
+            "volume_pct": round(self.volume_pct, 2),
+            "length_pct": round(self.length_pct, 2),
+            "segments": [s.to_json() for s in self.segments],
+        }
 
 
-def coverage_curve(enlargement: Enlargement, paddle: Paddle, positions) -> tuple[np.ndarray, np.ndarray]:
+def coverage_curve(
+    enlargement: Enlargement, paddle: Paddle, positions
+) -> tuple[np.ndarray, np.ndarray]:
     """Volume % and length % of the enlargement covered with the rostral end at each position."""
     rostral = np.asarray(positions, dtype=float)
     caudal = rostral + paddle.array_length_mm
     volume = 100 * enlargement.covered_volume(rostral, caudal) / enlargement.total_volume
-    return volume, 100 * _overlap(rostral, caudal, enlargement.start, enlargement.end) / enlargement.length
+    return volume, 100 * _overlap(
+        rostral, caudal, enlargement.start, enlargement.end
+    ) / enlargement.length
 
 
 def coverage_at(enlargement: Enlargement, paddle: Paddle, rostral: float) -> Coverage:
@@ -72,15 +84,22 @@ def coverage_at(enlargement: Enlargement, paddle: Paddle, rostral: float) -> Cov
             pct = 100 * float(part.between(rostral, caudal)) / part.total
         else:
             pct = 100 * float(_overlap(rostral, caudal, a, b)) / (b - a)
-        rows = tuple(i + 1 for i, row in enumerate(paddle.rows)
-                     if _overlap(rostral + row.span[0], rostral + row.span[1], a, b) > 0)
+        rows = tuple(
+            i + 1
+            for i, row in enumerate(paddle.rows)
+            if _overlap(rostral + row.span[0], rostral + row.span[1], a, b) > 0
+        )
         segments.append(SegmentCoverage(name, (a, b), pct, rows))
     return Coverage(rostral, caudal, float(volume[0]), float(length[0]), tuple(segments))
 
 
-def slice_count_coverage(enlargement_mask: np.ndarray, slice_s: np.ndarray, top_s: float,
-                         slices: int = PUBLISHED_SLICES,
-                         slice_mm: float = PUBLISHED_SLICE_MM) -> float:
+def slice_count_coverage(
+    enlargement_mask: np.ndarray,
+    slice_s: np.ndarray,
+    top_s: float,
+    slices: int = PUBLISHED_SLICES,
+    slice_mm: float = PUBLISHED_SLICE_MM,
+) -> float:
     """The published method: % of enlargement voxels in `slices` consecutive axial slices of
     `slice_mm` (45 mm of S), from the slice holding `top_s` (the S coordinate, mm, of the
     paddle's rostral end) downwards. On a finer grid, as many slices as fill 45 mm.
@@ -97,7 +116,7 @@ def slice_count_coverage(enlargement_mask: np.ndarray, slice_s: np.ndarray, top_
     below_top = np.nonzero(centres - thickness / 2 < top_s - 1e-9)[0]
     first = int(below_top[0]) if len(below_top) else len(centres)
     count = max(int(round(slices * slice_mm / thickness)), 1)
-    return float(100 * per_slice[order[first:first + count]].sum() / per_slice.sum())
+    return float(100 * per_slice[order[first : first + count]].sum() / per_slice.sum())
 
 
 def _overlap(a, b, c, d):

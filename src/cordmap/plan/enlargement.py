@@ -21,18 +21,30 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from cordmap.anatomy.levels import SEGMENTS, pam50_segment
 from cordmap.errors import CordmapError
 from cordmap.plan.geometry import ArcVolume, CordGeometry, boundary
+from cordmap.protocol.levels import SEGMENTS, pam50_segment
 
 DEFAULT_ENLARGEMENT = "L1..S2"
 
 #: Distance (mm, along the cord) from each segment's rostral end to the conus tip in the
 #: PAM50 template (see `load_pam50_labels`).
 PAM50_ROSTRAL_END_ABOVE_TIP_MM = {
-    "T8": 201.5, "T9": 176.0, "T10": 151.5, "T11": 129.5, "T12": 109.0,
-    "L1": 90.5, "L2": 73.5, "L3": 60.5, "L4": 49.0, "L5": 38.5,
-    "S1": 30.5, "S2": 23.5, "S3": 16.0, "S4": 9.5, "S5": 3.5,
+    "T8": 201.5,
+    "T9": 176.0,
+    "T10": 151.5,
+    "T11": 129.5,
+    "T12": 109.0,
+    "L1": 90.5,
+    "L2": 73.5,
+    "L3": 60.5,
+    "L4": 49.0,
+    "L5": 38.5,
+    "S1": 30.5,
+    "S2": 23.5,
+    "S3": 16.0,
+    "S4": 9.5,
+    "S5": 3.5,
 }
 #: The caudal stretch of cord (mm) searched for the largest CSA.
 CSA_SEARCH_MM = 100.0
@@ -70,7 +82,7 @@ class Enlargement:
 
 
 def parse_segment_range(text: str) -> tuple[str, ...]:
-    """"L1..S2" -> ("L1", "L2", ..., "S2"), in rostro-caudal order."""
+    """ "L1..S2" -> ("L1", "L2", ..., "S2"), in rostro-caudal order."""
     parts = [p.strip().upper() for p in text.replace("-", "..").split("..") if p.strip()]
     if len(parts) != 2:
         raise CordmapError(
@@ -79,11 +91,12 @@ def parse_segment_range(text: str) -> tuple[str, ...]:
     first, last = (pam50_segment(p) for p in parts)
     if last < first:
         raise CordmapError(f"enlargement '{text}' runs upwards; write the rostral segment first")
-    return SEGMENTS[first - 1:last]
+    return SEGMENTS[first - 1 : last]
 
 
-def find_enlargement(geometry: CordGeometry, schema, segments: str = DEFAULT_ENLARGEMENT,
-                     source: str = "the labels") -> Enlargement:
+def find_enlargement(
+    geometry: CordGeometry, schema, segments: str = DEFAULT_ENLARGEMENT, source: str = "the labels"
+) -> Enlargement:
     """The enlargement from labelled segments when present, else estimated (see module)."""
     names = parse_segment_range(segments)
     ids = {name: schema.find("segment", name).id for name in names}
@@ -125,8 +138,10 @@ def segment_extents(geometry: CordGeometry, schema, names) -> dict[str, tuple[fl
     for name in names:
         index = SEGMENTS.index(name)
         this, above, below = volume(index), volume(index - 1), volume(index + 1)
-        extents[name] = (boundary(above, this) if above else this.start,
-                         boundary(this, below) if below else this.end)
+        extents[name] = (
+            boundary(above, this) if above else this.start,
+            boundary(this, below) if below else this.end,
+        )
     return extents
 
 
@@ -160,8 +175,10 @@ def _estimated(geometry: CordGeometry, names: tuple[str, ...], source: str) -> E
     for name in names:
         after = SEGMENTS.index(name) + 1
         below = SEGMENTS[after] if after < len(SEGMENTS) else None
-        extents[name] = (tip - PAM50_ROSTRAL_END_ABOVE_TIP_MM[name],
-                         tip - PAM50_ROSTRAL_END_ABOVE_TIP_MM[below] if below else tip)
+        extents[name] = (
+            tip - PAM50_ROSTRAL_END_ABOVE_TIP_MM[name],
+            tip - PAM50_ROSTRAL_END_ABOVE_TIP_MM[below] if below else tip,
+        )
     start, end = extents[names[0]][0], extents[names[-1]][1]
     if start < geometry.cord.start and geometry.cut_rostral:
         raise CordmapError(

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.atomic import write_text
 from cordmap.errors import CordmapError
 from cordmap.plan.planner import Planner
+from cordmap.protocol.schema import LabelSchema
 
 PLAN_FILE = "plan/plan.json"
 ASSESSMENT_FILE = "plan/assessment.json"
@@ -43,39 +43,81 @@ def assess_file(target: str | Path, out: str | Path | None = None, **options) ->
     return written.result, written.path
 
 
-def run_plan(target: str | Path, out: str | Path | None = None, *, paddle: str | None = None,
-             paddles_file: str | Path | None = None, enlargement: str | None = None,
-             top: int = 3, step: float | None = None, separation: float | None = None,
-             targets: str | None = None, sides: str | None = None,
-             protocol: str | Path | None = None) -> Written:
+def run_plan(
+    target: str | Path,
+    out: str | Path | None = None,
+    *,
+    paddle: str | None = None,
+    paddles_file: str | Path | None = None,
+    enlargement: str | None = None,
+    top: int = 3,
+    step: float | None = None,
+    separation: float | None = None,
+    targets: str | None = None,
+    sides: str | None = None,
+    protocol: str | Path | None = None,
+) -> Written:
     """Plan a case folder or a label NIfTI (of `protocol`, default the shipped one; a case
     has its own) and write plan.json. `targets` ("L2,L3,L4,S1") and `sides` (both, left,
     right) rank the placements by the target-root score too; they are stage parameters."""
     if sides is not None and targets is None:
         raise CordmapError("--sides chooses the sides of --targets; add e.g. --targets L2,L3,L4,S1")
     search = _given(top=top, step=step, separation=separation, targets=targets, sides=sides)
-    return _run("plan", target, out, PLAN_FILE, paddles_file, protocol,
-                _given(paddle=paddle, enlargement=enlargement), search,
-                lambda planner: planner.plan(**search))
+    return _run(
+        "plan",
+        target,
+        out,
+        PLAN_FILE,
+        paddles_file,
+        protocol,
+        _given(paddle=paddle, enlargement=enlargement),
+        search,
+        lambda planner: planner.plan(**search),
+    )
 
 
-def run_assess(target: str | Path, out: str | Path | None = None, *, rostral: str | None = None,
-               caudal: str | None = None, compare: str | None = None, paddle: str | None = None,
-               paddles_file: str | Path | None = None, enlargement: str | None = None,
-               protocol: str | Path | None = None) -> Written:
+def run_assess(
+    target: str | Path,
+    out: str | Path | None = None,
+    *,
+    rostral: str | None = None,
+    caudal: str | None = None,
+    compare: str | None = None,
+    paddle: str | None = None,
+    paddles_file: str | Path | None = None,
+    enlargement: str | None = None,
+    protocol: str | Path | None = None,
+) -> Written:
     """Score a placement read from X-ray landmarks and write assessment.json."""
     landmarks = _given(rostral=rostral, caudal=caudal, compare=compare)
-    return _run("assess", target, out, ASSESSMENT_FILE, paddles_file, protocol,
-                _given(paddle=paddle, enlargement=enlargement), landmarks,
-                lambda planner: planner.assess(**landmarks))
+    return _run(
+        "assess",
+        target,
+        out,
+        ASSESSMENT_FILE,
+        paddles_file,
+        protocol,
+        _given(paddle=paddle, enlargement=enlargement),
+        landmarks,
+        lambda planner: planner.assess(**landmarks),
+    )
 
 
 def _given(**options) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _run(stage: str, target, out, default: str, paddles_file, protocol, options: dict,
-         extra: dict, compute: Callable[[Planner], dict]) -> Written:
+def _run(
+    stage: str,
+    target,
+    out,
+    default: str,
+    paddles_file,
+    protocol,
+    options: dict,
+    extra: dict,
+    compute: Callable[[Planner], dict],
+) -> Written:
     target = Path(target)
     out = Path(out) if out else None
     if target.is_dir():
@@ -88,14 +130,19 @@ def _run(stage: str, target, out, default: str, paddles_file, protocol, options:
     else:
         case, labels_path = None, target
         if out is None:
-            raise CordmapError(f"{target} is a label file, not a case folder; pass --out "
-                               "FILE.json to say where the result goes")
+            raise CordmapError(
+                f"{target} is a label file, not a case folder; pass --out "
+                "FILE.json to say where the result goes"
+            )
     if out.suffix.lower() != ".json":
         raise CordmapError(f"--out {out} must end in .json")
     inputs = [p for p in (labels_path, Path(paddles_file) if paddles_file else None) if p]
     parameters = {**options, **extra}
-    if case is not None and out.is_file() and case.is_up_to_date(stage, inputs=inputs,
-                                                                 parameters=parameters):
+    if (
+        case is not None
+        and out.is_file()
+        and case.is_up_to_date(stage, inputs=inputs, parameters=parameters)
+    ):
         return Written(json.loads(out.read_text(encoding="utf-8")), out, True)
 
     if case is not None:

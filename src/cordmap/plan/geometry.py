@@ -34,8 +34,8 @@ from scipy import ndimage
 from scipy.interpolate import splev, splprep
 from scipy.spatial import cKDTree
 
-from cordmap.anatomy.schema import CORD_CLASSES
 from cordmap.errors import CordmapError
+from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume
 
 #: Protocol classes whose voxels make up the spinal cord.
@@ -93,7 +93,7 @@ class Centreline:
         s = np.atleast_1d(np.asarray(s, dtype=float))
         return np.stack([np.interp(s, self.s, self.points[:, i]) for i in range(3)], axis=-1)
 
-    def shifted(self, offset: float) -> "Centreline":
+    def shifted(self, offset: float) -> Centreline:
         """The same curve with arc lengths shifted by `offset` mm."""
         return Centreline(self.s + offset, self.points, self.tangents, self._tree)
 
@@ -104,8 +104,9 @@ class Centreline:
         tangent = np.stack([np.interp(s, self.s, self.tangents[:, i]) for i in range(3)], axis=-1)
         return _frame(tangent)
 
-    def dorsal_strip(self, start: float, end: float, width: float, depth: float,
-                     step: float = 1.0) -> np.ndarray:
+    def dorsal_strip(
+        self, start: float, end: float, width: float, depth: float, step: float = 1.0
+    ) -> np.ndarray:
         """A strip lying over the dorsal midline between arc lengths `start` and `end` (mm):
         `width` mm wide, `depth` mm posterior to the centreline, following the curve.
         Returns (n, 2, 3) RAS+ points: the strip's right and left edges at n arc lengths."""
@@ -144,7 +145,7 @@ class ArcVolume:
         self._ramps = [self._prefix(s - half_width, rate), self._prefix(s + half_width, rate)]
 
     @classmethod
-    def concatenate(cls, volumes: list["ArcVolume"]) -> "ArcVolume":
+    def concatenate(cls, volumes: list[ArcVolume]) -> ArcVolume:
         """One ArcVolume holding the samples of several."""
         return cls(*(np.concatenate([v.samples[i] for v in volumes]) for i in range(3)))
 
@@ -152,8 +153,11 @@ class ArcVolume:
     def _prefix(knots, rate):
         order = np.argsort(knots, kind="stable")
         knots, rate = knots[order], rate[order]
-        return (knots, np.concatenate([[0.0], np.cumsum(rate)]),
-                np.concatenate([[0.0], np.cumsum(rate * knots)]))
+        return (
+            knots,
+            np.concatenate([[0.0], np.cumsum(rate)]),
+            np.concatenate([[0.0], np.cumsum(rate * knots)]),
+        )
 
     def cumulative(self, x) -> np.ndarray:
         """Volume (mm³) lying at arc length below `x` (scalar or array)."""
@@ -232,7 +236,8 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
     centreline = _fit_centreline(xyz, ijk[:, 2], labels.affine, spacing)
 
     sub_s, sub_half, sub_weight, sub_label, sub_moments = _subvoxel_samples(
-        centreline, ijk, cord_labels, labels.affine)
+        centreline, ijk, cord_labels, labels.affine
+    )
     origin = float((sub_s - sub_half).min())
     centreline = centreline.shifted(-origin)
     sub_s = sub_s - origin
@@ -251,10 +256,19 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
     csa_s = np.arange(0.0, cord.end + 1e-9, 0.5)
     csa = cord.between(csa_s - window / 2, csa_s + window / 2) / window
     half_width, half_depth = _half_axes(sub_s, sub_moments, csa_s, window)
-    return CordGeometry(centreline, cord, structures, levels, extents, csa_s, csa,
-                        half_width, half_depth,
-                        cut_rostral=bool((ijk[:, 2] == labels.shape[2] - 1).any()),
-                        cut_caudal=bool((ijk[:, 2] == 0).any()))
+    return CordGeometry(
+        centreline,
+        cord,
+        structures,
+        levels,
+        extents,
+        csa_s,
+        csa,
+        half_width,
+        half_depth,
+        cut_rostral=bool((ijk[:, 2] == labels.shape[2] - 1).any()),
+        cut_caudal=bool((ijk[:, 2] == 0).any()),
+    )
 
 
 def _voxels_by_class(labels: LabelVolume):
@@ -310,13 +324,15 @@ def _without_islands(ijk: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 # -- centreline fitting ---------------------------------------------------------------------
 
+
 def _fit_centreline(xyz, k, affine, spacing) -> Centreline:
     """Axial-slice centroids -> spline -> centroids of perpendicular slabs -> spline (twice)."""
     noise = float(spacing[:2].mean()) / 2
     counts = np.bincount(k)
     present = np.nonzero(counts)[0]
-    centroids = np.stack([np.bincount(k, weights=xyz[:, i])[present] / counts[present]
-                          for i in range(3)], axis=1)
+    centroids = np.stack(
+        [np.bincount(k, weights=xyz[:, i])[present] / counts[present] for i in range(3)], axis=1
+    )
     centreline = _spline(centroids, noise)
     slab = max(abs(float(affine[2, 2])), MIN_SLAB_MM)  # at least one slice thick
     for _ in range(PERPENDICULAR_PASSES):
@@ -328,8 +344,9 @@ def _fit_centreline(xyz, k, affine, spacing) -> Centreline:
         kept = np.nonzero(counts)[0][1:-1]
         if len(kept) < 2:
             break
-        centroids = np.stack([np.bincount(bins, weights=xyz[:, i])[kept] / counts[kept]
-                              for i in range(3)], axis=1)
+        centroids = np.stack(
+            [np.bincount(bins, weights=xyz[:, i])[kept] / counts[kept] for i in range(3)], axis=1
+        )
         centreline = _spline(centroids, noise)
     return centreline
 
@@ -347,7 +364,7 @@ def _spline(centroids: np.ndarray, noise: float) -> Centreline:
     centroids = centroids[keep]
     u = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(centroids, axis=0), axis=1))])
     degree = min(3, len(centroids) - 1)
-    tck, _ = splprep(centroids.T, u=u, k=degree, s=len(u) * noise ** 2)
+    tck, _ = splprep(centroids.T, u=u, k=degree, s=len(u) * noise**2)
     fine_u = np.linspace(u[0], u[-1], max(int(u[-1] / (CENTRELINE_STEP_MM / 4)), 8))
     fine = np.stack(splev(fine_u, tck), axis=1)
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(fine, axis=0), axis=1))])
@@ -361,6 +378,7 @@ def _spline(centroids: np.ndarray, noise: float) -> Centreline:
 
 
 # -- voxels along the cord ------------------------------------------------------------------
+
 
 def _subvoxel_samples(centreline, ijk, values, affine):
     """Split voxels into sub-voxels of at most SUBVOXEL_MM per axis and place each along the
@@ -380,10 +398,14 @@ def _subvoxel_samples(centreline, ijk, values, affine):
     weight = abs(np.linalg.det(axes)) / splits.prod()
     _, right, posterior = _frame(tangent)
     offset = xyz - centreline.point(s)
-    moments = np.column_stack([np.einsum("ij,ij->i", offset, right),
-                               np.einsum("ij,ij->i", offset, posterior),
-                               ((right @ sub_axes) ** 2).sum(axis=1) / 12,
-                               ((posterior @ sub_axes) ** 2).sum(axis=1) / 12])
+    moments = np.column_stack(
+        [
+            np.einsum("ij,ij->i", offset, right),
+            np.einsum("ij,ij->i", offset, posterior),
+            ((right @ sub_axes) ** 2).sum(axis=1) / 12,
+            ((posterior @ sub_axes) ** 2).sum(axis=1) / 12,
+        ]
+    )
     return s, half, np.full(len(s), weight), np.repeat(values, len(offsets)), moments
 
 
@@ -434,8 +456,9 @@ def _level_volumes(centreline, labels: LabelVolume, ijk, values, thinning) -> di
 PADDLE_GAP_MM = 2.0
 
 
-def candidate_strips(geometry: CordGeometry, plan: dict, gap: float = PADDLE_GAP_MM
-                     ) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+def candidate_strips(
+    geometry: CordGeometry, plan: dict, gap: float = PADDLE_GAP_MM
+) -> list[tuple[dict, np.ndarray, np.ndarray]]:
     """Each candidate of a plan (plan.json) with the strip its array covers over the dorsal
     midline (`Centreline.dorsal_strip`, (n, 2, 3), the paddle's width) and its contacts
     ((m, 3) RAS+ points, in the contact map's order: rows rostral to caudal, each from the
@@ -452,7 +475,10 @@ def candidate_strips(geometry: CordGeometry, plan: dict, gap: float = PADDLE_GAP
         depth = np.sqrt(area / np.pi) + gap + 0.4 * (candidate["rank"] - 1)
         s = np.array([a + offset for offset, _ in layout])
         _, right, posterior = geometry.centreline.frame(s)
-        contacts = (geometry.centreline.point(s) + depth * posterior
-                    + np.array([x for _, x in layout])[:, None] * right)
+        contacts = (
+            geometry.centreline.point(s)
+            + depth * posterior
+            + np.array([x for _, x in layout])[:, None] * right
+        )
         out.append((candidate, geometry.centreline.dorsal_strip(a, b, width, depth), contacts))
     return out

@@ -52,17 +52,29 @@ class Paddle:
     def layout(self) -> list[tuple[int, ContactRow, float]]:
         """Every contact as (row number, its row, lateral_mm), numbered 1.. in this order:
         rows rostral to caudal, each from the patient's left to right."""
-        return [(n, row, lateral) for n, row in enumerate(self.rows, start=1)
-                for lateral in sorted(row.lateral_mm)]
+        return [
+            (n, row, lateral)
+            for n, row in enumerate(self.rows, start=1)
+            for lateral in sorted(row.lateral_mm)
+        ]
 
     def to_json(self) -> dict:
         return {
-            "name": self.name, "manufacturer": self.manufacturer,
-            "array_length_mm": self.array_length_mm, "width_mm": self.width_mm,
+            "name": self.name,
+            "manufacturer": self.manufacturer,
+            "array_length_mm": self.array_length_mm,
+            "width_mm": self.width_mm,
             "contacts": self.contacts,
-            "rows": [{"row": i + 1, "offset_mm": r.offset_mm, "lateral_mm": list(r.lateral_mm),
-                      "contact_length_mm": r.contact_length_mm,
-                      "contact_width_mm": r.contact_width_mm} for i, r in enumerate(self.rows)],
+            "rows": [
+                {
+                    "row": i + 1,
+                    "offset_mm": r.offset_mm,
+                    "lateral_mm": list(r.lateral_mm),
+                    "contact_length_mm": r.contact_length_mm,
+                    "contact_width_mm": r.contact_width_mm,
+                }
+                for i, r in enumerate(self.rows)
+            ],
         }
 
 
@@ -127,19 +139,38 @@ def _parse(item: dict) -> tuple[Paddle, list[str]]:
         raise ValueError(f"model '{name}' needs a positive array_length_mm and width_mm")
     if not item.get("rows"):
         raise ValueError(f"model '{name}' has no contact geometry: give its rows of contacts")
-    rows = sorted((ContactRow(_mm(r["offset_mm"]), tuple(_mm(x) for x in r["lateral_mm"]),
-                              _mm(r["contact_length_mm"]), _mm(r["contact_width_mm"]))
-                   for r in item["rows"]), key=lambda r: r.offset_mm)
+    rows = sorted(
+        (
+            ContactRow(
+                _mm(r["offset_mm"]),
+                tuple(_mm(x) for x in r["lateral_mm"]),
+                _mm(r["contact_length_mm"]),
+                _mm(r["contact_width_mm"]),
+            )
+            for r in item["rows"]
+        ),
+        key=lambda r: r.offset_mm,
+    )
     if any(row.contact_length_mm <= 0 or row.contact_width_mm <= 0 for row in rows):
         raise ValueError(f"model '{name}' has a contact of zero or negative size")
     for row in rows:
         start, end = row.span
         if start < -1e-9 or end > length + 1e-9 or not row.lateral_mm:
-            raise ValueError(f"model '{name}' has a row at {row.offset_mm} mm outside its "
-                             f"{length} mm array, or without contacts")
+            raise ValueError(
+                f"model '{name}' has a row at {row.offset_mm} mm outside its "
+                f"{length} mm array, or without contacts"
+            )
         if any(abs(x) + row.contact_width_mm / 2 > width / 2 + 1e-9 for x in row.lateral_mm):
-            raise ValueError(f"model '{name}' has a contact of the row at {row.offset_mm} mm "
-                             f"beyond its {width} mm width")
-    paddle = Paddle(name, str(item.get("manufacturer", "")), length, width,
-                    tuple(rows), dict(item.get("sources", {})))
+            raise ValueError(
+                f"model '{name}' has a contact of the row at {row.offset_mm} mm "
+                f"beyond its {width} mm width"
+            )
+    paddle = Paddle(
+        name,
+        str(item.get("manufacturer", "")),
+        length,
+        width,
+        tuple(rows),
+        dict(item.get("sources", {})),
+    )
     return paddle, [str(a) for a in item.get("aliases", [])]

@@ -20,16 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-from cordmap.anatomy.levels import SEGMENTS, VERTEBRAE, totalspineseg_vertebra
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_nifti
+from cordmap.protocol.levels import SEGMENTS, VERTEBRAE, totalspineseg_vertebra
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume
 
 #: How far (mm, anterior) the stand-in vertebrae lie from the cord.
 VERTEBRA_OFFSET_MM = 12.0
-FILES = ("PAM50_cord.nii.gz", "PAM50_spinal_levels.nii.gz", "PAM50_levels.nii.gz",
-         "PAM50_csf.nii.gz")
+FILES = (
+    "PAM50_cord.nii.gz",
+    "PAM50_spinal_levels.nii.gz",
+    "PAM50_levels.nii.gz",
+    "PAM50_csf.nii.gz",
+)
 
 
 def load_pam50_labels(folder: str | Path, schema: LabelSchema | None = None) -> LabelVolume:
@@ -38,7 +42,9 @@ def load_pam50_labels(folder: str | Path, schema: LabelSchema | None = None) -> 
     schema = schema or LabelSchema.load()
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
-        raise CordmapError(f"{folder} lacks {', '.join(missing)}; point to the PAM50 template folder")
+        raise CordmapError(
+            f"{folder} lacks {', '.join(missing)}; point to the PAM50 template folder"
+        )
     cord, segments, levels, csf = (read_nifti(folder / name) for name in FILES)
     out = np.zeros(cord.shape, dtype=np.uint16)
     out[cord.array > 0] = schema.find("cord").id

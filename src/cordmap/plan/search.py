@@ -37,16 +37,23 @@ class Curve:
     target_score: np.ndarray | None = field(default=None)  # with target segments only
 
     def to_json(self) -> dict:
-        out = {"rostral_mm": np.round(self.positions, 2).tolist(),
-               "volume_pct": np.round(self.volume_pct, 2).tolist(),
-               "length_pct": np.round(self.length_pct, 2).tolist()}
+        out = {
+            "rostral_mm": np.round(self.positions, 2).tolist(),
+            "volume_pct": np.round(self.volume_pct, 2).tolist(),
+            "length_pct": np.round(self.length_pct, 2).tolist(),
+        }
         if self.target_score is not None:
             out["target_score"] = np.round(self.target_score, 2).tolist()
         return out
 
 
-def search_positions(geometry: CordGeometry, paddle: Paddle, enlargement: Enlargement,
-                     step: float = SEARCH_STEP_MM, source: str = "the labels") -> Curve:
+def search_positions(
+    geometry: CordGeometry,
+    paddle: Paddle,
+    enlargement: Enlargement,
+    step: float = SEARCH_STEP_MM,
+    source: str = "the labels",
+) -> Curve:
     """Score every rostral position (every `step` mm) at which the array lies over the cord."""
     if step <= 0:
         raise CordmapError(f"the search step must be positive, not {step} mm")
@@ -62,8 +69,9 @@ def search_positions(geometry: CordGeometry, paddle: Paddle, enlargement: Enlarg
     return Curve(positions, volume, length)
 
 
-def best_positions(curve: Curve, top: int = 3, separation: float = SEPARATION_MM,
-                   by: str = "volume_pct") -> list[float]:
+def best_positions(
+    curve: Curve, top: int = 3, separation: float = SEPARATION_MM, by: str = "volume_pct"
+) -> list[float]:
     """Up to `top` rostral positions, best first by `by` (volume_pct or target_score), at
     least `separation` mm apart."""
     if top < 1:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cordmap.anatomy.levels import pam50_segment, totalspineseg_vertebra
-from cordmap.anatomy.schema import LabelSchema
+from cordmap.protocol.levels import pam50_segment, totalspineseg_vertebra
+from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume
 
 #: Anterior distance (mm) of the stand-in vertebrae from the centreline.
@@ -53,8 +53,9 @@ def synthetic_cord(
     bend = 0.0 if curvature_mm is None else curvature_mm * (1 - np.cos(length / curvature_mm))
     i = _indices(nx, dx, affine[0, 3], -reach, reach)
     j = _indices(ny, dy, affine[1, 3], -reach, reach + bend)
-    x, y, z = np.meshgrid(i * dx + affine[0, 3], j * dy + affine[1, 3],
-                          np.arange(nz) * dz + dz / 2, indexing="ij")
+    x, y, z = np.meshgrid(
+        i * dx + affine[0, 3], j * dy + affine[1, 3], np.arange(nz) * dz + dz / 2, indexing="ij"
+    )
     s, rho, depth = _tube_coordinates(x, y, z, top, curvature_mm)
     along = (s >= 0) & (s <= length)
 
@@ -66,8 +67,13 @@ def synthetic_cord(
     cord = along & (rho <= radius_of(np.clip(s, 0, length)))
     box[cord] = ids[which[cord]]
     for name, first, last in vertebrae:
-        inside = ((s >= first) & (s <= last) & (depth >= VERTEBRA_DEPTH_MM[0])
-                  & (depth <= VERTEBRA_DEPTH_MM[1]) & (np.abs(x) <= VERTEBRA_HALF_WIDTH_MM))
+        inside = (
+            (s >= first)
+            & (s <= last)
+            & (depth >= VERTEBRA_DEPTH_MM[0])
+            & (depth <= VERTEBRA_DEPTH_MM[1])
+            & (np.abs(x) <= VERTEBRA_HALF_WIDTH_MM)
+        )
         box[inside & (box == 0)] = totalspineseg_vertebra(name)
     array = np.zeros(shape, dtype=np.uint16)
     array[np.ix_(i, j, np.arange(nz))] = box

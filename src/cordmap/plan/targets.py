@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cordmap.anatomy.levels import SEGMENTS
 from cordmap.errors import CordmapError
 from cordmap.plan.contacts import entry_zone_lateral
 from cordmap.plan.enlargement import Enlargement
 from cordmap.plan.geometry import CordGeometry
 from cordmap.plan.paddles import Paddle
+from cordmap.protocol.levels import SEGMENTS
 
 WEIGHTS_FILE = Path(__file__).with_name("targets.json")
 SIDES = {"left": -1.0, "right": 1.0}
@@ -46,10 +46,13 @@ class Weights:
     non_target_weight: float
 
     @classmethod
-    def load(cls, path: Path = WEIGHTS_FILE) -> "Weights":
+    def load(cls, path: Path = WEIGHTS_FILE) -> Weights:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(float(data["rostrocaudal_mm"]), float(data["lateral_mm"]),
-                   float(data["non_target_weight"]))
+        return cls(
+            float(data["rostrocaudal_mm"]),
+            float(data["lateral_mm"]),
+            float(data["non_target_weight"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,14 @@ class Targets:
     weights: Weights
 
     @classmethod
-    def parse(cls, text: str, sides: str, enlargement: Enlargement,
-              geometry: CordGeometry, weights: Weights | None = None) -> "Targets":
+    def parse(
+        cls,
+        text: str,
+        sides: str,
+        enlargement: Enlargement,
+        geometry: CordGeometry,
+        weights: Weights | None = None,
+    ) -> Targets:
         """`text` like "L2,L3,L4,S1"; `sides` both, left or right. Every target must be a
         segment of the enlargement lying within the cord in view."""
         names = [part.strip().upper() for part in str(text).split(",") if part.strip()]
@@ -72,25 +81,38 @@ class Targets:
             raise CordmapError("--targets names no segment; write e.g. --targets L2,L3,L4,S1")
         unknown = [n for n in names if n not in SEGMENTS]
         if unknown:
-            raise CordmapError(f"--targets: unknown segment {', '.join(unknown)}; use segment "
-                               "names such as L2 or S1, separated by commas")
+            raise CordmapError(
+                f"--targets: unknown segment {', '.join(unknown)}; use segment "
+                "names such as L2 or S1, separated by commas"
+            )
         span = f"{enlargement.segments[0]}..{enlargement.segments[-1]}"
         outside = [n for n in names if n not in enlargement.segments]
         if outside:
             raise CordmapError(
                 f"target {', '.join(outside)} is outside the enlargement {span}; choose targets "
-                f"among {span} or widen --enlargement")
-        unseen = [n for n in names if enlargement.segment_extents[n][0] < geometry.cord.start - 1e-6
-                  or enlargement.segment_extents[n][1] > geometry.cord.end + 1e-6]
+                f"among {span} or widen --enlargement"
+            )
+        unseen = [
+            n
+            for n in names
+            if enlargement.segment_extents[n][0] < geometry.cord.start - 1e-6
+            or enlargement.segment_extents[n][1] > geometry.cord.end + 1e-6
+        ]
         if unseen:
-            raise CordmapError(f"target {', '.join(unseen)} lies beyond the cord in view; use an "
-                               "image that shows it or leave it out of --targets")
+            raise CordmapError(
+                f"target {', '.join(unseen)} lies beyond the cord in view; use an "
+                "image that shows it or leave it out of --targets"
+            )
         if sides not in SIDE_CHOICES:
             raise CordmapError(f"--sides must be both, left or right, not '{sides}'")
         ordered = tuple(n for n in enlargement.segments if n in names)
-        return cls(ordered, SIDE_CHOICES[sides],
-                   tuple(n for n in enlargement.segments if n not in names),
-                   dict(enlargement.segment_extents), weights or Weights.load())
+        return cls(
+            ordered,
+            SIDE_CHOICES[sides],
+            tuple(n for n in enlargement.segments if n not in names),
+            dict(enlargement.segment_extents),
+            weights or Weights.load(),
+        )
 
     def reach(self, geometry: CordGeometry, paddle: Paddle, positions) -> dict[str, np.ndarray]:
         """R(g, σ) for every enlargement segment g and chosen side σ, at each rostral
@@ -107,11 +129,12 @@ class Targets:
             along = np.maximum(np.maximum(a - s, s - b), 0.0) / w.rostrocaudal_mm
             for side in self.sides:
                 across = np.abs(lateral - SIDES[side] * zone) / w.lateral_mm
-                out[f"{name} {side}"] = np.exp(-0.5 * (along ** 2 + across ** 2)).max(axis=1)
+                out[f"{name} {side}"] = np.exp(-0.5 * (along**2 + across**2)).max(axis=1)
         return out
 
     def score(self, reach: dict[str, np.ndarray]) -> np.ndarray:
         """The target score (see module) from `reach`."""
+
         def mean(names):
             keys = [f"{n} {side}" for n in names for side in self.sides]
             return np.mean([reach[k] for k in keys], axis=0) if keys else 0.0
@@ -119,8 +142,13 @@ class Targets:
         return 100 * (mean(self.segments) - self.weights.non_target_weight * mean(self.others))
 
     def to_json(self) -> dict:
-        return {"segments": list(self.segments), "sides": list(self.sides),
-                "others": list(self.others),
-                "weights": {"rostrocaudal_mm": self.weights.rostrocaudal_mm,
-                            "lateral_mm": self.weights.lateral_mm,
-                            "non_target_weight": self.weights.non_target_weight}}
+        return {
+            "segments": list(self.segments),
+            "sides": list(self.sides),
+            "others": list(self.others),
+            "weights": {
+                "rostrocaudal_mm": self.weights.rostrocaudal_mm,
+                "lateral_mm": self.weights.lateral_mm,
+                "non_target_weight": self.weights.non_target_weight,
+            },
+        }

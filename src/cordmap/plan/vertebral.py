@@ -7,7 +7,7 @@
       <vertebra> upper endplate | lower endplate | middle | upper third | lower third
       <vertebra>/<vertebra> disc          e.g. "T12/L1 disc" (also "T12-L1 disc")
 
-  Vertebra names as in `anatomy.levels` (T11, L1, S for the sacrum); "upper" is rostral.
+  Vertebra names as in `protocol.levels` (T11, L1, S for the sacrum); "upper" is rostral.
 
 Each vertebra's extent along the cord is that of its body (the part of its label anterior
 to the cord) projected onto the centreline (see `geometry`). A disc is its labelled extent;
@@ -20,23 +20,28 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cordmap.anatomy.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
 from cordmap.errors import CordmapError
 from cordmap.plan.geometry import CordGeometry, boundary
+from cordmap.protocol.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
 
 #: Points within this distance (mm) of a vertebra's end are read as its endplate, and
 #: within it of a boundary between touching vertebrae as the disc.
 ENDPLATE_MM = 1.0
 
 _POSITIONS = {  # landmark -> fraction of the vertebra from its rostral end
-    "upper endplate": 0.0, "upper third": 1 / 6, "middle": 0.5,
-    "lower third": 5 / 6, "lower endplate": 1.0,
+    "upper endplate": 0.0,
+    "upper third": 1 / 6,
+    "middle": 0.5,
+    "lower third": 5 / 6,
+    "lower endplate": 1.0,
 }
 _VERTEBRA = r"([CTL]\d{1,2}|S1?|sacrum)"
 _SIMPLE = re.compile(rf"^{_VERTEBRA}\s+(?:body\s+)?({'|'.join(_POSITIONS)})$", re.I)
 _DISC = re.compile(rf"^{_VERTEBRA}\s*[/-]\s*{_VERTEBRA}\s+disc$", re.I)
-GRAMMAR = ("<vertebra> upper endplate|lower endplate|middle|upper third|lower third, "
-           "or <vertebra>/<vertebra> disc (e.g. 'T11 upper endplate', 'T12/L1 disc')")
+GRAMMAR = (
+    "<vertebra> upper endplate|lower endplate|middle|upper third|lower third, "
+    "or <vertebra>/<vertebra> disc (e.g. 'T11 upper endplate', 'T12/L1 disc')"
+)
 
 
 @dataclass(frozen=True)
@@ -47,30 +52,39 @@ class VertebralMap:
     discs: dict[str, tuple[float, float]]  # "T12/L1" -> extent (labelled or inferred)
 
     @classmethod
-    def from_geometry(cls, geometry: CordGeometry, schema) -> "VertebralMap":
+    def from_geometry(cls, geometry: CordGeometry, schema) -> VertebralMap:
         """Extents of the labelled vertebrae and discs; where a vertebra touches a labelled
         disc, their shared end is the volume-balanced `boundary` (see `geometry`)."""
         chain = []  # (kind, name, volume) from the skull down: vertebra, disc, vertebra, ...
         for upper, lower in zip(VERTEBRAE, (*VERTEBRAE[1:], None)):
-            chain.append(("vertebra", upper, _volume(geometry, schema, totalspineseg_vertebra(upper))))
+            chain.append(
+                ("vertebra", upper, _volume(geometry, schema, totalspineseg_vertebra(upper)))
+            )
             if lower:
-                chain.append(("disc", f"{upper}/{lower}",
-                              _volume(geometry, schema, totalspineseg_disc(upper, lower))))
+                chain.append(
+                    (
+                        "disc",
+                        f"{upper}/{lower}",
+                        _volume(geometry, schema, totalspineseg_disc(upper, lower)),
+                    )
+                )
         found = {"vertebra": {}, "disc": {}}
         for index, (kind, name, volume) in enumerate(chain):
             if volume is None:
                 continue
             above = chain[index - 1][2] if index else None
             below = chain[index + 1][2] if index + 1 < len(chain) else None
-            found[kind][name] = (boundary(above, volume) if above else volume.start,
-                                 boundary(volume, below) if below else volume.end)
+            found[kind][name] = (
+                boundary(above, volume) if above else volume.start,
+                boundary(volume, below) if below else volume.end,
+            )
         vertebrae, discs = found["vertebra"], found["disc"]
         for upper, lower in zip(VERTEBRAE, VERTEBRAE[1:]):
             key = f"{upper}/{lower}"
             if key not in discs and upper in vertebrae and lower in vertebrae:
                 gap = (vertebrae[upper][1], vertebrae[lower][0])
                 discs[key] = (min(gap), max(gap))
-        order = {f"{u}/{l}": i for i, (u, l) in enumerate(zip(VERTEBRAE, VERTEBRAE[1:]))}
+        order = {f"{u}/{w}": i for i, (u, w) in enumerate(zip(VERTEBRAE, VERTEBRAE[1:]))}
         return cls(vertebrae, dict(sorted(discs.items(), key=lambda item: order[item[0]])))
 
     def require(self, what: str = "this") -> None:
@@ -138,7 +152,9 @@ class VertebralMap:
 
     def to_json(self) -> dict:
         return {
-            "vertebrae": {_body(k): [round(a, 2), round(b, 2)] for k, (a, b) in self.vertebrae.items()},
+            "vertebrae": {
+                _body(k): [round(a, 2), round(b, 2)] for k, (a, b) in self.vertebrae.items()
+            },
             "discs": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.discs.items()},
         }
 

@@ -41,8 +41,9 @@ class CaseReport:
     images: dict[str, bytes]  # figure name -> PNG
 
 
-def write_case_report(case_dir: str | Path, out: str | Path | None = None,
-                      site: str | Path | None = None) -> CaseReport:
+def write_case_report(
+    case_dir: str | Path, out: str | Path | None = None, site: str | Path | None = None
+) -> CaseReport:
     """Plan when needed, draw the figures, write the HTML (default
     CASE/report/<subject>_report.html) and record the stage. `site`: a static viewer site
     (`cordmap view CASE --static DIR`) to link to, relative to the page."""
@@ -53,8 +54,10 @@ def write_case_report(case_dir: str | Path, out: str | Path | None = None,
         raise CordmapError(f"--out {out} must end in .html")
     site = Path(site) if site else None
     if site is not None and not (site / "index.html").is_file():
-        raise CordmapError(f"{site} is not a viewer site (no index.html); write one with "
-                           f"`cordmap view {case.root} --static DIR` or leave out --site")
+        raise CordmapError(
+            f"{site} is not a viewer site (no index.html); write one with "
+            f"`cordmap view {case.root} --static DIR` or leave out --site"
+        )
     plan_written = _current_plan(case)
     plan = plan_written.result
     image = case.image()
@@ -62,9 +65,12 @@ def write_case_report(case_dir: str | Path, out: str | Path | None = None,
     images = draw_figures(image, labels, plan, automatic)
     page = render_html(case.subject, plan, images, case.root, out, site, automatic)
     write_text(out, page)
-    case.record(STAGE, inputs=[case.image_path, case.labels_path(case.label_sources()[0]),
-                               plan_written.path],
-                outputs=[out], parameters={"site": str(site) if site else None})
+    case.record(
+        STAGE,
+        inputs=[case.image_path, case.labels_path(case.label_sources()[0]), plan_written.path],
+        outputs=[out],
+        parameters={"site": str(site) if site else None},
+    )
     return CaseReport(out, plan, images)
 
 
@@ -80,14 +86,18 @@ def _current_plan(case: Case):
         return run_plan(case.root, **entry.get("parameters", {}))
     path = case.path(PLAN_FILE)
     labels = case.labels_path(case.label_sources()[0])
-    if (path.is_file() and inputs[0]["path"] == labels.name
-            and sha256(labels) == inputs[0]["sha256"]
-            and [sha256(path)] == [e["sha256"] for e in entry.get("outputs", [])]):
+    if (
+        path.is_file()
+        and inputs[0]["path"] == labels.name
+        and sha256(labels) == inputs[0]["sha256"]
+        and [sha256(path)] == [e["sha256"] for e in entry.get("outputs", [])]
+    ):
         return Written(json.loads(path.read_text(encoding="utf-8")), path, True)
     raise CordmapError(
         f"the plan of {case.root} was made with the paddle file {inputs[1]['path']} and is "
         f"missing or out of date; re-run `cordmap plan {case.root} --paddles "
-        f"{inputs[1]['path']}` first")
+        f"{inputs[1]['path']}` first"
+    )
 
 
 def automatic_steps(case: Case) -> dict | None:
@@ -106,8 +116,7 @@ def automatic_steps(case: Case) -> dict | None:
     from cordmap.segmentation import Segmentation
 
     found = Segmentation.from_results(case.labels_path("unet"), results)
-    return {"model": model.name, "card": card, "levels": found.levels,
-            "warnings": found.warnings}
+    return {"model": model.name, "card": card, "levels": found.levels, "warnings": found.warnings}
 
 
 def draw_figures(image, labels, plan: dict, automatic: dict | None = None) -> dict[str, bytes]:
@@ -120,26 +129,40 @@ def draw_figures(image, labels, plan: dict, automatic: dict | None = None) -> di
     geometry = measure_cord(labels)
     slices = None
     if plan["enlargement"]["estimated"]:  # no segment labelled: slices along its extent
-        points = geometry.centreline.point(np.linspace(*plan["enlargement"]["extent_mm"],
-                                                       figures.AXIAL_SLICES))
+        points = geometry.centreline.point(
+            np.linspace(*plan["enlargement"]["extent_mm"], figures.AXIAL_SLICES)
+        )
         k = np.clip(np.round(labels.voxel(points)[:, 2]).astype(int), 0, labels.shape[2] - 1)
         slices = [("estimated enlargement", "#404040", int(i)) for i in dict.fromkeys(k)]
     levels = (automatic or {}).get("levels")
     title = levels["summary"] if levels else None
     sagittal, axial = figures.slice_figures(image, labels, segment_ids, slices, title)
-    strips = [(f"paddle #{c['rank']}: {c['volume_pct']:.1f} %", strip)
-              for c, strip, _ in candidate_strips(geometry, plan)]
+    strips = [
+        (f"paddle #{c['rank']}: {c['volume_pct']:.1f} %", strip)
+        for c, strip, _ in candidate_strips(geometry, plan)
+    ]
     present = set(labels.ids())
-    wanted = [label.id for label in schema.of_class("cord", "segment", "conus", "vertebra", "disc")
-              if label.id in present]
+    wanted = [
+        label.id
+        for label in schema.of_class("cord", "segment", "conus", "vertebra", "disc")
+        if label.id in present
+    ]
     meshes = mesh_labels(labels, ids=wanted, reduction=0.9)
     first, last = plan["enlargement"]["extent_mm"]
     z = geometry.centreline.point([first, last])[:, 2]
-    render = figures.render_3d(meshes, labels, strips,
-                               (z.min() - figures.RENDER_MARGIN_MM, z.max() + figures.RENDER_MARGIN_MM))
-    return {"sagittal": sagittal, "axial": axial, "3d": render,
-            "coverage": figures.coverage_figure(plan),
-            "contacts": figures.contact_figure(plan, contact_placements(plan))}
+    render = figures.render_3d(
+        meshes,
+        labels,
+        strips,
+        (z.min() - figures.RENDER_MARGIN_MM, z.max() + figures.RENDER_MARGIN_MM),
+    )
+    return {
+        "sagittal": sagittal,
+        "axial": axial,
+        "3d": render,
+        "coverage": figures.coverage_figure(plan),
+        "contacts": figures.contact_figure(plan, contact_placements(plan)),
+    }
 
 
 def contact_placements(plan: dict) -> list[tuple[str, dict]]:
@@ -149,16 +172,17 @@ def contact_placements(plan: dict) -> list[tuple[str, dict]]:
     shown = [(f"best by volume\n{best['rostral_mm']:.1f} mm ({best['rostral_edge']})", best)]
     if "targets" in plan:
         first = plan["targets"]["candidates"][0]
-        shown.append((f"best for the targets\n{first['rostral_mm']:.1f} mm "
-                      f"({first['rostral_edge']})", first))
+        shown.append(
+            (f"best for the targets\n{first['rostral_mm']:.1f} mm ({first['rostral_edge']})", first)
+        )
     return shown
 
 
 def _segment_names(plan: dict) -> list[str]:
-    from cordmap.anatomy.levels import SEGMENTS
+    from cordmap.protocol.levels import SEGMENTS
 
     first, last = plan["enlargement"]["segments"].split("..")
-    return list(SEGMENTS[SEGMENTS.index(first):SEGMENTS.index(last) + 1])
+    return list(SEGMENTS[SEGMENTS.index(first) : SEGMENTS.index(last) + 1])
 
 
 # -- HTML ------------------------------------------------------------------------------------
@@ -183,15 +207,25 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def render_html(subject: str, plan: dict, images: dict[str, bytes], case_root: Path,
-                out: Path, site: Path | None, automatic: dict | None = None) -> str:
+def render_html(
+    subject: str,
+    plan: dict,
+    images: dict[str, bytes],
+    case_root: Path,
+    out: Path,
+    site: Path | None,
+    automatic: dict | None = None,
+) -> str:
     """The report page (a string)."""
     e = html.escape
     enlargement = plan["enlargement"]
     paddle = plan["paddle"]
-    estimated = ("<span class='warn'>estimated from the conus tip and the PAM50 template "
-                 "(segments not labelled): label the segments to confirm</span>"
-                 if enlargement["estimated"] else "labelled segments")
+    estimated = (
+        "<span class='warn'>estimated from the conus tip and the PAM50 template "
+        "(segments not labelled): label the segments to confirm</span>"
+        if enlargement["estimated"]
+        else "labelled segments"
+    )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>cordmap report {e(subject)}</title><style>{STYLE}</style></head><body>",
@@ -207,8 +241,15 @@ def render_html(subject: str, plan: dict, images: dict[str, bytes], case_root: P
         _targets(plan),
         "<h2>Contacts</h2>",
         _contacts_table(plan["candidates"][0], "contacts", "best placement by volume"),
-        (_contacts_table(plan["targets"]["candidates"][0], "target-contacts",
-                         "best placement for the targets") if "targets" in plan else ""),
+        (
+            _contacts_table(
+                plan["targets"]["candidates"][0],
+                "target-contacts",
+                "best placement for the targets",
+            )
+            if "targets" in plan
+            else ""
+        ),
         f"<figure>{_img(images['contacts'], 'contacts over the dorsal cord')}<figcaption "
         "class='muted'>The cord's dorsal surface seen from behind and unrolled along the "
         "centreline (rostral up, the patient's right on the right): the cord's width, the "
@@ -249,11 +290,14 @@ def _summary(plan: dict, estimated: str, automatic: dict | None = None) -> str:
     if levels:
         style = "warn" if levels["uncertain"] else "text"
         conus = f"; conus tip at {levels['conus_level']}" if levels["conus_level"] else ""
-        level_row = (f"<tr><th class='text'>levels</th><td class='{style}' id='levels'>"
-                     f"{e(levels['summary'])}{e(conus)}</td></tr>")
+        level_row = (
+            f"<tr><th class='text'>levels</th><td class='{style}' id='levels'>"
+            f"{e(levels['summary'])}{e(conus)}</td></tr>"
+        )
     return (
-        "<table>" + level_row +
-        f"<tr><th class='text'>enlargement</th><td class='text'>{e(enlargement['segments'])} "
+        "<table>"
+        + level_row
+        + f"<tr><th class='text'>enlargement</th><td class='text'>{e(enlargement['segments'])} "
         f"({estimated}): {enlargement['length_mm']:.1f} mm long, "
         f"{enlargement['volume_mm3']:.0f} mm³</td></tr>"
         f"<tr><th class='text'>paddle</th><td class='text'>{e(plan['paddle']['manufacturer'])} "
@@ -263,8 +307,12 @@ def _summary(plan: dict, estimated: str, automatic: dict | None = None) -> str:
         f"<b>{e(best['rostral_edge'])}</b>, caudal edge <b>{e(best['caudal_edge'])}</b>: "
         f"<b>{best['volume_pct']:.2f} %</b> of the enlargement's volume</td></tr>"
         f"<tr><th class='text'>cord</th><td class='text'>{plan['cord']['length_mm']:.1f} mm in "
-        "view, conus tip " + (f"at {plan['cord']['conus_tip_mm']:.1f} mm"
-                              if plan['cord']['conus_tip_mm'] is not None else "out of view")
+        "view, conus tip "
+        + (
+            f"at {plan['cord']['conus_tip_mm']:.1f} mm"
+            if plan["cord"]["conus_tip_mm"] is not None
+            else "out of view"
+        )
         + "</td></tr></table>"
     )
 
@@ -281,32 +329,40 @@ def _automatic(automatic: dict | None) -> str:
     items[-1] += ": check the cord, CSF, vertebrae and discs on the slices below.</li>"
     levels = automatic["levels"]
     if levels:
-        items.append(f"<li>Vertebral levels: {e(levels['summary'])} "
-                     f"({e(', '.join(levels['vertebrae']))}); confirm the count on the "
-                     "sagittal figure, where each vertebra is named.</li>")
+        items.append(
+            f"<li>Vertebral levels: {e(levels['summary'])} "
+            f"({e(', '.join(levels['vertebrae']))}); confirm the count on the "
+            "sagittal figure, where each vertebra is named.</li>"
+        )
         if levels["conus_level"]:
-            items.append(f"<li>Conus tip (the cord's lowest point in the canal): "
-                         f"{e(levels['conus_level'])}.</li>")
+            items.append(
+                f"<li>Conus tip (the cord's lowest point in the canal): "
+                f"{e(levels['conus_level'])}.</li>"
+            )
     items += [f"<li class='warn'>{e(w)}</li>" for w in automatic["warnings"]]
-    return ("<h2>Automatic steps: check these</h2><ul id='automatic'>" + "".join(items)
-            + "</ul>")
+    return "<h2>Automatic steps: check these</h2><ul id='automatic'>" + "".join(items) + "</ul>"
 
 
 def _candidates_table(plan: dict) -> str:
     e = html.escape
-    rows = ["<table id='candidates'><tr><th>rank</th><th class='text'>rostral edge</th>"
-            "<th class='text'>caudal edge</th><th>rostral mm</th><th>caudal mm</th>"
-            "<th>volume %</th><th>length %</th><th>15 &times; 3 mm slices %</th></tr>"]
+    rows = [
+        "<table id='candidates'><tr><th>rank</th><th class='text'>rostral edge</th>"
+        "<th class='text'>caudal edge</th><th>rostral mm</th><th>caudal mm</th>"
+        "<th>volume %</th><th>length %</th><th>15 &times; 3 mm slices %</th></tr>"
+    ]
     for c in plan["candidates"]:
         rows.append(
             f"<tr><td>{c['rank']}</td><td class='text'>{e(c['rostral_edge'])}</td>"
             f"<td class='text'>{e(c['caudal_edge'])}</td><td>{c['rostral_mm']:.1f}</td>"
             f"<td>{c['caudal_mm']:.1f}</td><td class='volume'>{c['volume_pct']:.2f}</td>"
-            f"<td class='length'>{c['length_pct']:.2f}</td><td>{c['slice_count_pct']:.2f}</td></tr>")
-    rows.append("</table><p class='muted'>volume %: share of the enlargement's volume between "
-                "the array's ends, measured along the cord; length %: share of its length; the "
-                "last column is the published 15 &times; 3 mm axial-slice method, for comparison."
-                "</p>")
+            f"<td class='length'>{c['length_pct']:.2f}</td><td>{c['slice_count_pct']:.2f}</td></tr>"
+        )
+    rows.append(
+        "</table><p class='muted'>volume %: share of the enlargement's volume between "
+        "the array's ends, measured along the cord; length %: share of its length; the "
+        "last column is the published 15 &times; 3 mm axial-slice method, for comparison."
+        "</p>"
+    )
     return "".join(rows)
 
 
@@ -314,34 +370,46 @@ def _segments_table(plan: dict) -> str:
     e = html.escape
     candidates = plan["candidates"]
     names = [s["segment"] for s in candidates[0]["segments"]]
-    head = "".join(f"<th>#{c['rank']} covered %</th><th class='text'>#{c['rank']} contact rows</th>"
-                   for c in candidates)
+    head = "".join(
+        f"<th>#{c['rank']} covered %</th><th class='text'>#{c['rank']} contact rows</th>"
+        for c in candidates
+    )
     rows = [f"<table id='segments'><tr><th class='text'>segment</th>{head}</tr>"]
     for n, name in enumerate(names):
         cells = "".join(
             f"<td>{c['segments'][n]['covered_pct']:.1f}</td>"
             f"<td class='text'>{', '.join(map(str, c['segments'][n]['contact_rows'])) or '-'}</td>"
-            for c in candidates)
+            for c in candidates
+        )
         rows.append(f"<tr><th class='text'>{e(name)}</th>{cells}</tr>")
-    rows.append("</table><p class='muted'>Per-segment coverage (by volume when the segments "
-                "are labelled, by length when estimated); contact rows numbered from the "
-                "rostral end of the array.</p>")
+    rows.append(
+        "</table><p class='muted'>Per-segment coverage (by volume when the segments "
+        "are labelled, by length when estimated); contact rows numbered from the "
+        "rostral end of the array.</p>"
+    )
     return "".join(rows)
 
 
 def _contacts_table(placement: dict, table_id: str, title: str) -> str:
     e = html.escape
-    rows = [f"<p><b>{e(title)}</b>: rostral edge {e(placement['rostral_edge'])} "
-            f"({placement['rostral_mm']:.1f} mm)</p>"
-            f"<table id='{table_id}'><tr><th>contact</th><th>row</th><th class='text'>segment</th>"
-            "<th class='text'>side</th><th>from midline mm</th><th>from entry zone mm</th>"
-            "<th>dCSF mm</th></tr>"]
+    rows = [
+        f"<p><b>{e(title)}</b>: rostral edge {e(placement['rostral_edge'])} "
+        f"({placement['rostral_mm']:.1f} mm)</p>"
+        f"<table id='{table_id}'><tr><th>contact</th><th>row</th><th class='text'>segment</th>"
+        "<th class='text'>side</th><th>from midline mm</th><th>from entry zone mm</th>"
+        "<th>dCSF mm</th></tr>"
+    ]
     for c in placement["contacts"]:
-        dcsf = (f"<td class='dcsf'>{c['dcsf_mm']:.2f}</td>" if c["dcsf_mm"] is not None
-                else f"<td class='text warn'>unavailable: {e(c['dcsf_note'])}</td>")
-        rows.append(f"<tr><td>{c['contact']}</td><td>{c['row']}</td>"
-                    f"<td class='text'>{e(c['segment'] or '-')}</td><td class='text'>{e(c['side'])}</td>"
-                    f"<td>{c['lateral_mm']:+.2f}</td><td>{c['entry_zone_offset_mm']:+.2f}</td>{dcsf}</tr>")
+        dcsf = (
+            f"<td class='dcsf'>{c['dcsf_mm']:.2f}</td>"
+            if c["dcsf_mm"] is not None
+            else f"<td class='text warn'>unavailable: {e(c['dcsf_note'])}</td>"
+        )
+        rows.append(
+            f"<tr><td>{c['contact']}</td><td>{c['row']}</td>"
+            f"<td class='text'>{e(c['segment'] or '-')}</td><td class='text'>{e(c['side'])}</td>"
+            f"<td>{c['lateral_mm']:+.2f}</td><td>{c['entry_zone_offset_mm']:+.2f}</td>{dcsf}</tr>"
+        )
     rows.append("</table>")
     return "".join(rows)
 
@@ -354,50 +422,65 @@ def _targets(plan: dict) -> str:
     targets = plan["targets"]
     keys = [f"{name} {side}" for name in targets["segments"] for side in targets["sides"]]
     head = "".join(f"<th>reach {e(k)}</th>" for k in keys)
-    rows = ["<h2>Placements chosen for target roots</h2>",
-            f"<p>Targets {e(', '.join(targets['segments']))}, "
-            f"{e(' and '.join(targets['sides']))} side{'s' if len(targets['sides']) > 1 else ''}; "
-            "score = 100 &times; (mean reach of the targets' entry zones &minus; "
-            f"{targets['weights']['non_target_weight']:g} &times; mean reach of the other "
-            "segments'); a contact reaches an entry zone by exp(&minus;(d<sub>rc</sub>/"
-            f"{targets['weights']['rostrocaudal_mm']:g})²/2 &minus; (d<sub>lat</sub>/"
-            f"{targets['weights']['lateral_mm']:g})²/2), d<sub>rc</sub> its distance along the "
-            "cord from the segment, d<sub>lat</sub> across from the entry zone, in mm "
-            "(docs/planning.md).</p>",
-            "<table id='targets'><tr><th>rank</th><th class='text'>rostral edge</th>"
-            f"<th>rostral mm</th><th>target score</th><th>volume %</th>{head}</tr>"]
+    rows = [
+        "<h2>Placements chosen for target roots</h2>",
+        f"<p>Targets {e(', '.join(targets['segments']))}, "
+        f"{e(' and '.join(targets['sides']))} side{'s' if len(targets['sides']) > 1 else ''}; "
+        "score = 100 &times; (mean reach of the targets' entry zones &minus; "
+        f"{targets['weights']['non_target_weight']:g} &times; mean reach of the other "
+        "segments'); a contact reaches an entry zone by exp(&minus;(d<sub>rc</sub>/"
+        f"{targets['weights']['rostrocaudal_mm']:g})²/2 &minus; (d<sub>lat</sub>/"
+        f"{targets['weights']['lateral_mm']:g})²/2), d<sub>rc</sub> its distance along the "
+        "cord from the segment, d<sub>lat</sub> across from the entry zone, in mm "
+        "(docs/planning.md).</p>",
+        "<table id='targets'><tr><th>rank</th><th class='text'>rostral edge</th>"
+        f"<th>rostral mm</th><th>target score</th><th>volume %</th>{head}</tr>",
+    ]
     for c in targets["candidates"]:
         reach = "".join(f"<td>{c['reach'][k]:.2f}</td>" for k in keys)
-        rows.append(f"<tr><td>{c['rank']}</td><td class='text'>{e(c['rostral_edge'])}</td>"
-                    f"<td>{c['rostral_mm']:.1f}</td><td class='score'>{c['target_score']:.2f}</td>"
-                    f"<td>{c['volume_pct']:.2f}</td>{reach}</tr>")
+        rows.append(
+            f"<tr><td>{c['rank']}</td><td class='text'>{e(c['rostral_edge'])}</td>"
+            f"<td>{c['rostral_mm']:.1f}</td><td class='score'>{c['target_score']:.2f}</td>"
+            f"<td>{c['volume_pct']:.2f}</td>{reach}</tr>"
+        )
     rows.append("</table>")
     diff = targets["comparison"]
     volume, score = diff["volume_pct"], diff["target_score"]
-    verdict = ("The two rankings agree on the best placement" if diff["agree"]
-               else "<b class='warn'>The two rankings disagree</b>")
-    rows.append(f"<p id='comparison'>{verdict}: their best placements are "
-                f"{diff['distance_mm']:.1f} mm apart; volume coverage {volume['by_volume']:.2f} % "
-                f"(best by volume) against {volume['by_target']:.2f} % (best for the targets); "
-                f"target score {score['by_volume']:.2f} against {score['by_target']:.2f}.</p>")
+    verdict = (
+        "The two rankings agree on the best placement"
+        if diff["agree"]
+        else "<b class='warn'>The two rankings disagree</b>"
+    )
+    rows.append(
+        f"<p id='comparison'>{verdict}: their best placements are "
+        f"{diff['distance_mm']:.1f} mm apart; volume coverage {volume['by_volume']:.2f} % "
+        f"(best by volume) against {volume['by_target']:.2f} % (best for the targets); "
+        f"target score {score['by_volume']:.2f} against {score['by_target']:.2f}.</p>"
+    )
     return "".join(rows)
 
 
 def _viewer(case_root: Path, out: Path, site: Path | None) -> str:
     command = html.escape(f"cordmap view {shlex.quote(str(case_root))}")
-    text = (f"<p>Open the case in the interactive viewer (slices, meshes, candidate paddles "
-            f"as toggleable layers): <code>{command}</code></p>")
+    text = (
+        f"<p>Open the case in the interactive viewer (slices, meshes, candidate paddles "
+        f"as toggleable layers): <code>{command}</code></p>"
+    )
     if site is not None:
         link = Path(os.path.relpath(site / "index.html", out.parent)).as_posix()
-        text += (f"<p>Or the exported viewer site: <a href='{html.escape(link)}'>"
-                 f"{html.escape(link)}</a> (serve its folder over http, e.g. "
-                 "<code>python -m http.server</code>).</p>")
+        text += (
+            f"<p>Or the exported viewer site: <a href='{html.escape(link)}'>"
+            f"{html.escape(link)}</a> (serve its folder over http, e.g. "
+            "<code>python -m http.server</code>).</p>"
+        )
     return text
 
 
 def _paddle(paddle: dict) -> str:
-    return (f"<h2>Paddle model</h2><p>{html.escape(paddle['manufacturer'])} "
-            f"{html.escape(paddle['name'])}: {paddle['contacts']} contacts in "
-            f"{len(paddle['rows'])} rows over an array of {paddle['array_length_mm']:g} mm, "
-            f"{paddle['width_mm']:g} mm wide (dimensions and their sources: docs/planning.md)."
-            "</p>")
+    return (
+        f"<h2>Paddle model</h2><p>{html.escape(paddle['manufacturer'])} "
+        f"{html.escape(paddle['name'])}: {paddle['contacts']} contacts in "
+        f"{len(paddle['rows'])} rows over an array of {paddle['array_length_mm']:g} mm, "
+        f"{paddle['width_mm']:g} mm wide (dimensions and their sources: docs/planning.md)."
+        "</p>"
+    )

@@ -52,8 +52,12 @@ def png_bytes(figure) -> bytes:
     return buffer.getvalue()
 
 
-def label_overlay(gray: np.ndarray, labels: np.ndarray, colours: dict[int, tuple[float, float, float]],
-                  alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+def label_overlay(
+    gray: np.ndarray,
+    labels: np.ndarray,
+    colours: dict[int, tuple[float, float, float]],
+    alpha: float = OVERLAY_ALPHA,
+) -> np.ndarray:
     """RGB (float 0..1) of a grey image (0..1) with each label id in `colours` blended in
     at opacity `alpha`; other pixels stay grey."""
     rgb = np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=-1)
@@ -67,15 +71,17 @@ def overlay_colours(labels: LabelVolume) -> dict[int, tuple[float, float, float]
     """Schema colours (0..1) of the present labels drawn over the MRI."""
     schema = labels.schema
     present = set(labels.ids())
-    return {label.id: tuple(c / 255 for c in label.colour[:3])
-            for label in schema.of_class(*OVERLAY_CLASSES) if label.id in present}
+    return {
+        label.id: tuple(c / 255 for c in label.colour[:3])
+        for label in schema.of_class(*OVERLAY_CLASSES)
+        if label.id in present
+    }
 
 
 def normalised(image: Volume) -> np.ndarray:
     """The image scaled to 0..1 between its 0.5th and 99.5th percentiles."""
     low, high = np.percentile(image.array, [0.5, 99.5])
     return np.clip((image.array - low) / max(high - low, 1e-9), 0, 1)
-
 
 
 def mid_sagittal_index(labels: LabelVolume, segments: list[int]) -> int:
@@ -91,8 +97,10 @@ def axial_picks(labels: LabelVolume, segment_ids: list[int]) -> list[tuple[str, 
     """(title, colour, axial index) of up to AXIAL_SLICES labelled enlargement segments,
     evenly spread: the slice holding most of each segment's voxels."""
     present = [i for i in segment_ids if (labels.array == i).any()]
-    chosen = [present[int(round(p))] for p in np.linspace(0, len(present) - 1,
-                                                             min(AXIAL_SLICES, len(present)))]
+    chosen = [
+        present[int(round(p))]
+        for p in np.linspace(0, len(present) - 1, min(AXIAL_SLICES, len(present)))
+    ]
     out = []
     for label_id in dict.fromkeys(chosen):
         counts = (labels.array == label_id).sum(axis=(0, 1))
@@ -101,9 +109,13 @@ def axial_picks(labels: LabelVolume, segment_ids: list[int]) -> list[tuple[str, 
     return out
 
 
-def slice_figures(image: Volume, labels: LabelVolume, segment_ids: list[int],
-                  axial: list[tuple[str, str, int]] | None = None,
-                  title: str | None = None) -> tuple[bytes, bytes]:
+def slice_figures(
+    image: Volume,
+    labels: LabelVolume,
+    segment_ids: list[int],
+    axial: list[tuple[str, str, int]] | None = None,
+    title: str | None = None,
+) -> tuple[bytes, bytes]:
     """PNGs of the mid-sagittal slice and of axial slices through the enlargement segments
     (`segment_ids`, rostral to caudal), labels in the schema colours over the MRI. `axial`:
     (title, colour, index) of the axial slices, by default `axial_picks`; `title` of the
@@ -111,8 +123,10 @@ def slice_figures(image: Volume, labels: LabelVolume, segment_ids: list[int],
     gray = normalised(image)
     colours = overlay_colours(labels)
     picks = axial if axial is not None else axial_picks(labels, segment_ids)
-    return (_sagittal(gray, labels, colours, segment_ids, title),
-            _axial(gray, labels, colours, picks))
+    return (
+        _sagittal(gray, labels, colours, segment_ids, title),
+        _axial(gray, labels, colours, picks),
+    )
 
 
 def _extent(labels: LabelVolume, axes: tuple[int, int]) -> list[float]:
@@ -136,8 +150,9 @@ def _name_structures(ax, labels: LabelVolume, plane: np.ndarray, axes, ids, **st
             continue
         centre = where.mean(axis=0)
         x, y = (origin[a] + centre[n] * spacing[a] for n, a in enumerate(axes))
-        ax.text(x, y, labels.schema[label_id].level, ha="center", va="center", clip_on=True,
-                **style)
+        ax.text(
+            x, y, labels.schema[label_id].level, ha="center", va="center", clip_on=True, **style
+        )
 
 
 def _sagittal(gray, labels: LabelVolume, colours, segment_ids, title: str | None = None) -> bytes:
@@ -148,8 +163,12 @@ def _sagittal(gray, labels: LabelVolume, colours, segment_ids, title: str | None
     ax = figure.subplots()
     y0, y1, z0, z1 = _extent(labels, (1, 2))
     # anterior on the left, superior up
-    ax.imshow(np.transpose(rgb, (1, 0, 2)), origin="lower", extent=(y0, y1, z0, z1),
-              interpolation="nearest")
+    ax.imshow(
+        np.transpose(rgb, (1, 0, 2)),
+        origin="lower",
+        extent=(y0, y1, z0, z1),
+        interpolation="nearest",
+    )
     ax.invert_xaxis()
     schema = labels.schema
     present = [int(v) for v in np.unique(plane) if v in colours]
@@ -163,23 +182,43 @@ def _sagittal(gray, labels: LabelVolume, colours, segment_ids, title: str | None
         front = where[where[:, 0] >= np.percentile(where[:, 0], 75)]
         z = origin[2] + front[:, 1].mean() * spacing[2]
         y = origin[1] + where[:, 0].max() * spacing[1] + 2
-        ax.text(y, z, schema[label_id].level, fontsize=7, ha="right", va="center",
-                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+        ax.text(
+            y,
+            z,
+            schema[label_id].level,
+            fontsize=7,
+            ha="right",
+            va="center",
+            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
+        )
     for label_id in enlargement:  # segment names beside the cord, on the posterior side
         where = np.argwhere(plane == label_id)
         z = origin[2] + where[:, 1].mean() * spacing[2]
         y = origin[1] + where[:, 0].min() * spacing[1] - 4
-        ax.annotate(schema[label_id].level, (y + 4, z), (y - 8, z), fontsize=7, va="center",
-                    color=schema[label_id].hex, fontweight="bold",
-                    arrowprops=dict(arrowstyle="-", color=schema[label_id].hex, lw=0.8))
+        ax.annotate(
+            schema[label_id].level,
+            (y + 4, z),
+            (y - 8, z),
+            fontsize=7,
+            va="center",
+            color=schema[label_id].hex,
+            fontweight="bold",
+            arrowprops=dict(arrowstyle="-", color=schema[label_id].hex, lw=0.8),
+        )
     ax.set_xlabel("anterior  \u2190  y (mm)  \u2192  posterior")
     ax.set_ylabel("inferior  \u2190  z (mm)  \u2192  superior")
     heading = f"Mid-sagittal slice (x = {labels.world([i, 0, 0])[0]:.1f} mm)"
     ax.set_title(heading + (f"\n{title}" if title else ""), fontsize=10 if not title else 8)
     handles = [Patch(color=colours[v], label=schema[v].name) for v in enlargement]
     if handles:
-        ax.legend(handles=handles, loc="lower right", fontsize=6, title="enlargement",
-                  title_fontsize=7, framealpha=0.85)
+        ax.legend(
+            handles=handles,
+            loc="lower right",
+            fontsize=6,
+            title="enlargement",
+            title_fontsize=7,
+            framealpha=0.85,
+        )
     return png_bytes(figure)
 
 
@@ -193,8 +232,12 @@ def _axial(gray, labels: LabelVolume, colours, picks) -> bytes:
         plane = labels.array[:, :, k]
         rgb = label_overlay(gray[:, :, k], plane, colours)
         # radiological: anterior up, the patient's right on the left
-        ax.imshow(np.transpose(rgb, (1, 0, 2)), origin="lower", extent=(x0, x1, y0, y1),
-                  interpolation="nearest")
+        ax.imshow(
+            np.transpose(rgb, (1, 0, 2)),
+            origin="lower",
+            extent=(x0, x1, y0, y1),
+            interpolation="nearest",
+        )
         inside = np.argwhere(cord[:, :, k])  # no cord in this slice: the image's centre
         middle = inside.mean(axis=0) if len(inside) else (np.array(labels.shape[:2]) - 1) / 2
         centre = labels.world(np.append(middle, k))
@@ -207,8 +250,16 @@ def _axial(gray, labels: LabelVolume, colours, picks) -> bytes:
         ax.tick_params(labelsize=7)
         shown = [int(v) for v in np.unique(plane) if v in colours]
         present = [v for v in shown if schema[v].structure == "vertebra"]
-        _name_structures(ax, labels, plane, (0, 1), present, fontsize=8, color="black",
-                         bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7))
+        _name_structures(
+            ax,
+            labels,
+            plane,
+            (0, 1),
+            present,
+            fontsize=8,
+            color="black",
+            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7),
+        )
     figure.suptitle("Axial slices through the lumbosacral enlargement", fontsize=10)
     figure.tight_layout()
     return png_bytes(figure)
@@ -216,8 +267,13 @@ def _axial(gray, labels: LabelVolume, colours, picks) -> bytes:
 
 # -- 3D ------------------------------------------------------------------------------------
 
-def render_3d(meshes: dict, labels: LabelVolume, paddles: list[tuple[str, np.ndarray]],
-              z_range: tuple[float, float]) -> bytes:
+
+def render_3d(
+    meshes: dict,
+    labels: LabelVolume,
+    paddles: list[tuple[str, np.ndarray]],
+    z_range: tuple[float, float],
+) -> bytes:
     """PNG of the meshes ({label id: trimesh}) and paddle strips ((name, (n, 2, 3) edges) from
     `Centreline.dorsal_strip`) seen from behind, between heights `z_range` (mm)."""
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
@@ -243,14 +299,20 @@ def render_3d(meshes: dict, labels: LabelVolume, paddles: list[tuple[str, np.nda
         if schema[label_id].structure == "vertebra":
             centre = triangles.reshape(-1, 3).mean(axis=0)
             right = triangles.reshape(-1, 3)[:, 0].max()
-            ax.text(right + 4, centre[1], centre[2], schema[label_id].level, fontsize=8,
-                    zorder=10)
+            ax.text(right + 4, centre[1], centre[2], schema[label_id].level, fontsize=8, zorder=10)
     handles = []
     for rank, (name, strip) in reversed(list(enumerate(paddles))):  # the best drawn last
         colour = PADDLE_COLOURS[rank % len(PADDLE_COLOURS)]
         quads = np.concatenate([strip[:-1], strip[1:, ::-1]], axis=1)  # (n-1, 4, 3)
-        ax.add_collection3d(Poly3DCollection(quads, facecolors=colour, edgecolors="none",
-                                             alpha=0.55 if rank == 0 else 0.3, zorder=5 + rank))
+        ax.add_collection3d(
+            Poly3DCollection(
+                quads,
+                facecolors=colour,
+                edgecolors="none",
+                alpha=0.55 if rank == 0 else 0.3,
+                zorder=5 + rank,
+            )
+        )
         outline = np.concatenate([strip[:, 0], strip[::-1, 1], strip[:1, 0]])
         ax.plot(*outline.T, color=colour, lw=1.6, zorder=6 + rank)
         handles.append(Patch(color=colour, label=name))
@@ -263,15 +325,27 @@ def render_3d(meshes: dict, labels: LabelVolume, paddles: list[tuple[str, np.nda
     ax.set_axis_off()
     bar_x, bar_y, bar_top = lo[0] - 3, lo[1], hi[2] - 2
     ax.plot([bar_x, bar_x], [bar_y, bar_y], [bar_top - SCALE_BAR_MM, bar_top], color="black", lw=2)
-    ax.text(bar_x - 2, bar_y, bar_top - SCALE_BAR_MM / 2, f"{SCALE_BAR_MM:g} mm", ha="right",
-            va="center", fontsize=8)
-    ax.set_title("Posterior view (superior up, patient's right on the right):\n"
-                 "cord segments, vertebrae and candidate paddles", fontsize=10)
+    ax.text(
+        bar_x - 2,
+        bar_y,
+        bar_top - SCALE_BAR_MM / 2,
+        f"{SCALE_BAR_MM:g} mm",
+        ha="right",
+        va="center",
+        fontsize=8,
+    )
+    ax.set_title(
+        "Posterior view (superior up, patient's right on the right):\n"
+        "cord segments, vertebrae and candidate paddles",
+        fontsize=10,
+    )
     segments = [i for i in meshes if schema[i].structure == "segment"]
-    handles = handles[::-1] + [Patch(color=np.asarray(schema[i].colour[:3]) / 255, label=schema[i].name)
-                for i in segments]
-    ax.legend(handles=handles, loc="upper left", fontsize=7, framealpha=0.85,
-              bbox_to_anchor=(0.78, 0.95))
+    handles = handles[::-1] + [
+        Patch(color=np.asarray(schema[i].colour[:3]) / 255, label=schema[i].name) for i in segments
+    ]
+    ax.legend(
+        handles=handles, loc="upper left", fontsize=7, framealpha=0.85, bbox_to_anchor=(0.78, 0.95)
+    )
     return png_bytes(figure)
 
 
@@ -294,38 +368,67 @@ def _shaded(triangles: np.ndarray, rgb, alpha: float) -> np.ndarray:
 
 # -- coverage curve --------------------------------------------------------------------------
 
+
 def coverage_figure(plan: dict) -> bytes:
     """PNG of volume and length coverage against the rostral end's arc length, vertebral
     bodies shaded and named along the axis, the candidates marked."""
     curve = plan["curve"]
     figure = Figure(figsize=(9, 4.2))
     ax = figure.subplots()
-    ax.plot(curve["rostral_mm"], curve["volume_pct"], color="#1f4e9a", lw=2,
-            label="enlargement volume covered")
-    ax.plot(curve["rostral_mm"], curve["length_pct"], color="#1f4e9a", lw=1, ls="--",
-            label="enlargement length covered")
+    ax.plot(
+        curve["rostral_mm"],
+        curve["volume_pct"],
+        color="#1f4e9a",
+        lw=2,
+        label="enlargement volume covered",
+    )
+    ax.plot(
+        curve["rostral_mm"],
+        curve["length_pct"],
+        color="#1f4e9a",
+        lw=1,
+        ls="--",
+        label="enlargement length covered",
+    )
     left, right = curve["rostral_mm"][0], curve["rostral_mm"][-1]
     for n, (name, (a, b)) in enumerate(plan["levels"].get("vertebrae", {}).items()):
         if b < left or a > right:
             continue
         ax.axvspan(max(a, left), min(b, right), color="0.85" if n % 2 else "0.92", zorder=0)
-        ax.text((max(a, left) + min(b, right)) / 2, 102, name, ha="center", va="bottom",
-                fontsize=8, color="0.25")
+        ax.text(
+            (max(a, left) + min(b, right)) / 2,
+            102,
+            name,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="0.25",
+        )
     for rank, candidate in enumerate(plan["candidates"]):
         colour = PADDLE_COLOURS[rank % len(PADDLE_COLOURS)]
         ax.axvline(candidate["rostral_mm"], color=colour, lw=1.2)
-        ax.plot(candidate["rostral_mm"], candidate["volume_pct"], "o", color=colour,
-                markeredgecolor="black", zorder=5,
-                label=f"#{candidate['rank']}: {candidate['volume_pct']:.1f} % "
-                      f"(rostral edge {candidate['rostral_edge']})")
+        ax.plot(
+            candidate["rostral_mm"],
+            candidate["volume_pct"],
+            "o",
+            color=colour,
+            markeredgecolor="black",
+            zorder=5,
+            label=f"#{candidate['rank']}: {candidate['volume_pct']:.1f} % "
+            f"(rostral edge {candidate['rostral_edge']})",
+        )
     ax.set_xlim(left, right)
     ax.set_ylim(0, 110)
-    ax.set_xlabel("position of the array's rostral end: mm along the cord (vertebral bodies "
-                  "shaded and named at the level of the cord)")
+    ax.set_xlabel(
+        "position of the array's rostral end: mm along the cord (vertebral bodies "
+        "shaded and named at the level of the cord)"
+    )
     ax.set_ylabel("coverage of the enlargement (%)")
-    ax.set_title(f"Coverage of the {plan['enlargement']['segments']} enlargement by the "
-                 f"{plan['paddle']['name']} array ({plan['paddle']['array_length_mm']:g} mm)",
-                 fontsize=10)
+    ax.set_title(
+        f"Coverage of the {plan['enlargement']['segments']} enlargement by the "
+        f"{plan['paddle']['name']} array ({plan['paddle']['array_length_mm']:g} mm)",
+        fontsize=10,
+    )
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     return png_bytes(figure)
 
@@ -353,7 +456,9 @@ def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
     zone = np.asarray(surface["entry_zone_mm"])
     targets = set(plan.get("targets", {}).get("segments", []))
     paddle = plan["paddle"]
-    values = [c["dcsf_mm"] for _, p in placements for c in p["contacts"] if c["dcsf_mm"] is not None]
+    values = [
+        c["dcsf_mm"] for _, p in placements for c in p["contacts"] if c["dcsf_mm"] is not None
+    ]
     norm = Normalize(min(values, default=0.0), max(values, default=1.0) + 1e-6)
     cmap = colormaps["viridis"]
     figure = Figure(figsize=(3.6 * len(placements) + 1.2, 7.5))
@@ -362,10 +467,17 @@ def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
         top = placement["rostral_mm"] - CONTACT_MARGIN_MM
         bottom = placement["caudal_mm"] + CONTACT_MARGIN_MM
         shown = (s >= top) & (s <= bottom)
-        ax.fill_betweenx(s[shown], -width[shown], width[shown], color="0.88", zorder=0,
-                         label="cord (moment-equivalent width)")
-        for n, (name, (a, b)) in enumerate(sorted(surface["segments_mm"].items(),
-                                                  key=lambda item: item[1][0])):
+        ax.fill_betweenx(
+            s[shown],
+            -width[shown],
+            width[shown],
+            color="0.88",
+            zorder=0,
+            label="cord (moment-equivalent width)",
+        )
+        for n, (name, (a, b)) in enumerate(
+            sorted(surface["segments_mm"].items(), key=lambda item: item[1][0])
+        ):
             if b < top or a > bottom:
                 continue
             part = shown & (s >= a) & (s <= b)
@@ -374,25 +486,55 @@ def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
             for side in (-1, 1):
                 ax.plot(side * zone[part], s[part], color=colour, lw=thick, zorder=2)
             ax.axhline(a, color="0.55", lw=0.6, ls=":", zorder=1)
-            ax.text(-paddle["width_mm"] / 2 - 1.2, (max(a, top) + min(b, bottom)) / 2,
-                    name + (" (target)" if name in targets else ""), ha="right", va="center",
-                    fontsize=8, color=colour)
-        ax.add_patch(Rectangle((-paddle["width_mm"] / 2, placement["rostral_mm"]),
-                               paddle["width_mm"], placement["caudal_mm"] - placement["rostral_mm"],
-                               fill=False, ec="black", lw=1.2, zorder=3))
+            ax.text(
+                -paddle["width_mm"] / 2 - 1.2,
+                (max(a, top) + min(b, bottom)) / 2,
+                name + (" (target)" if name in targets else ""),
+                ha="right",
+                va="center",
+                fontsize=8,
+                color=colour,
+            )
+        ax.add_patch(
+            Rectangle(
+                (-paddle["width_mm"] / 2, placement["rostral_mm"]),
+                paddle["width_mm"],
+                placement["caudal_mm"] - placement["rostral_mm"],
+                fill=False,
+                ec="black",
+                lw=1.2,
+                zorder=3,
+            )
+        )
         rows = {row["row"]: row for row in paddle["rows"]}
         for contact in placement["contacts"]:
             row = rows[contact["row"]]
             dcsf = contact["dcsf_mm"]
-            ax.add_patch(Rectangle(
-                (contact["lateral_mm"] - row["contact_width_mm"] / 2,
-                 contact["s_mm"] - row["contact_length_mm"] / 2),
-                row["contact_width_mm"], row["contact_length_mm"],
-                fc=cmap(norm(dcsf)) if dcsf is not None else "white", ec="black", lw=0.8,
-                hatch=None if dcsf is not None else "///", zorder=4))
-            ax.text(contact["lateral_mm"], contact["s_mm"], str(contact["contact"]), ha="center",
-                    va="center", fontsize=6.5, zorder=5,
-                    color="white" if dcsf is not None and norm(dcsf) < 0.6 else "black")
+            ax.add_patch(
+                Rectangle(
+                    (
+                        contact["lateral_mm"] - row["contact_width_mm"] / 2,
+                        contact["s_mm"] - row["contact_length_mm"] / 2,
+                    ),
+                    row["contact_width_mm"],
+                    row["contact_length_mm"],
+                    fc=cmap(norm(dcsf)) if dcsf is not None else "white",
+                    ec="black",
+                    lw=0.8,
+                    hatch=None if dcsf is not None else "///",
+                    zorder=4,
+                )
+            )
+            ax.text(
+                contact["lateral_mm"],
+                contact["s_mm"],
+                str(contact["contact"]),
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                zorder=5,
+                color="white" if dcsf is not None and norm(dcsf) < 0.6 else "black",
+            )
         half = max(paddle["width_mm"] / 2, float(width[shown].max(initial=0.0))) + 1.5
         ax.set_xlim(-half - 7, half)
         ax.set_ylim(bottom, top)  # rostral up
@@ -404,6 +546,7 @@ def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
     if values:
         bar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), shrink=0.6)
         bar.set_label("dorsal CSF thickness under the contact (mm)", fontsize=8)
-    figure.suptitle("Contacts over the dorsal cord: entry zones of the dorsal roots by segment",
-                    fontsize=10)
+    figure.suptitle(
+        "Contacts over the dorsal cord: entry zones of the dorsal roots by segment", fontsize=10
+    )
     return png_bytes(figure)

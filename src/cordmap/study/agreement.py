@@ -21,9 +21,9 @@ import numpy as np
 from scipy import ndimage
 
 from cordmap import overlap
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import read_labels
+from cordmap.protocol.schema import LabelSchema
 from cordmap.surface import hd95_of, surface_distances
 from cordmap.volume import LabelVolume
 
@@ -90,8 +90,9 @@ class Agreement:
         }
 
 
-def agree_files(path_a: str | Path, path_b: str | Path, *, schema: LabelSchema | None = None,
-                worst: int = 5) -> Agreement:
+def agree_files(
+    path_a: str | Path, path_b: str | Path, *, schema: LabelSchema | None = None, worst: int = 5
+) -> Agreement:
     """Compare two label NIfTI files of one image (see `compare_labels`)."""
     schema = schema or LabelSchema.load()
     a = read_labels(path_a, schema)
@@ -114,10 +115,13 @@ def compare_labels(a: LabelVolume, b: LabelVolume, *, worst: int = 5) -> Agreeme
     labels = [
         _label_agreement(int(label_id), confusion, ids, a, b, boxes) for label_id in ids if label_id
     ]
-    structures = [_structure_agreement(name, confusion, ids, a.schema)
-                  for name in dict.fromkeys(label.structure for label in labels)]
-    return Agreement(kappa_from_confusion(confusion), labels, structures,
-                     _worst_slices(a, b, worst))
+    structures = [
+        _structure_agreement(name, confusion, ids, a.schema)
+        for name in dict.fromkeys(label.structure for label in labels)
+    ]
+    return Agreement(
+        kappa_from_confusion(confusion), labels, structures, _worst_slices(a, b, worst)
+    )
 
 
 def kappa_from_confusion(confusion: np.ndarray) -> float:
@@ -131,7 +135,9 @@ def kappa_from_confusion(confusion: np.ndarray) -> float:
     return float((observed - expected) / (1.0 - expected))
 
 
-def _binary_scores(confusion: np.ndarray, members: np.ndarray) -> tuple[int, int, float, float, float]:
+def _binary_scores(
+    confusion: np.ndarray, members: np.ndarray
+) -> tuple[int, int, float, float, float]:
     """Voxels in A, in B, kappa, Dice and IoU of "one of `members`" (a boolean row mask)."""
     both = int(confusion[np.ix_(members, members)].sum())
     in_a = int(confusion[members].sum())
@@ -141,8 +147,9 @@ def _binary_scores(confusion: np.ndarray, members: np.ndarray) -> tuple[int, int
     return in_a, in_b, kappa_from_confusion(binary), *overlap.dice_iou(both, in_a, in_b)
 
 
-def _structure_agreement(structure: str, confusion: np.ndarray, ids: np.ndarray,
-                         schema: LabelSchema) -> StructureAgreement:
+def _structure_agreement(
+    structure: str, confusion: np.ndarray, ids: np.ndarray, schema: LabelSchema
+) -> StructureAgreement:
     members = np.array([_structure(schema, int(i)) == structure for i in ids])
     return StructureAgreement(structure, *_binary_scores(confusion, members))
 
@@ -154,14 +161,16 @@ def _structure(schema: LabelSchema, label_id: int) -> str | None:
     return label.structure if label else "unknown"
 
 
-def _label_agreement(label_id: int, confusion: np.ndarray, ids: np.ndarray,
-                     a: LabelVolume, b: LabelVolume, boxes) -> LabelAgreement:
+def _label_agreement(
+    label_id: int, confusion: np.ndarray, ids: np.ndarray, a: LabelVolume, b: LabelVolume, boxes
+) -> LabelAgreement:
     in_a, in_b, kappa, dice, iou = _binary_scores(confusion, ids == label_id)
     mean_mm = hd95_mm = None
     if in_a and in_b:
         box = _union(boxes[0][label_id], boxes[1][label_id], a.shape)
-        a_to_b, b_to_a = surface_distances(a.array[box] == label_id, b.array[box] == label_id,
-                                           a.spacing)
+        a_to_b, b_to_a = surface_distances(
+            a.array[box] == label_id, b.array[box] == label_id, a.spacing
+        )
         mean_mm = float(np.concatenate([a_to_b, b_to_a]).mean())
         hd95_mm = hd95_of(a_to_b, b_to_a)
     label = a.schema.labels.get(label_id)
@@ -189,11 +198,21 @@ def _worst_slices(a: LabelVolume, b: LabelVolume, worst: int) -> list[SliceDisag
     for k in order:
         pairs, counts = np.unique(
             np.stack([a.array[:, :, k][differ[:, :, k]], b.array[:, :, k][differ[:, :, k]]]),
-            axis=1, return_counts=True)
+            axis=1,
+            return_counts=True,
+        )
         id_a, id_b = (int(v) for v in pairs[:, int(np.argmax(counts))])
         s_mm = float(a.world([centre[0], centre[1], k])[2])
-        out.append(SliceDisagreement(k, s_mm, int(per_slice[k]), int(labelled[k]),
-                                     _name(a.schema, id_a), _name(a.schema, id_b)))
+        out.append(
+            SliceDisagreement(
+                k,
+                s_mm,
+                int(per_slice[k]),
+                int(labelled[k]),
+                _name(a.schema, id_a),
+                _name(a.schema, id_b),
+            )
+        )
     return out
 
 
@@ -212,5 +231,7 @@ def _label_boxes(array: np.ndarray) -> dict[int, tuple[slice, ...]]:
 
 def _union(box_a, box_b, shape) -> tuple[slice, ...]:
     """The box holding both boxes, grown by one voxel (within the array)."""
-    return tuple(slice(max(min(p.start, q.start) - 1, 0), min(max(p.stop, q.stop) + 1, n))
-                 for p, q, n in zip(box_a, box_b, shape))
+    return tuple(
+        slice(max(min(p.start, q.start) - 1, 0), min(max(p.stop, q.stop) + 1, n))
+        for p, q, n in zip(box_a, box_b, shape)
+    )

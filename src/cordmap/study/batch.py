@@ -8,8 +8,8 @@ and outputs is skipped as up to date (re-run it with `force`).
 
 Stages available: `mesh` (GLB meshes of every structure, `cordmap.mesh`), `plan`
 (placement search, `cordmap.plan`), `view` (Neuroglancer dataset with meshes,
-`cordmap.viewer`), `segment` (U-Net inference with a model file or the bundled model, `cordmap.learn`) and
-`report` (the HTML case report, planning first where needed, `cordmap.report`), each with
+`cordmap.viewer`), `segment` (U-Net inference with a model file or the bundled model,
+`cordmap.learn`) and `report` (the HTML case report, planning first where needed, `cordmap.report`), each with
 its default parameters.
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cordmap.case import MANIFEST, Case
 from cordmap.errors import CordmapError
+
 
 @dataclass(frozen=True)
 class CaseOutcome:
@@ -63,7 +64,12 @@ def _segment(case_dir: Path, options: dict) -> None:
 
 
 STAGES: dict[str, Callable[[Path, dict], None]] = {
-    "mesh": _mesh, "plan": _plan, "view": _view, "segment": _segment, "report": _report}
+    "mesh": _mesh,
+    "plan": _plan,
+    "view": _view,
+    "segment": _segment,
+    "report": _report,
+}
 
 
 def check_stage(stage: str, options: dict) -> None:
@@ -75,8 +81,10 @@ def check_stage(stage: str, options: dict) -> None:
 
         path = model_path(options.get("model"))
         if not path.is_file():
-            raise CordmapError(f"model file {path} does not exist; pass --model a model "
-                               "file written by `cordmap train`, or omit it for the bundled model")
+            raise CordmapError(
+                f"model file {path} does not exist; pass --model a model "
+                "file written by `cordmap train`, or omit it for the bundled model"
+            )
 
 
 def is_current(case: Case, stage: str, options: dict) -> bool:
@@ -117,22 +125,34 @@ def study_cases(study: str | Path) -> list[str]:
     if path.is_dir():
         cases = sorted(str(p.resolve()) for p in path.iterdir() if (p / MANIFEST).is_file())
         if not cases:
-            raise CordmapError(f"{path} holds no case folders (sub-folders with {MANIFEST}); "
-                               "pass a study database or a folder of case folders")
+            raise CordmapError(
+                f"{path} holds no case folders (sub-folders with {MANIFEST}); "
+                "pass a study database or a folder of case folders"
+            )
         return cases
     from cordmap.study.registry import Registry
 
     with Registry.open(study) as registry:
         cases = registry.case_dirs()
     if not cases:
-        raise CordmapError(f"{study} has no registered scans; add them with "
-                           "`cordmap study add-scan DB PARTICIPANT CASE_DIR`")
+        raise CordmapError(
+            f"{study} has no registered scans; add them with "
+            "`cordmap study add-scan DB PARTICIPANT CASE_DIR`"
+        )
     return cases
 
 
-def run_batch(study: str | Path, stage: str, *, options: dict | None = None,
-              scheduler: str | None = None, workers: int = 2, processes: bool = True,
-              force: bool = False, on_result: Callable[[CaseOutcome], None] | None = None) -> list[CaseOutcome]:
+def run_batch(
+    study: str | Path,
+    stage: str,
+    *,
+    options: dict | None = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    processes: bool = True,
+    force: bool = False,
+    on_result: Callable[[CaseOutcome], None] | None = None,
+) -> list[CaseOutcome]:
     """Run `stage` over every case of `study` in parallel; return one outcome per case.
 
     The local cluster has `workers` single-threaded workers: processes, or threads of this
@@ -149,17 +169,26 @@ def run_batch(study: str | Path, stage: str, *, options: dict | None = None,
         try:
             client, cluster = Client(scheduler, timeout="10s"), None
         except (OSError, TimeoutError) as exc:
-            raise CordmapError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); "
-                               "check the address, or leave out --scheduler for a local cluster") from None
+            raise CordmapError(
+                f"cannot reach the Dask scheduler at {scheduler} ({exc}); "
+                "check the address, or leave out --scheduler for a local cluster"
+            ) from None
     else:
         network = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                               dashboard_address=None, silence_logs=logging.ERROR, **network)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=processes,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            **network,
+        )
         client = Client(cluster)
     outcomes = []
     try:
-        futures = {client.submit(run_case, stage, case, options, force, pure=False): case
-                   for case in cases}
+        futures = {
+            client.submit(run_case, stage, case, options, force, pure=False): case for case in cases
+        }
         for future in as_completed(futures):
             try:
                 outcome = future.result()

@@ -22,7 +22,8 @@ COLUMNS = tuple(name for name, _, _ in PARTICIPANT_FIELDS)
 #: Column names that identify a person: refused whatever else the file holds.
 IDENTIFYING = re.compile(
     r"name|birth|dob|address|street|postcode|zip|phone|mobile|e_?mail|mrn|medical_record"
-    r"|hospital_number|nhs|ssn|social_security|insurance|passport")
+    r"|hospital_number|nhs|ssn|social_security|insurance|passport"
+)
 
 
 def read_participants_csv(path: str | Path) -> list[dict]:
@@ -37,7 +38,9 @@ def read_participants_csv(path: str | Path) -> list[dict]:
     except FileNotFoundError:
         raise CordmapError(f"{path} does not exist") from None
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise CordmapError(f"{path} is not a readable UTF-8 CSV file ({exc}); save it as CSV UTF-8") from None
+        raise CordmapError(
+            f"{path} is not a readable UTF-8 CSV file ({exc}); save it as CSV UTF-8"
+        ) from None
     _check_header(path, header)
     if not rows:
         raise CordmapError(f"{path} has a header but no participant rows")
@@ -46,13 +49,17 @@ def read_participants_csv(path: str | Path) -> list[dict]:
         if None in row:
             raise CordmapError(f"{path} row {number} has more cells than the header has columns")
         if None in row.values():
-            raise CordmapError(f"{path} row {number} has fewer cells than the header has columns; "
-                               "leave unknown cells empty but keep their commas")
+            raise CordmapError(
+                f"{path} row {number} has fewer cells than the header has columns; "
+                "leave unknown cells empty but keep their commas"
+            )
         participant = validate_participant(row, where=f"{path} row {number}")
         key = participant["id"].lower()
         if key in seen:
-            raise CordmapError(f"{path}: participant id {participant['id']} appears twice (rows "
-                               f"{seen[key]} and {number}); ids must be unique, regardless of case")
+            raise CordmapError(
+                f"{path}: participant id {participant['id']} appears twice (rows "
+                f"{seen[key]} and {number}); ids must be unique, regardless of case"
+            )
         seen[key] = number
         participants.append(participant)
     return participants
@@ -70,21 +77,27 @@ def _column(name: str) -> str:
 
 def _check_header(path: Path, header: list[str]) -> None:
     if not header:
-        raise CordmapError(f"{path} is empty; the first row must name the columns {', '.join(COLUMNS)}")
+        raise CordmapError(
+            f"{path} is empty; the first row must name the columns {', '.join(COLUMNS)}"
+        )
     identifying = [c for c in header if IDENTIFYING.search(c)]
     if identifying:
         raise CordmapError(
             f"{path}: column(s) {', '.join(identifying)} would store identifying data, which a "
             "study registry must not hold; delete them (use pseudonymous ids and age at implant) "
-            "and import again")
+            "and import again"
+        )
     unknown = [c for c in header if c not in COLUMNS]
     if unknown:
-        raise CordmapError(f"{path}: unknown column(s) {', '.join(unknown)}; the columns are "
-                           f"{', '.join(COLUMNS)}")
+        raise CordmapError(
+            f"{path}: unknown column(s) {', '.join(unknown)}; the columns are {', '.join(COLUMNS)}"
+        )
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise CordmapError(f"{path}: column(s) {', '.join(duplicated)} appear more than once")
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise CordmapError(f"{path}: missing column(s) {', '.join(missing)}; add them (cells may "
-                           "be left empty when unknown)")
+        raise CordmapError(
+            f"{path}: missing column(s) {', '.join(missing)}; add them (cells may "
+            "be left empty when unknown)"
+        )

@@ -24,18 +24,52 @@ from cordmap.study.registry import PSEUDONYM
 
 #: Attributes removed from every file (keywords of the DICOM dictionary).
 REMOVED = (
-    "PatientBirthDate", "PatientBirthTime", "PatientBirthName", "PatientMotherBirthName",
-    "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientAddress",
-    "PatientTelephoneNumbers", "PatientTelecomInformation", "MilitaryRank", "BranchOfService",
-    "MedicalRecordLocator", "EthnicGroup", "Occupation", "AdditionalPatientHistory",
-    "PatientComments", "ResponsiblePerson", "PatientInsurancePlanCodeSequence",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-    "ReferringPhysicianName", "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
-    "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
-    "RequestingPhysician", "StationName", "DeviceSerialNumber", "AccessionNumber", "StudyID",
-    "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "InstanceCreationDate",
-    "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime", "InstanceCreationTime",
-    "AcquisitionDateTime", "PatientAge",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientTelecomInformation",
+    "MilitaryRank",
+    "BranchOfService",
+    "MedicalRecordLocator",
+    "EthnicGroup",
+    "Occupation",
+    "AdditionalPatientHistory",
+    "PatientComments",
+    "ResponsiblePerson",
+    "PatientInsurancePlanCodeSequence",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianName",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "PhysiciansOfRecord",
+    "NameOfPhysiciansReadingStudy",
+    "RequestingPhysician",
+    "StationName",
+    "DeviceSerialNumber",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "InstanceCreationDate",
+    "StudyTime",
+    "SeriesTime",
+    "AcquisitionTime",
+    "ContentTime",
+    "InstanceCreationTime",
+    "AcquisitionDateTime",
+    "PatientAge",
 )
 REMOVED_SET = frozenset(REMOVED)
 #: Attributes replaced by the pseudonym.
@@ -43,12 +77,21 @@ PSEUDONYMISED = ("PatientName", "PatientID")
 #: Instance UIDs (they can embed dates, device serials or site roots): replaced by UIDs
 #: derived from the pseudonym and the original, so that series, frames of reference and
 #: references stay consistent across the files of an export.
-REMAPPED_UIDS = frozenset((
-    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "MediaStorageSOPInstanceUID",
-    "FrameOfReferenceUID", "ReferencedSOPInstanceUID", "ReferencedFrameOfReferenceUID",
-    "IrradiationEventUID", "StorageMediaFileSetUID", "SynchronizationFrameOfReferenceUID",
-    "ReferencedSOPInstanceUIDInFile",
-))
+REMAPPED_UIDS = frozenset(
+    (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "MediaStorageSOPInstanceUID",
+        "FrameOfReferenceUID",
+        "ReferencedSOPInstanceUID",
+        "ReferencedFrameOfReferenceUID",
+        "IrradiationEventUID",
+        "StorageMediaFileSetUID",
+        "SynchronizationFrameOfReferenceUID",
+        "ReferencedSOPInstanceUIDInFile",
+    )
+)
 
 
 def deidentify_dicom(source: str | Path, out: str | Path, pseudonym: str) -> int:
@@ -58,14 +101,17 @@ def deidentify_dicom(source: str | Path, out: str | Path, pseudonym: str) -> int
     """
     source, out = Path(source), Path(out)
     if not PSEUDONYM.match(pseudonym):
-        raise CordmapError(f"'{pseudonym}' is not a pseudonymous id; use up to 32 letters, digits, - or _")
+        raise CordmapError(
+            f"'{pseudonym}' is not a pseudonymous id; use up to 32 letters, digits, - or _"
+        )
     if not source.is_dir():
         raise CordmapError(f"{source} is not a folder; pass the folder of the DICOM export")
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
         raise CordmapError(f"{out} lies inside {source}; write the de-identified copy elsewhere")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CordmapError(f"{out} already exists and is not empty; pass a new folder for the "
-                           "de-identified copy")
+        raise CordmapError(
+            f"{out} already exists and is not empty; pass a new folder for the de-identified copy"
+        )
     files = sorted(p for p in source.rglob("*") if p.is_file())
     written = 0
     with atomic_dir(out) as tmp:
@@ -80,7 +126,9 @@ def deidentify_dicom(source: str | Path, out: str | Path, pseudonym: str) -> int
             dataset.save_as(target)
             written += 1
         if not written:
-            raise CordmapError(f"{source} holds no DICOM files; pass the folder of the DICOM export")
+            raise CordmapError(
+                f"{source} holds no DICOM files; pass the folder of the DICOM export"
+            )
     return written
 
 
@@ -120,4 +168,5 @@ def require_deidentified(case) -> None:
         raise CordmapError(
             f"case {case.root} was imported from a DICOM export that still identifies the "
             "patient; run `cordmap study deidentify EXPORT CLEAN --participant ID`, import the "
-            "case again from CLEAN, then register it")
+            "case again from CLEAN, then register it"
+        )

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cordmap.anatomy.levels import SEGMENTS
 from cordmap.atomic import write_text
 from cordmap.errors import CordmapError
+from cordmap.protocol.levels import SEGMENTS
 from cordmap.study.csvimport import COLUMNS, import_participants_csv
 from cordmap.study.registry import Registry, init_registry
 from cordmap.study.report import study_report
@@ -43,7 +43,7 @@ GROUPS = ("3d-planned", "conventional")
 PLACEMENT_SD_MM = {"3d-planned": 2.0, "conventional": 6.0}
 CONVENTIONAL_TARGET = "T11 middle"
 SURGERY_MIN = {"3d-planned": (180.0, 30.0), "conventional": (215.0, 40.0)}
-INJURY_LEVELS = SEGMENTS[SEGMENTS.index("C5"):SEGMENTS.index("T10") + 1]
+INJURY_LEVELS = SEGMENTS[SEGMENTS.index("C5") : SEGMENTS.index("T10") + 1]
 PHANTOM_GRID = {"pixel_mm": 2.0, "fov_mm": (80.0, 80.0), "slice_thickness": 3.0, "n_slices": 48}
 
 
@@ -56,8 +56,13 @@ class DemoStudy:
     comparisons: list[Comparison]
 
 
-def build_demo_study(out: str | Path, *, participants: int = 50, seed: int = 0,
-                     on_participant: Callable[[str], None] | None = None) -> DemoStudy:
+def build_demo_study(
+    out: str | Path,
+    *,
+    participants: int = 50,
+    seed: int = 0,
+    on_participant: Callable[[str], None] | None = None,
+) -> DemoStudy:
     """Write the synthetic study into the new folder `out` (see module docstring).
 
     On failure everything written is removed again.
@@ -75,11 +80,14 @@ def build_demo_study(out: str | Path, *, participants: int = 50, seed: int = 0,
         if existed:
             out.mkdir()
         raise
-    return DemoStudy(out / "study.db", out / "participants.csv", out / "report.html",
-                     out / "cases", comparisons)
+    return DemoStudy(
+        out / "study.db", out / "participants.csv", out / "report.html", out / "cases", comparisons
+    )
 
 
-def _build(out: Path, participants: int, seed: int, progress: Callable[[str], None]) -> list[Comparison]:
+def _build(
+    out: Path, participants: int, seed: int, progress: Callable[[str], None]
+) -> list[Comparison]:
     rng = np.random.default_rng(seed)
     rows = _participants(rng, participants)
     csv_path = write_text(out / "participants.csv", _csv(rows))
@@ -91,15 +99,21 @@ def _build(out: Path, participants: int, seed: int, progress: Callable[[str], No
             progress(row["id"])
             _operate(registry, row, out, seed + number, rng)
         return study_report(
-            registry, out / "report.html", by="group", metrics=("coverage", "surgery_time"),
-            seed=seed, title="Synthetic study: 3D-planned vs conventional paddle placement",
+            registry,
+            out / "report.html",
+            by="group",
+            metrics=("coverage", "surgery_time"),
+            seed=seed,
+            title="Synthetic study: 3D-planned vs conventional paddle placement",
             note="Phantom anatomy planned with cordmap.plan; participants, placement errors "
-                 "and surgery times are SYNTHETIC, drawn from the documented distributions of "
-                 "cordmap.study.demo - not patient data.")
+            "and surgery times are SYNTHETIC, drawn from the documented distributions of "
+            "cordmap.study.demo - not patient data.",
+        )
 
 
-def _operate(registry: Registry, row: dict, out: Path, phantom_seed: int,
-             rng: np.random.Generator) -> None:
+def _operate(
+    registry: Registry, row: dict, out: Path, phantom_seed: int, rng: np.random.Generator
+) -> None:
     """Phantom -> case folder -> plan -> the surgery as achieved, all registered."""
     from cordmap.anatomy.phantom import make_phantom, write_phantom
     from cordmap.ingest import import_case
@@ -116,31 +130,41 @@ def _operate(registry: Registry, row: dict, out: Path, phantom_seed: int,
     (best,) = planner.plan(top=1)["candidates"]
     group = row["group"]
     if group == GROUPS[0]:
-        registry.add_plan(row["id"], scan_id=scan_id, paddle=planner.paddle.name,
-                          rostral_edge=best["rostral_edge"], coverage_pct=best["volume_pct"])
+        registry.add_plan(
+            row["id"],
+            scan_id=scan_id,
+            paddle=planner.paddle.name,
+            rostral_edge=best["rostral_edge"],
+            coverage_pct=best["volume_pct"],
+        )
         aim = best["rostral_mm"]
     else:
         aim = planner.position_of(rostral=CONVENTIONAL_TARGET)
     achieved = planner.placement(aim + rng.normal(0.0, PLACEMENT_SD_MM[group]))
-    registry.record_surgery(row["id"], placement=f"rostral edge: {achieved['rostral_edge']}",
-                            coverage_pct=achieved["volume_pct"],
-                            duration_min=round(max(60.0, rng.normal(*SURGERY_MIN[group])), 1))
+    registry.record_surgery(
+        row["id"],
+        placement=f"rostral edge: {achieved['rostral_edge']}",
+        coverage_pct=achieved["volume_pct"],
+        duration_min=round(max(60.0, rng.normal(*SURGERY_MIN[group])), 1),
+    )
 
 
 def _participants(rng: np.random.Generator, count: int) -> list[dict]:
     rows = []
     for n in range(count):
         age = float(np.clip(rng.normal(38, 10), 18, 70))
-        rows.append({
-            "id": f"P{n + 1:03d}",
-            "sex": "F" if rng.random() < 0.3 else "M",
-            "age_at_implant": round(age, 1),
-            "years_since_injury": round(min(rng.uniform(1, 15), age - 16), 1),
-            "injury_level": str(rng.choice(INJURY_LEVELS)),
-            "ais_grade": str(rng.choice(["A", "B", "C"], p=[0.5, 0.3, 0.2])),
-            "stimulator": "Specify 5-6-5",
-            "group": GROUPS[n % 2],
-        })
+        rows.append(
+            {
+                "id": f"P{n + 1:03d}",
+                "sex": "F" if rng.random() < 0.3 else "M",
+                "age_at_implant": round(age, 1),
+                "years_since_injury": round(min(rng.uniform(1, 15), age - 16), 1),
+                "injury_level": str(rng.choice(INJURY_LEVELS)),
+                "ais_grade": str(rng.choice(["A", "B", "C"], p=[0.5, 0.3, 0.2])),
+                "stimulator": "Specify 5-6-5",
+                "group": GROUPS[n % 2],
+            }
+        )
     return rows
 
 

@@ -17,8 +17,11 @@ from matplotlib.figure import Figure
 from cordmap.study.stats import Comparison
 
 COLOURS = ("#1f77b4", "#ff7f0e")
-LABELS = {"coverage": "enlargement coverage", "planned_coverage": "planned coverage",
-          "surgery_time": "surgery time"}
+LABELS = {
+    "coverage": "enlargement coverage",
+    "planned_coverage": "planned coverage",
+    "surgery_time": "surgery time",
+}
 
 
 def format_p(p: float) -> str:
@@ -26,8 +29,13 @@ def format_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def box_plots(comparisons: list[Comparison], values: list[dict[str, list[float]]],
-              *, seed: int = 0, dpi: int = 120) -> bytes:
+def box_plots(
+    comparisons: list[Comparison],
+    values: list[dict[str, list[float]]],
+    *,
+    seed: int = 0,
+    dpi: int = 120,
+) -> bytes:
     """PNG of one box-plot panel per comparison; `values[i]` maps group -> values."""
     rng = np.random.default_rng(seed)
     figure = Figure(figsize=(3.2 * len(comparisons), 3.6), dpi=dpi, layout="constrained")
@@ -36,15 +44,22 @@ def box_plots(comparisons: list[Comparison], values: list[dict[str, list[float]]
     for ax, comparison, groups in zip(axes, comparisons, values):
         names = [g.name for g in comparison.groups]
         data = [np.asarray(groups[name], float) for name in names]
-        boxes = ax.boxplot(data, widths=0.5, patch_artist=True, showfliers=False,
-                           medianprops={"color": "black"})
+        boxes = ax.boxplot(
+            data, widths=0.5, patch_artist=True, showfliers=False, medianprops={"color": "black"}
+        )
         ax.set_xticks([1, 2], [f"{n}\n(n={len(d)})" for n, d in zip(names, data)])
         for patch, colour in zip(boxes["boxes"], COLOURS):
             patch.set_facecolor(colour)
             patch.set_alpha(0.35)
         for position, (d, colour) in enumerate(zip(data, COLOURS), start=1):
-            ax.scatter(position + rng.uniform(-0.12, 0.12, len(d)), d, s=12, color=colour,
-                       zorder=3, linewidths=0)
+            ax.scatter(
+                position + rng.uniform(-0.12, 0.12, len(d)),
+                d,
+                s=12,
+                color=colour,
+                zorder=3,
+                linewidths=0,
+            )
         _bracket(ax, np.concatenate(data), format_p(comparison.p_value))
         label = LABELS.get(comparison.metric, comparison.metric.replace("_", " "))
         ax.set_ylabel(f"{label} ({comparison.unit})" if comparison.unit else label)

@@ -10,47 +10,71 @@ appending to `MIGRATIONS`; never edit one that has been released.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from sqlalchemy import (Boolean, Column, Connection, Float, ForeignKey, Integer, MetaData, String,
-                        Table, UniqueConstraint, inspect, select)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    inspect,
+    select,
+)
 
 VERSION_TABLE = "schema_version"
 
 
 def _version_table(metadata: MetaData) -> Table:
-    return Table(VERSION_TABLE, metadata,
-                 Column("version", Integer, primary_key=True),
-                 Column("description", String(200), nullable=False),
-                 Column("applied_at", String(32), nullable=False))
+    return Table(
+        VERSION_TABLE,
+        metadata,
+        Column("version", Integer, primary_key=True),
+        Column("description", String(200), nullable=False),
+        Column("applied_at", String(32), nullable=False),
+    )
 
 
 def _v1_participants_scans_segmentations(conn: Connection) -> None:
     metadata = MetaData()
     _version_table(metadata)
-    Table("participants", metadata,
-          Column("id", String(32), primary_key=True),
-          Column("sex", String(1)),
-          Column("age_at_implant", Float),
-          Column("years_since_injury", Float),
-          Column("injury_level", String(3)),
-          Column("ais_grade", String(1)),
-          Column("stimulator", String(64)),
-          Column("study_group", String(64)))
-    Table("scans", metadata,
-          Column("id", Integer, primary_key=True, autoincrement=True),
-          Column("participant_id", String(32), ForeignKey("participants.id"), nullable=False),
-          Column("case_dir", String(500), nullable=False, unique=True),
-          Column("subject", String(64), nullable=False))
-    Table("segmentations", metadata,
-          Column("id", Integer, primary_key=True, autoincrement=True),
-          Column("scan_id", Integer, ForeignKey("scans.id"), nullable=False),
-          Column("source", String(16), nullable=False),
-          Column("labels_file", String(500), nullable=False),
-          Column("made_by", String(64)),
-          Column("reviewed", Boolean, nullable=False, default=False),
-          Column("reviewer", String(64)),
-          UniqueConstraint("scan_id", "labels_file"))
+    Table(
+        "participants",
+        metadata,
+        Column("id", String(32), primary_key=True),
+        Column("sex", String(1)),
+        Column("age_at_implant", Float),
+        Column("years_since_injury", Float),
+        Column("injury_level", String(3)),
+        Column("ais_grade", String(1)),
+        Column("stimulator", String(64)),
+        Column("study_group", String(64)),
+    )
+    Table(
+        "scans",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("participant_id", String(32), ForeignKey("participants.id"), nullable=False),
+        Column("case_dir", String(500), nullable=False, unique=True),
+        Column("subject", String(64), nullable=False),
+    )
+    Table(
+        "segmentations",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("scan_id", Integer, ForeignKey("scans.id"), nullable=False),
+        Column("source", String(16), nullable=False),
+        Column("labels_file", String(500), nullable=False),
+        Column("made_by", String(64)),
+        Column("reviewed", Boolean, nullable=False, default=False),
+        Column("reviewer", String(64)),
+        UniqueConstraint("scan_id", "labels_file"),
+    )
     metadata.create_all(conn)
 
 
@@ -60,27 +84,35 @@ def _v2_plans_surgeries_outcomes(conn: Connection) -> None:
     Table("participants", metadata, Column("id", String(32), primary_key=True))
     Table("scans", metadata, Column("id", Integer, primary_key=True))
     new = [
-        Table("plans", metadata,
-              Column("id", Integer, primary_key=True, autoincrement=True),
-              Column("participant_id", String(32), ForeignKey("participants.id"), nullable=False),
-              Column("scan_id", Integer, ForeignKey("scans.id")),
-              Column("paddle", String(64)),
-              Column("rostral_edge", String(32)),
-              Column("coverage_pct", Float),
-              Column("plan_file", String(500))),
-        Table("surgeries", metadata,
-              Column("participant_id", String(32), ForeignKey("participants.id"),
-                     primary_key=True),
-              Column("placement", String(64)),
-              Column("coverage_pct", Float),
-              Column("duration_min", Float)),
-        Table("outcomes", metadata,
-              Column("id", Integer, primary_key=True, autoincrement=True),
-              Column("participant_id", String(32), ForeignKey("participants.id"), nullable=False),
-              Column("measure", String(64), nullable=False),
-              Column("value", Float, nullable=False),
-              Column("weeks_after_implant", Float),
-              UniqueConstraint("participant_id", "measure", "weeks_after_implant")),
+        Table(
+            "plans",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("participant_id", String(32), ForeignKey("participants.id"), nullable=False),
+            Column("scan_id", Integer, ForeignKey("scans.id")),
+            Column("paddle", String(64)),
+            Column("rostral_edge", String(32)),
+            Column("coverage_pct", Float),
+            Column("plan_file", String(500)),
+        ),
+        Table(
+            "surgeries",
+            metadata,
+            Column("participant_id", String(32), ForeignKey("participants.id"), primary_key=True),
+            Column("placement", String(64)),
+            Column("coverage_pct", Float),
+            Column("duration_min", Float),
+        ),
+        Table(
+            "outcomes",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("participant_id", String(32), ForeignKey("participants.id"), nullable=False),
+            Column("measure", String(64), nullable=False),
+            Column("value", Float, nullable=False),
+            Column("weeks_after_implant", Float),
+            UniqueConstraint("participant_id", "measure", "weeks_after_implant"),
+        ),
     ]
     metadata.create_all(conn, tables=new)
 
@@ -111,8 +143,12 @@ def migrate(conn: Connection, start: int) -> list[int]:
         if version <= start:
             continue
         step(conn)
-        conn.execute(table.insert().values(
-            version=version, description=description,
-            applied_at=datetime.now(timezone.utc).isoformat(timespec="seconds")))
+        conn.execute(
+            table.insert().values(
+                version=version,
+                description=description,
+                applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
+        )
         applied.append(version)
     return applied

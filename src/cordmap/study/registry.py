@@ -15,20 +15,31 @@ number, and `cordmap.study.csvimport` refuses such columns.
 from __future__ import annotations
 
 import math
-
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import (Boolean, Engine, Float, ForeignKey, Integer, String, UniqueConstraint, func,
-                        create_engine, event, make_url, select)
+from sqlalchemy import (
+    Boolean,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    make_url,
+    select,
+)
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from cordmap.anatomy.levels import SEGMENTS
 from cordmap.errors import CordmapError
+from cordmap.protocol.levels import SEGMENTS
 from cordmap.study import migrations
 
 PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -65,8 +76,9 @@ class Scan(Base):
     case_dir: Mapped[str] = mapped_column(String(500), unique=True)
     subject: Mapped[str] = mapped_column(String(64))
     participant: Mapped[Participant] = relationship(back_populates="scans")
-    segmentations: Mapped[list[Segmentation]] = relationship(back_populates="scan",
-                                                             order_by="Segmentation.id")
+    segmentations: Mapped[list[Segmentation]] = relationship(
+        back_populates="scan", order_by="Segmentation.id"
+    )
 
 
 class Segmentation(Base):
@@ -99,8 +111,9 @@ class Surgery(Base):
     """The implant as achieved: placement, enlargement coverage and operating time."""
 
     __tablename__ = "surgeries"
-    participant_id: Mapped[str] = mapped_column(String(32), ForeignKey("participants.id"),
-                                                primary_key=True)
+    participant_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("participants.id"), primary_key=True
+    )
     placement: Mapped[str | None] = mapped_column(String(64))
     coverage_pct: Mapped[float | None] = mapped_column(Float)
     duration_min: Mapped[float | None] = mapped_column(Float)
@@ -143,15 +156,21 @@ def validate_participant(values: dict, where: str = "participant") -> dict:
             try:
                 out[name] = float(raw)
             except (TypeError, ValueError):
-                raise CordmapError(f"{where}: {name} '{raw}' is not a number; give the {help_}") from None
+                raise CordmapError(
+                    f"{where}: {name} '{raw}' is not a number; give the {help_}"
+                ) from None
             if not math.isfinite(out[name]):
-                raise CordmapError(f"{where}: {name} '{raw}' is not a finite number; give the "
-                                   f"{help_}, or leave the cell empty when unknown")
+                raise CordmapError(
+                    f"{where}: {name} '{raw}' is not a finite number; give the "
+                    f"{help_}, or leave the cell empty when unknown"
+                )
         else:
             out[name] = str(raw).strip()
             if any(ord(c) < 32 or ord(c) == 127 for c in out[name]):
-                raise CordmapError(f"{where}: {name} {out[name]!r} holds control characters "
-                                   "(terminal escapes, line breaks); remove them")
+                raise CordmapError(
+                    f"{where}: {name} {out[name]!r} holds control characters "
+                    "(terminal escapes, line breaks); remove them"
+                )
     _check_fields(out, where)
     return out
 
@@ -214,7 +233,8 @@ def _engine(url: str) -> Engine:
         raise CordmapError(
             f"cannot use the database {display_name(url)} ({exc}); give a SQLite file path or a "
             "SQLAlchemy URL such as postgresql+psycopg://user@host/study, with its driver "
-            "installed (pip install psycopg[binary])") from None
+            "installed (pip install psycopg[binary])"
+        ) from None
     if engine.dialect.name == "sqlite":
         # pysqlite does not put DDL in transactions by itself: take over BEGIN so that a
         # migration or an import is all-or-nothing, and enforce foreign keys.
@@ -226,6 +246,7 @@ def _engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn):
             conn.exec_driver_sql("BEGIN")
+
     return engine
 
 
@@ -237,17 +258,21 @@ def _version(engine: Engine, db) -> int:
     except DBAPIError as exc:
         engine.dispose()
         reason = " ".join(str(exc.orig).split())
-        raise CordmapError(f"{db} is not a readable study database ({reason}); "
-                           "check the path or URL") from None
+        raise CordmapError(
+            f"{db} is not a readable study database ({reason}); check the path or URL"
+        ) from None
     if version is None:
         engine.dispose()
-        raise CordmapError(f"{db} is a database but not a cordmap study registry (it has no "
-                           "schema_version table); pass a registry made by `cordmap study init`")
+        raise CordmapError(
+            f"{db} is a database but not a cordmap study registry (it has no "
+            "schema_version table); pass a registry made by `cordmap study init`"
+        )
     if version > migrations.LATEST_VERSION:
         engine.dispose()
         raise CordmapError(
             f"{db} has schema version {version}, newer than this cordmap understands "
-            f"(up to {migrations.LATEST_VERSION}); upgrade cordmap to open it")
+            f"(up to {migrations.LATEST_VERSION}); upgrade cordmap to open it"
+        )
     return version
 
 
@@ -271,11 +296,12 @@ class Registry:
         self.name = name
 
     @classmethod
-    def open(cls, db: str | Path) -> "Registry":
+    def open(cls, db: str | Path) -> Registry:
         url = _url(db)
         if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-            raise CordmapError(f"there is no study database at {db}; create it with "
-                               f"`cordmap study init {db}`")
+            raise CordmapError(
+                f"there is no study database at {db}; create it with `cordmap study init {db}`"
+            )
         engine = _engine(url)
         version = _version(engine, db)
         name = display_name(db)
@@ -284,13 +310,14 @@ class Registry:
             raise CordmapError(
                 f"{name} has schema version {version}, older than this cordmap's "
                 f"{migrations.LATEST_VERSION}; upgrade it with `cordmap study init {name}` "
-                "(all-or-nothing, keeps every record)")
+                "(all-or-nothing, keeps every record)"
+            )
         return cls(engine, name)
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -305,21 +332,25 @@ class Registry:
                     yield session
             except IntegrityError as exc:
                 reason = " ".join(str(exc.orig).split())
-                raise CordmapError(f"{self.name}: the change conflicts with the records "
-                                   f"({reason}); nothing was written") from None
+                raise CordmapError(
+                    f"{self.name}: the change conflicts with the records "
+                    f"({reason}); nothing was written"
+                ) from None
 
     # -- participants --------------------------------------------------------------------
     def add_participants(self, rows: list[dict], where: str = "participant") -> list[str]:
         """Register participants (validated fields); all or none. Returns their ids."""
         with self.transaction() as session:
             for row in rows:
-                same = session.scalars(select(Participant.id).where(
-                    func.lower(Participant.id) == row["id"].lower())).first()
+                same = session.scalars(
+                    select(Participant.id).where(func.lower(Participant.id) == row["id"].lower())
+                ).first()
                 if same is not None:
                     raise CordmapError(
                         f"{where}: participant {row['id']} is already registered in {self.name}"
                         f"{'' if same == row['id'] else f' as {same} (ids differ only in case)'}; "
-                        "remove the row or use another pseudonym (nothing was written)")
+                        "remove the row or use another pseudonym (nothing was written)"
+                    )
                 session.add(Participant(**row))
                 session.flush()
         return [row["id"] for row in rows]
@@ -337,32 +368,66 @@ class Registry:
             p = self._get(session, participant_id)
             return {
                 "participant": {name: getattr(p, name) for name, _, _ in PARTICIPANT_FIELDS},
-                "scans": [{"id": s.id, "case_dir": s.case_dir, "subject": s.subject,
-                           "segmentations": [
-                               {"id": g.id, "source": g.source, "labels_file": g.labels_file,
-                                "made_by": g.made_by, "reviewed": g.reviewed,
-                                "reviewer": g.reviewer} for g in s.segmentations]}
-                          for s in p.scans],
-                "plans": [{"id": x.id, "scan_id": x.scan_id, "paddle": x.paddle,
-                           "rostral_edge": x.rostral_edge, "coverage_pct": x.coverage_pct,
-                           "plan_file": x.plan_file} for x in p.plans],
-                "surgery": None if p.surgery is None else {
-                    "placement": p.surgery.placement, "coverage_pct": p.surgery.coverage_pct,
-                    "duration_min": p.surgery.duration_min},
-                "outcomes": [{"measure": o.measure, "value": o.value,
-                              "weeks_after_implant": o.weeks_after_implant} for o in p.outcomes],
+                "scans": [
+                    {
+                        "id": s.id,
+                        "case_dir": s.case_dir,
+                        "subject": s.subject,
+                        "segmentations": [
+                            {
+                                "id": g.id,
+                                "source": g.source,
+                                "labels_file": g.labels_file,
+                                "made_by": g.made_by,
+                                "reviewed": g.reviewed,
+                                "reviewer": g.reviewer,
+                            }
+                            for g in s.segmentations
+                        ],
+                    }
+                    for s in p.scans
+                ],
+                "plans": [
+                    {
+                        "id": x.id,
+                        "scan_id": x.scan_id,
+                        "paddle": x.paddle,
+                        "rostral_edge": x.rostral_edge,
+                        "coverage_pct": x.coverage_pct,
+                        "plan_file": x.plan_file,
+                    }
+                    for x in p.plans
+                ],
+                "surgery": None
+                if p.surgery is None
+                else {
+                    "placement": p.surgery.placement,
+                    "coverage_pct": p.surgery.coverage_pct,
+                    "duration_min": p.surgery.duration_min,
+                },
+                "outcomes": [
+                    {
+                        "measure": o.measure,
+                        "value": o.value,
+                        "weeks_after_implant": o.weeks_after_implant,
+                    }
+                    for o in p.outcomes
+                ],
             }
 
     def _get(self, session: Session, participant_id: str) -> Participant:
         p = session.get(Participant, participant_id)
         if p is None:
-            raise CordmapError(f"participant {participant_id} is not registered in {self.name}; "
-                               f"see `cordmap study list {self.name}`")
+            raise CordmapError(
+                f"participant {participant_id} is not registered in {self.name}; "
+                f"see `cordmap study list {self.name}`"
+            )
         return p
 
     # -- scans and segmentations ---------------------------------------------------------
-    def add_scan(self, participant_id: str, case_dir: str | Path, *,
-                 made_by: dict[str, str] | None = None) -> int:
+    def add_scan(
+        self, participant_id: str, case_dir: str | Path, *, made_by: dict[str, str] | None = None
+    ) -> int:
         """Register a case folder of a participant with the label volumes it holds.
 
         `made_by` names who or which model made each label source ({"manual": "rater-A"}).
@@ -377,13 +442,19 @@ class Registry:
         with self.transaction() as session:
             self._get(session, participant_id)
             if session.scalar(select(Scan).where(Scan.case_dir == root)) is not None:
-                raise CordmapError(f"case {root} is already registered in {self.name}; "
-                                   "nothing was written")
+                raise CordmapError(
+                    f"case {root} is already registered in {self.name}; nothing was written"
+                )
             scan = Scan(participant_id=participant_id, case_dir=root, subject=case.subject)
             for source in case.label_sources():
-                scan.segmentations.append(Segmentation(
-                    source=source, labels_file=case.labels_path(source).name,
-                    made_by=(made_by or {}).get(source), reviewed=False))
+                scan.segmentations.append(
+                    Segmentation(
+                        source=source,
+                        labels_file=case.labels_path(source).name,
+                        made_by=(made_by or {}).get(source),
+                        reviewed=False,
+                    )
+                )
             session.add(scan)
             session.flush()
             return scan.id
@@ -391,12 +462,16 @@ class Registry:
     def review(self, segmentation_id: int, reviewer: str) -> None:
         """Mark a segmentation as reviewed by `reviewer` (a pseudonym)."""
         if not PSEUDONYM.match(reviewer):
-            raise CordmapError(f"reviewer '{reviewer}' is not a pseudonym; use letters, digits, - or _")
+            raise CordmapError(
+                f"reviewer '{reviewer}' is not a pseudonym; use letters, digits, - or _"
+            )
         with self.transaction() as session:
             segmentation = session.get(Segmentation, segmentation_id)
             if segmentation is None:
-                raise CordmapError(f"there is no segmentation {segmentation_id} in {self.name}; "
-                                   "see `cordmap study show DB PARTICIPANT`")
+                raise CordmapError(
+                    f"there is no segmentation {segmentation_id} in {self.name}; "
+                    "see `cordmap study show DB PARTICIPANT`"
+                )
             segmentation.reviewed = True
             segmentation.reviewer = reviewer
 
@@ -408,44 +483,85 @@ class Registry:
     def reviewed_cases(self) -> list[str]:
         """Case folders holding at least one reviewed segmentation (a training set)."""
         with self.transaction() as session:
-            query = (select(Scan.case_dir).join(Segmentation).where(Segmentation.reviewed)
-                     .distinct().order_by(Scan.case_dir))
+            query = (
+                select(Scan.case_dir)
+                .join(Segmentation)
+                .where(Segmentation.reviewed)
+                .distinct()
+                .order_by(Scan.case_dir)
+            )
             return list(session.scalars(query))
 
     # -- plans, surgeries, outcomes ------------------------------------------------------
-    def add_plan(self, participant_id: str, *, paddle: str | None = None,
-                 rostral_edge: str | None = None, coverage_pct: float | None = None,
-                 scan_id: int | None = None, plan_file: str | None = None) -> int:
+    def add_plan(
+        self,
+        participant_id: str,
+        *,
+        paddle: str | None = None,
+        rostral_edge: str | None = None,
+        coverage_pct: float | None = None,
+        scan_id: int | None = None,
+        plan_file: str | None = None,
+    ) -> int:
         _check_percent(coverage_pct, "planned coverage")
         with self.transaction() as session:
             self._get(session, participant_id)
-            plan = Plan(participant_id=participant_id, scan_id=scan_id, paddle=paddle,
-                        rostral_edge=rostral_edge, coverage_pct=coverage_pct, plan_file=plan_file)
+            plan = Plan(
+                participant_id=participant_id,
+                scan_id=scan_id,
+                paddle=paddle,
+                rostral_edge=rostral_edge,
+                coverage_pct=coverage_pct,
+                plan_file=plan_file,
+            )
             session.add(plan)
             session.flush()
             return plan.id
 
-    def record_surgery(self, participant_id: str, *, placement: str | None = None,
-                       coverage_pct: float | None = None, duration_min: float | None = None) -> None:
+    def record_surgery(
+        self,
+        participant_id: str,
+        *,
+        placement: str | None = None,
+        coverage_pct: float | None = None,
+        duration_min: float | None = None,
+    ) -> None:
         """Record (or correct) the placement achieved, its coverage and the surgery time."""
         _check_percent(coverage_pct, "achieved coverage")
         if duration_min is not None and duration_min <= 0:
             raise CordmapError(f"surgery time {duration_min} min must be positive")
         with self.transaction() as session:
             self._get(session, participant_id)
-            session.merge(Surgery(participant_id=participant_id, placement=placement,
-                                  coverage_pct=coverage_pct, duration_min=duration_min))
+            session.merge(
+                Surgery(
+                    participant_id=participant_id,
+                    placement=placement,
+                    coverage_pct=coverage_pct,
+                    duration_min=duration_min,
+                )
+            )
 
-    def add_outcome(self, participant_id: str, measure: str, value: float,
-                    weeks_after_implant: float | None = None) -> None:
+    def add_outcome(
+        self,
+        participant_id: str,
+        measure: str,
+        value: float,
+        weeks_after_implant: float | None = None,
+    ) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", measure):
-            raise CordmapError(f"outcome measure '{measure}' must be a lower-case name such as "
-                               "walking_distance_m")
+            raise CordmapError(
+                f"outcome measure '{measure}' must be a lower-case name such as walking_distance_m"
+            )
         with self.transaction() as session:
             self._get(session, participant_id)
-            session.add(Outcome(participant_id=participant_id, measure=measure, value=float(value),
-                                weeks_after_implant=weeks_after_implant))
-
+            session.add(
+                Outcome(
+                    participant_id=participant_id,
+                    measure=measure,
+                    value=float(value),
+                    weeks_after_implant=weeks_after_implant,
+                )
+            )
 
     # -- the cohort as a table ------------------------------------------------------------
     def cohort(self) -> list[dict]:
@@ -480,7 +596,9 @@ def write_training_list(registry: Registry, out: str | Path) -> list[str]:
 
     cases = registry.reviewed_cases()
     if not cases:
-        raise CordmapError(f"{registry.name} has no reviewed segmentations yet; mark them with "
-                           "`cordmap study review DB SEGMENTATION_ID --reviewer NAME`")
+        raise CordmapError(
+            f"{registry.name} has no reviewed segmentations yet; mark them with "
+            "`cordmap study review DB SEGMENTATION_ID --reviewer NAME`"
+        )
     write_text(out, json.dumps(cases, indent=1) + "\n")
     return cases

@@ -6,5 +6,14 @@ from cordmap.viewer.server import ViewerServer
 from cordmap.viewer.site import Site, export_static
 from cordmap.viewer.state import viewer_state
 
-__all__ = ["Site", "ViewerServer", "build_case_viewer", "export_case", "export_static",
-           "serve_case", "source_transform", "viewer_state", "write_precomputed"]
+__all__ = [
+    "Site",
+    "ViewerServer",
+    "build_case_viewer",
+    "export_case",
+    "export_static",
+    "serve_case",
+    "source_transform",
+    "viewer_state",
+    "write_precomputed",
+]

@@ -9,8 +9,9 @@ from cordmap.errors import CordmapError
 
 def require_replaceable(folder: Path, marker: str, what: str) -> None:
     """Refuse to replace an existing, non-empty folder unless it holds `marker` (is ours)."""
-    if folder.exists() and (not folder.is_dir() or
-                            (any(folder.iterdir()) and not (folder / marker).is_file())):
+    if folder.exists() and (
+        not folder.is_dir() or (any(folder.iterdir()) and not (folder / marker).is_file())
+    ):
         raise CordmapError(
             f"{folder} already exists and is not {what}; choose a new or empty folder "
             "(cordmap replaces the whole folder)"

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cordmap.anatomy.schema import LabelSchema
 from cordmap.atomic import atomic_dir
 from cordmap.errors import CordmapError
+from cordmap.protocol.schema import LabelSchema
 from cordmap.viewer.folders import require_replaceable
 from cordmap.volume import LabelVolume, Volume
 
@@ -83,8 +83,12 @@ def world_to_native_nm(volume: Volume, xyz_mm) -> np.ndarray:
     return corner_voxels * np.asarray(volume.spacing) * NM_PER_MM
 
 
-def write_precomputed(image: Volume, labels: LabelVolume | None,
-                      meshes: Mapping[int, object] | None, out_dir: str | Path) -> Path:
+def write_precomputed(
+    image: Volume,
+    labels: LabelVolume | None,
+    meshes: Mapping[int, object] | None,
+    out_dir: str | Path,
+) -> Path:
     """Write the image (and labels, meshes, segment names) as precomputed under `out_dir`.
 
     `labels` and `meshes` may be None. `meshes` maps label ids to meshes with `.vertices`
@@ -101,10 +105,13 @@ def write_precomputed(image: Volume, labels: LabelVolume | None,
         _write_volume(tmp / IMAGE_DIR, _image_array(image), image, "image")
         if labels is not None:
             extra = {"segment_properties": PROPERTIES_DIR} | ({"mesh": MESH_DIR} if meshes else {})
-            _write_volume(tmp / LABELS_DIR, labels.array.astype("<u2"), labels, "segmentation",
-                          extra=extra)
-            _write_json(tmp / LABELS_DIR / PROPERTIES_DIR / "info",
-                        segment_properties(labels.schema, present))
+            _write_volume(
+                tmp / LABELS_DIR, labels.array.astype("<u2"), labels, "segmentation", extra=extra
+            )
+            _write_json(
+                tmp / LABELS_DIR / PROPERTIES_DIR / "info",
+                segment_properties(labels.schema, present),
+            )
             if meshes:
                 _write_meshes(tmp / LABELS_DIR / MESH_DIR, labels, meshes, present)
     return out_dir
@@ -157,8 +164,9 @@ def _image_array(image: Volume) -> np.ndarray:
     return array.astype(array.dtype.newbyteorder("<"), copy=False)
 
 
-def _write_volume(folder: Path, array: np.ndarray, volume: Volume, kind: str,
-                  extra: dict | None = None) -> None:
+def _write_volume(
+    folder: Path, array: np.ndarray, volume: Volume, kind: str, extra: dict | None = None
+) -> None:
     """One scale of raw chunks (x fastest, as Neuroglancer reads them) and its `info`."""
     resolution = [float(s) * NM_PER_MM for s in volume.spacing]
     key = "_".join(f"{r:g}" for r in resolution)
@@ -168,10 +176,16 @@ def _write_volume(folder: Path, array: np.ndarray, volume: Volume, kind: str,
         "type": kind,
         "data_type": array.dtype.name,
         "num_channels": 1,
-        "scales": [{
-            "key": key, "size": size, "resolution": resolution, "voxel_offset": [0, 0, 0],
-            "chunk_sizes": [list(CHUNK_SIZE)], "encoding": "raw",
-        }],
+        "scales": [
+            {
+                "key": key,
+                "size": size,
+                "resolution": resolution,
+                "voxel_offset": [0, 0, 0],
+                "chunk_sizes": [list(CHUNK_SIZE)],
+                "encoding": "raw",
+            }
+        ],
         **(extra or {}),
     }
     chunk_dir = folder / key
@@ -185,8 +199,9 @@ def _write_volume(folder: Path, array: np.ndarray, volume: Volume, kind: str,
     _write_json(folder / "info", info)
 
 
-def _write_meshes(folder: Path, labels: LabelVolume, meshes: Mapping[int, object],
-                  present: list[int]) -> None:
+def _write_meshes(
+    folder: Path, labels: LabelVolume, meshes: Mapping[int, object], present: list[int]
+) -> None:
     """Legacy Neuroglancer meshes: for every present label a manifest `<id>:0` naming its
     one binary fragment `<id>.frag` (none when it has no mesh, so nothing is missing)."""
     stray = sorted(set(map(int, meshes)) - set(present))
@@ -196,8 +211,10 @@ def _write_meshes(folder: Path, labels: LabelVolume, meshes: Mapping[int, object
             "re-mesh the case (`cordmap mesh CASE`) after changing its labels"
         )
     folder.mkdir(parents=True)
-    _write_json(folder / "info", {"@type": "neuroglancer_legacy_mesh",
-                                  "segment_properties": f"../{PROPERTIES_DIR}"})
+    _write_json(
+        folder / "info",
+        {"@type": "neuroglancer_legacy_mesh", "segment_properties": f"../{PROPERTIES_DIR}"},
+    )
     by_id = {int(label_id): mesh for label_id, mesh in meshes.items()}
     for label_id in present:
         fragments = []
@@ -206,8 +223,10 @@ def _write_meshes(folder: Path, labels: LabelVolume, meshes: Mapping[int, object
             fragments.append(f"{label_id}.frag")
             native = world_to_native_nm(labels, np.asarray(mesh.vertices, float)).astype("<f4")
             (folder / fragments[0]).write_bytes(
-                np.uint32(len(native)).astype("<u4").tobytes() + native.tobytes()
-                + np.asarray(mesh.faces).astype("<u4").tobytes())
+                np.uint32(len(native)).astype("<u4").tobytes()
+                + native.tobytes()
+                + np.asarray(mesh.faces).astype("<u4").tobytes()
+            )
         _write_json(folder / f"{label_id}:0", {"fragments": fragments})
 
 

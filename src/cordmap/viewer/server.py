@@ -23,8 +23,11 @@ from cordmap.errors import CordmapError
 from cordmap.viewer.site import Site
 
 CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8", ".js": "application/javascript",
-    ".css": "text/css", ".wasm": "application/wasm", ".map": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".js": "application/javascript",
+    ".css": "text/css",
+    ".wasm": "application/wasm",
+    ".map": "application/json",
     ".json": "application/json",
 }
 RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
@@ -51,7 +54,9 @@ class ViewerServer(ThreadingHTTPServer):
                     f"port {port} on {host} is already in use by another program; pass "
                     "another --port, or leave --port out to use a free one"
                 ) from None
-            raise CordmapError(f"cannot serve the viewer on {host}:{port} ({exc.strerror})") from None
+            raise CordmapError(
+                f"cannot serve the viewer on {host}:{port} ({exc.strerror})"
+            ) from None
 
     @property
     def url(self) -> str:
@@ -114,12 +119,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         span = _byte_range(wanted, len(body))
         if span is None:
-            self._send(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, b"", kind, send_body,
-                       {"Content-Range": f"bytes */{len(body)}"})
+            self._send(
+                HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                b"",
+                kind,
+                send_body,
+                {"Content-Range": f"bytes */{len(body)}"},
+            )
             return
         start, end = span
-        self._send(HTTPStatus.PARTIAL_CONTENT, body[start:end + 1], kind, send_body,
-                   {"Content-Range": f"bytes {start}-{end}/{len(body)}"})
+        self._send(
+            HTTPStatus.PARTIAL_CONTENT,
+            body[start : end + 1],
+            kind,
+            send_body,
+            {"Content-Range": f"bytes {start}-{end}/{len(body)}"},
+        )
 
     def _host_allowed(self) -> bool:
         host = (self.headers.get("Host") or "").strip().lower()

@@ -78,8 +78,9 @@ def client_page() -> bytes:
     """The client's index.html with `CLIENT_SHIM` loaded before the client's scripts."""
     html = (client_dir() / "index.html").read_text(encoding="utf-8")
     if "<head>" not in html:
-        raise CordmapError("the installed neuroglancer client has an unexpected index.html; "
-                           "reinstall neuroglancer")
+        raise CordmapError(
+            "the installed neuroglancer client has an unexpected index.html; reinstall neuroglancer"
+        )
     return html.replace("<head>", "<head>" + CLIENT_SHIM, 1).encode()
 
 
@@ -96,8 +97,12 @@ class Site:
         self.data_dir = Path(data_dir).resolve()
         self.client_dir = client_dir().resolve()
         entry, client = entry_page(state, title), client_page()
-        self.pages = {"": entry, "index.html": entry,
-                      f"{CLIENT_PATH}/": client, f"{CLIENT_PATH}/index.html": client}
+        self.pages = {
+            "": entry,
+            "index.html": entry,
+            f"{CLIENT_PATH}/": client,
+            f"{CLIENT_PATH}/index.html": client,
+        }
 
     def lookup(self, url_path: str) -> bytes | Path | None:
         """Content (bytes) or file for a URL path; None when it is not part of the site.
@@ -110,9 +115,12 @@ class Site:
             return None
         if path in self.pages:
             return self.pages[path]
-        for prefix, root in ((CLIENT_PATH + "/", self.client_dir), (DATA_PATH + "/", self.data_dir)):
+        for prefix, root in (
+            (CLIENT_PATH + "/", self.client_dir),
+            (DATA_PATH + "/", self.data_dir),
+        ):
             if path.startswith(prefix):
-                return _inside(root, posixpath.normpath(path[len(prefix):]))
+                return _inside(root, posixpath.normpath(path[len(prefix) :]))
         return None
 
 
@@ -133,7 +141,9 @@ def export_static(site: Site, out_dir: str | Path) -> Path:
     require_replaceable(out_dir, CLIENT_PATH + "/index.html", "a cordmap viewer site")
     with atomic_dir(out_dir) as tmp:
         client = tmp / CLIENT_PATH
-        shutil.copytree(site.client_dir, client, ignore=shutil.ignore_patterns("*.map", "index.html"))
+        shutil.copytree(
+            site.client_dir, client, ignore=shutil.ignore_patterns("*.map", "index.html")
+        )
         shutil.copytree(site.data_dir, tmp / DATA_PATH)
         for path, content in site.pages.items():
             if path.endswith("index.html"):

@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from cordmap.viewer.precomputed import (IMAGE_DIR, LABELS_DIR, output_dimensions,
-                                        present_ids, source_transform, world_to_output)
+from cordmap.viewer.precomputed import (
+    IMAGE_DIR,
+    LABELS_DIR,
+    output_dimensions,
+    present_ids,
+    source_transform,
+    world_to_output,
+)
 from cordmap.volume import LabelVolume, Volume
 
 #: Label layers: name, structure classes shown at first, opacity of their 3D meshes.
@@ -45,8 +51,12 @@ IMAGE_LAYER = "MRI"
 PADDLE_COLOURS = ("#00c8ff", "#ffb000", "#c050ff", "#30d050", "#ff4060")
 
 
-def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "data",
-                 paddles: list[tuple[dict, np.ndarray, np.ndarray]] = ()) -> dict:
+def viewer_state(
+    image: Volume,
+    labels: LabelVolume | None,
+    data_path: str = "data",
+    paddles: list[tuple[dict, np.ndarray, np.ndarray]] = (),
+) -> dict:
     """Neuroglancer state (JSON-ready) for a dataset written by `write_precomputed`;
     `paddles`: candidates of a plan with their strips and contacts
     (`plan.geometry.candidate_strips`), each shown as a layer of its own that can be toggled."""
@@ -60,8 +70,9 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
     selected = layers[min(1, len(layers) - 1)]["name"]
     # paddles listed first: after the image layer, Neuroglancer 2.41 at times drops the image
     # layer while it restores several annotation layers
-    layers = [paddle_layer(image, candidate, strip, contacts)
-              for candidate, strip, contacts in paddles] + layers
+    layers = [
+        paddle_layer(image, candidate, strip, contacts) for candidate, strip, contacts in paddles
+    ] + layers
     return {
         "dimensions": output_dimensions(image),
         "position": [round(float(v), 3) for v in world_to_output(image, centre)],
@@ -77,22 +88,29 @@ def viewer_state(image: Volume, labels: LabelVolume | None, data_path: str = "da
     }
 
 
-def focus(image: Volume, labels: LabelVolume | None, present: list[int]) -> tuple[np.ndarray, float]:
+def focus(
+    image: Volume, labels: LabelVolume | None, present: list[int]
+) -> tuple[np.ndarray, float]:
     """Centre (world RAS+ mm) and height (mm) of the first view.
 
     The lumbosacral enlargement, framed with the levels around it; without it, all the
     labels; without labels, the image's field of view.
     """
     schema = labels.schema if labels is not None else None
-    enlargement = [i for i in present if schema[i].structure == "segment"
-                   and schema[i].level in ENLARGEMENT_SEGMENTS]
+    enlargement = [
+        i
+        for i in present
+        if schema[i].structure == "segment" and schema[i].level in ENLARGEMENT_SEGMENTS
+    ]
     if enlargement:
         mask, margin = np.isin(labels.array, enlargement), ENLARGEMENT_MARGIN
     elif present:
         mask, margin = labels.array != 0, LABELS_MARGIN
     else:
-        return (image.world((np.asarray(image.shape) - 1) / 2),
-                float(max(np.asarray(image.shape) * image.spacing)))
+        return (
+            image.world((np.asarray(image.shape) - 1) / 2),
+            float(max(np.asarray(image.shape) * image.spacing)),
+        )
     ijk = np.argwhere(mask)
     corners = labels.world(np.stack([ijk.min(axis=0), ijk.max(axis=0)]))
     extent = float(np.max(np.abs(corners[1] - corners[0]))) + min(labels.spacing)
@@ -111,8 +129,14 @@ def _image_layer(image: Volume, data_path: str) -> dict:
     }
 
 
-def _labels_layer(labels: LabelVolume, data_path: str, name: str, shown: list[int],
-                  present: list[int], alpha: float) -> dict:
+def _labels_layer(
+    labels: LabelVolume,
+    data_path: str,
+    name: str,
+    shown: list[int],
+    present: list[int],
+    alpha: float,
+) -> dict:
     schema = labels.schema
     return {
         "type": "segmentation",
@@ -131,15 +155,20 @@ def contact_description(number: int, contact: dict | None) -> str:
     if contact is None:
         return f"contact {number}"
     where = f"{contact['segment'] or 'no segment'} {contact['side']}"
-    dcsf = (f"dCSF {contact['dcsf_mm']:.1f} mm" if contact["dcsf_mm"] is not None
-            else f"dCSF unavailable: {contact['dcsf_note']}")
+    dcsf = (
+        f"dCSF {contact['dcsf_mm']:.1f} mm"
+        if contact["dcsf_mm"] is not None
+        else f"dCSF unavailable: {contact['dcsf_note']}"
+    )
     return f"contact {number}: {where}, {dcsf}"
 
 
 def paddle_name(candidate: dict) -> str:
     """Layer name of a candidate paddle, e.g. "paddle #1: 72.0 % (T11/T12 disc)"."""
-    return (f"paddle #{candidate['rank']}: {candidate['volume_pct']:.1f} % "
-            f"({candidate['rostral_edge']})")
+    return (
+        f"paddle #{candidate['rank']}: {candidate['volume_pct']:.1f} % "
+        f"({candidate['rostral_edge']})"
+    )
 
 
 def paddle_layer(image: Volume, candidate: dict, strip: np.ndarray, contacts: np.ndarray) -> dict:
@@ -154,19 +183,27 @@ def paddle_layer(image: Volume, candidate: dict, strip: np.ndarray, contacts: np
     def output(point):
         return [round(float(v), 3) for v in world_to_output(image, point)]
 
-    annotations = [{"type": "line", "id": f"paddle{rank}-{n}",
-                    "pointA": output(a), "pointB": output(b)}
-                   for n, (a, b) in enumerate(zip(outline[:-1], outline[1:]))]
+    annotations = [
+        {"type": "line", "id": f"paddle{rank}-{n}", "pointA": output(a), "pointB": output(b)}
+        for n, (a, b) in enumerate(zip(outline[:-1], outline[1:]))
+    ]
     described = candidate.get("contacts") or [None] * len(contacts)
     for n, point in enumerate(contacts):
-        annotations.append({"type": "point", "id": f"paddle{rank}-contact{n + 1}",
-                            "point": output(point),
-                            "description": contact_description(n + 1, described[n])})
+        annotations.append(
+            {
+                "type": "point",
+                "id": f"paddle{rank}-contact{n + 1}",
+                "point": output(point),
+                "description": contact_description(n + 1, described[n]),
+            }
+        )
     return {
         "type": "annotation",
         "name": paddle_name(candidate),
-        "source": {"url": "local://annotations",
-                   "transform": {"outputDimensions": output_dimensions(image)}},
+        "source": {
+            "url": "local://annotations",
+            "transform": {"outputDimensions": output_dimensions(image)},
+        },
         "annotations": annotations,
         "annotationColor": PADDLE_COLOURS[(rank - 1) % len(PADDLE_COLOURS)],
         "visible": rank == 1,

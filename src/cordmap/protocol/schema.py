@@ -53,8 +53,14 @@ class Requirement:
 class LabelSchema:
     """An ordered set of labels; look labels up by id, class, level and side."""
 
-    def __init__(self, name: str, version: str, labels: list[Label],
-                 required: list[Requirement] = (), description: str = ""):
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        labels: list[Label],
+        required: list[Requirement] = (),
+        description: str = "",
+    ):
         self.name = name
         self.version = version
         self.description = description
@@ -67,14 +73,14 @@ class LabelSchema:
 
     # -- loading ---------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "LabelSchema":
+    def load(cls, path: str | Path | None = None) -> LabelSchema:
         """Read a protocol JSON file; without a path, the protocol shipped with cordmap."""
         if path is None:
             return default_schema()
         return cls._from_file(Path(path))
 
     @classmethod
-    def _from_file(cls, path: Path) -> "LabelSchema":
+    def _from_file(cls, path: Path) -> LabelSchema:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -83,10 +89,12 @@ class LabelSchema:
             raise CordmapError(f"protocol file {path} is not valid JSON ({exc})") from None
         try:
             labels = [_parse_label(item) for item in data["labels"]]
-            required = [Requirement(r["structure"], tuple(r["classes"]))
-                        for r in data.get("required", [])]
-            return cls(data["name"], str(data["version"]), labels, required,
-                       data.get("description", ""))
+            required = [
+                Requirement(r["structure"], tuple(r["classes"])) for r in data.get("required", [])
+            ]
+            return cls(
+                data["name"], str(data["version"]), labels, required, data.get("description", "")
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise CordmapError(
                 f"protocol file {path} is malformed ({exc}); each label needs id, name, "
@@ -133,15 +141,26 @@ class LabelSchema:
             return json.dumps(self.to_neuroglancer(), indent=1) + "\n"
         if fmt == "table":
             return self.to_table()
-        raise CordmapError(f"unknown protocol format '{fmt}'; use one of {', '.join(EXPORT_FORMATS)}")
+        raise CordmapError(
+            f"unknown protocol format '{fmt}'; use one of {', '.join(EXPORT_FORMATS)}"
+        )
 
     def to_table(self) -> str:
         """Markdown table of the labels with their PAM50 / TotalSpineSeg / SCT codes."""
-        lines = ["| id | name | class | level | side | colour | PAM50 | TotalSpineSeg | SCT |",
-                 "| ---: | --- | --- | --- | --- | --- | ---: | ---: | ---: |"]
+        lines = [
+            "| id | name | class | level | side | colour | PAM50 | TotalSpineSeg | SCT |",
+            "| ---: | --- | --- | --- | --- | --- | ---: | ---: | ---: |",
+        ]
         for label in self:
-            cells = [label.id, label.name, label.structure, label.level or "", label.side or "",
-                     f"`{label.hex}`", *(_blank(label.code(c)) for c in ("pam50", "totalspineseg", "sct"))]
+            cells = [
+                label.id,
+                label.name,
+                label.structure,
+                label.level or "",
+                label.side or "",
+                f"`{label.hex}`",
+                *(_blank(label.code(c)) for c in ("pam50", "totalspineseg", "sct")),
+            ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         return "\n".join(lines) + "\n"
 
@@ -161,8 +180,11 @@ class LabelSchema:
 
     def to_slicer(self) -> str:
         """3D Slicer colour table (.ctbl): id name r g b a."""
-        lines = [f"# Color table file {self.name} {self.version}",
-                 f"# {len(self) + 1} values", "0 background 0 0 0 0"]
+        lines = [
+            f"# Color table file {self.name} {self.version}",
+            f"# {len(self) + 1} values",
+            "0 background 0 0 0 0",
+        ]
         for label in self:
             r, g, b = label.colour
             lines.append(f"{label.id} {label.name.replace(' ', '_')} {r} {g} {b} 255")
@@ -177,11 +199,20 @@ class LabelSchema:
                 "ids": [str(label.id) for label in self],
                 "properties": [
                     {"id": "label", "type": "label", "values": [label.name for label in self]},
-                    {"id": "description", "type": "description",
-                     "values": [f"{label.structure} {label.level or ''} {label.side or ''}".strip()
-                                for label in self]},
-                    {"id": "tags", "type": "tags", "tags": tags,
-                     "values": [[tags.index(label.structure)] for label in self]},
+                    {
+                        "id": "description",
+                        "type": "description",
+                        "values": [
+                            f"{label.structure} {label.level or ''} {label.side or ''}".strip()
+                            for label in self
+                        ],
+                    },
+                    {
+                        "id": "tags",
+                        "type": "tags",
+                        "tags": tags,
+                        "values": [[tags.index(label.structure)] for label in self],
+                    },
                 ],
             },
         }
@@ -201,9 +232,15 @@ def _parse_label(item: dict) -> Label:
     if not 0 < label_id < 65536:
         raise ValueError(f"label id {label_id} must be between 1 and 65535")
     codes = tuple((key, int(item[key])) for key in ("pam50", "totalspineseg", "sct") if key in item)
-    return Label(label_id, str(item["name"]), structure,
-                 tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4)),
-                 item.get("level"), side, codes)
+    return Label(
+        label_id,
+        str(item["name"]),
+        structure,
+        tuple(int(colour[i : i + 2], 16) for i in (0, 2, 4)),
+        item.get("level"),
+        side,
+        codes,
+    )
 
 
 @cache

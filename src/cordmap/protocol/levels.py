@@ -51,9 +51,7 @@ def vertebra(name: str) -> str:
     if key in ("S1", "SACRUM"):
         key = "S"
     if key not in VERTEBRAE:
-        raise CordmapError(
-            f"unknown vertebra '{name}'; use C1..C7, T1..T12, L1..L5 or S (sacrum)"
-        )
+        raise CordmapError(f"unknown vertebra '{name}'; use C1..C7, T1..T12, L1..L5 or S (sacrum)")
     return key
 
 
