@@ -107,7 +107,7 @@ def main() -> None:
     steps["contact mapper (build)"], mapper = timed(
         lambda: ContactMapper(labels, planner.geometry, segments), args.repeat
     )
-    rostral = planner.plan(top=1)["candidates"][0]["rostral_mm"]
+    rostral = planner.plan(top=1).best.coverage.rostral
     steps["contact map of one placement"], contacts = timed(
         lambda: mapper.contacts(planner.paddle, rostral), args.repeat
     )
@@ -151,8 +151,8 @@ def main() -> None:
         "target_seconds": 2.0,
         "within_target": bool(steps["now: prepare + plan, --targets"] < 2.0),
         "contacts_mapped": len(contacts),
-        "best_by_volume_mm": plan["candidates"][0]["rostral_mm"],
-        "best_by_targets_mm": plan["targets"]["candidates"][0]["rostral_mm"],
+        "best_by_volume_mm": round(plan.best.coverage.rostral, 2),
+        "best_by_targets_mm": round(plan.targets.best.coverage.rostral, 2),
         "machine": {
             "python": platform.python_version(),
             "processor": platform.processor(),

@@ -116,7 +116,7 @@ def main() -> None:
     baseline, naive = timed(lambda: naive_curve(labels, geometry, enlargement, paddle, sample), 1)
     per_position = baseline / len(sample)
     fast = np.interp(sample, curve.positions, curve.volume_pct)
-    best = plan["candidates"][0]
+    best = plan.best
 
     print(
         f"planning {what}: {labels.shape[0]} x {labels.shape[1]} x {labels.shape[2]} voxels, "
@@ -137,8 +137,8 @@ def main() -> None:
         "(sub-voxel spreading vs voxel centres)"
     )
     print(
-        f"best: rostral edge {best['rostral_edge']}, caudal edge {best['caudal_edge']}, "
-        f"{best['volume_pct']:.1f} % of the enlargement"
+        f"best: rostral edge {best.rostral_edge}, caudal edge {best.caudal_edge}, "
+        f"{best.coverage.volume_pct:.1f} % of the enlargement"
     )
 
     result = {
@@ -157,7 +157,10 @@ def main() -> None:
             "positions_timed": len(sample),
             "max_difference_pct_points": round(float(np.abs(fast - naive).max()), 3),
         },
-        "best": {k: best[k] for k in ("rostral_edge", "caudal_edge", "rostral_mm", "volume_pct")},
+        "best": {
+            k: best.to_json()[k]
+            for k in ("rostral_edge", "caudal_edge", "rostral_mm", "volume_pct")
+        },
         "machine": {
             "python": platform.python_version(),
             "processor": platform.processor(),

@@ -16,6 +16,7 @@ from cordmap.anatomy.phantom import PhantomTruth
 from cordmap.case import Case
 from cordmap.cli import app
 from cordmap.io.nifti import read_labels
+from cordmap.plan.files import read_result
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,12 @@ def test_demo_case_reproduces_the_phantom_through_dicom(demo):
 def test_demo_plan_matches_phantom_truth(demo):
     out, output = demo
     truth = PhantomTruth.read(out / "phantom" / "truth.json")
-    plan = json.loads((out / "case" / "plan" / "plan.json").read_text())
+    plan = read_result(out / "case" / "plan" / "plan.json")
     # lengths along the curved cord, measured from 3 mm slices, agree with the analytic anatomy
-    assert plan["enlargement"]["length_mm"] == pytest.approx(
-        truth.enlargement["length_mm"], abs=2.0
-    )
-    best = plan["candidates"][0]
-    assert 0 < best["volume_pct"] <= 100
-    assert f"{best['volume_pct']:.1f} %" in output
+    assert plan.enlargement.length == pytest.approx(truth.enlargement["length_mm"], abs=2.0)
+    best = plan.best.coverage
+    assert 0 < best.volume_pct <= 100
+    assert f"{best.volume_pct:.1f} %" in output
 
 
 def test_demo_meshes_carry_the_protocol_names(demo):

@@ -75,14 +75,14 @@ def test_bad_landmarks_are_refused(planner, landmark, message):
 
 def test_assessment_reports_achieved_coverage_and_distance(planner):
     result = planner.assess(rostral="T12 upper endplate", compare="T12 middle")
-    placement = result["placement"]
-    expected = coverage_at(planner.enlargement, planner.paddle, 30.0)
-    assert placement["rostral_mm"] == 30.0 and placement["caudal_mm"] == 76.5
-    assert placement["volume_pct"] == pytest.approx(expected.volume_pct, abs=0.01)
-    assert placement["rostral_edge"] == "T12 upper endplate"
-    assert result["compared"]["distance_mm"] == pytest.approx(13.5)
-    by_caudal = planner.assess(caudal="L1 lower endplate")["placement"]
-    assert by_caudal["caudal_mm"] == pytest.approx(87.0) and by_caudal["rostral_mm"] == 40.5
+    placement = result.placement
+    assert placement.coverage == coverage_at(planner.enlargement, planner.paddle, 30.0)
+    assert placement.coverage.rostral == 30.0 and placement.coverage.caudal == 76.5
+    assert placement.rostral_edge == "T12 upper endplate"
+    assert result.compared.landmark == "T12 middle"
+    assert result.distance_mm == pytest.approx(13.5, abs=1e-9)
+    by_caudal = planner.assess(caudal="L1 lower endplate").placement.coverage
+    assert (by_caudal.rostral, by_caudal.caudal) == pytest.approx((40.5, 87.0), abs=1e-9)
 
 
 def test_assessment_needs_exactly_one_end_and_labelled_vertebrae(planner):
@@ -93,7 +93,7 @@ def test_assessment_needs_exactly_one_end_and_labelled_vertebrae(planner):
     bare = Planner.prepare(straight())
     with pytest.raises(CordmapError, match="no vertebrae"):
         bare.assess(rostral="T12 middle")
-    assert "no vertebrae labelled" in bare.plan(top=1)["candidates"][0]["rostral_edge"]
+    assert "no vertebrae labelled" in bare.plan(top=1).best.rostral_edge
 
 
 def test_posterior_elements_are_ignored_and_labelled_discs_used():

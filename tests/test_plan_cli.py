@@ -40,9 +40,7 @@ def test_plan_a_label_file(tmp_path, labels, labels_file):
     assert "#1" in result.output and "#2" in result.output and f"{out} written" in result.output
     plan = json.loads(out.read_text())
     expected = Planner.prepare(labels, enlargement="L1..S1").plan(top=2)
-    assert [c["rostral_mm"] for c in plan["candidates"]] == [
-        c["rostral_mm"] for c in expected["candidates"]
-    ]
+    assert plan["candidates"] == expected.to_json()["candidates"]
     assert plan["enlargement"]["segments"] == "L1..S1" and not plan["enlargement"]["estimated"]
     assert plan["candidates"][0]["rostral_edge"] in result.output
     assert "segments under #1: L1 " in result.output
@@ -178,4 +176,4 @@ def test_plan_file_returns_the_plan_and_its_path(tmp_path, labels_file):
     from cordmap.plan.files import plan_file
 
     plan, path = plan_file(labels_file, tmp_path / "p.json", top=1)
-    assert path == tmp_path / "p.json" and json.loads(path.read_text()) == plan
+    assert path == tmp_path / "p.json" and json.loads(path.read_text()) == plan.to_json()

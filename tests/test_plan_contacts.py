@@ -139,12 +139,12 @@ def test_no_csf_label_makes_dcsf_unavailable_not_zero(fine):
         LabelVolume(array, phantom.labels.affine, schema=phantom.labels.schema)
     )
     plan = without.plan(top=1)
-    contacts = plan["candidates"][0]["contacts"]
-    assert len(contacts) == 16 and not plan["dorsal_surface"]["csf_labelled"]
-    assert all(c["dcsf_mm"] is None and c["dcsf_note"] == NO_CSF_LABEL for c in contacts)
+    contacts = plan.best.contacts
+    assert len(contacts) == 16 and not plan.dorsal_surface.csf_labelled
+    assert all(c.dcsf_mm is None and c.dcsf_note == NO_CSF_LABEL for c in contacts)
     # the rest of the contact map does not depend on the CSF
-    with_csf = planner.placement(plan["candidates"][0]["rostral_mm"])["contacts"]
-    assert [c["segment"] for c in contacts] == [c["segment"] for c in with_csf]
+    with_csf = planner.placement(plan.best.coverage.rostral).contacts
+    assert [c.segment for c in contacts] == [c.segment for c in with_csf]
 
 
 # -- target-root score -------------------------------------------------------------------------
@@ -184,21 +184,21 @@ def test_target_score_follows_its_formula_and_weights_file(fine, tmp_path):
 def test_plan_ranks_by_targets_and_compares_the_rankings(fine):
     _, planner, _ = fine
     plan = planner.plan(top=2, targets="L1,L2", sides="right")
-    ranked = plan["targets"]
-    assert ranked["segments"] == ["L1", "L2"] and ranked["sides"] == ["right"]
-    scores = plan["curve"]["target_score"]
-    best = ranked["candidates"][0]
-    assert best["target_score"] == pytest.approx(max(scores), abs=0.01)
-    assert set(best["reach"]) == {f"{n} right" for n in planner.enlargement.segments}
+    ranked = plan.targets
+    assert ranked.segments == ("L1", "L2") and ranked.sides == ("right",)
+    best = ranked.best
+    assert best.target_score == pytest.approx(plan.curve.target_score.max(), abs=1e-9)
+    assert set(best.reach) == {f"{n} right" for n in planner.enlargement.segments}
     # rostral targets pull the array up: the rankings disagree, and the comparison says so
-    assert best["rostral_mm"] < plan["candidates"][0]["rostral_mm"] - 5
-    comparison = ranked["comparison"]
-    assert not comparison["agree"]
-    assert comparison["distance_mm"] == pytest.approx(
-        plan["candidates"][0]["rostral_mm"] - best["rostral_mm"], abs=0.01
+    assert best.coverage.rostral < plan.best.coverage.rostral - 5
+    comparison = plan.comparison
+    assert not comparison.agree
+    assert comparison.by_volume == plan.best and comparison.by_target == best
+    assert comparison.distance_mm == pytest.approx(
+        plan.best.coverage.rostral - best.coverage.rostral, abs=1e-9
     )
-    assert comparison["volume_pct"]["by_volume"] >= comparison["volume_pct"]["by_target"]
-    assert comparison["target_score"]["by_target"] >= comparison["target_score"]["by_volume"]
+    assert plan.best.coverage.volume_pct >= best.coverage.volume_pct
+    assert best.target_score >= plan.best.target_score
 
 
 @pytest.mark.parametrize(
@@ -232,18 +232,18 @@ def test_pam50_dcsf_is_measured_where_the_csf_is_labelled(pam50):
     contacts, 4 mm out over a cord about 4 mm in half-width, are measured or reported
     beside the cord - never 0."""
     planner, plan = pam50
-    assert plan["dorsal_surface"]["csf_labelled"]
+    assert plan.dorsal_surface.csf_labelled
     beside = 0
-    for candidate in plan["candidates"] + plan["targets"]["candidates"]:
-        for contact in candidate["contacts"]:
-            if contact["side"] == "midline":
-                assert 2.5 <= contact["dcsf_mm"] <= 5.5, contact
-            elif contact["dcsf_mm"] is None:
-                assert contact["dcsf_note"] == BESIDE_CORD
+    for candidate in plan.candidates + plan.targets.candidates:
+        for contact in candidate.contacts:
+            if contact.side == "midline":
+                assert 2.5 <= contact.dcsf_mm <= 5.5, contact
+            elif contact.dcsf_mm is None:
+                assert contact.dcsf_note == BESIDE_CORD
                 beside += 1
             else:
-                assert 2.5 <= contact["dcsf_mm"] <= 6.0, contact
-            assert contact["segment"] in planner.enlargement.segments
+                assert 2.5 <= contact.dcsf_mm <= 6.0, contact
+            assert contact.segment in planner.enlargement.segments
     assert beside > 0
 
 
@@ -310,15 +310,15 @@ def test_docs_quote_the_pam50_target_comparison(pam50):
     from pathlib import Path
 
     _, plan = pam50
-    diff = plan["targets"]["comparison"]
+    diff = plan.comparison
     text = (Path(__file__).resolve().parents[1] / "docs" / "planning.md").read_text(
         encoding="utf-8"
     )
-    assert not diff["agree"]
+    assert not diff.agree
     for quoted in (
-        f"{diff['volume_pct']['by_volume']:.2f} %",
-        f"{diff['volume_pct']['by_target']:.2f} %",
-        f"{diff['distance_mm']:.1f} mm",
-        f"s = {plan['targets']['candidates'][0]['rostral_mm']:.1f} mm",
+        f"{diff.by_volume.coverage.volume_pct:.2f} %",
+        f"{diff.by_target.coverage.volume_pct:.2f} %",
+        f"{diff.distance_mm:.1f} mm",
+        f"s = {diff.by_target.coverage.rostral:.1f} mm",
     ):
         assert quoted in text, f"docs/planning.md should quote {quoted!r}"

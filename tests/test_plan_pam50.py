@@ -25,15 +25,15 @@ def test_enlargement_lies_over_the_t11_to_l1_vertebrae(pam50):
     assert not enlargement.estimated and enlargement.segments[0] == "L1"
     assert vertebrae["T11"][0] <= enlargement.start <= vertebrae["T11"][1]
     assert vertebrae["L1"][0] <= enlargement.end <= vertebrae["L1"][1]
-    assert plan["cord"]["conus_tip_mm"] == pytest.approx(planner.geometry.length, abs=0.01)
+    assert plan.cord.conus_tip == pytest.approx(planner.geometry.length, abs=1e-9)
 
 
 def test_best_placement_agrees_with_the_literature_and_the_docs(pam50):
     planner, plan = pam50
-    best = plan["candidates"][0]
-    assert best["volume_pct"] == pytest.approx(max(plan["curve"]["volume_pct"]), abs=1e-6)
-    assert "T11" in best["rostral_edge"]
-    assert "T12" in best["caudal_edge"] or "L1" in best["caudal_edge"]
+    best = plan.best
+    assert best.coverage.volume_pct == pytest.approx(max(plan.curve.volume_pct), abs=1e-6)
+    assert "T11" in best.rostral_edge
+    assert "T12" in best.caudal_edge or "L1" in best.caudal_edge
     # the answer computed without the planner: PAM50's cord is straight along S, so each
     # enlargement voxel sits at its S; the 46.5 mm window slid over them in 0.1 mm steps
     labels = planner.labels
@@ -42,14 +42,14 @@ def test_best_placement_agrees_with_the_literature_and_the_docs(pam50):
     length = planner.paddle.array_length_mm
     tops = np.arange(z.min(), z.max() + length, 0.1)
     share = 100.0 * (np.searchsorted(z, tops) - np.searchsorted(z, tops - length)) / len(z)
-    assert best["volume_pct"] == pytest.approx(share.max(), abs=0.1)
+    assert best.coverage.volume_pct == pytest.approx(share.max(), abs=0.1)
     # the worked example in docs/planning.md quotes these numbers
     text = DOC.read_text(encoding="utf-8")
     for quoted in (
-        f"{best['volume_pct']:.1f} %",
-        best["rostral_edge"],
-        best["caudal_edge"],
-        f"{best['slice_count_pct']:.1f} %",
+        f"{best.coverage.volume_pct:.1f} %",
+        best.rostral_edge,
+        best.caudal_edge,
+        f"{best.slice_count_pct:.1f} %",
     ):
         assert quoted in text, f"docs/planning.md should quote {quoted!r}"
 

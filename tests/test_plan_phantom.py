@@ -46,7 +46,7 @@ def test_best_placement_matches_an_independent_brute_force(phantom):
 
     phantom, planner = phantom
     plan = planner.plan(top=3)
-    best = plan["candidates"][0]
+    best = plan.best.coverage
     truth = phantom.truth
     labels = phantom.labels
     ids = [truth.segments[name]["label_id"] for name in planner.enlargement.segment_extents]
@@ -63,12 +63,10 @@ def test_best_placement_matches_an_independent_brute_force(phantom):
     covered = np.searchsorted(np.sort(s), starts + length) - np.searchsorted(np.sort(s), starts)
     share = 100.0 * covered / len(s)
     offset = planner.enlargement.start - truth.segments["L1"]["superior_s_mm"]
-    assert best["volume_pct"] == pytest.approx(share.max(), abs=1.0)
+    assert best.volume_pct == pytest.approx(share.max(), abs=1.0)
     best_truth = starts[share >= share.max() - 0.05]  # a plateau: the positions within 0.05 %
-    assert best_truth.min() - 1.0 <= best["rostral_mm"] - offset <= best_truth.max() + 1.0
-    assert best["volume_pct"] == pytest.approx(
-        coverage_at(planner.enlargement, planner.paddle, best["rostral_mm"]).volume_pct, abs=0.01
-    )
+    assert best_truth.min() - 1.0 <= best.rostral - offset <= best_truth.max() + 1.0
+    assert best == coverage_at(planner.enlargement, planner.paddle, best.rostral)
 
 
 def test_estimated_enlargement_without_segment_labels(phantom):
@@ -84,10 +82,10 @@ def test_estimated_enlargement_without_segment_labels(phantom):
     assert estimated.enlargement.start == pytest.approx(planner.enlargement.start, abs=8.0)
     assert estimated.enlargement.end == pytest.approx(planner.enlargement.end, abs=8.0)
     assert planner.enlargement.start <= estimated.enlargement.csa_peak <= planner.enlargement.end
-    proposed = estimated.plan(top=1)["candidates"][0]["rostral_mm"]
-    best = planner.plan(top=1)["candidates"][0]["volume_pct"]
+    proposed = estimated.plan(top=1).best.coverage.rostral
+    best = planner.plan(top=1).best.coverage.volume_pct
     achieved = coverage_at(planner.enlargement, planner.paddle, proposed).volume_pct
-    assert best - 3.0 <= achieved <= best + 0.01  # plan.json rounds to 0.01
+    assert best - 3.0 <= achieved <= best + 1e-9
 
 
 def test_sagittal_acquisition_gives_the_same_plan(phantom):
@@ -101,9 +99,9 @@ def test_sagittal_acquisition_gives_the_same_plan(phantom):
     for name, (_, end) in sagittal.enlargement.segment_extents.items():
         assert end - offset == pytest.approx(truth.segments[name]["inferior_s_mm"], abs=0.5)
     axial_offset = axial.enlargement.start - truth.segments["L1"]["superior_s_mm"]
-    best_axial = axial.plan(top=1)["candidates"][0]
-    best_sagittal = sagittal.plan(top=1)["candidates"][0]
-    assert best_sagittal["rostral_mm"] - offset == pytest.approx(
-        best_axial["rostral_mm"] - axial_offset, abs=3.0
+    best_axial = axial.plan(top=1).best.coverage
+    best_sagittal = sagittal.plan(top=1).best.coverage
+    assert best_sagittal.rostral - offset == pytest.approx(
+        best_axial.rostral - axial_offset, abs=3.0
     )
-    assert best_sagittal["volume_pct"] == pytest.approx(best_axial["volume_pct"], abs=2.0)
+    assert best_sagittal.volume_pct == pytest.approx(best_axial.volume_pct, abs=2.0)

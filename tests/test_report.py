@@ -241,18 +241,19 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
     on the dorsal midline at the plan's arc lengths and a point per contact, at the contact
     map's arc length and lateral offset, described by its segment, side and dCSF; the image
     layer kept."""
+    from cordmap.plan.files import read_result
     from cordmap.plan.geometry import candidate_strips, measure_cord
     from cordmap.viewer.precomputed import world_to_output
     from cordmap.viewer.state import paddle_name, viewer_state
 
     case = Case.open(phantom_case[0])
-    plan = json.loads((case.root / PLAN_FILE).read_text())
+    plan = read_result(case.root / PLAN_FILE)
     image, labels = case.image(), case.labels()
     geometry = measure_cord(labels)
     paddles = candidate_strips(geometry, plan)
     state = viewer_state(image, labels, paddles=paddles)
     names = [layer["name"] for layer in state["layers"]]
-    assert names == [paddle_name(c) for c in plan["candidates"]] + [
+    assert names == [paddle_name(c) for c in plan.candidates] + [
         "MRI",
         "cord and roots",
         "vertebrae",
@@ -260,7 +261,7 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
     assert state["selectedLayer"]["layer"] == "cord and roots"
     for layer, (candidate, strip, contacts) in zip(state["layers"], paddles):
         assert layer["type"] == "annotation" and layer["source"]["url"] == "local://annotations"
-        assert layer["visible"] == (candidate["rank"] == 1)
+        assert layer["visible"] == (candidate.rank == 1)
         lines = [a for a in layer["annotations"] if a["type"] == "line"]
         points = [a for a in layer["annotations"] if a["type"] == "point"]
         assert len(lines) == 2 * len(strip)  # the closed outline
@@ -268,27 +269,28 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
         np.testing.assert_allclose(first, world_to_output(image, strip[0, 0]), atol=2e-3)
         # the array's ends sit at the plan's arc lengths, behind the cord
         s, _ = geometry.centreline.project(strip[[0, -1]].mean(axis=1))
-        np.testing.assert_allclose(s, [candidate["rostral_mm"], candidate["caudal_mm"]], atol=0.05)
+        ends = [candidate.coverage.rostral, candidate.coverage.caudal]
+        np.testing.assert_allclose(s, ends, atol=0.05)
         middle = strip.mean(axis=1)
         behind = middle - geometry.centreline.point(geometry.centreline.project(middle)[0])
         assert (behind[:, 1] < -3).all()  # posterior of the centreline by more than the radius
         np.testing.assert_allclose(
-            np.linalg.norm(strip[:, 0] - strip[:, 1], axis=1), plan["paddle"]["width_mm"]
+            np.linalg.norm(strip[:, 0] - strip[:, 1], axis=1), plan.paddle.width_mm
         )
         # one point per contact, where the contact map puts it, described by it
-        mapped = candidate["contacts"]
-        assert len(points) == len(contacts) == plan["paddle"]["contacts"] == len(mapped)
+        mapped = candidate.contacts
+        assert len(points) == len(contacts) == plan.paddle.contacts == len(mapped)
         np.testing.assert_allclose(
             [p["point"] for p in points], [world_to_output(image, c) for c in contacts], atol=2e-3
         )
         s, _ = geometry.centreline.project(contacts)
-        np.testing.assert_allclose(s, [c["s_mm"] for c in mapped], atol=0.05)
+        np.testing.assert_allclose(s, [c.s_mm for c in mapped], atol=0.05)
         _, right, _ = geometry.centreline.frame(s)
         lateral = np.einsum("ij,ij->i", contacts - geometry.centreline.point(s), right)
-        np.testing.assert_allclose(lateral, [c["lateral_mm"] for c in mapped], atol=0.05)
+        np.testing.assert_allclose(lateral, [c.lateral_mm for c in mapped], atol=0.05)
         for point, contact in zip(points, mapped):
             assert point["description"].startswith(
-                f"contact {contact['contact']}: {contact['segment']} {contact['side']}, dCSF"
+                f"contact {contact.number}: {contact.segment} {contact.side}, dCSF"
             )
 
 
@@ -307,7 +309,7 @@ def test_figures_of_an_estimated_enlargement(phantom_case, tmp_path):
     ).id
     labels = LabelVolume(array, labels.affine, schema=schema)
     plan = Planner.prepare(labels).plan(top=1)
-    assert plan["enlargement"]["estimated"]
+    assert plan.enlargement.estimated
     pictures = draw_figures(case.image(), labels, plan)
     for png in pictures.values():
         assert np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float).std() > 20

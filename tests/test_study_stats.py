@@ -160,9 +160,9 @@ def test_demo_study_plans_phantoms_and_is_reproducible(tmp_path):
         assert 0 < row["coverage"] <= 100 and row["surgery_time"] >= 60
         if row["group"] == "3d-planned":
             (plan,) = record["plans"]
-            best = Planner.prepare(case.labels()).plan(top=1)["candidates"][0]
-            assert plan["coverage_pct"] == pytest.approx(best["volume_pct"])
-            assert plan["rostral_edge"] == best["rostral_edge"]
+            best = Planner.prepare(case.labels()).plan(top=1).best
+            assert plan["coverage_pct"] == pytest.approx(best.coverage.volume_pct)
+            assert plan["rostral_edge"] == best.rostral_edge
             assert row["coverage"] <= plan["coverage_pct"] + 0.5  # the plan is the best
         else:
             assert record["plans"] == []

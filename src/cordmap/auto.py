@@ -12,8 +12,12 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cordmap.errors import CordmapError
+
+if TYPE_CHECKING:
+    from cordmap.plan.results import Plan
 
 VIEWER_SITE = "viewer-site"
 
@@ -23,7 +27,7 @@ class AutoResult:
     case: Path
     report: Path
     site: Path
-    plan: dict
+    plan: Plan
     levels: dict
     warnings: list[str] = field(default_factory=list)
     up_to_date: list[str] = field(default_factory=list)  # stages reused as they were

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.markup import escape
 
 from cordmap import __version__
 from cordmap.errors import CordmapError
+
+if TYPE_CHECKING:
+    from cordmap.plan.results import Assessment, Placement, Plan
 
 app = typer.Typer(
     help="Plan epidural stimulation over the lumbosacral spinal cord from MRI.",
@@ -1065,12 +1068,7 @@ def auto(
     console.print(f"{levels['summary']}: {', '.join(levels['vertebrae'])}")
     if levels["conus_level"]:
         console.print(f"conus tip at {levels['conus_level']}")
-    best = result.plan["candidates"][0]
-    console.print(
-        f"best placement: rostral edge {best['rostral_edge']}, caudal edge "
-        f"{best['caudal_edge']}: {best['volume_pct']:.1f} % of the enlargement "
-        f"({result.plan['enlargement']['segments']})"
-    )
+    _plan_best(result.plan, f" ({result.plan.enlargement.span})")
     if result.up_to_date:
         console.print(f"up to date: {', '.join(result.up_to_date)}")
     console.print(f"written {result.report} and {result.site}")
@@ -1219,23 +1217,23 @@ def plan_(
         sides=sides,
         protocol=protocol,
     )
-    result = written.result
-    _plan_header(result)
-    _plan_table([(f"#{c['rank']}", c) for c in result["candidates"]])
-    _plan_segments("#1", result["candidates"][0])
-    _plan_contacts("#1", result["candidates"][0])
-    if "targets" in result:
-        ranked = result["targets"]
+    plan = written.result
+    _plan_header(plan)
+    _plan_table([(f"#{c.rank}", c) for c in plan.candidates])
+    _plan_segments("#1", plan.best)
+    _plan_contacts("#1", plan.best)
+    if plan.targets is not None:
+        ranked = plan.targets
         console.print(
-            f"by target score ({', '.join(ranked['segments'])}; {' and '.join(ranked['sides'])}):"
+            f"by target score ({', '.join(ranked.segments)}; {' and '.join(ranked.sides)}):"
         )
-        _plan_table([(f"#{c['rank']}", c) for c in ranked["candidates"]])
-        diff = ranked["comparison"]
+        _plan_table([(f"#{c.rank}", c) for c in ranked.candidates])
+        diff = plan.comparison
         console.print(
             "the two rankings agree on the best placement"
-            if diff["agree"]
+            if diff.agree
             else f"the two rankings disagree: their best placements are "
-            f"{diff['distance_mm']:.1f} mm apart"
+            f"{diff.distance_mm:.1f} mm apart"
         )
     console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
 
@@ -1276,35 +1274,43 @@ def assess_(
         enlargement=enlargement,
         protocol=protocol,
     )
-    result = written.result
-    _plan_header(result)
-    rows = [("placement", result["placement"])]
-    if "compared" in result:
-        rows.append(("compared", result["compared"]["placement"]))
+    assessment = written.result
+    _plan_header(assessment)
+    rows = [("placement", assessment.placement)]
+    if assessment.compared is not None:
+        rows.append(("compared", assessment.compared.placement))
     _plan_table(rows)
-    _plan_segments("placement", result["placement"])
-    _plan_contacts("placement", result["placement"])
-    if "compared" in result:
-        console.print(
-            f"distance between the two placements: {result['compared']['distance_mm']:.1f} mm"
-        )
+    _plan_segments("placement", assessment.placement)
+    _plan_contacts("placement", assessment.placement)
+    if assessment.compared is not None:
+        console.print(f"distance between the two placements: {assessment.distance_mm:.1f} mm")
     console.print(f"{written.path} {'up to date' if written.up_to_date else 'written'}")
 
 
-def _plan_header(result: dict) -> None:
-    e, p = result["enlargement"], result["paddle"]
-    how = "estimated from the CSA profile and the conus" if e["estimated"] else "labelled"
+def _plan_header(result: Plan | Assessment) -> None:
+    e, p = result.enlargement, result.paddle
+    how = "estimated from the CSA profile and the conus" if e.estimated else "labelled"
     console.print(
-        f"enlargement {e['segments']} ({how}): {e['length_mm']:.1f} mm, "
-        f"{e['volume_mm3']:.0f} mm3; paddle {p['name']} ({p['array_length_mm']:g} mm array)"
+        f"enlargement {e.span} ({how}): {e.length:.1f} mm, "
+        f"{e.volume_mm3:.0f} mm3; paddle {p.name} ({p.array_length_mm:g} mm array)"
     )
 
 
-def _plan_segments(name: str, placement: dict) -> None:
+def _plan_best(plan: Plan, detail: str = "") -> None:
+    best = plan.best
+    console.print(
+        f"best placement: rostral edge {best.rostral_edge}, caudal edge "
+        f"{best.caudal_edge}: {best.coverage.volume_pct:.1f} % of the enlargement{detail}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _plan_segments(name: str, placement: Placement) -> None:
     parts = [
-        f"{s['segment']} {s['covered_pct']:.0f} %"
-        + (f" (rows {s['contact_rows'][0]}-{s['contact_rows'][-1]})" if s["contact_rows"] else "")
-        for s in placement["segments"]
+        f"{s.segment} {s.covered_pct:.0f} %"
+        + (f" (rows {s.rows[0]}-{s.rows[-1]})" if s.rows else "")
+        for s in placement.coverage.segments
     ]
     console.print(f"segments under {name}: " + ", ".join(parts))
 
@@ -1312,7 +1318,7 @@ def _plan_segments(name: str, placement: dict) -> None:
 def _plan_table(rows: list) -> None:
     from rich.table import Table
 
-    scored = "target_score" in rows[0][1]
+    scored = rows[0][1].target_score is not None
     table = Table(title_justify="left")
     for column in (
         "",
@@ -1329,18 +1335,18 @@ def _plan_table(rows: list) -> None:
     for name, c in rows:
         table.add_row(
             name,
-            c["rostral_edge"],
-            c["caudal_edge"],
-            f"{c['rostral_mm']:.1f}",
-            f"{c['volume_pct']:.1f}",
-            f"{c['length_pct']:.1f}",
-            f"{c['slice_count_pct']:.1f}",
-            *((f"{c['target_score']:.1f}",) if scored else ()),
+            c.rostral_edge,
+            c.caudal_edge,
+            f"{c.coverage.rostral:.1f}",
+            f"{c.coverage.volume_pct:.1f}",
+            f"{c.coverage.length_pct:.1f}",
+            f"{c.slice_count_pct:.1f}",
+            *((f"{c.target_score:.1f}",) if scored else ()),
         )
     console.print(table)
 
 
-def _plan_contacts(name: str, placement: dict) -> None:
+def _plan_contacts(name: str, placement: Placement) -> None:
     from rich.table import Table
 
     table = Table(title=f"contacts of {name}", title_justify="left")
@@ -1354,15 +1360,15 @@ def _plan_contacts(name: str, placement: dict) -> None:
         "dCSF mm",
     ):
         table.add_column(column, justify="left" if column in ("segment", "side") else "right")
-    for c in placement["contacts"]:
+    for c in placement.contacts:
         table.add_row(
-            str(c["contact"]),
-            str(c["row"]),
-            c["segment"] or "-",
-            c["side"],
-            f"{c['lateral_mm']:+.1f}",
-            f"{c['entry_zone_offset_mm']:+.1f}",
-            f"{c['dcsf_mm']:.1f}" if c["dcsf_mm"] is not None else c["dcsf_note"],
+            str(c.number),
+            str(c.row),
+            c.segment or "-",
+            c.side,
+            f"{c.lateral_mm:+.1f}",
+            f"{c.entry_zone_offset_mm:+.1f}",
+            f"{c.dcsf_mm:.1f}" if c.dcsf_mm is not None else c.dcsf_note,
         )
     console.print(table)
 
@@ -1534,11 +1540,5 @@ def report(
 
     with console.status("planning if needed, drawing the figures"):
         result = write_case_report(case_dir, out, site=site)
-    best = result.plan["candidates"][0]
-    console.print(
-        f"best placement: rostral edge {best['rostral_edge']}, caudal edge "
-        f"{best['caudal_edge']}: {best['volume_pct']:.1f} % of the enlargement",
-        highlight=False,
-        soft_wrap=True,
-    )
+    _plan_best(result.plan)
     console.print(f"report written to {result.path}", highlight=False, soft_wrap=True)

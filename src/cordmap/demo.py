@@ -84,11 +84,11 @@ def run_demo(
     on_step("planning the paddle placement")
     plan, plan_path = plan_file(case.root)
     result.made.append(("placement plan (JSON)", plan_path))
-    best = plan["candidates"][0]
+    best = plan.best
     result.notes.append(
-        f"best placement covers {best['volume_pct']:.1f} % of the enlargement "
-        f"({plan['enlargement']['segments']}): "
-        f"rostral edge {best['rostral_edge']}, caudal edge {best['caudal_edge']}"
+        f"best placement covers {best.coverage.volume_pct:.1f} % of the enlargement "
+        f"({plan.enlargement.span}): "
+        f"rostral edge {best.rostral_edge}, caudal edge {best.caudal_edge}"
     )
 
     on_step("writing the Neuroglancer viewer (with the candidate paddles) as a static site")

@@ -79,6 +79,20 @@ class Contact:
             "dcsf_note": self.dcsf_note,
         }
 
+    @classmethod
+    def from_json(cls, data: dict) -> Contact:
+        return cls(
+            data["contact"],
+            data["row"],
+            data["lateral_mm"],
+            data["s_mm"],
+            data["segment"],
+            data["side"],
+            data["entry_zone_offset_mm"],
+            data["dcsf_mm"],
+            data["dcsf_note"],
+        )
+
 
 def entry_zone_lateral(geometry: CordGeometry, s) -> np.ndarray:
     """Distance (mm) of the dorsal root entry zones from the midline at arc lengths `s`."""

@@ -41,6 +41,11 @@ class SegmentCoverage:
             "contact_rows": list(self.rows),
         }
 
+    @classmethod
+    def from_json(cls, data: dict) -> SegmentCoverage:
+        a, b = data["extent_mm"]
+        return cls(data["segment"], (a, b), data["covered_pct"], tuple(data["contact_rows"]))
+
 
 @dataclass(frozen=True)
 class Coverage:
@@ -58,6 +63,16 @@ class Coverage:
             "length_pct": round(self.length_pct, 2),
             "segments": [s.to_json() for s in self.segments],
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Coverage:
+        return cls(
+            data["rostral_mm"],
+            data["caudal_mm"],
+            data["volume_pct"],
+            data["length_pct"],
+            tuple(SegmentCoverage.from_json(s) for s in data["segments"]),
+        )
 
 
 def coverage_curve(

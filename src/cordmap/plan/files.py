@@ -16,6 +16,7 @@ from pathlib import Path
 from cordmap.atomic import write_text
 from cordmap.errors import CordmapError
 from cordmap.plan.planner import Planner
+from cordmap.plan.results import Assessment, Plan
 from cordmap.protocol.schema import LabelSchema
 
 PLAN_FILE = "plan/plan.json"
@@ -24,19 +25,21 @@ ASSESSMENT_FILE = "plan/assessment.json"
 
 @dataclass(frozen=True)
 class Written:
-    result: dict  # the JSON written
+    result: Plan | Assessment  # what the JSON written holds
     path: Path
     up_to_date: bool  # a case stage found unchanged: the recorded result was reused
 
 
-def plan_file(target: str | Path, out: str | Path | None = None, **options) -> tuple[dict, Path]:
+def plan_file(target: str | Path, out: str | Path | None = None, **options) -> tuple[Plan, Path]:
     """Plan a case folder or a label NIfTI, write plan.json; return it and its path (options
     as `run_plan`)."""
     written = run_plan(target, out, **options)
     return written.result, written.path
 
 
-def assess_file(target: str | Path, out: str | Path | None = None, **options) -> tuple[dict, Path]:
+def assess_file(
+    target: str | Path, out: str | Path | None = None, **options
+) -> tuple[Assessment, Path]:
     """Score a placement read from X-ray landmarks, write assessment.json; return it and its
     path (options as `run_assess`)."""
     written = run_assess(target, out, **options)
@@ -65,6 +68,7 @@ def run_plan(
     search = _given(top=top, step=step, separation=separation, targets=targets, sides=sides)
     return _run(
         "plan",
+        Plan,
         target,
         out,
         PLAN_FILE,
@@ -92,6 +96,7 @@ def run_assess(
     landmarks = _given(rostral=rostral, caudal=caudal, compare=compare)
     return _run(
         "assess",
+        Assessment,
         target,
         out,
         ASSESSMENT_FILE,
@@ -103,12 +108,18 @@ def run_assess(
     )
 
 
+def read_result(path: Path, kind: type[Plan | Assessment] = Plan) -> Plan | Assessment:
+    """A plan.json (or with `kind` Assessment, an assessment.json) read back."""
+    return kind.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
 def _given(**options) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
 def _run(
     stage: str,
+    kind: type[Plan | Assessment],
     target,
     out,
     default: str,
@@ -116,7 +127,7 @@ def _run(
     protocol,
     options: dict,
     extra: dict,
-    compute: Callable[[Planner], dict],
+    compute: Callable[[Planner], Plan | Assessment],
 ) -> Written:
     target = Path(target)
     out = Path(out) if out else None
@@ -143,7 +154,7 @@ def _run(
         and out.is_file()
         and case.is_up_to_date(stage, inputs=inputs, parameters=parameters)
     ):
-        return Written(json.loads(out.read_text(encoding="utf-8")), out, True)
+        return Written(read_result(out, kind), out, True)
 
     if case is not None:
         labels = case.labels()
@@ -153,7 +164,7 @@ def _run(
         labels = read_labels(target, LabelSchema.load(protocol))
     planner = Planner.prepare(labels, paddles_file=paddles_file, source=str(labels_path), **options)
     result = compute(planner)
-    write_text(out, json.dumps(result, indent=1) + "\n")
+    write_text(out, json.dumps(result.to_json(), indent=1) + "\n")
     if case is not None:
         case.record(stage, inputs=inputs, outputs=[out], parameters=parameters)
     return Written(result, out, False)

@@ -28,6 +28,7 @@ Method:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -37,6 +38,9 @@ from scipy.spatial import cKDTree
 from cordmap.errors import CordmapError
 from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume
+
+if TYPE_CHECKING:
+    from cordmap.plan.results import Placement, Plan
 
 #: Protocol classes whose voxels make up the spinal cord.
 #: Protocol classes that mark vertebral levels.
@@ -457,22 +461,20 @@ PADDLE_GAP_MM = 2.0
 
 
 def candidate_strips(
-    geometry: CordGeometry, plan: dict, gap: float = PADDLE_GAP_MM
-) -> list[tuple[dict, np.ndarray, np.ndarray]]:
-    """Each candidate of a plan (plan.json) with the strip its array covers over the dorsal
+    geometry: CordGeometry, plan: Plan, gap: float = PADDLE_GAP_MM
+) -> list[tuple[Placement, np.ndarray, np.ndarray]]:
+    """Each candidate of a plan with the strip its array covers over the dorsal
     midline (`Centreline.dorsal_strip`, (n, 2, 3), the paddle's width) and its contacts
     ((m, 3) RAS+ points, in the contact map's order: rows rostral to caudal, each from the
     patient's left to right), `gap` mm behind the cord's surface (its radius from the
     cross-sectional area there). Lower ranks lie a little further out, so that overlapping
     candidates stay visible."""
-    paddle = plan["paddle"]
-    width = paddle["width_mm"]
-    layout = [(row["offset_mm"], x) for row in paddle["rows"] for x in sorted(row["lateral_mm"])]
+    layout = [(row.offset_mm, x) for _, row, x in plan.paddle.layout()]
     out = []
-    for candidate in plan["candidates"]:
-        a, b = candidate["rostral_mm"], candidate["caudal_mm"]
+    for candidate in plan.candidates:
+        a, b = candidate.coverage.rostral, candidate.coverage.caudal
         area = float(np.interp((a + b) / 2, geometry.csa_s, geometry.csa))
-        depth = np.sqrt(area / np.pi) + gap + 0.4 * (candidate["rank"] - 1)
+        depth = np.sqrt(area / np.pi) + gap + 0.4 * (candidate.rank - 1)
         s = np.array([a + offset for offset, _ in layout])
         _, right, posterior = geometry.centreline.frame(s)
         contacts = (
@@ -480,5 +482,6 @@ def candidate_strips(
             + depth * posterior
             + np.array([x for _, x in layout])[:, None] * right
         )
-        out.append((candidate, geometry.centreline.dorsal_strip(a, b, width, depth), contacts))
+        strip = geometry.centreline.dorsal_strip(a, b, plan.paddle.width_mm, depth)
+        out.append((candidate, strip, contacts))
     return out

@@ -58,6 +58,11 @@ class Paddle:
             for lateral in sorted(row.lateral_mm)
         ]
 
+    @classmethod
+    def from_json(cls, data: dict) -> Paddle:
+        """The model as `to_json` wrote it (without its `sources`)."""
+        return _parse(data)[0]
+
     def to_json(self) -> dict:
         return {
             "name": self.name,

@@ -3,8 +3,8 @@
 `Planner.prepare` measures once (cord geometry, enlargement, vertebrae, paddle);
 `Planner.plan` proposes the best placements (by volume coverage, and with `targets` by the
 target-root score too); `Planner.assess` scores one read from X-ray. Every placement comes
-with its contact map (`plan.contacts`). Both return JSON-ready dicts (what plan.json holds).
-Files are handled in `plan.files`.
+with its contact map (`plan.contacts`). Both return full-precision records
+(`plan.results`); JSON, rounded, is written by `plan.files`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from cordmap.plan.enlargement import (
     segment_extents,
 )
 from cordmap.plan.geometry import CordGeometry, cord_ids, measure_cord
+from cordmap.plan.measured import CordSummary, DorsalSurface, EnlargementSummary
 from cordmap.plan.paddles import DEFAULT_PADDLE, Paddle, get_paddle
+from cordmap.plan.results import Assessment, Compared, Placement, Plan, TargetRanking
 from cordmap.plan.search import SEARCH_STEP_MM, SEPARATION_MM, best_positions, search_positions
 from cordmap.plan.targets import Targets
 from cordmap.plan.vertebral import VertebralMap
@@ -76,7 +78,7 @@ class Planner:
         separation: float = SEPARATION_MM,
         targets: str | None = None,
         sides: str = "both",
-    ) -> dict:
+    ) -> Plan:
         """The top placements with their coverage, vertebral description and contact map,
         and the curve. With `targets` ("L2,L3,L4,S1") and `sides` (both, left, right), the
         top placements by the target-root score as well, and how the two rankings differ."""
@@ -91,45 +93,50 @@ class Planner:
             )
 
         def ranked(by):
-            return [
-                dict(rank=rank, **self.placement(s, chosen))
+            return tuple(
+                replace(self.placement(s, chosen), rank=rank)
                 for rank, s in enumerate(best_positions(curve, top, separation, by), start=1)
-            ]
+            )
 
-        result = {
-            **self._header(),
-            "search": {"step_mm": step, "separation_mm": separation, "top": top},
-            "candidates": ranked("volume_pct"),
-            "curve": curve.to_json(),
-        }
-        if chosen is not None:
-            by_target = ranked("target_score")
-            result["targets"] = {
-                **chosen.to_json(),
-                "candidates": by_target,
-                "comparison": _comparison(result["candidates"][0], by_target[0], separation),
-            }
-        return result
+        return Plan(
+            **self._measured(),
+            step_mm=step,
+            separation_mm=separation,
+            top=top,
+            candidates=ranked("volume_pct"),
+            curve=curve,
+            targets=None
+            if chosen is None
+            else TargetRanking(
+                chosen.segments,
+                chosen.sides,
+                chosen.others,
+                chosen.weights,
+                ranked("target_score"),
+            ),
+        )
 
     def targets(self, targets: str, sides: str = "both") -> Targets:
         """The target segments and sides, checked against the enlargement."""
         return Targets.parse(targets, sides, self.enlargement, self.geometry)
 
-    def placement(self, rostral: float, targets: Targets | None = None) -> dict:
+    def placement(self, rostral: float, targets: Targets | None = None) -> Placement:
         """Everything about one position of the array's rostral end (arc length, mm)."""
         coverage = coverage_at(self.enlargement, self.paddle, rostral)
-        out = {
-            "rostral_edge": self.vertebral.describe(coverage.rostral),
-            "caudal_edge": self.vertebral.describe(coverage.caudal),
-            **coverage.to_json(),
-            "slice_count_pct": round(self.slice_count(rostral), 2),
-            "contacts": [c.to_json() for c in self.contact_map.contacts(self.paddle, rostral)],
-        }
+        score, reach = None, None
         if targets is not None:
-            reach = targets.reach(self.geometry, self.paddle, [rostral])
-            out["target_score"] = round(float(targets.score(reach)[0]), 2)
-            out["reach"] = {k: round(float(v[0]), 3) for k, v in reach.items()}
-        return out
+            by_segment = targets.reach(self.geometry, self.paddle, [rostral])
+            score = float(targets.score(by_segment)[0])
+            reach = {k: float(v[0]) for k, v in by_segment.items()}
+        return Placement(
+            self.vertebral.describe(coverage.rostral),
+            self.vertebral.describe(coverage.caudal),
+            coverage,
+            self.slice_count(rostral),
+            tuple(self.contact_map.contacts(self.paddle, rostral)),
+            target_score=score,
+            reach=reach,
+        )
 
     @cached_property
     def contact_map(self) -> ContactMapper:
@@ -176,23 +183,18 @@ class Planner:
 
     def assess(
         self, rostral: str | None = None, caudal: str | None = None, compare: str | None = None
-    ) -> dict:
+    ) -> Assessment:
         """Coverage achieved by a placement read from X-ray landmarks; with `compare` (the
-        rostral-end landmark of another placement), the distance between the two in mm."""
-        position = self.position_of(rostral, caudal)
-        result = {
-            **self._header(),
-            "landmark": {"rostral": rostral, "caudal": caudal},
-            "placement": self.placement(position),
-        }
-        if compare is not None:
-            other = self.position_of(rostral=compare)
-            result["compared"] = {
-                "landmark": compare,
-                "placement": self.placement(other),
-                "distance_mm": round(abs(position - other), 2),
-            }
-        return result
+        rostral-end landmark of another placement), that placement too."""
+        return Assessment(
+            **self._measured(),
+            rostral=rostral,
+            caudal=caudal,
+            placement=self.placement(self.position_of(rostral, caudal)),
+            compared=None
+            if compare is None
+            else Compared(compare, self.placement(self.position_of(rostral=compare))),
+        )
 
     def _segments(self) -> dict[str, tuple[float, float]]:
         """Extents of all labelled cord segments, rostral to caudal."""
@@ -205,73 +207,32 @@ class Planner:
         names.sort(key=SEGMENTS.index)
         return segment_extents(self.geometry, schema, names)
 
-    def _header(self) -> dict:
-        e = self.enlargement
-        return {
-            "cordmap_version": __version__,
-            "labels": self.source,
-            "units": "mm along the cord centreline from the rostral end of the cord in view",
-            "paddle": self.paddle.to_json(),
-            "enlargement": {
-                "segments": f"{e.segments[0]}..{e.segments[-1]}",
-                "estimated": e.estimated,
-                "extent_mm": [round(e.start, 2), round(e.end, 2)],
-                "length_mm": round(e.length, 2),
-                "volume_mm3": round(e.total_volume, 1),
-                "segment_extents_mm": {
-                    k: [round(a, 2), round(b, 2)] for k, (a, b) in e.segment_extents.items()
-                },
-                **(
-                    {
-                        "csa_peak_mm": round(e.csa_peak, 2),
-                        "csa_peak_inside": bool(e.start <= e.csa_peak <= e.end),
-                    }
-                    if e.csa_peak is not None
-                    else {}
-                ),
-            },
-            "cord": {
-                "length_mm": round(self.geometry.length, 2),
-                "conus_tip_mm": (
-                    None if self.geometry.conus_tip is None else round(self.geometry.conus_tip, 2)
-                ),
-                "segments_mm": {
-                    name: [round(a, 2), round(b, 2)] for name, (a, b) in self._segments().items()
-                },
-                "csa_mm2": {
-                    "s_mm": self.geometry.csa_s[::4].round(2).tolist(),
-                    "area": self.geometry.csa[::4].round(2).tolist(),
-                },
-            },
-            "levels": self.vertebral.to_json(),
-            "dorsal_surface": self._dorsal_surface(),
-        }
-
-    def _dorsal_surface(self) -> dict:
-        """The cord's half-width and the entry zones' distance from the midline every 1 mm,
-        with the segment extents the contact map uses (for the report's contact figure)."""
-        g = self.geometry
+    def _measured(self) -> dict:
+        """The fields of `measured.Measured`."""
+        e, g = self.enlargement, self.geometry
         s = g.csa_s[::2]
-        return {
-            "s_mm": s.round(2).tolist(),
-            "cord_half_width_mm": np.interp(s, g.csa_s, g.half_width).round(2).tolist(),
-            "entry_zone_mm": entry_zone_lateral(g, s).round(2).tolist(),
-            "csf_labelled": self.contact_map.has_csf,
-            "segments_mm": {
-                n: [round(a, 2), round(b, 2)] for n, (a, b) in self.contact_map.segments.items()
-            },
-        }
-
-
-def _comparison(by_volume: dict, by_target: dict, separation: float) -> dict:
-    """Where the best placement by volume and the best by target score differ."""
-    distance = abs(by_volume["rostral_mm"] - by_target["rostral_mm"])
-    return {
-        "agree": bool(distance < separation),
-        "distance_mm": round(distance, 2),
-        "volume_pct": {"by_volume": by_volume["volume_pct"], "by_target": by_target["volume_pct"]},
-        "target_score": {
-            "by_volume": by_volume["target_score"],
-            "by_target": by_target["target_score"],
-        },
-    }
+        return dict(
+            cordmap_version=__version__,
+            labels=self.source,
+            paddle=self.paddle,
+            enlargement=EnlargementSummary(
+                e.segments,
+                e.estimated,
+                e.start,
+                e.end,
+                e.total_volume,
+                dict(e.segment_extents),
+                e.csa_peak,
+            ),
+            cord=CordSummary(
+                g.length, g.conus_tip, self._segments(), tuple(g.csa_s[::4]), tuple(g.csa[::4])
+            ),
+            levels=self.vertebral,
+            dorsal_surface=DorsalSurface(
+                tuple(s),
+                tuple(np.interp(s, g.csa_s, g.half_width)),
+                tuple(entry_zone_lateral(g, s)),
+                self.contact_map.has_csf,
+                dict(self.contact_map.segments),
+            ),
+        )

@@ -46,6 +46,16 @@ class Curve:
             out["target_score"] = np.round(self.target_score, 2).tolist()
         return out
 
+    @classmethod
+    def from_json(cls, data: dict) -> Curve:
+        score = data.get("target_score")
+        return cls(
+            np.asarray(data["rostral_mm"], dtype=float),
+            np.asarray(data["volume_pct"], dtype=float),
+            np.asarray(data["length_pct"], dtype=float),
+            None if score is None else np.asarray(score, dtype=float),
+        )
+
 
 def search_positions(
     geometry: CordGeometry,

@@ -54,6 +54,13 @@ class Weights:
             float(data["non_target_weight"]),
         )
 
+    def to_json(self) -> dict:
+        return {
+            "rostrocaudal_mm": self.rostrocaudal_mm,
+            "lateral_mm": self.lateral_mm,
+            "non_target_weight": self.non_target_weight,
+        }
+
 
 @dataclass(frozen=True)
 class Targets:
@@ -140,15 +147,3 @@ class Targets:
             return np.mean([reach[k] for k in keys], axis=0) if keys else 0.0
 
         return 100 * (mean(self.segments) - self.weights.non_target_weight * mean(self.others))
-
-    def to_json(self) -> dict:
-        return {
-            "segments": list(self.segments),
-            "sides": list(self.sides),
-            "others": list(self.others),
-            "weights": {
-                "rostrocaudal_mm": self.weights.rostrocaudal_mm,
-                "lateral_mm": self.weights.lateral_mm,
-                "non_target_weight": self.weights.non_target_weight,
-            },
-        }

@@ -107,16 +107,16 @@ class VertebralMap:
         for name, (a, b) in self.vertebrae.items():
             if a <= s <= b:
                 if s - a <= ENDPLATE_MM:
-                    return f"{_body(name)} upper endplate"
+                    return f"{body_name(name)} upper endplate"
                 if b - s <= ENDPLATE_MM:
-                    return f"{_body(name)} lower endplate"
+                    return f"{body_name(name)} lower endplate"
                 third = ("upper", "middle", "lower")[min(int(3 * (s - a) / (b - a)), 2)]
-                return f"{third} third of {_body(name)} body"
+                return f"{third} third of {body_name(name)} body"
         first, last = next(iter(self.vertebrae)), list(self.vertebrae)[-1]
         if s < self.vertebrae[first][0]:
-            return f"{self.vertebrae[first][0] - s:.0f} mm above {_body(first)} (above the labelled vertebrae)"
+            return f"{self.vertebrae[first][0] - s:.0f} mm above {body_name(first)} (above the labelled vertebrae)"
         if s > self.vertebrae[last][1]:
-            return f"{s - self.vertebrae[last][1]:.0f} mm below {_body(last)} (below the labelled vertebrae)"
+            return f"{s - self.vertebrae[last][1]:.0f} mm below {body_name(last)} (below the labelled vertebrae)"
         return "between labelled vertebrae"
 
     # -- words -> arc length ---------------------------------------------------------------
@@ -143,9 +143,9 @@ class VertebralMap:
     def _present(self, name: str, landmark: str) -> str:
         name = vertebra(name)
         if name not in self.vertebrae:
-            have = ", ".join(_body(v) for v in self.vertebrae) or "none"
+            have = ", ".join(body_name(v) for v in self.vertebrae) or "none"
             raise CordmapError(
-                f"landmark '{landmark}' names vertebra {_body(name)}, which is not in the labels "
+                f"landmark '{landmark}' names vertebra {body_name(name)}, which is not in the labels "
                 f"(labelled: {have}); label it or use a landmark on a labelled vertebra"
             )
         return name
@@ -153,15 +153,23 @@ class VertebralMap:
     def to_json(self) -> dict:
         return {
             "vertebrae": {
-                _body(k): [round(a, 2), round(b, 2)] for k, (a, b) in self.vertebrae.items()
+                body_name(k): [round(a, 2), round(b, 2)] for k, (a, b) in self.vertebrae.items()
             },
             "discs": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.discs.items()},
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> VertebralMap:
+        return cls(
+            {vertebra(k): (a, b) for k, (a, b) in data["vertebrae"].items()},
+            {k: (a, b) for k, (a, b) in data["discs"].items()},
+        )
 
 
 def _volume(geometry: CordGeometry, schema, label_id: int):
     return geometry.levels.get(label_id) if label_id in schema else None
 
 
-def _body(name: str) -> str:
+def body_name(name: str) -> str:
+    """How a vertebra is named in plan.json and on figures: "T11", "sacrum"."""
     return "sacrum" if name == "S" else name

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import shlex
 from dataclasses import dataclass
@@ -28,6 +27,9 @@ from cordmap import __version__
 from cordmap.atomic import write_text
 from cordmap.case import Case, sha256
 from cordmap.errors import CordmapError
+from cordmap.plan.measured import UNITS
+from cordmap.plan.paddles import Paddle
+from cordmap.plan.results import Placement, Plan
 from cordmap.report import figures
 
 REPORT_DIR = "report"
@@ -37,7 +39,7 @@ STAGE = "report"
 @dataclass(frozen=True)
 class CaseReport:
     path: Path
-    plan: dict
+    plan: Plan
     images: dict[str, bytes]  # figure name -> PNG
 
 
@@ -78,7 +80,7 @@ def _current_plan(case: Case):
     """plan.json, re-planned with its recorded options when missing or stale. A plan made
     with a user's paddle file (outside the case, recorded by name only) cannot be re-made
     here: it is used while the labels it was made from are unchanged."""
-    from cordmap.plan.files import PLAN_FILE, Written, run_plan
+    from cordmap.plan.files import PLAN_FILE, Written, read_result, run_plan
 
     entry = case.manifest.get("stages", {}).get("plan", {})
     inputs = entry.get("inputs", [])
@@ -92,7 +94,7 @@ def _current_plan(case: Case):
         and sha256(labels) == inputs[0]["sha256"]
         and [sha256(path)] == [e["sha256"] for e in entry.get("outputs", [])]
     ):
-        return Written(json.loads(path.read_text(encoding="utf-8")), path, True)
+        return Written(read_result(path), path, True)
     raise CordmapError(
         f"the plan of {case.root} was made with the paddle file {inputs[1]['path']} and is "
         f"missing or out of date; re-run `cordmap plan {case.root} --paddles "
@@ -119,18 +121,19 @@ def automatic_steps(case: Case) -> dict | None:
     return {"model": model.name, "card": card, "levels": found.levels, "warnings": found.warnings}
 
 
-def draw_figures(image, labels, plan: dict, automatic: dict | None = None) -> dict[str, bytes]:
+def draw_figures(image, labels, plan: Plan, automatic: dict | None = None) -> dict[str, bytes]:
     """The report's PNGs: sagittal, axial, 3d, coverage."""
     from cordmap.mesh import mesh_labels
     from cordmap.plan.geometry import candidate_strips, measure_cord
 
     schema = labels.schema
-    segment_ids = [schema.find("segment", n).id for n in _segment_names(plan)]
+    segment_ids = [schema.find("segment", n).id for n in plan.enlargement.segments]
     geometry = measure_cord(labels)
     slices = None
-    if plan["enlargement"]["estimated"]:  # no segment labelled: slices along its extent
+    enlargement = plan.enlargement
+    if enlargement.estimated:  # no segment labelled: slices along its extent
         points = geometry.centreline.point(
-            np.linspace(*plan["enlargement"]["extent_mm"], figures.AXIAL_SLICES)
+            np.linspace(enlargement.start, enlargement.end, figures.AXIAL_SLICES)
         )
         k = np.clip(np.round(labels.voxel(points)[:, 2]).astype(int), 0, labels.shape[2] - 1)
         slices = [("estimated enlargement", "#404040", int(i)) for i in dict.fromkeys(k)]
@@ -138,7 +141,7 @@ def draw_figures(image, labels, plan: dict, automatic: dict | None = None) -> di
     title = levels["summary"] if levels else None
     sagittal, axial = figures.slice_figures(image, labels, segment_ids, slices, title)
     strips = [
-        (f"paddle #{c['rank']}: {c['volume_pct']:.1f} %", strip)
+        (f"paddle #{c.rank}: {c.coverage.volume_pct:.1f} %", strip)
         for c, strip, _ in candidate_strips(geometry, plan)
     ]
     present = set(labels.ids())
@@ -148,8 +151,7 @@ def draw_figures(image, labels, plan: dict, automatic: dict | None = None) -> di
         if label.id in present
     ]
     meshes = mesh_labels(labels, ids=wanted, reduction=0.9)
-    first, last = plan["enlargement"]["extent_mm"]
-    z = geometry.centreline.point([first, last])[:, 2]
+    z = geometry.centreline.point([enlargement.start, enlargement.end])[:, 2]
     render = figures.render_3d(
         meshes,
         labels,
@@ -165,24 +167,13 @@ def draw_figures(image, labels, plan: dict, automatic: dict | None = None) -> di
     }
 
 
-def contact_placements(plan: dict) -> list[tuple[str, dict]]:
+def contact_placements(plan: Plan) -> list[tuple[str, Placement]]:
     """The placements whose contacts the report shows: the best by volume, and the best by
     target score when the plan has targets."""
-    best = plan["candidates"][0]
-    shown = [(f"best by volume\n{best['rostral_mm']:.1f} mm ({best['rostral_edge']})", best)]
-    if "targets" in plan:
-        first = plan["targets"]["candidates"][0]
-        shown.append(
-            (f"best for the targets\n{first['rostral_mm']:.1f} mm ({first['rostral_edge']})", first)
-        )
-    return shown
-
-
-def _segment_names(plan: dict) -> list[str]:
-    from cordmap.protocol.levels import SEGMENTS
-
-    first, last = plan["enlargement"]["segments"].split("..")
-    return list(SEGMENTS[SEGMENTS.index(first) : SEGMENTS.index(last) + 1])
+    shown = [("best by volume", plan.best)]
+    if plan.targets is not None:
+        shown.append(("best for the targets", plan.targets.best))
+    return [(f"{title}\n{p.coverage.rostral:.1f} mm ({p.rostral_edge})", p) for title, p in shown]
 
 
 # -- HTML ------------------------------------------------------------------------------------
@@ -209,7 +200,7 @@ def _img(png: bytes, alt: str) -> str:
 
 def render_html(
     subject: str,
-    plan: dict,
+    plan: Plan,
     images: dict[str, bytes],
     case_root: Path,
     out: Path,
@@ -218,20 +209,19 @@ def render_html(
 ) -> str:
     """The report page (a string)."""
     e = html.escape
-    enlargement = plan["enlargement"]
-    paddle = plan["paddle"]
+    paddle = plan.paddle
     estimated = (
         "<span class='warn'>estimated from the conus tip and the PAM50 template "
         "(segments not labelled): label the segments to confirm</span>"
-        if enlargement["estimated"]
+        if plan.enlargement.estimated
         else "labelled segments"
     )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>cordmap report {e(subject)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Paddle placement report: {e(subject)}</h1>",
-        f"<p class='muted'>cordmap {e(__version__)} &middot; labels {e(Path(plan['labels']).name)} "
-        f"&middot; {e(plan['units'])}</p>",
+        f"<p class='muted'>cordmap {e(__version__)} &middot; labels {e(Path(plan.labels).name)} "
+        f"&middot; {e(UNITS)}</p>",
         "<h2>Summary</h2>",
         _summary(plan, estimated, automatic),
         _automatic(automatic),
@@ -240,14 +230,10 @@ def render_html(
         _segments_table(plan),
         _targets(plan),
         "<h2>Contacts</h2>",
-        _contacts_table(plan["candidates"][0], "contacts", "best placement by volume"),
+        _contacts_table(plan.best, "contacts", "best placement by volume"),
         (
-            _contacts_table(
-                plan["targets"]["candidates"][0],
-                "target-contacts",
-                "best placement for the targets",
-            )
-            if "targets" in plan
+            _contacts_table(plan.targets.best, "target-contacts", "best placement for the targets")
+            if plan.targets is not None
             else ""
         ),
         f"<figure>{_img(images['contacts'], 'contacts over the dorsal cord')}<figcaption "
@@ -264,7 +250,7 @@ def render_html(
         "<h2>3D view</h2>",
         f"<figure>{_img(images['3d'], 'posterior 3D view')}<figcaption class='muted'>Seen "
         "from behind the patient (patient's right on the right, superior up). Each candidate "
-        f"is drawn {paddle['width_mm']:g} mm wide over the dorsal midline between its rostral "
+        f"is drawn {paddle.width_mm:g} mm wide over the dorsal midline between its rostral "
         "and caudal edges.</figcaption></figure>",
         "<h2>MRI with labels</h2>",
         "<div class='row'>",
@@ -281,10 +267,9 @@ def render_html(
     return "\n".join(parts) + "\n"
 
 
-def _summary(plan: dict, estimated: str, automatic: dict | None = None) -> str:
+def _summary(plan: Plan, estimated: str, automatic: dict | None = None) -> str:
     e = html.escape
-    enlargement = plan["enlargement"]
-    best = plan["candidates"][0]
+    enlargement, paddle, cord, best = plan.enlargement, plan.paddle, plan.cord, plan.best
     levels = (automatic or {}).get("levels")
     level_row = ""
     if levels:
@@ -297,22 +282,18 @@ def _summary(plan: dict, estimated: str, automatic: dict | None = None) -> str:
     return (
         "<table>"
         + level_row
-        + f"<tr><th class='text'>enlargement</th><td class='text'>{e(enlargement['segments'])} "
-        f"({estimated}): {enlargement['length_mm']:.1f} mm long, "
-        f"{enlargement['volume_mm3']:.0f} mm³</td></tr>"
-        f"<tr><th class='text'>paddle</th><td class='text'>{e(plan['paddle']['manufacturer'])} "
-        f"{e(plan['paddle']['name'])}: array {plan['paddle']['array_length_mm']:g} mm &times; "
-        f"{plan['paddle']['width_mm']:g} mm</td></tr>"
+        + f"<tr><th class='text'>enlargement</th><td class='text'>{e(enlargement.span)} "
+        f"({estimated}): {enlargement.length:.1f} mm long, "
+        f"{enlargement.volume_mm3:.0f} mm³</td></tr>"
+        f"<tr><th class='text'>paddle</th><td class='text'>{e(paddle.manufacturer)} "
+        f"{e(paddle.name)}: array {paddle.array_length_mm:g} mm &times; "
+        f"{paddle.width_mm:g} mm</td></tr>"
         f"<tr><th class='text'>best placement</th><td class='text'>rostral edge "
-        f"<b>{e(best['rostral_edge'])}</b>, caudal edge <b>{e(best['caudal_edge'])}</b>: "
-        f"<b>{best['volume_pct']:.2f} %</b> of the enlargement's volume</td></tr>"
-        f"<tr><th class='text'>cord</th><td class='text'>{plan['cord']['length_mm']:.1f} mm in "
+        f"<b>{e(best.rostral_edge)}</b>, caudal edge <b>{e(best.caudal_edge)}</b>: "
+        f"<b>{best.coverage.volume_pct:.2f} %</b> of the enlargement's volume</td></tr>"
+        f"<tr><th class='text'>cord</th><td class='text'>{cord.length:.1f} mm in "
         "view, conus tip "
-        + (
-            f"at {plan['cord']['conus_tip_mm']:.1f} mm"
-            if plan["cord"]["conus_tip_mm"] is not None
-            else "out of view"
-        )
+        + (f"at {cord.conus_tip:.1f} mm" if cord.conus_tip is not None else "out of view")
         + "</td></tr></table>"
     )
 
@@ -343,19 +324,20 @@ def _automatic(automatic: dict | None) -> str:
     return "<h2>Automatic steps: check these</h2><ul id='automatic'>" + "".join(items) + "</ul>"
 
 
-def _candidates_table(plan: dict) -> str:
+def _candidates_table(plan: Plan) -> str:
     e = html.escape
     rows = [
         "<table id='candidates'><tr><th>rank</th><th class='text'>rostral edge</th>"
         "<th class='text'>caudal edge</th><th>rostral mm</th><th>caudal mm</th>"
         "<th>volume %</th><th>length %</th><th>15 &times; 3 mm slices %</th></tr>"
     ]
-    for c in plan["candidates"]:
+    for c in plan.candidates:
+        cover = c.coverage
         rows.append(
-            f"<tr><td>{c['rank']}</td><td class='text'>{e(c['rostral_edge'])}</td>"
-            f"<td class='text'>{e(c['caudal_edge'])}</td><td>{c['rostral_mm']:.1f}</td>"
-            f"<td>{c['caudal_mm']:.1f}</td><td class='volume'>{c['volume_pct']:.2f}</td>"
-            f"<td class='length'>{c['length_pct']:.2f}</td><td>{c['slice_count_pct']:.2f}</td></tr>"
+            f"<tr><td>{c.rank}</td><td class='text'>{e(c.rostral_edge)}</td>"
+            f"<td class='text'>{e(c.caudal_edge)}</td><td>{cover.rostral:.1f}</td>"
+            f"<td>{cover.caudal:.1f}</td><td class='volume'>{cover.volume_pct:.2f}</td>"
+            f"<td class='length'>{cover.length_pct:.2f}</td><td>{c.slice_count_pct:.2f}</td></tr>"
         )
     rows.append(
         "</table><p class='muted'>volume %: share of the enlargement's volume between "
@@ -366,19 +348,19 @@ def _candidates_table(plan: dict) -> str:
     return "".join(rows)
 
 
-def _segments_table(plan: dict) -> str:
+def _segments_table(plan: Plan) -> str:
     e = html.escape
-    candidates = plan["candidates"]
-    names = [s["segment"] for s in candidates[0]["segments"]]
+    candidates = plan.candidates
+    names = [s.segment for s in plan.best.coverage.segments]
     head = "".join(
-        f"<th>#{c['rank']} covered %</th><th class='text'>#{c['rank']} contact rows</th>"
+        f"<th>#{c.rank} covered %</th><th class='text'>#{c.rank} contact rows</th>"
         for c in candidates
     )
     rows = [f"<table id='segments'><tr><th class='text'>segment</th>{head}</tr>"]
     for n, name in enumerate(names):
         cells = "".join(
-            f"<td>{c['segments'][n]['covered_pct']:.1f}</td>"
-            f"<td class='text'>{', '.join(map(str, c['segments'][n]['contact_rows'])) or '-'}</td>"
+            f"<td>{c.coverage.segments[n].covered_pct:.1f}</td>"
+            f"<td class='text'>{', '.join(map(str, c.coverage.segments[n].rows)) or '-'}</td>"
             for c in candidates
         )
         rows.append(f"<tr><th class='text'>{e(name)}</th>{cells}</tr>")
@@ -390,72 +372,73 @@ def _segments_table(plan: dict) -> str:
     return "".join(rows)
 
 
-def _contacts_table(placement: dict, table_id: str, title: str) -> str:
+def _contacts_table(placement: Placement, table_id: str, title: str) -> str:
     e = html.escape
     rows = [
-        f"<p><b>{e(title)}</b>: rostral edge {e(placement['rostral_edge'])} "
-        f"({placement['rostral_mm']:.1f} mm)</p>"
+        f"<p><b>{e(title)}</b>: rostral edge {e(placement.rostral_edge)} "
+        f"({placement.coverage.rostral:.1f} mm)</p>"
         f"<table id='{table_id}'><tr><th>contact</th><th>row</th><th class='text'>segment</th>"
         "<th class='text'>side</th><th>from midline mm</th><th>from entry zone mm</th>"
         "<th>dCSF mm</th></tr>"
     ]
-    for c in placement["contacts"]:
+    for c in placement.contacts:
         dcsf = (
-            f"<td class='dcsf'>{c['dcsf_mm']:.2f}</td>"
-            if c["dcsf_mm"] is not None
-            else f"<td class='text warn'>unavailable: {e(c['dcsf_note'])}</td>"
+            f"<td class='dcsf'>{c.dcsf_mm:.2f}</td>"
+            if c.dcsf_mm is not None
+            else f"<td class='text warn'>unavailable: {e(c.dcsf_note)}</td>"
         )
         rows.append(
-            f"<tr><td>{c['contact']}</td><td>{c['row']}</td>"
-            f"<td class='text'>{e(c['segment'] or '-')}</td><td class='text'>{e(c['side'])}</td>"
-            f"<td>{c['lateral_mm']:+.2f}</td><td>{c['entry_zone_offset_mm']:+.2f}</td>{dcsf}</tr>"
+            f"<tr><td>{c.number}</td><td>{c.row}</td>"
+            f"<td class='text'>{e(c.segment or '-')}</td><td class='text'>{e(c.side)}</td>"
+            f"<td>{c.lateral_mm:+.2f}</td><td>{c.entry_zone_offset_mm:+.2f}</td>{dcsf}</tr>"
         )
     rows.append("</table>")
     return "".join(rows)
 
 
-def _targets(plan: dict) -> str:
+def _targets(plan: Plan) -> str:
     """The ranking by target roots and where it disagrees with the ranking by volume."""
-    if "targets" not in plan:
+    if plan.targets is None:
         return ""
     e = html.escape
-    targets = plan["targets"]
-    keys = [f"{name} {side}" for name in targets["segments"] for side in targets["sides"]]
+    targets, weights = plan.targets, plan.targets.weights
+    keys = [f"{name} {side}" for name in targets.segments for side in targets.sides]
     head = "".join(f"<th>reach {e(k)}</th>" for k in keys)
     rows = [
         "<h2>Placements chosen for target roots</h2>",
-        f"<p>Targets {e(', '.join(targets['segments']))}, "
-        f"{e(' and '.join(targets['sides']))} side{'s' if len(targets['sides']) > 1 else ''}; "
+        f"<p>Targets {e(', '.join(targets.segments))}, "
+        f"{e(' and '.join(targets.sides))} side{'s' if len(targets.sides) > 1 else ''}; "
         "score = 100 &times; (mean reach of the targets' entry zones &minus; "
-        f"{targets['weights']['non_target_weight']:g} &times; mean reach of the other "
+        f"{weights.non_target_weight:g} &times; mean reach of the other "
         "segments'); a contact reaches an entry zone by exp(&minus;(d<sub>rc</sub>/"
-        f"{targets['weights']['rostrocaudal_mm']:g})²/2 &minus; (d<sub>lat</sub>/"
-        f"{targets['weights']['lateral_mm']:g})²/2), d<sub>rc</sub> its distance along the "
+        f"{weights.rostrocaudal_mm:g})²/2 &minus; (d<sub>lat</sub>/"
+        f"{weights.lateral_mm:g})²/2), d<sub>rc</sub> its distance along the "
         "cord from the segment, d<sub>lat</sub> across from the entry zone, in mm "
         "(docs/planning.md).</p>",
         "<table id='targets'><tr><th>rank</th><th class='text'>rostral edge</th>"
         f"<th>rostral mm</th><th>target score</th><th>volume %</th>{head}</tr>",
     ]
-    for c in targets["candidates"]:
-        reach = "".join(f"<td>{c['reach'][k]:.2f}</td>" for k in keys)
+    for c in targets.candidates:
+        reach = "".join(f"<td>{c.reach[k]:.2f}</td>" for k in keys)
         rows.append(
-            f"<tr><td>{c['rank']}</td><td class='text'>{e(c['rostral_edge'])}</td>"
-            f"<td>{c['rostral_mm']:.1f}</td><td class='score'>{c['target_score']:.2f}</td>"
-            f"<td>{c['volume_pct']:.2f}</td>{reach}</tr>"
+            f"<tr><td>{c.rank}</td><td class='text'>{e(c.rostral_edge)}</td>"
+            f"<td>{c.coverage.rostral:.1f}</td><td class='score'>{c.target_score:.2f}</td>"
+            f"<td>{c.coverage.volume_pct:.2f}</td>{reach}</tr>"
         )
     rows.append("</table>")
-    diff = targets["comparison"]
-    volume, score = diff["volume_pct"], diff["target_score"]
+    diff = plan.comparison
+    by_volume, by_target = diff.by_volume, diff.by_target
     verdict = (
         "The two rankings agree on the best placement"
-        if diff["agree"]
+        if diff.agree
         else "<b class='warn'>The two rankings disagree</b>"
     )
     rows.append(
         f"<p id='comparison'>{verdict}: their best placements are "
-        f"{diff['distance_mm']:.1f} mm apart; volume coverage {volume['by_volume']:.2f} % "
-        f"(best by volume) against {volume['by_target']:.2f} % (best for the targets); "
-        f"target score {score['by_volume']:.2f} against {score['by_target']:.2f}.</p>"
+        f"{diff.distance_mm:.1f} mm apart; volume coverage "
+        f"{by_volume.coverage.volume_pct:.2f} % (best by volume) against "
+        f"{by_target.coverage.volume_pct:.2f} % (best for the targets); "
+        f"target score {by_volume.target_score:.2f} against {by_target.target_score:.2f}.</p>"
     )
     return "".join(rows)
 
@@ -476,11 +459,11 @@ def _viewer(case_root: Path, out: Path, site: Path | None) -> str:
     return text
 
 
-def _paddle(paddle: dict) -> str:
+def _paddle(paddle: Paddle) -> str:
     return (
-        f"<h2>Paddle model</h2><p>{html.escape(paddle['manufacturer'])} "
-        f"{html.escape(paddle['name'])}: {paddle['contacts']} contacts in "
-        f"{len(paddle['rows'])} rows over an array of {paddle['array_length_mm']:g} mm, "
-        f"{paddle['width_mm']:g} mm wide (dimensions and their sources: docs/planning.md)."
+        f"<h2>Paddle model</h2><p>{html.escape(paddle.manufacturer)} "
+        f"{html.escape(paddle.name)}: {paddle.contacts} contacts in "
+        f"{len(paddle.rows)} rows over an array of {paddle.array_length_mm:g} mm, "
+        f"{paddle.width_mm:g} mm wide (dimensions and their sources: docs/planning.md)."
         "</p>"
     )

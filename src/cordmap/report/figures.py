@@ -19,14 +19,19 @@ All coordinates are world RAS+ mm; positions along the cord are arc lengths from
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from cordmap.plan.geometry import cord_ids
+from cordmap.plan.vertebral import body_name
 from cordmap.viewer.state import PADDLE_COLOURS
 from cordmap.volume import LabelVolume, Volume
+
+if TYPE_CHECKING:
+    from cordmap.plan.results import Placement, Plan
 
 #: Opacity of the label colours over the MRI.
 OVERLAY_ALPHA = 0.6
@@ -369,53 +374,53 @@ def _shaded(triangles: np.ndarray, rgb, alpha: float) -> np.ndarray:
 # -- coverage curve --------------------------------------------------------------------------
 
 
-def coverage_figure(plan: dict) -> bytes:
+def coverage_figure(plan: Plan) -> bytes:
     """PNG of volume and length coverage against the rostral end's arc length, vertebral
     bodies shaded and named along the axis, the candidates marked."""
-    curve = plan["curve"]
+    curve = plan.curve
     figure = Figure(figsize=(9, 4.2))
     ax = figure.subplots()
     ax.plot(
-        curve["rostral_mm"],
-        curve["volume_pct"],
+        curve.positions,
+        curve.volume_pct,
         color="#1f4e9a",
         lw=2,
         label="enlargement volume covered",
     )
     ax.plot(
-        curve["rostral_mm"],
-        curve["length_pct"],
+        curve.positions,
+        curve.length_pct,
         color="#1f4e9a",
         lw=1,
         ls="--",
         label="enlargement length covered",
     )
-    left, right = curve["rostral_mm"][0], curve["rostral_mm"][-1]
-    for n, (name, (a, b)) in enumerate(plan["levels"].get("vertebrae", {}).items()):
+    left, right = curve.positions[0], curve.positions[-1]
+    for n, (name, (a, b)) in enumerate(plan.levels.vertebrae.items()):
         if b < left or a > right:
             continue
         ax.axvspan(max(a, left), min(b, right), color="0.85" if n % 2 else "0.92", zorder=0)
         ax.text(
             (max(a, left) + min(b, right)) / 2,
             102,
-            name,
+            body_name(name),
             ha="center",
             va="bottom",
             fontsize=8,
             color="0.25",
         )
-    for rank, candidate in enumerate(plan["candidates"]):
+    for rank, candidate in enumerate(plan.candidates):
         colour = PADDLE_COLOURS[rank % len(PADDLE_COLOURS)]
-        ax.axvline(candidate["rostral_mm"], color=colour, lw=1.2)
+        ax.axvline(candidate.coverage.rostral, color=colour, lw=1.2)
         ax.plot(
-            candidate["rostral_mm"],
-            candidate["volume_pct"],
+            candidate.coverage.rostral,
+            candidate.coverage.volume_pct,
             "o",
             color=colour,
             markeredgecolor="black",
             zorder=5,
-            label=f"#{candidate['rank']}: {candidate['volume_pct']:.1f} % "
-            f"(rostral edge {candidate['rostral_edge']})",
+            label=f"#{candidate.rank}: {candidate.coverage.volume_pct:.1f} % "
+            f"(rostral edge {candidate.rostral_edge})",
         )
     ax.set_xlim(left, right)
     ax.set_ylim(0, 110)
@@ -425,8 +430,8 @@ def coverage_figure(plan: dict) -> bytes:
     )
     ax.set_ylabel("coverage of the enlargement (%)")
     ax.set_title(
-        f"Coverage of the {plan['enlargement']['segments']} enlargement by the "
-        f"{plan['paddle']['name']} array ({plan['paddle']['array_length_mm']:g} mm)",
+        f"Coverage of the {plan.enlargement.span} enlargement by the "
+        f"{plan.paddle.name} array ({plan.paddle.array_length_mm:g} mm)",
         fontsize=10,
     )
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
@@ -439,7 +444,7 @@ def coverage_figure(plan: dict) -> bytes:
 CONTACT_MARGIN_MM = 8.0
 
 
-def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
+def contact_figure(plan: Plan, placements: list[tuple[str, Placement]]) -> bytes:
     """PNG of each placement's contacts over the dorsal surface of the cord, seen from
     behind (the patient's right on the right, rostral up), unrolled along the centreline:
     the cord's width, the dorsal root entry zones of each segment (target segments drawn
@@ -450,22 +455,20 @@ def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
     from matplotlib.colors import Normalize
     from matplotlib.patches import Rectangle
 
-    surface = plan["dorsal_surface"]
-    s = np.asarray(surface["s_mm"])
-    width = np.asarray(surface["cord_half_width_mm"])
-    zone = np.asarray(surface["entry_zone_mm"])
-    targets = set(plan.get("targets", {}).get("segments", []))
-    paddle = plan["paddle"]
-    values = [
-        c["dcsf_mm"] for _, p in placements for c in p["contacts"] if c["dcsf_mm"] is not None
-    ]
+    surface = plan.dorsal_surface
+    s = np.asarray(surface.s)
+    width = np.asarray(surface.cord_half_width)
+    zone = np.asarray(surface.entry_zone)
+    targets = set(plan.targets.segments if plan.targets else ())
+    paddle = plan.paddle
+    values = [c.dcsf_mm for _, p in placements for c in p.contacts if c.dcsf_mm is not None]
     norm = Normalize(min(values, default=0.0), max(values, default=1.0) + 1e-6)
     cmap = colormaps["viridis"]
     figure = Figure(figsize=(3.6 * len(placements) + 1.2, 7.5))
     axes = figure.subplots(1, len(placements), squeeze=False)[0]
     for ax, (title, placement) in zip(axes, placements):
-        top = placement["rostral_mm"] - CONTACT_MARGIN_MM
-        bottom = placement["caudal_mm"] + CONTACT_MARGIN_MM
+        top = placement.coverage.rostral - CONTACT_MARGIN_MM
+        bottom = placement.coverage.caudal + CONTACT_MARGIN_MM
         shown = (s >= top) & (s <= bottom)
         ax.fill_betweenx(
             s[shown],
@@ -476,7 +479,7 @@ def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
             label="cord (moment-equivalent width)",
         )
         for n, (name, (a, b)) in enumerate(
-            sorted(surface["segments_mm"].items(), key=lambda item: item[1][0])
+            sorted(surface.segments.items(), key=lambda item: item[1][0])
         ):
             if b < top or a > bottom:
                 continue
@@ -487,7 +490,7 @@ def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
                 ax.plot(side * zone[part], s[part], color=colour, lw=thick, zorder=2)
             ax.axhline(a, color="0.55", lw=0.6, ls=":", zorder=1)
             ax.text(
-                -paddle["width_mm"] / 2 - 1.2,
+                -paddle.width_mm / 2 - 1.2,
                 (max(a, top) + min(b, bottom)) / 2,
                 name + (" (target)" if name in targets else ""),
                 ha="right",
@@ -497,27 +500,26 @@ def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
             )
         ax.add_patch(
             Rectangle(
-                (-paddle["width_mm"] / 2, placement["rostral_mm"]),
-                paddle["width_mm"],
-                placement["caudal_mm"] - placement["rostral_mm"],
+                (-paddle.width_mm / 2, placement.coverage.rostral),
+                paddle.width_mm,
+                placement.coverage.caudal - placement.coverage.rostral,
                 fill=False,
                 ec="black",
                 lw=1.2,
                 zorder=3,
             )
         )
-        rows = {row["row"]: row for row in paddle["rows"]}
-        for contact in placement["contacts"]:
-            row = rows[contact["row"]]
-            dcsf = contact["dcsf_mm"]
+        for contact in placement.contacts:
+            row = paddle.rows[contact.row - 1]
+            dcsf = contact.dcsf_mm
             ax.add_patch(
                 Rectangle(
                     (
-                        contact["lateral_mm"] - row["contact_width_mm"] / 2,
-                        contact["s_mm"] - row["contact_length_mm"] / 2,
+                        contact.lateral_mm - row.contact_width_mm / 2,
+                        contact.s_mm - row.contact_length_mm / 2,
                     ),
-                    row["contact_width_mm"],
-                    row["contact_length_mm"],
+                    row.contact_width_mm,
+                    row.contact_length_mm,
                     fc=cmap(norm(dcsf)) if dcsf is not None else "white",
                     ec="black",
                     lw=0.8,
@@ -526,16 +528,16 @@ def contact_figure(plan: dict, placements: list[tuple[str, dict]]) -> bytes:
                 )
             )
             ax.text(
-                contact["lateral_mm"],
-                contact["s_mm"],
-                str(contact["contact"]),
+                contact.lateral_mm,
+                contact.s_mm,
+                str(contact.number),
                 ha="center",
                 va="center",
                 fontsize=6.5,
                 zorder=5,
                 color="white" if dcsf is not None and norm(dcsf) < 0.6 else "black",
             )
-        half = max(paddle["width_mm"] / 2, float(width[shown].max(initial=0.0))) + 1.5
+        half = max(paddle.width_mm / 2, float(width[shown].max(initial=0.0))) + 1.5
         ax.set_xlim(-half - 7, half)
         ax.set_ylim(bottom, top)  # rostral up
         ax.set_aspect("equal")

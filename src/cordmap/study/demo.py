@@ -127,24 +127,24 @@ def _operate(
     scan_id = registry.add_scan(row["id"], case_dir, made_by={"manual": f"phantom-{phantom_seed}"})
 
     planner = Planner.prepare(phantom.labels, source=str(labels))
-    (best,) = planner.plan(top=1)["candidates"]
+    best = planner.plan(top=1).best
     group = row["group"]
     if group == GROUPS[0]:
         registry.add_plan(
             row["id"],
             scan_id=scan_id,
             paddle=planner.paddle.name,
-            rostral_edge=best["rostral_edge"],
-            coverage_pct=best["volume_pct"],
+            rostral_edge=best.rostral_edge,
+            coverage_pct=best.coverage.volume_pct,
         )
-        aim = best["rostral_mm"]
+        aim = best.coverage.rostral
     else:
         aim = planner.position_of(rostral=CONVENTIONAL_TARGET)
     achieved = planner.placement(aim + rng.normal(0.0, PLACEMENT_SD_MM[group]))
     registry.record_surgery(
         row["id"],
-        placement=f"rostral edge: {achieved['rostral_edge']}",
-        coverage_pct=achieved["volume_pct"],
+        placement=f"rostral edge: {achieved.rostral_edge}",
+        coverage_pct=achieved.coverage.volume_pct,
         duration_min=round(max(60.0, rng.normal(*SURGERY_MIN[group])), 1),
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cordmap.atomic import write_text
 from cordmap.case import Case
-from cordmap.plan.files import PLAN_FILE
+from cordmap.plan.files import PLAN_FILE, read_result
 from cordmap.viewer.precomputed import check_labels, write_precomputed
 from cordmap.viewer.server import ViewerServer
 from cordmap.viewer.site import DATA_PATH, Site, export_static
@@ -55,8 +55,7 @@ def _paddles(labels, plan_path: Path) -> list:
         return []
     from cordmap.plan.geometry import candidate_strips, measure_cord
 
-    plan = json.loads(plan_path.read_text(encoding="utf-8"))
-    return candidate_strips(measure_cord(labels), plan)
+    return candidate_strips(measure_cord(labels), read_result(plan_path))
 
 
 def case_site(case_dir: str | Path) -> Site:

@@ -13,6 +13,8 @@ page turns them into the absolute URLs Neuroglancer needs (`cordmap.viewer.site`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from cordmap.viewer.precomputed import (
@@ -24,6 +26,10 @@ from cordmap.viewer.precomputed import (
     world_to_output,
 )
 from cordmap.volume import LabelVolume, Volume
+
+if TYPE_CHECKING:
+    from cordmap.plan.contacts import Contact
+    from cordmap.plan.results import Placement
 
 #: Label layers: name, structure classes shown at first, opacity of their 3D meshes.
 #: Classes in no layer (CSF) are listed but hidden.
@@ -55,7 +61,7 @@ def viewer_state(
     image: Volume,
     labels: LabelVolume | None,
     data_path: str = "data",
-    paddles: list[tuple[dict, np.ndarray, np.ndarray]] = (),
+    paddles: list[tuple[Placement, np.ndarray, np.ndarray]] = (),
 ) -> dict:
     """Neuroglancer state (JSON-ready) for a dataset written by `write_precomputed`;
     `paddles`: candidates of a plan with their strips and contacts
@@ -150,35 +156,35 @@ def _labels_layer(
     }
 
 
-def contact_description(number: int, contact: dict | None) -> str:
+def contact_description(contact: Contact) -> str:
     """A contact's line of the contact map, e.g. "contact 3: L2 right, dCSF 4.1 mm"."""
-    if contact is None:
-        return f"contact {number}"
-    where = f"{contact['segment'] or 'no segment'} {contact['side']}"
+    where = f"{contact.segment or 'no segment'} {contact.side}"
     dcsf = (
-        f"dCSF {contact['dcsf_mm']:.1f} mm"
-        if contact["dcsf_mm"] is not None
-        else f"dCSF unavailable: {contact['dcsf_note']}"
+        f"dCSF {contact.dcsf_mm:.1f} mm"
+        if contact.dcsf_mm is not None
+        else f"dCSF unavailable: {contact.dcsf_note}"
     )
-    return f"contact {number}: {where}, {dcsf}"
+    return f"contact {contact.number}: {where}, {dcsf}"
 
 
-def paddle_name(candidate: dict) -> str:
+def paddle_name(candidate: Placement) -> str:
     """Layer name of a candidate paddle, e.g. "paddle #1: 72.0 % (T11/T12 disc)"."""
     return (
-        f"paddle #{candidate['rank']}: {candidate['volume_pct']:.1f} % "
-        f"({candidate['rostral_edge']})"
+        f"paddle #{candidate.rank}: {candidate.coverage.volume_pct:.1f} % "
+        f"({candidate.rostral_edge})"
     )
 
 
-def paddle_layer(image: Volume, candidate: dict, strip: np.ndarray, contacts: np.ndarray) -> dict:
+def paddle_layer(
+    image: Volume, candidate: Placement, strip: np.ndarray, contacts: np.ndarray
+) -> dict:
     """A local annotation layer drawing one candidate paddle: the outline of its `strip`
     ((n, 2, 3) RAS+ mm edges, `Centreline.dorsal_strip`) and a point at each contact
     (`contacts`: (m, 3), `plan.geometry.candidate_strips`), described by its line of the
-    candidate's contact map (segment and side, dCSF) when plan.json holds one. The best
+    candidate's contact map (segment and side, dCSF). The best
     candidate is shown at first, the others listed and hidden."""
     outline = np.concatenate([strip[:, 0], strip[::-1, 1], strip[:1, 0]])
-    rank = candidate["rank"]
+    rank = candidate.rank
 
     def output(point):
         return [round(float(v), 3) for v in world_to_output(image, point)]
@@ -187,14 +193,13 @@ def paddle_layer(image: Volume, candidate: dict, strip: np.ndarray, contacts: np
         {"type": "line", "id": f"paddle{rank}-{n}", "pointA": output(a), "pointB": output(b)}
         for n, (a, b) in enumerate(zip(outline[:-1], outline[1:]))
     ]
-    described = candidate.get("contacts") or [None] * len(contacts)
-    for n, point in enumerate(contacts):
+    for point, contact in zip(contacts, candidate.contacts):
         annotations.append(
             {
                 "type": "point",
-                "id": f"paddle{rank}-contact{n + 1}",
+                "id": f"paddle{rank}-contact{contact.number}",
                 "point": output(point),
-                "description": contact_description(n + 1, described[n]),
+                "description": contact_description(contact),
             }
         )
     return {
