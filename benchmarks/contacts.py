@@ -32,8 +32,8 @@ import numpy as np
 
 from cordmap.atomic import write_text
 from cordmap.io.nifti import write_nifti
-from cordmap.plan.contacts import ContactMapper
-from cordmap.plan.planner import Planner
+from cordmap.planning.contacts import ContactMapper
+from cordmap.planning.planner import Planner
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (512, 512, 48)
@@ -44,7 +44,7 @@ TIMER = """
 import sys, time
 from cordmap.io.nifti import read_labels
 from cordmap.protocol.schema import LabelSchema
-from cordmap.plan.planner import Planner
+from cordmap.planning.planner import Planner
 labels = read_labels(sys.argv[1], LabelSchema.load())
 best = float("inf")
 for _ in range(int(sys.argv[2])):

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from cordmap.atomic import write_text
-from cordmap.plan.enlargement import find_enlargement
-from cordmap.plan.geometry import measure_cord
-from cordmap.plan.paddles import get_paddle
-from cordmap.plan.planner import Planner
-from cordmap.plan.search import best_positions, search_positions
-from cordmap.plan.vertebral import VertebralMap
+from cordmap.planning.enlargement import find_enlargement
+from cordmap.planning.geometry import measure_cord
+from cordmap.planning.paddles import get_paddle
+from cordmap.planning.planner import Planner
+from cordmap.planning.search import best_positions, search_positions
+from cordmap.planning.vertebral import VertebralMap
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (512, 512, 48)
@@ -36,7 +36,7 @@ SHAPE = (512, 512, 48)
 
 def make_case(synthetic: bool):
     if synthetic:
-        from cordmap.plan.synthetic import synthetic_cord
+        from cordmap.planning.synthetic import synthetic_cord
 
         segments = [
             ("T12", 20.0),

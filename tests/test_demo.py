@@ -16,7 +16,7 @@ from cordmap.anatomy.phantom import PhantomTruth
 from cordmap.case import Case
 from cordmap.cli import app
 from cordmap.io.nifti import read_labels
-from cordmap.plan.files import read_result
+from cordmap.planning.files import read_result
 
 
 @pytest.fixture(scope="module")

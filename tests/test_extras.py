@@ -7,23 +7,42 @@ import sys
 import tomllib
 from pathlib import Path
 
-from cordmap.cli import EXTRAS
+from cordmap.errors import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[1]
-# Run the CLI with the extras' modules unimportable (as if never installed).
-BLOCKED = f"""
-import sys
-for name in {sorted(EXTRAS)!r}:
-    sys.modules[name] = None
+# The extras' modules cannot be imported, as if never installed.
+WITHOUT_EXTRAS = f"""
+import importlib.abc, sys
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] in {sorted(EXTRAS)!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+CLI = """
 from cordmap.cli import app
 sys.argv[0] = "cordmap"
 app()
+"""
+API = """
+import cordmap
+phantom = cordmap.make_phantom(seed=0, pixel_mm=2.0)
+assert not cordmap.validate(phantom.labels).errors
+plan = cordmap.plan(phantom.labels, top=2)
+print(len(plan.candidates), round(plan.best.coverage.volume_pct))
+print(len(cordmap.mesh_labels(phantom.labels, ids=[1], workers=1)))
+try:
+    cordmap.segment(phantom.image)
+except cordmap.CordmapError as exc:
+    print(exc)
 """
 
 
 def _cordmap(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-c", BLOCKED, *map(str, args)],
+        [sys.executable, "-c", WITHOUT_EXTRAS + CLI, *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -68,3 +87,14 @@ def test_core_commands_run_without_the_extras_and_the_others_name_their_extra(tm
         assert f"'cordmap[{extra}]'" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "db.sqlite").exists()
     assert not list((tmp_path / "case").rglob("*desc-unet*"))  # segment wrote nothing
+
+
+def test_the_core_api_works_without_the_extras_and_segment_names_its_extra():
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRAS + API], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    count, meshes, error = done.stdout.strip().splitlines()
+    assert count.split()[0] == "2" and 50 <= int(count.split()[1]) <= 100
+    assert meshes == "1"
+    assert "'cordmap[learn]'" in error

@@ -21,7 +21,7 @@ from cordmap.io.nifti import write_nifti
 from cordmap.learn.classes import ClassMapping
 from cordmap.learn.data import gather_cases
 from cordmap.learn.finetune import finetune
-from cordmap.learn.infer import predict, predict_labels, segment_case
+from cordmap.learn.infer import predict, segment_case, segment_image
 from cordmap.learn.model import UNetConfig
 from cordmap.learn.modelfile import TrainedModel, load_model
 from cordmap.learn.train import TrainConfig, train
@@ -146,7 +146,7 @@ def test_inference_output_lines_up_with_an_anisotropic_oblique_image():
     assert classes.shape == shape
     dice = 2 * (ball & (classes == 1)).sum() / (ball.sum() + (classes == 1).sum())
     assert dice > 0.9
-    labels = predict_labels(model, image)
+    labels = segment_image(model, image).labels
     assert np.array_equal(labels.affine, affine)
     assert labels.ids() == [SCHEMA.find("cord").id]
 

@@ -5,8 +5,8 @@ import pytest
 from test_plan_geometry import straight
 
 from cordmap.errors import CordmapError
-from cordmap.plan.coverage import coverage_at
-from cordmap.plan.planner import Planner
+from cordmap.planning.coverage import coverage_at
+from cordmap.planning.planner import Planner
 from cordmap.volume import LabelVolume
 
 # stand-in vertebral bodies on 3 mm slice faces with 3 mm discs (unlabelled) between them

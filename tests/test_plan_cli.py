@@ -13,7 +13,7 @@ from cordmap.case import Case, sha256
 from cordmap.cli import app
 from cordmap.ingest import import_case
 from cordmap.io.nifti import write_nifti
-from cordmap.plan.planner import Planner
+from cordmap.planning.planner import Planner
 from cordmap.volume import LabelVolume, Volume
 
 WIDE = {"COLUMNS": "200"}
@@ -173,7 +173,7 @@ def test_assess_landmark_on_an_absent_vertebra_writes_nothing(tmp_path, labels_f
 
 
 def test_plan_file_returns_the_plan_and_its_path(tmp_path, labels_file):
-    from cordmap.plan.files import plan_file
+    from cordmap.planning.files import plan_file
 
     plan, path = plan_file(labels_file, tmp_path / "p.json", top=1)
     assert path == tmp_path / "p.json" and json.loads(path.read_text()) == plan.to_json()

@@ -9,15 +9,15 @@ from scipy import ndimage
 
 from cordmap.anatomy.phantom import make_phantom
 from cordmap.errors import CordmapError
-from cordmap.plan.contacts import (
+from cordmap.planning.contacts import (
     BESIDE_CORD,
     ENTRY_ZONE_ANGLE_DEG,
     NO_CSF_LABEL,
     entry_zone_lateral,
     entry_zone_points,
 )
-from cordmap.plan.planner import Planner
-from cordmap.plan.targets import Targets, Weights
+from cordmap.planning.planner import Planner
+from cordmap.planning.targets import Targets, Weights
 from cordmap.protocol.levels import SEGMENTS
 from cordmap.volume import LabelVolume
 
@@ -221,7 +221,7 @@ def test_bad_targets_are_refused(fine, targets, sides, message):
 
 @pytest.fixture(scope="module")
 def pam50(data_dir):
-    from cordmap.plan.pam50 import load_pam50_labels
+    from cordmap.planning.pam50 import load_pam50_labels
 
     planner = Planner.prepare(load_pam50_labels(data_dir / "pam50"))
     return planner, planner.plan(top=3, targets="L2,L3,L4,S1")
@@ -292,7 +292,7 @@ def test_sct_t2_rootlets_meet_the_cord_near_the_modelled_entry_zone(data_dir):
     """sct-t2's manually corrected rootlets (C5..C7): distance from where they meet the
     cord to the modelled entry zone at the same arc length and side."""
     from cordmap.io.nifti import read_nifti
-    from cordmap.plan.geometry import measure_cord
+    from cordmap.planning.geometry import measure_cord
     from cordmap.protocol.schema import LabelSchema
 
     folder = data_dir / "sct-t2"

@@ -7,12 +7,12 @@ import pytest
 from test_plan_geometry import L1_START, S2_END, SEGMENTS, arc, straight
 
 from cordmap.errors import CordmapError
-from cordmap.plan.coverage import coverage_at, coverage_curve, slice_count_coverage
-from cordmap.plan.enlargement import find_enlargement
-from cordmap.plan.geometry import measure_cord
-from cordmap.plan.paddles import get_paddle, load_catalogue
-from cordmap.plan.planner import Planner
-from cordmap.plan.search import best_positions, search_positions
+from cordmap.planning.coverage import coverage_at, coverage_curve, slice_count_coverage
+from cordmap.planning.enlargement import find_enlargement
+from cordmap.planning.geometry import measure_cord
+from cordmap.planning.paddles import get_paddle, load_catalogue
+from cordmap.planning.planner import Planner
+from cordmap.planning.search import best_positions, search_positions
 
 SPECIFY = get_paddle()
 LENGTH = S2_END - L1_START  # 69 mm of L1..S2

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from cordmap.errors import CordmapError
-from cordmap.plan.enlargement import (
+from cordmap.planning.enlargement import (
     PAM50_ROSTRAL_END_ABOVE_TIP_MM,
     csa_peak,
     find_enlargement,
     parse_segment_range,
 )
-from cordmap.plan.geometry import ArcVolume, measure_cord
-from cordmap.plan.synthetic import synthetic_cord
+from cordmap.planning.geometry import ArcVolume, measure_cord
+from cordmap.planning.synthetic import synthetic_cord
 from cordmap.volume import LabelVolume
 
 # segment lengths on 3 mm slice faces, so that a straight grid-aligned cord is exact

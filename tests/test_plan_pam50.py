@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cordmap.plan.enlargement import PAM50_ROSTRAL_END_ABOVE_TIP_MM
-from cordmap.plan.pam50 import load_pam50_labels
-from cordmap.plan.planner import Planner
+from cordmap.planning.enlargement import PAM50_ROSTRAL_END_ABOVE_TIP_MM
+from cordmap.planning.pam50 import load_pam50_labels
+from cordmap.planning.planner import Planner
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "planning.md"
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from cordmap.anatomy.phantom import make_phantom, sagittal_series
-from cordmap.plan.coverage import coverage_at
-from cordmap.plan.planner import Planner
+from cordmap.planning.coverage import coverage_at
+from cordmap.planning.planner import Planner
 from cordmap.volume import LabelVolume
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cordmap.anatomy.phantom import make_phantom
-from cordmap.plan.planner import Planner
-from cordmap.plan.results import Assessment, Plan
+from cordmap.planning.planner import Planner
+from cordmap.planning.results import Assessment, Plan
 
 # plan.json and assessment.json as written before the typed results (keys in file order)
 MEASURED = [

@@ -17,8 +17,8 @@ from cordmap.cli import app
 from cordmap.errors import CordmapError
 from cordmap.ingest import import_case
 from cordmap.io.nifti import read_nifti, write_nifti
-from cordmap.plan.files import PLAN_FILE, plan_file
-from cordmap.plan.geometry import Centreline
+from cordmap.planning.files import PLAN_FILE, plan_file
+from cordmap.planning.geometry import Centreline
 from cordmap.protocol.schema import LabelSchema
 from cordmap.report.case_report import write_case_report
 from cordmap.report.figures import OVERLAY_ALPHA, label_overlay, overlay_colours
@@ -241,8 +241,8 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
     on the dorsal midline at the plan's arc lengths and a point per contact, at the contact
     map's arc length and lateral offset, described by its segment, side and dCSF; the image
     layer kept."""
-    from cordmap.plan.files import read_result
-    from cordmap.plan.geometry import candidate_strips, measure_cord
+    from cordmap.planning.files import read_result
+    from cordmap.planning.geometry import candidate_strips, measure_cord
     from cordmap.viewer.precomputed import world_to_output
     from cordmap.viewer.state import paddle_name, viewer_state
 
@@ -297,7 +297,7 @@ def test_candidate_paddles_become_toggleable_annotation_layers(phantom_case):
 def test_figures_of_an_estimated_enlargement(phantom_case, tmp_path):
     """Segments not labelled (all cord voxels plain cord): the enlargement is estimated and
     the figures still show its extent."""
-    from cordmap.plan.planner import Planner
+    from cordmap.planning.planner import Planner
     from cordmap.report.case_report import draw_figures, render_html
 
     case = Case.open(phantom_case[0])

@@ -13,7 +13,7 @@ from scipy import stats
 
 from cordmap.case import Case
 from cordmap.errors import CordmapError
-from cordmap.plan.planner import Planner
+from cordmap.planning.planner import Planner
 from cordmap.study.demo import build_demo_study
 from cordmap.study.figures import box_plots, format_p
 from cordmap.study.registry import Registry, init_registry, validate_participant

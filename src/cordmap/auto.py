@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from cordmap.errors import CordmapError
 
 if TYPE_CHECKING:
-    from cordmap.plan.results import Plan
+    from cordmap.planning.results import Plan
 
 VIEWER_SITE = "viewer-site"
 
@@ -59,8 +59,8 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     from cordmap.ingest import import_case
     from cordmap.learn.infer import segment_case
     from cordmap.mesh.files import mesh_case
-    from cordmap.plan.files import run_plan
-    from cordmap.plan.geometry import cord_ids
+    from cordmap.planning.files import run_plan
+    from cordmap.planning.geometry import cord_ids
     from cordmap.report.case_report import write_case_report
     from cordmap.viewer import export_case
 

@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from cordmap import __version__
-from cordmap.errors import CordmapError
+from cordmap.errors import CordmapError, missing_extra
 
 if TYPE_CHECKING:
-    from cordmap.plan.results import Assessment, Placement, Plan
+    from cordmap.planning.results import Assessment, Placement, Plan
 
 app = typer.Typer(
     help="Plan epidural stimulation over the lumbosacral spinal cord from MRI.",
@@ -48,7 +48,7 @@ def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options
                 return func(*args, **kwargs)
             except (CordmapError, OSError, ModuleNotFoundError) as exc:
                 if _state["debug"] or (
-                    isinstance(exc, ModuleNotFoundError) and exc.name not in EXTRAS
+                    isinstance(exc, ModuleNotFoundError) and missing_extra(exc) is None
                 ):
                     raise
                 err_console.print(
@@ -61,19 +61,6 @@ def command(func_or_name=None, /, *, group: typer.Typer | None = None, **options
     return register
 
 
-#: Modules of the optional extras (pyproject.toml) -> the extra that installs them.
-EXTRAS = {
-    "torch": "learn",
-    "pytorch_lightning": "learn",
-    "lightning": "learn",
-    "monai": "learn",
-    "neuroglancer": "viewer",
-    "sqlalchemy": "study",
-    "distributed": "study",
-    "dask": "study",
-}
-
-
 def _message(exc: Exception) -> str:
     """One line for an error: a CordmapError's message; for a missing optional package,
     the extra to install; for a failed file operation (a read-only folder, a name too long,
@@ -81,11 +68,7 @@ def _message(exc: Exception) -> str:
     if isinstance(exc, CordmapError):
         return str(exc)
     if isinstance(exc, ModuleNotFoundError):
-        extra = EXTRAS[exc.name]
-        return (
-            f"this command needs the '{extra}' extra ({exc.name} is not installed): "
-            f"pip install -c constraints.txt 'cordmap[{extra}]'"
-        )
+        return str(missing_extra(exc))
     where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
     return (
         f"{exc.strerror or type(exc).__name__}{': ' + where if where else ''}; check the "
@@ -1151,7 +1134,7 @@ def finetune(
     console.print(f"written {result.training.model_path} and {result.report_path}")
 
 
-# -- planning (cordmap.plan) ----------------------------------------------------------------
+# -- planning (cordmap.planning) ----------------------------------------------------------------
 
 _PlanTarget = Annotated[
     Path, typer.Argument(help="Case folder, or a label NIfTI (then pass --out).")
@@ -1202,7 +1185,7 @@ def plan_(
     protocol: _ProtocolOpt = None,
 ):
     """Best paddle placements over the lumbosacral enlargement, in vertebral terms."""
-    from cordmap.plan.files import run_plan
+    from cordmap.planning.files import run_plan
 
     written = run_plan(
         target,
@@ -1261,7 +1244,7 @@ def assess_(
     protocol: _ProtocolOpt = None,
 ):
     """Coverage achieved by a placement read from X-ray landmarks."""
-    from cordmap.plan.files import run_assess
+    from cordmap.planning.files import run_assess
 
     written = run_assess(
         target,

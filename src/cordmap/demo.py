@@ -31,7 +31,7 @@ def run_demo(
     from cordmap.anatomy.validate import validate
     from cordmap.ingest import import_case
     from cordmap.mesh.files import mesh_case
-    from cordmap.plan.files import plan_file
+    from cordmap.planning.files import plan_file
     from cordmap.report.case_report import write_case_report
     from cordmap.viewer import export_case
 

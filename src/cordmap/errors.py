@@ -8,3 +8,27 @@ exits non-zero; `--debug` shows the traceback.
 
 class CordmapError(Exception):
     """An input, a parameter or a state that cordmap cannot work with."""
+
+
+#: Modules of the optional extras (pyproject.toml) -> the extra that installs them.
+EXTRAS = {
+    "torch": "learn",
+    "pytorch_lightning": "learn",
+    "lightning": "learn",
+    "monai": "learn",
+    "neuroglancer": "viewer",
+    "sqlalchemy": "study",
+    "distributed": "study",
+    "dask": "study",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> CordmapError | None:
+    """The error naming the extra to install when `exc` is about one of its modules."""
+    extra = EXTRAS.get(exc.name or "")
+    if extra is None:
+        return None
+    return CordmapError(
+        f"this needs the '{extra}' extra ({exc.name} is not installed): "
+        f"pip install -c constraints.txt 'cordmap[{extra}]'"
+    )

@@ -123,7 +123,26 @@ class _Disc:
 def number_vertebrae(
     labels: LabelVolume, anchor: str | None = None, source: str = "the segmentation"
 ) -> Numbering:
-    """Give every vertebra and disc voxel of `labels` its level (see the module notes)."""
+    """Give every vertebra and disc voxel of `labels` its level (see the module notes).
+
+    Parameters
+    ----------
+    labels : LabelVolume
+        A segmentation with vertebrae and discs (levels not needed), e.g. from `segment`.
+    anchor : str, optional
+        A level known by the user: ``"L5"`` (the lowest vertebra in view), ``"T12/L1 disc"``
+        (the lowest disc in view), with ``"@S"`` for the one nearest S mm
+        (``"T12/L1 disc@-350"``). Without it the count starts from the sacrum when in
+        view, else from the conus position prior, flagged uncertain.
+    source : str
+        Names the labels in messages.
+
+    Returns
+    -------
+    Numbering
+        The levelled labels, the anchor used, whether the result is uncertain, the
+        centres of the vertebrae and discs, the conus tip and its level, and warnings.
+    """
     schema = labels.schema
     array = np.asarray(labels.array)
     vertebra_ids = [label.id for label in schema.of_class("vertebra")]

@@ -127,11 +127,29 @@ def make_phantom(
 ) -> Phantom:
     """Draw phantom `seed` and acquire it as axial slices.
 
-    `slice_thickness` None draws it from the seed (2.5, 3, 3.5 or 4 mm). Without
-    `n_slices` the slab covers T9 to the S1 part of the sacrum; with it (48 for the
-    published network input), the slab is centred on the enlargement and conus.
-    `partial_volume` planes per slice make the image (see `sample_phantom`), with the
-    tissue `intensities` given (default: phantom_image.T2_INTENSITY).
+    Parameters
+    ----------
+    seed : int
+        Which phantom (0 or more): its anatomy and, unless given, its slice thickness.
+    slice_thickness : float or None
+        Slice thickness (mm); None draws it from the seed (2.5, 3, 3.5 or 4 mm).
+    pixel_mm : float
+        In-plane pixel size (mm).
+    fov_mm : tuple of float
+        In-plane field of view (mm).
+    n_slices : int, optional
+        Without it the slab covers T9 to the S1 part of the sacrum; with it (48 for the
+        published network input) the slab is centred on the enlargement and conus.
+    partial_volume : int
+        Planes sampled per slice to make the image (see `sample_phantom`).
+    intensities : dict, optional
+        Tissue intensities (default: `phantom_image.T2_INTENSITY`).
+
+    Returns
+    -------
+    Phantom
+        The image, its exact labels (every level and segment), a description and the
+        analytic geometry.
     """
     if seed < 0:
         raise CordmapError(f"phantom seed must be 0 or more, got {seed}")

@@ -143,9 +143,21 @@ class _Extent:
 def validate(labels: LabelVolume, *, partial: bool = False) -> ValidationReport:
     """Check `labels` against its schema; see the module docstring for the checks.
 
-    `partial`: the labels annotate only part of the anatomy on purpose (e.g. the cord and
-    rootlets of Spinal Cord Toolbox outputs), so the protocol's required structures are not
-    asked for (no `required-missing`); every other check runs."""
+    Parameters
+    ----------
+    labels : LabelVolume
+        The labels to check.
+    partial : bool
+        The labels annotate only part of the anatomy on purpose (e.g. the cord and rootlets
+        of Spinal Cord Toolbox outputs), so the protocol's required structures are not asked
+        for (no ``required-missing``); every other check runs.
+
+    Returns
+    -------
+    ValidationReport
+        Findings (errors and warnings, each with the labels and slices at fault) and a
+        summary per label.
+    """
     schema = labels.schema
     extents = _extents(labels)
     unknown, unknown_slices = _unknown(labels)

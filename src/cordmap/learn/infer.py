@@ -6,12 +6,13 @@ the image's own grid before the arg-max, so the output shares the image's shape 
 affine exactly. Optionally only the largest connected piece (26-connectivity) of some
 classes is kept, the rest becoming background (`keep_largest=("cord",)`: the cord is one
 piece in most scans, but not necessarily in an injured one, so this is not the default).
-`segment_case` writes the result into a case folder (desc-unet), with the vertebrae and
-discs numbered (`anatomy.numbering`).
+`segment_image` adds the plausibility checks and the vertebral numbering
+(`anatomy.numbering`); `segment_case` writes its result into a case folder (desc-unet).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
-from cordmap.anatomy.numbering import number_vertebrae
+from cordmap.anatomy.numbering import Numbering, number_vertebrae
 from cordmap.errors import CordmapError
 from cordmap.learn.data import prepare
 from cordmap.learn.modelfile import TrainedModel, load_model
@@ -131,11 +132,56 @@ def _class_indices(model: TrainedModel, names) -> list[int]:
     return [model.mapping.names.index(n) for n in names]
 
 
-def predict_labels(
-    model: TrainedModel, image: Volume, name: str = "image", **options
-) -> LabelVolume:
-    """The prediction as a label volume of the model's protocol, on the image's grid."""
-    return model.mapping.decode(predict(model, image, name, **options), image.affine)
+@dataclass(frozen=True)
+class SegmentedImage:
+    """A segmentation in memory: `labels` on the image's grid (vertebrae and discs levelled
+    where they could be numbered), what looks implausible in it (`warnings`), and the
+    numbering (`levels`) or why there is none (`levels_error`)."""
+
+    labels: LabelVolume
+    warnings: list[str]
+    levels: Numbering | None
+    levels_error: str | None
+
+    def results(self) -> dict:
+        """What the segment stage records in case.json (with the model's classes)."""
+        return {
+            "warnings": self.warnings,
+            "levels": self.levels.to_dict() if self.levels else None,
+            "levels_error": self.levels_error,
+        }
+
+
+def segment_image(
+    model: TrainedModel,
+    image: Volume,
+    name: str = "image",
+    *,
+    overlap: float = OVERLAP,
+    device: str = "cpu",
+    keep_largest: tuple[str, ...] = (),
+    anchor: str | None = None,
+    require_levels: bool = False,
+) -> SegmentedImage:
+    """Segment `image` with `model`, check the result's plausibility and number its
+    vertebrae and discs (`anatomy.numbering`, from `anchor` if given). Where the levels
+    cannot be numbered the labels stay unlevelled and `levels_error` says why
+    (`require_levels`: raise instead). `name` names the image in messages."""
+    check_segmentable(image, name)
+    class_map = predict(
+        model, image, name, overlap=overlap, device=device, keep_largest=tuple(keep_largest)
+    )
+    warnings = plausibility_warnings(class_map, model.mapping.names, image.spacing, name)
+    labels = model.mapping.decode(class_map, image.affine)
+    if not {"vertebra", "disc"} <= set(model.mapping.names):
+        return SegmentedImage(labels, warnings, None, None)
+    try:
+        numbering = number_vertebrae(labels, anchor, source=name)
+    except CordmapError as exc:
+        if require_levels:
+            raise
+        return SegmentedImage(labels, warnings, None, str(exc))
+    return SegmentedImage(numbering.labels, warnings, numbering, None)
 
 
 def segment_case(
@@ -148,10 +194,8 @@ def segment_case(
     anchor: str | None = None,
     require_levels: bool = False,
 ) -> Segmentation:
-    """Segment a case's image with a model file (default: the bundled model), number its
-    vertebrae and discs (`anatomy.numbering`, with the user's `anchor` if given), write and
-    record `..._desc-unet_dseg`. Where the levels cannot be numbered the labels are written
-    without levels and a warning says why (`require_levels`: an error instead)."""
+    """Segment a case's image with a model file (default: the bundled model) by
+    `segment_image`, write and record `..._desc-unet_dseg`."""
     from cordmap.case import Case
     from cordmap.io.nifti import write_nifti
     from cordmap.learn.bundled import model_path as resolve
@@ -168,31 +212,22 @@ def segment_case(
     if case.is_up_to_date("segment", inputs=[case.image_path, path], parameters=parameters):
         return Segmentation.from_results(out, case.manifest["stages"]["segment"]["results"], True)
     model = load_model(path, case.schema)
-    image = case.image()
-    check_segmentable(image, case.image_path)
-    class_map = predict(
-        model, image, case.subject, overlap=overlap, device=device, keep_largest=tuple(keep_largest)
+    segmented = segment_image(
+        model,
+        case.image(),
+        str(case.image_path),
+        overlap=overlap,
+        device=device,
+        keep_largest=keep_largest,
+        anchor=anchor,
+        require_levels=require_levels,
     )
-    warnings = plausibility_warnings(class_map, model.mapping.names, image.spacing, case.image_path)
-    labels = model.mapping.decode(class_map, image.affine)
-    levels, levels_error = None, None
-    if {"vertebra", "disc"} <= set(model.mapping.names):
-        try:
-            numbering = number_vertebrae(labels, anchor, source=str(case.image_path))
-        except CordmapError as exc:
-            if require_levels:
-                raise
-            levels_error = str(exc)
-        else:
-            labels, levels = numbering.labels, numbering.to_dict()
-    write_nifti(labels, out)
+    write_nifti(segmented.labels, out)
     results = {
         "bundled": model_path is None,
         "classes": model.mapping.names,
         "classes_not_written": model.mapping.unwritten(),
-        "warnings": warnings,
-        "levels": levels,
-        "levels_error": levels_error,
+        **segmented.results(),
     }
     case.record(
         "segment",

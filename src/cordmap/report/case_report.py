@@ -1,7 +1,7 @@
 """The case report: one self-contained HTML page a surgeon can open anywhere.
 
 `write_case_report(CASE)` plans the case first when `CASE/plan/plan.json` is missing or
-stale (`cordmap.plan.files`, with the options the plan was last made with), then writes
+stale (`cordmap.planning.files`, with the options the plan was last made with), then writes
 `CASE/report/<subject>_report.html`: MRI slices with the labels in the schema colours, a
 3D view of the cord, vertebrae and candidate paddles from behind, the coverage curve, the
 candidates table in vertebral terms, the best placement's contacts (table and figure over
@@ -27,9 +27,9 @@ from cordmap import __version__
 from cordmap.atomic import write_text
 from cordmap.case import Case, sha256
 from cordmap.errors import CordmapError
-from cordmap.plan.measured import UNITS
-from cordmap.plan.paddles import Paddle
-from cordmap.plan.results import Placement, Plan
+from cordmap.planning.measured import UNITS
+from cordmap.planning.paddles import Paddle
+from cordmap.planning.results import Placement, Plan
 from cordmap.report import figures
 
 REPORT_DIR = "report"
@@ -80,7 +80,7 @@ def _current_plan(case: Case):
     """plan.json, re-planned with its recorded options when missing or stale. A plan made
     with a user's paddle file (outside the case, recorded by name only) cannot be re-made
     here: it is used while the labels it was made from are unchanged."""
-    from cordmap.plan.files import PLAN_FILE, Written, read_result, run_plan
+    from cordmap.planning.files import PLAN_FILE, Written, read_result, run_plan
 
     entry = case.manifest.get("stages", {}).get("plan", {})
     inputs = entry.get("inputs", [])
@@ -124,7 +124,7 @@ def automatic_steps(case: Case) -> dict | None:
 def draw_figures(image, labels, plan: Plan, automatic: dict | None = None) -> dict[str, bytes]:
     """The report's PNGs: sagittal, axial, 3d, coverage."""
     from cordmap.mesh import mesh_labels
-    from cordmap.plan.geometry import candidate_strips, measure_cord
+    from cordmap.planning.geometry import candidate_strips, measure_cord
 
     schema = labels.schema
     segment_ids = [schema.find("segment", n).id for n in plan.enlargement.segments]

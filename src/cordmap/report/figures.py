@@ -25,13 +25,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from cordmap.plan.geometry import cord_ids
-from cordmap.plan.vertebral import body_name
+from cordmap.planning.geometry import cord_ids
+from cordmap.planning.vertebral import body_name
 from cordmap.viewer.state import PADDLE_COLOURS
 from cordmap.volume import LabelVolume, Volume
 
 if TYPE_CHECKING:
-    from cordmap.plan.results import Placement, Plan
+    from cordmap.planning.results import Placement, Plan
 
 #: Opacity of the label colours over the MRI.
 OVERLAY_ALPHA = 0.6

@@ -7,7 +7,7 @@ the others go on. A stage whose record in the case's `case.json` shows unchanged
 and outputs is skipped as up to date (re-run it with `force`).
 
 Stages available: `mesh` (GLB meshes of every structure, `cordmap.mesh`), `plan`
-(placement search, `cordmap.plan`), `view` (Neuroglancer dataset with meshes,
+(placement search, `cordmap.planning`), `view` (Neuroglancer dataset with meshes,
 `cordmap.viewer`), `segment` (U-Net inference with a model file or the bundled model,
 `cordmap.learn`) and `report` (the HTML case report, planning first where needed, `cordmap.report`), each with
 its default parameters.
@@ -34,7 +34,7 @@ class CaseOutcome:
 
 
 def _plan(case_dir: Path, options: dict) -> None:
-    from cordmap.plan.files import plan_file
+    from cordmap.planning.files import plan_file
 
     plan_file(case_dir)
 

@@ -3,7 +3,7 @@
 `build_demo_study(out)` makes one lumbosacral phantom per participant (cordmap.anatomy's
 phantom, seed = study seed + participant number; 2 mm pixels, 3 mm slices, 48 axial
 slices around the enlargement), imports it as a case folder with its exact labels,
-plans it with cordmap.plan (default paddle, Specify 5-6-5), registers participant, scan,
+plans it with cordmap.planning (default paddle, Specify 5-6-5), registers participant, scan,
 plan and surgery in a new study database, compares the groups and writes the report.
 The anatomy and the coverages are computed; the rest is SYNTHETIC, drawn with a fixed
 seed from these documented distributions (not patient data):
@@ -16,7 +16,7 @@ seed from these documented distributions (not patient data):
 - placement achieved, "conventional" (no 3D model): the rostral end aimed at the middle of
   the T11 body, the usual fluoroscopic target, displaced by N(0, 6) mm.
 - coverage: the share of the enlargement's volume (L1..S2) under the array at that
-  position, as cordmap.plan computes it; planned coverage (3d-planned only): the best.
+  position, as cordmap.planning computes it; planned coverage (3d-planned only): the best.
 - surgery time: N(180, 30) min (3d-planned) or N(215, 40) min (conventional), at least 60.
 """
 
@@ -105,7 +105,7 @@ def _build(
             metrics=("coverage", "surgery_time"),
             seed=seed,
             title="Synthetic study: 3D-planned vs conventional paddle placement",
-            note="Phantom anatomy planned with cordmap.plan; participants, placement errors "
+            note="Phantom anatomy planned with cordmap.planning; participants, placement errors "
             "and surgery times are SYNTHETIC, drawn from the documented distributions of "
             "cordmap.study.demo - not patient data.",
         )
@@ -117,7 +117,7 @@ def _operate(
     """Phantom -> case folder -> plan -> the surgery as achieved, all registered."""
     from cordmap.anatomy.phantom import make_phantom, write_phantom
     from cordmap.ingest import import_case
-    from cordmap.plan.planner import Planner
+    from cordmap.planning.planner import Planner
 
     subject = f"sub-{row['id']}"
     phantom = make_phantom(phantom_seed, **PHANTOM_GRID)

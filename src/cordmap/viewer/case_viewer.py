@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cordmap.atomic import write_text
 from cordmap.case import Case
-from cordmap.plan.files import PLAN_FILE, read_result
+from cordmap.planning.files import PLAN_FILE, read_result
 from cordmap.viewer.precomputed import check_labels, write_precomputed
 from cordmap.viewer.server import ViewerServer
 from cordmap.viewer.site import DATA_PATH, Site, export_static
@@ -53,7 +53,7 @@ def _paddles(labels, plan_path: Path) -> list:
     """The candidate paddles of the case's plan.json with their strips, or none."""
     if not plan_path.is_file():
         return []
-    from cordmap.plan.geometry import candidate_strips, measure_cord
+    from cordmap.planning.geometry import candidate_strips, measure_cord
 
     return candidate_strips(measure_cord(labels), read_result(plan_path))
 

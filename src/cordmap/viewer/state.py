@@ -28,8 +28,8 @@ from cordmap.viewer.precomputed import (
 from cordmap.volume import LabelVolume, Volume
 
 if TYPE_CHECKING:
-    from cordmap.plan.contacts import Contact
-    from cordmap.plan.results import Placement
+    from cordmap.planning.contacts import Contact
+    from cordmap.planning.results import Placement
 
 #: Label layers: name, structure classes shown at first, opacity of their 3D meshes.
 #: Classes in no layer (CSF) are listed but hidden.

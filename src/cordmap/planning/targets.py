@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from cordmap.errors import CordmapError
-from cordmap.plan.contacts import entry_zone_lateral
-from cordmap.plan.enlargement import Enlargement
-from cordmap.plan.geometry import CordGeometry
-from cordmap.plan.paddles import Paddle
+from cordmap.planning.contacts import entry_zone_lateral
+from cordmap.planning.enlargement import Enlargement
+from cordmap.planning.geometry import CordGeometry
+from cordmap.planning.paddles import Paddle
 from cordmap.protocol.levels import SEGMENTS
 
 WEIGHTS_FILE = Path(__file__).with_name("targets.json")

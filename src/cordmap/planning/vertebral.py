@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 from cordmap.errors import CordmapError
-from cordmap.plan.geometry import CordGeometry, boundary
+from cordmap.planning.geometry import CordGeometry, boundary
 from cordmap.protocol.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
 
 #: Points within this distance (mm) of a vertebra's end are read as its endplate, and

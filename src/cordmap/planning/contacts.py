@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cordmap.plan.geometry import CordGeometry
-from cordmap.plan.paddles import Paddle
+from cordmap.planning.geometry import CordGeometry
+from cordmap.planning.paddles import Paddle
 from cordmap.protocol.levels import SEGMENTS
 from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume

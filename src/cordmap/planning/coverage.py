@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cordmap.plan.enlargement import Enlargement
-from cordmap.plan.paddles import Paddle
+from cordmap.planning.enlargement import Enlargement
+from cordmap.planning.paddles import Paddle
 
 PUBLISHED_SLICES = 15
 PUBLISHED_SLICE_MM = 3.0

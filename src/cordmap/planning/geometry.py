@@ -40,7 +40,7 @@ from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume
 
 if TYPE_CHECKING:
-    from cordmap.plan.results import Placement, Plan
+    from cordmap.planning.results import Placement, Plan
 
 #: Protocol classes whose voxels make up the spinal cord.
 #: Protocol classes that mark vertebral levels.

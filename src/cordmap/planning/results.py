@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cordmap.plan.contacts import Contact
-from cordmap.plan.coverage import Coverage
-from cordmap.plan.measured import Measured
-from cordmap.plan.search import Curve
-from cordmap.plan.targets import Weights
+from cordmap.planning.contacts import Contact
+from cordmap.planning.coverage import Coverage
+from cordmap.planning.measured import Measured
+from cordmap.planning.search import Curve
+from cordmap.planning.targets import Weights
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from cordmap.errors import CordmapError
-from cordmap.plan.geometry import ArcVolume, CordGeometry, boundary
+from cordmap.planning.geometry import ArcVolume, CordGeometry, boundary
 from cordmap.protocol.levels import SEGMENTS, pam50_segment
 
 DEFAULT_ENLARGEMENT = "L1..S2"

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cordmap.plan.enlargement import parse_segment_range
-from cordmap.plan.paddles import Paddle
-from cordmap.plan.vertebral import VertebralMap
+from cordmap.planning.enlargement import parse_segment_range
+from cordmap.planning.paddles import Paddle
+from cordmap.planning.vertebral import VertebralMap
 
 UNITS = "mm along the cord centreline from the rostral end of the cord in view"
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cordmap.errors import CordmapError
-from cordmap.plan.coverage import coverage_curve
-from cordmap.plan.enlargement import Enlargement
-from cordmap.plan.geometry import CordGeometry
-from cordmap.plan.paddles import Paddle
+from cordmap.planning.coverage import coverage_curve
+from cordmap.planning.enlargement import Enlargement
+from cordmap.planning.geometry import CordGeometry
+from cordmap.planning.paddles import Paddle
 
 SEARCH_STEP_MM = 0.5
 SEPARATION_MM = 5.0

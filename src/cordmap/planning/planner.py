@@ -17,21 +17,21 @@ import numpy as np
 
 from cordmap import __version__
 from cordmap.errors import CordmapError
-from cordmap.plan.contacts import ContactMapper, entry_zone_lateral
-from cordmap.plan.coverage import coverage_at, slice_count_coverage
-from cordmap.plan.enlargement import (
+from cordmap.planning.contacts import ContactMapper, entry_zone_lateral
+from cordmap.planning.coverage import coverage_at, slice_count_coverage
+from cordmap.planning.enlargement import (
     DEFAULT_ENLARGEMENT,
     Enlargement,
     find_enlargement,
     segment_extents,
 )
-from cordmap.plan.geometry import CordGeometry, cord_ids, measure_cord
-from cordmap.plan.measured import CordSummary, DorsalSurface, EnlargementSummary
-from cordmap.plan.paddles import DEFAULT_PADDLE, Paddle, get_paddle
-from cordmap.plan.results import Assessment, Compared, Placement, Plan, TargetRanking
-from cordmap.plan.search import SEARCH_STEP_MM, SEPARATION_MM, best_positions, search_positions
-from cordmap.plan.targets import Targets
-from cordmap.plan.vertebral import VertebralMap
+from cordmap.planning.geometry import CordGeometry, cord_ids, measure_cord
+from cordmap.planning.measured import CordSummary, DorsalSurface, EnlargementSummary
+from cordmap.planning.paddles import DEFAULT_PADDLE, Paddle, get_paddle
+from cordmap.planning.results import Assessment, Compared, Placement, Plan, TargetRanking
+from cordmap.planning.search import SEARCH_STEP_MM, SEPARATION_MM, best_positions, search_positions
+from cordmap.planning.targets import Targets
+from cordmap.planning.vertebral import VertebralMap
 from cordmap.protocol.levels import SEGMENTS
 from cordmap.volume import LabelVolume
 

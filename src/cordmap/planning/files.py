@@ -15,8 +15,8 @@ from pathlib import Path
 
 from cordmap.atomic import write_text
 from cordmap.errors import CordmapError
-from cordmap.plan.planner import Planner
-from cordmap.plan.results import Assessment, Plan
+from cordmap.planning.planner import Planner
+from cordmap.planning.results import Assessment, Plan
 from cordmap.protocol.schema import LabelSchema
 
 PLAN_FILE = "plan/plan.json"
