@@ -2,22 +2,24 @@
 `concurrent.futures.ProcessPoolExecutor` of the others.
 
 fast-simplification holds the GIL, so threads do not help (the per-label work of the
-512 x 512 x 48 phantom on 2 cores: 1.47-1.60 s in one thread, 1.73-1.91 s in two). The pool's start method is "fork" where that is safe: this process
-runs no other thread and has not loaded torch (whose OpenMP threads do not survive a
-fork); the processes are forked all at once, before the pool starts its own threads.
-Elsewhere it is "forkserver" ("spawn" where there is none): a fresh interpreter that
-imports the meshing modules, ~0.8 s of CPU before the pool can help (a fork takes
-~0.01 s), so a pool is started only for more work (`MIN_WORK`), in the background
-while this process works, and the script that meshes must guard its work with
+512 x 512 x 48 phantom on 2 cores: 1.47-1.60 s in one thread, 1.73-1.91 s in two).
+The pool's start method is "fork" where that is safe: this process runs no other
+thread and has not loaded torch (whose OpenMP threads do not survive a fork). The
+processes are forked all at once, before the pool starts its own threads; they inherit
+what every label needs (zmesh's marching-cubes pass, the label array: no copy), and each
+of them and this process take the next label, largest first, from a shared counter until
+none is left (`_forked`). Elsewhere the start method is "forkserver" ("spawn" where there
+is none): a fresh interpreter that imports the meshing modules, ~0.8 s of CPU before the
+pool can help (a fork takes ~0.01 s). That pool is started only for more work
+(`MIN_WORK`), in the background while this process works, which hands it each label
+with its raw surface (`_started`); and the script that meshes must guard its work with
 ``if __name__ == "__main__":`` (Python re-imports it in the pool's processes).
 
-This process works too: it takes labels, largest first, and hands the next ones to the
-pool whenever the pool has fewer than `QUEUED_PER_WORKER` per process. Each pool task
-gets its label's arguments (its raw marching-cubes surface, prepared here) and sends
-back the finished arrays. With `workers=1`, too little work, one label, or in a
-daemonic process (a Dask worker process may not start processes) every label is done
-here, one after the other. The results are the same either way: each label is done on
-its own by the same function.
+With `workers=1`, too little work, one label, or in a daemonic process (a Dask worker
+process may not start processes) every label is done here, one after the other. The
+results are the same either way: each label is done on its own by the same function.
+Ctrl-C (or an error) stops the pool: no label is taken after it, and the pool's processes
+(which ignore Ctrl-C) finish the one they hold.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ QUEUED_PER_WORKER = 2
 PRELOAD = ["cordmap.mesh.surfaces"]
 
 Result = TypeVar("Result")
+
+#: (prepare, run, order, taken) of `map_labels`, for the processes it forks (they inherit
+#: it)
+_inherited: tuple | None = None
 
 
 def default_workers() -> int:
@@ -107,62 +113,97 @@ def map_labels(
     )
     if not worth_it:
         return {label_id: run(*prepare(label_id)) for label_id in work}
-    order = deque(sorted(work, key=lambda label_id: -work[label_id]))
-    made: dict[int, Result] = {}
+    order = sorted(work, key=lambda label_id: -work[label_id])
     others = min(workers, len(work)) - 1
     context = multiprocessing.get_context(method)
-    if method == "forkserver":
-        context.set_forkserver_preload(PRELOAD)
-    pool = ProcessPoolExecutor(others, mp_context=context, initializer=_ignore_interrupts)
-    up: list[Future] = []
-    if method == "fork":
-        up.append(pool.submit(int))  # forks all the processes (only then starts threads)
-        starter = None
-    else:
-        # submit waits until the fork server has imported the meshing modules (~0.7 s):
-        # the pool starts in the background while this process works
-        starter = threading.Thread(target=lambda: up.append(pool.submit(int)), daemon=True)
-        starter.start()
     try:
-        _share(pool, up, prepare, run, order, made, QUEUED_PER_WORKER * others)
+        if method == "fork":
+            made = _forked(context, others, prepare, run, order)
+        else:
+            made = _started(context, others, prepare, run, order)
     except BrokenProcessPool:
         raise CordmapError(
             "a meshing worker process ended without its results (out of memory? or a "
             "script that meshes without `if __name__ == '__main__':`); retry, or mesh with "
             "workers=1"
         ) from None
-    finally:
-        # also after an error or Ctrl-C: queued labels are dropped, running ones finish
-        if starter is not None:
-            starter.join()
-        pool.shutdown(wait=True, cancel_futures=True)
     return {label_id: made[label_id] for label_id in work}
 
 
-def _share(
-    pool: ProcessPoolExecutor,
-    up: list[Future],
-    prepare: Callable[[int], tuple],
-    run: Callable[..., Any],
-    order: deque,
-    made: dict,
-    queued: int,
-) -> None:
-    """Hand the labels of `order` to the pool (once it is `up`) and to this process."""
+def _forked(context, others: int, prepare, run, order: list[int]) -> dict:
+    """`map_labels` over forked processes. They inherit `prepare` and what it uses (the
+    marching-cubes pass, made by this process's first `prepare`, before the fork); each
+    runs one task that takes the next label from a shared counter until none is left and
+    sends back its results in one message. A few long tasks, not one per label: this
+    process's pool threads need the GIL to hand out a task, and the per-label work holds
+    it for up to a second."""
+    global _inherited
+    taken = context.Value("i", 1)  # how many labels of `order` have been taken
+    first = prepare(order[0])
+    _inherited = (prepare, run, order, taken)
+    # all the processes are forked at the first submit, before the pool starts threads
+    pool = ProcessPoolExecutor(others, mp_context=context, initializer=_ignore_interrupts)
+    try:
+        tasks = [pool.submit(_take_labels) for _ in range(others)]
+        made = {order[0]: run(*first)}
+        made.update(_take_labels())
+        for task in tasks:
+            made.update(task.result())
+        return made
+    finally:
+        with taken.get_lock():  # after an error or Ctrl-C: the processes stop
+            taken.value = len(order)
+        pool.shutdown(wait=True, cancel_futures=True)
+        _inherited = None
+
+
+def _take_labels() -> list[tuple[int, Any]]:
+    """(label id, result) for each label this process takes, until none is left."""
+    prepare, run, order, taken = _inherited
+    made = []
+    while True:
+        with taken.get_lock():
+            index = taken.value
+            taken.value += 1
+        if index >= len(order):
+            return made
+        made.append((order[index], run(*prepare(order[index]))))
+
+
+def _started(context, others: int, prepare, run, order: list[int]) -> dict:
+    """`map_labels` over processes started by a fork server (or spawned). They start in
+    the background while this process works; this process takes labels, largest first,
+    and once the pool is up hands it the next ones whenever it holds fewer than
+    `QUEUED_PER_WORKER` per process (each with its arguments, prepared here)."""
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(PRELOAD)
+    pool = ProcessPoolExecutor(others, mp_context=context, initializer=_ignore_interrupts)
+    # submit waits until the fork server has imported the meshing modules (~0.8 s)
+    up: list[Future] = []
+    starter = threading.Thread(target=lambda: up.append(pool.submit(int)), daemon=True)
+    starter.start()
+    order = deque(order)
+    made = {}
     pending: dict[Future, int] = {}
-    while order or pending:
-        if up and up[0].done():
-            while order and len(pending) < queued:
-                label_id = order.popleft()
-                pending[pool.submit(run, *prepare(label_id))] = label_id
-        if order:
-            label_id = order.popleft()
-            made[label_id] = run(*prepare(label_id))
-            finished = [future for future in pending if future.done()]
-        else:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for future in finished:
-            made[pending.pop(future)] = future.result()
+    try:
+        while order or pending:
+            mine = order.popleft() if order else None
+            if up and up[0].done():
+                while order and len(pending) < QUEUED_PER_WORKER * others:
+                    label_id = order.popleft()
+                    pending[pool.submit(run, *prepare(label_id))] = label_id
+            if mine is not None:
+                made[mine] = run(*prepare(mine))
+                finished = [future for future in pending if future.done()]
+            else:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                made[pending.pop(future)] = future.result()
+        return made
+    finally:
+        # also after an error or Ctrl-C: queued labels are dropped, running ones finish
+        starter.join()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def start_method() -> str:
