@@ -556,6 +556,43 @@ def test_a_failing_worker_process_is_a_clear_error(monkeypatch, how, message):
         )
 
 
+def _interrupted_here(label_id, parent):
+    """run for map_labels: Ctrl-C in this process at its second label; a pool process is
+    slow."""
+    import os
+    import time
+
+    if os.getpid() != parent:
+        time.sleep(0.1)
+        return label_id
+    _interrupted_here.calls = getattr(_interrupted_here, "calls", 0) + 1
+    if _interrupted_here.calls == 2:
+        raise KeyboardInterrupt
+    return label_id
+
+
+def test_ctrl_c_stops_the_pool_after_the_labels_it_holds(monkeypatch):
+    import os
+    import time
+
+    from cordmap.mesh import parallel
+
+    monkeypatch.setitem(parallel.MIN_WORK, "fork", 0)
+    monkeypatch.setattr(parallel, "start_method", lambda: "fork")
+    monkeypatch.setattr(_interrupted_here, "calls", 0, raising=False)
+    parent = os.getpid()
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        parallel.map_labels(
+            lambda label_id: (label_id, parent),
+            _interrupted_here,
+            dict.fromkeys(range(1, 41), 1),  # 4 s of work for the pool process alone
+            workers=2,
+        )
+    assert time.perf_counter() - start < 2.0
+    assert parallel._inherited is None
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5])
 def test_workers_must_be_a_whole_number_of_processes(workers):
     array = np.zeros(SHAPE, np.uint16)

@@ -40,11 +40,11 @@ from cordmap.errors import CordmapError
 #: Less estimated work than this (surface voxels of all labels together; about 3
 #: triangles each) is done in this process alone: for a forked pool about 200 000
 #: triangles (0.5 s of work), for a pool whose processes start an interpreter about
-#: 1.5 M triangles (on 2 cores the 512 x 512 x 48 phantom, 310 000, was 2x slower with
-#: one than without).
+#: 1.5 M triangles (on 2 cores at a load average of 4 the 512 x 512 x 48 phantom,
+#: 310 000, took about 2x as long with one as without).
 MIN_WORK = {"fork": 70_000, "forkserver": 500_000, "spawn": 500_000}
-#: Labels queued per pool process, so that it never waits for this process to hand it
-#: the next one.
+#: Labels queued per process of a forkserver pool, so that it never waits for this
+#: process to hand it the next one.
 QUEUED_PER_WORKER = 2
 #: Imported once by the fork server, before it forks the pool's processes.
 PRELOAD = ["cordmap.mesh.surfaces"]
@@ -86,7 +86,8 @@ def map_labels(
     ----------
     prepare : callable
         `prepare(label_id)` -> the arguments of `run` for that label; called in this
-        process, so it may use anything this process holds.
+        process or in a process forked from it, so it may use anything this process
+        holds.
     run : callable
         The per-label work: a module-level function whose arguments and result can be
         pickled (it runs here or in a pool process).
