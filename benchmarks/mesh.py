@@ -8,8 +8,8 @@ spine mask, 141 x 141 x 991 at 0.5 mm), (b) the lumbosacral phantom (seed 0) sam
 Pipelines, each in a fresh forked process:
   cordmap     `cordmap.mesh.mesh_labels`, one stage: zmesh multi-label marching cubes in
               one pass (+ thin roots bridged), then label by label over the cores (this
-              process and one forked child per extra core) each surface taken out of
-              that pass, Taubin-smoothed (10 iterations) and simplified to 10% by
+              process and a process pool, `workers` = the usable cores) each surface
+              taken out of that pass, Taubin-smoothed (10 iterations) and simplified to 10% by
               fast-simplification with the watertight guard; then the Neuroglancer
               precomputed writer (cordmap.viewer).
   unsmoothed  the same without smoothing: the baseline's work (a smoothed surface can
@@ -22,7 +22,8 @@ Per stage: seconds, CPU seconds (user + system, of the process and the children 
 waited for: the work done, whatever else the machine is doing), triangles after the
 stage, and the process's peak resident memory after it (ru_maxrss; it only grows, so a
 stage that raises it is the one that needed it), and the largest of its forked children
-(most of their pages are shared with the pipeline's process, so the two do not add up).
+(forked: most of their pages are shared with the pipeline's process, so the two do not add
+up). benchmarks/mesh_parallel.py compares the parallelism of two versions of the code.
 Each pipeline runs --repeat times, in alternating order (the machine is shared and its
 load drifts); the fastest run of each is reported.
 Targets (issue 6): 512 x 512 x 48 meshed, simplified to ~10% and written in under 3 s and

@@ -303,6 +303,24 @@ def _run(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def test_cli_mesh_workers_give_the_same_files(tmp_path, monkeypatch):
+    from cordmap.mesh import parallel
+
+    _, labels, _ = _case_inputs(tmp_path)
+    monkeypatch.setitem(parallel.MIN_WORK, "fork", 0)
+    monkeypatch.setitem(parallel.MIN_WORK, "forkserver", 0)
+    written = {}
+    for workers in (1, 2):
+        out = tmp_path / f"mesh-{workers}"
+        result = _run("mesh", labels, "--out", out, "--format", "ply", "--workers", workers)
+        assert result.exit_code == 0, result.output
+        written[workers] = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert written[1] == written[2] and len(written[1]) == 2
+    result = _run("mesh", labels, "--out", tmp_path / "none", "--workers", 0)
+    assert result.exit_code != 0 and "workers must be" in result.output
+    assert not (tmp_path / "none").exists()
+
+
 def test_cli_mesh_case_writes_exports_and_records_the_stage(tmp_path):
     from cordmap.case import Case
     from cordmap.ingest import import_case
@@ -461,7 +479,8 @@ def test_smooth_is_trimesh_taubin_filter():
     assert not np.allclose(ours.vertices, noisy)
 
 
-def test_meshing_over_worker_processes_gives_the_same_meshes(monkeypatch):
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_meshing_over_worker_processes_gives_the_same_meshes(monkeypatch, method):
     from cordmap.mesh import parallel
 
     array = np.zeros(SHAPE, np.uint16)
@@ -470,14 +489,150 @@ def test_meshing_over_worker_processes_gives_the_same_meshes(monkeypatch):
     array[_diagonal_line() == ROOT] = ROOT
     labels = _labels(array)
     serial = mesh_labels(labels, workers=1)
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 0)  # a pool even for small work
-    forked = mesh_labels(labels, workers=2)
-    assert list(forked) == list(serial) == [CORD, CSF, ROOT]
+    monkeypatch.setitem(parallel.MIN_WORK, method, 0)  # a pool even for small work
+    monkeypatch.setattr(parallel, "start_method", lambda: method)
+    pooled = mesh_labels(labels, workers=2)
+    assert list(pooled) == list(serial) == [CORD, CSF, ROOT]
     for label_id, mesh in serial.items():
-        np.testing.assert_array_equal(forked[label_id].faces, mesh.faces)
-        np.testing.assert_allclose(forked[label_id].vertices, mesh.vertices)
-        assert forked[label_id].is_watertight
-    assert len(forked[ROOT].split(only_watertight=False)) == 1  # bridged before the pool
+        np.testing.assert_array_equal(pooled[label_id].faces, mesh.faces)
+        np.testing.assert_array_equal(pooled[label_id].vertices, mesh.vertices)
+        assert pooled[label_id].is_watertight
+    assert len(pooled[ROOT].split(only_watertight=False)) == 1  # bridged before the pool
+
+
+def test_the_pool_does_labels_and_the_results_keep_the_order_of_the_work(monkeypatch):
+    import os
+
+    from cordmap.mesh import parallel
+
+    monkeypatch.setitem(parallel.MIN_WORK, "fork", 0)
+    monkeypatch.setattr(parallel, "start_method", lambda: "fork")
+    work = {label_id: label_id % 7 for label_id in range(1, 31)}
+    made = parallel.map_labels(lambda label_id: (label_id,), _pid_after_a_moment, work, workers=3)
+    assert list(made) == list(work)
+    assert len({pid for pid, _ in made.values()} - {os.getpid()}) >= 1
+    assert all(label_id == echoed for label_id, (_, echoed) in made.items())
+
+
+def _pid_after_a_moment(label_id):
+    """run for map_labels: which process did the label."""
+    import os
+    import time
+
+    time.sleep(0.01)
+    return os.getpid(), label_id
+
+
+def _fails_in_a_worker(label_id, parent, how):
+    """run for map_labels: a pool process fails (`how`); this process is slow."""
+    import os
+    import time
+
+    if os.getpid() == parent:
+        time.sleep(0.05)
+        return label_id
+    if how == "raises":
+        raise CordmapError(f"label {label_id} cannot be meshed")
+    os._exit(3)  # dies without a word
+
+
+@pytest.mark.parametrize(
+    "how, message", [("raises", "cannot be meshed"), ("dies", "ended without its results")]
+)
+def test_a_failing_worker_process_is_a_clear_error(monkeypatch, how, message):
+    import os
+
+    from cordmap.mesh import parallel
+
+    monkeypatch.setitem(parallel.MIN_WORK, "fork", 0)
+    monkeypatch.setattr(parallel, "start_method", lambda: "fork")
+    parent = os.getpid()
+    with pytest.raises(CordmapError, match=message):
+        parallel.map_labels(
+            lambda label_id: (label_id, parent, how),
+            _fails_in_a_worker,
+            dict.fromkeys(range(1, 21), 1),
+            workers=2,
+        )
+
+
+def _interrupted_here(label_id, parent):
+    """run for map_labels: Ctrl-C in this process at its second label; a pool process is
+    slow."""
+    import os
+    import time
+
+    if os.getpid() != parent:
+        time.sleep(0.1)
+        return label_id
+    _interrupted_here.calls = getattr(_interrupted_here, "calls", 0) + 1
+    if _interrupted_here.calls == 2:
+        raise KeyboardInterrupt
+    return label_id
+
+
+def test_ctrl_c_stops_the_pool_after_the_labels_it_holds(monkeypatch):
+    import os
+    import time
+
+    from cordmap.mesh import parallel
+
+    monkeypatch.setitem(parallel.MIN_WORK, "fork", 0)
+    monkeypatch.setattr(parallel, "start_method", lambda: "fork")
+    monkeypatch.setattr(_interrupted_here, "calls", 0, raising=False)
+    parent = os.getpid()
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        parallel.map_labels(
+            lambda label_id: (label_id, parent),
+            _interrupted_here,
+            dict.fromkeys(range(1, 41), 1),  # 4 s of work for the pool process alone
+            workers=2,
+        )
+    assert time.perf_counter() - start < 2.0
+    assert parallel._inherited is None
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5])
+def test_workers_must_be_a_whole_number_of_processes(workers):
+    array = np.zeros(SHAPE, np.uint16)
+    array[_box()[0]] = CORD
+    with pytest.raises(CordmapError, match="workers must be"):
+        mesh_labels(_labels(array), workers=workers)
+
+
+def test_default_workers_are_the_cores_this_process_may_use(monkeypatch):
+    import os
+
+    from cordmap.mesh import parallel
+
+    monkeypatch.delattr(parallel.os, "process_cpu_count", raising=False)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    assert parallel.default_workers() == 3
+    monkeypatch.setattr(parallel.os, "process_cpu_count", lambda: 7, raising=False)
+    assert parallel.default_workers() == 7
+    monkeypatch.undo()
+    assert 1 <= parallel.default_workers() <= (os.cpu_count() or 1)
+
+
+def test_fork_only_without_other_threads_or_torch(monkeypatch):
+    import sys
+    import threading
+    import types
+
+    from cordmap.mesh import parallel
+
+    if "fork" not in parallel.multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    safe = "forkserver"
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert parallel.start_method() == "fork"
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    assert parallel.start_method() == safe
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert parallel.start_method() == safe
 
 
 def test_surface_voxels_of_a_box_are_all_but_its_core():
@@ -488,37 +643,6 @@ def test_surface_voxels_of_a_box_are_all_but_its_core():
     padded[4:6, 1:5, 1:6] = CORD  # a neighbour is outside the label too
     points = np.flatnonzero(padded.ravel() == CSF)
     assert surface_voxels(padded, points, CSF) == 60 - 6
-
-
-def _worker_fails(label_id, parent, started, how):
-    """make_mesh for map_labels: the parent waits until a child has taken a label, which
-    then fails (`how`)."""
-    import os
-
-    if os.getpid() == parent:
-        assert started.wait(60), "no child process took a label"
-        return trimesh.creation.box()
-    started.set()
-    if how == "raises":
-        raise CordmapError(f"label {label_id} cannot be meshed")
-    os._exit(3)  # dies without a word
-
-
-@pytest.mark.parametrize(
-    "how, message", [("raises", "cannot be meshed"), ("dies", "ended without its results")]
-)
-def test_a_failing_worker_process_is_a_clear_error(monkeypatch, how, message):
-    import functools
-    import multiprocessing
-    import os
-
-    from cordmap.mesh import parallel
-
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 0)
-    started = multiprocessing.get_context("fork").Event()
-    make_mesh = functools.partial(_worker_fails, parent=os.getpid(), started=started, how=how)
-    with pytest.raises(CordmapError, match=message):
-        parallel.map_labels(make_mesh, {CORD: 2, CSF: 1}, workers=2)
 
 
 def test_march_labels_gives_the_unrefined_surfaces_of_mesh_labels():
@@ -533,31 +657,3 @@ def test_march_labels_gives_the_unrefined_surfaces_of_mesh_labels():
         np.testing.assert_array_equal(mesh.vertices, unrefined[label_id].vertices)
         np.testing.assert_array_equal(mesh.faces, unrefined[label_id].faces)
         assert mesh.is_watertight
-
-
-@pytest.mark.parametrize(
-    "runnable, expected",
-    [
-        ([1, 1, 1, 1, 1], "all"),  # only this process runs
-        ([40, 40, 40, 40, 40], 1),  # a full machine: no child
-        ([9, 2, 9, 9, 9], "all but one"),  # the least of the readings counts
-    ],
-)
-def test_free_cores_are_the_usable_ones_less_the_other_runnable_tasks(
-    monkeypatch, runnable, expected
-):
-    import io
-
-    from cordmap.mesh import parallel
-
-    monkeypatch.setattr(parallel, "_usable_cores", lambda: 8)
-    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
-    readings = iter(runnable)
-    monkeypatch.setattr(
-        parallel,
-        "open",
-        lambda *a, **k: io.StringIO(f"0.50 0.40 0.30 {next(readings)}/300 12345\n"),
-        raising=False,
-    )
-    want = {"all": 8, "all but one": 7}.get(expected, expected)
-    assert parallel._free_cores() == want

@@ -1431,6 +1431,10 @@ def mesh_command(
         Path | None,
         typer.Option(help="Label file only: annotation protocol JSON (default: shipped)."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes for the per-label work (default: the usable CPU cores)."),
+    ] = None,
 ):
     """Mesh every labelled structure (world RAS+ mm) and export for 3D tools into CASE/mesh/."""
     from rich.table import Table
@@ -1442,6 +1446,7 @@ def mesh_command(
         smoothing=smoothing,
         reduction=reduction,
         thin_upsample=thin_upsample,
+        workers=workers,
     )
     if source.is_dir():
         if out is not None or protocol is not None:

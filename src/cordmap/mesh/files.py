@@ -73,11 +73,32 @@ def mesh_case(
     smoothing: int = DEFAULT_SMOOTHING,
     reduction: float = DEFAULT_REDUCTION,
     thin_upsample: int = DEFAULT_THIN_UPSAMPLE,
+    workers: int | None = None,
 ) -> MeshResult:
     """Mesh the case's labels (manual, else U-Net) into CASE/mesh/ and record the stage.
 
     When case.json shows the stage already ran with these parameters on unchanged labels
-    and its outputs are untouched, nothing is redone (`MeshResult.up_to_date`)."""
+    and its outputs are untouched, nothing is redone (`MeshResult.up_to_date`).
+
+    Parameters
+    ----------
+    case_dir : str or Path
+        The case folder.
+    formats : sequence of str
+        Export formats (`FORMATS`), e.g. ("glb", "stl").
+    smoothing, reduction, thin_upsample
+        As for `cordmap.mesh.mesh_labels`; recorded in case.json.
+    workers : int, optional
+        Processes for the per-label work, this one included; default the CPU cores this
+        process may use; 1 starts none. Not a parameter of the stage: the meshes are the
+        same whatever it is.
+
+    Returns
+    -------
+    MeshResult
+        The folder, the files written (or kept), each structure's statistics and the
+        parameters.
+    """
     from cordmap.case import Case
 
     case = Case.open(case_dir)
@@ -90,7 +111,7 @@ def mesh_case(
     if case.is_up_to_date(STAGE, inputs=[source], parameters=parameters):
         return _recorded_result(folder, stem, case.manifest["stages"][STAGE], case.root)
     result = _mesh_to_folder(
-        case.labels(sources[0]), folder, stem, formats, smoothing, reduction, thin_upsample
+        case.labels(sources[0]), folder, stem, formats, smoothing, reduction, thin_upsample, workers
     )
     case.record(STAGE, inputs=[source], outputs=result.files, parameters=result.parameters)
     return result
@@ -105,8 +126,31 @@ def mesh_label_file(
     smoothing: int = DEFAULT_SMOOTHING,
     reduction: float = DEFAULT_REDUCTION,
     thin_upsample: int = DEFAULT_THIN_UPSAMPLE,
+    workers: int | None = None,
 ) -> MeshResult:
-    """Mesh a label NIfTI file into `out_dir` (default: `<name>_mesh/` beside it)."""
+    """Mesh a label NIfTI file into `out_dir` (default: `<name>_mesh/` beside it).
+
+    Parameters
+    ----------
+    labels_path : str or Path
+        The label NIfTI file.
+    out_dir : str or Path, optional
+        Output folder (replaced whole); default `<name>_mesh/` beside the file.
+    protocol : str or Path, optional
+        Annotation protocol JSON naming the labels; default the shipped one.
+    formats : sequence of str
+        Export formats (`FORMATS`), e.g. ("glb", "stl").
+    smoothing, reduction, thin_upsample
+        As for `cordmap.mesh.mesh_labels`.
+    workers : int, optional
+        Processes for the per-label work, this one included; default the CPU cores this
+        process may use; 1 starts none. The meshes are the same whatever it is.
+
+    Returns
+    -------
+    MeshResult
+        The folder, the files written, each structure's statistics and the parameters.
+    """
     from cordmap.io.nifti import read_labels
 
     labels_path = Path(labels_path)
@@ -114,7 +158,7 @@ def mesh_label_file(
     out_dir = Path(out_dir) if out_dir else labels_path.with_name(f"{stem}_{MESH_DIR}")
     labels = read_labels(labels_path, LabelSchema.load(protocol))
     return _mesh_to_folder(
-        labels, out_dir, f"{stem}_mesh", formats, smoothing, reduction, thin_upsample
+        labels, out_dir, f"{stem}_mesh", formats, smoothing, reduction, thin_upsample, workers
     )
 
 
@@ -144,12 +188,23 @@ def _recorded_result(folder: Path, stem: str, stage: dict, root: Path) -> MeshRe
 
 
 def _mesh_to_folder(
-    labels: LabelVolume, folder: Path, stem: str, formats, smoothing, reduction, thin_upsample
+    labels: LabelVolume,
+    folder: Path,
+    stem: str,
+    formats,
+    smoothing,
+    reduction,
+    thin_upsample,
+    workers: int | None,
 ) -> MeshResult:
     formats = tuple(formats)
     parameters = _parameters(formats, smoothing, reduction, thin_upsample)
     meshes = mesh_labels(
-        labels, smoothing=smoothing, reduction=reduction, thin_upsample=thin_upsample
+        labels,
+        smoothing=smoothing,
+        reduction=reduction,
+        thin_upsample=thin_upsample,
+        workers=workers,
     )
     counts = labels.counts()
     structures = [

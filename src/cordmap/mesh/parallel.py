@@ -1,146 +1,227 @@
-"""Per-label meshing work (surface extraction, smoothing, simplification) over the CPU
-cores.
+"""Per-label meshing work over `workers` processes: this one and a
+`concurrent.futures.ProcessPoolExecutor` of the others.
 
-fast-simplification holds the GIL, so threads do not help: `map_labels` forks one child
-process per extra core (by default per extra core that other processes leave free). The
-children inherit everything the work needs (zmesh's marching-cubes pass, the label
-array: no copy on the way in); this process works too, its memory already warm, and
-every process takes the next label, largest first, until none is left. Each child sends
-back only its finished, simplified meshes, in one message at the end. Forking costs some
-tens of milliseconds, so it is done only when the estimated work (surface voxels, 2.7 to
-3.3 triangles each on the phantom and PAM50) reaches `PARALLEL_MIN_WORK`, more than one
-core is free, and the "fork" start method is available (Linux, macOS); otherwise the
-labels are done one after the other here. The results are the same either way: each
-label is done on its own by the same function.
+fast-simplification holds the GIL, so threads do not help (the per-label work of the
+512 x 512 x 48 phantom on 2 cores: 1.47-1.60 s in one thread, 1.73-1.91 s in two).
+The pool's start method is "fork" where that is safe: this process runs no other
+thread and has not loaded torch (whose OpenMP threads do not survive a fork). The
+processes are forked all at once, before the pool starts its own threads; they inherit
+what every label needs (zmesh's marching-cubes pass, the label array: no copy), and each
+of them and this process take the next label, largest first, from a shared counter until
+none is left (`_forked`). Elsewhere the start method is "forkserver" ("spawn" where there
+is none): a fresh interpreter that imports the meshing modules, ~0.8 s of CPU before the
+pool can help (a fork takes ~0.01 s). That pool is started only for more work
+(`MIN_WORK`), in the background while this process works, which hands it each label
+with its raw surface (`_started`); and the script that meshes must guard its work with
+``if __name__ == "__main__":`` (Python re-imports it in the pool's processes).
+
+With `workers=1`, too little work, one label, or in a daemonic process (a Dask worker
+process may not start processes) every label is done here, one after the other. The
+results are the same either way: each label is done on its own by the same function.
+Ctrl-C (or an error) stops the pool: no label is taken after it, and the pool's processes
+(which ignore Ctrl-C) finish the one they hold.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import time
-from collections.abc import Callable, Iterator
-
-import numpy as np
-import trimesh
+import signal
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from cordmap.errors import CordmapError
 
-#: Less estimated work than this (surface voxels of all labels together, about 200 000
-#: triangles) is done in this process alone.
-PARALLEL_MIN_WORK = 70_000
+#: Less estimated work than this (surface voxels of all labels together; about 3
+#: triangles each) is done in this process alone: for a forked pool about 200 000
+#: triangles (0.5 s of work), for a pool whose processes start an interpreter about
+#: 1.5 M triangles (on 2 cores at a load average of 4 the 512 x 512 x 48 phantom,
+#: 310 000, took about 2x as long with one as without).
+MIN_WORK = {"fork": 70_000, "forkserver": 500_000, "spawn": 500_000}
+#: Labels queued per process of a forkserver pool, so that it never waits for this
+#: process to hand it the next one.
+QUEUED_PER_WORKER = 2
+#: Imported once by the fork server, before it forks the pool's processes.
+PRELOAD = ["cordmap.mesh.surfaces"]
 
-MakeMesh = Callable[[int], trimesh.Trimesh]
+Result = TypeVar("Result")
+
+#: (prepare, run, order, taken) of `map_labels`, for the processes it forks (they inherit
+#: it)
+_inherited: tuple | None = None
+
+
+def default_workers() -> int:
+    """The number of CPU cores this process may run on.
+
+    Returns
+    -------
+    int
+        `os.process_cpu_count()` where Python has it (3.13+), else the cores of this
+        process's CPU affinity, else `os.cpu_count()`; at least 1.
+    """
+    if hasattr(os, "process_cpu_count"):
+        return os.process_cpu_count() or 1
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def map_labels(
-    make_mesh: MakeMesh, work: dict[int, float], *, workers: int | None = None
-) -> dict[int, trimesh.Trimesh]:
-    """`make_mesh(label_id)` for every label of `work` ({label id: estimated work});
-    returns {label id: mesh} in the order of `work`.
+    prepare: Callable[[int], tuple],
+    run: Callable[..., Result],
+    work: dict[int, float],
+    *,
+    workers: int | None = None,
+) -> dict[int, Result]:
+    """`run(*prepare(label_id))` for every label of `work`, over `workers` processes.
 
-    workers: processes to use, this one included; default the usable cores that other
-    processes are not using right now (`_free_cores`).
+    Parameters
+    ----------
+    prepare : callable
+        `prepare(label_id)` -> the arguments of `run` for that label; called in this
+        process or in a process forked from it, so it may use anything this process
+        holds.
+    run : callable
+        The per-label work: a module-level function whose arguments and result can be
+        pickled (it runs here or in a pool process).
+    work : dict
+        {label id: estimated work (surface voxels)}; labels are taken largest first.
+    workers : int, optional
+        Processes to use, this one included; default `default_workers()`. 1 runs every
+        label here, without a pool.
+
+    Returns
+    -------
+    dict
+        {label id: result of `run`}, in the order of `work`; the same whatever `workers`.
     """
-    worth_it = len(work) > 1 and sum(work.values()) >= PARALLEL_MIN_WORK and _can_fork()
-    if worth_it and workers is None:
-        workers = _free_cores()
-    if not worth_it or workers < 2:
-        return {label_id: make_mesh(label_id) for label_id in work}
-    workers = min(workers, len(work))
-    context = multiprocessing.get_context("fork")
+    workers = default_workers() if workers is None else workers
+    if int(workers) != workers or workers < 1:
+        raise CordmapError(f"workers must be a whole number of processes >= 1, not {workers}")
+    method = start_method()
+    worth_it = (
+        workers > 1
+        and len(work) > 1
+        and sum(work.values()) >= MIN_WORK[method]
+        and not multiprocessing.current_process().daemon
+    )
+    if not worth_it:
+        return {label_id: run(*prepare(label_id)) for label_id in work}
     order = sorted(work, key=lambda label_id: -work[label_id])
-    taken = context.Value("i", 0)  # how many labels of `order` have been taken
-    children = []
+    others = min(workers, len(work)) - 1
+    context = multiprocessing.get_context(method)
     try:
-        for _ in range(workers - 1):
-            receiver, sender = context.Pipe(duplex=False)
-            child = context.Process(
-                target=_child, args=(make_mesh, order, taken, sender), daemon=True
-            )
-            child.start()  # forked: the arguments are inherited, not pickled
-            sender.close()
-            children.append((child, receiver))
-        made = dict(_take_labels(make_mesh, order, taken))
-        for child, receiver in children:
-            made.update(
-                (label_id, trimesh.Trimesh(*arrays, process=False))
-                for label_id, arrays in _receive(receiver)
-            )
-    finally:
-        for child, _ in children:
-            if child.is_alive():  # only after an error here
-                child.terminate()
-            child.join()
+        if method == "fork":
+            made = _forked(context, others, prepare, run, order)
+        else:
+            made = _started(context, others, prepare, run, order)
+    except BrokenProcessPool:
+        raise CordmapError(
+            "a meshing worker process ended without its results (out of memory? or a "
+            "script that meshes without `if __name__ == '__main__':`); retry, or mesh with "
+            "workers=1"
+        ) from None
     return {label_id: made[label_id] for label_id in work}
 
 
-def _take_labels(make_mesh: MakeMesh, order: list[int], taken) -> Iterator:
-    """(label id, mesh) for each label this process takes, until none is left."""
+def _forked(context, others: int, prepare, run, order: list[int]) -> dict:
+    """`map_labels` over forked processes. They inherit `prepare` and what it uses (the
+    marching-cubes pass, made by this process's first `prepare`, before the fork); each
+    runs one task that takes the next label from a shared counter until none is left and
+    sends back its results in one message. A few long tasks, not one per label: this
+    process's pool threads need the GIL to hand out a task, and the per-label work holds
+    it for up to a second."""
+    global _inherited
+    taken = context.Value("i", 1)  # how many labels of `order` have been taken
+    first = prepare(order[0])
+    _inherited = (prepare, run, order, taken)
+    # all the processes are forked at the first submit, before the pool starts threads
+    pool = ProcessPoolExecutor(others, mp_context=context, initializer=_ignore_interrupts)
+    try:
+        tasks = [pool.submit(_take_labels) for _ in range(others)]
+        made = {order[0]: run(*first)}
+        made.update(_take_labels())
+        for task in tasks:
+            made.update(task.result())
+        return made
+    finally:
+        with taken.get_lock():  # after an error or Ctrl-C: the processes stop
+            taken.value = len(order)
+        pool.shutdown(wait=True, cancel_futures=True)
+        _inherited = None
+
+
+def _take_labels() -> list[tuple[int, Any]]:
+    """(label id, result) for each label this process takes, until none is left."""
+    prepare, run, order, taken = _inherited
+    made = []
     while True:
         with taken.get_lock():
             index = taken.value
             taken.value += 1
         if index >= len(order):
-            return
-        yield order[index], make_mesh(order[index])
+            return made
+        made.append((order[index], run(*prepare(order[index]))))
 
 
-def _child(make_mesh: MakeMesh, order: list[int], taken, sender) -> None:
+def _started(context, others: int, prepare, run, order: list[int]) -> dict:
+    """`map_labels` over processes started by a fork server (or spawned). They start in
+    the background while this process works; this process takes labels, largest first,
+    and once the pool is up hands it the next ones whenever it holds fewer than
+    `QUEUED_PER_WORKER` per process (each with its arguments, prepared here)."""
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(PRELOAD)
+    pool = ProcessPoolExecutor(others, mp_context=context, initializer=_ignore_interrupts)
+    # submit waits until the fork server has imported the meshing modules (~0.8 s)
+    up: list[Future] = []
+    starter = threading.Thread(target=lambda: up.append(pool.submit(int)), daemon=True)
+    starter.start()
+    order = deque(order)
+    made = {}
+    pending: dict[Future, int] = {}
     try:
-        made = [
-            (label_id, (mesh.vertices.view(np.ndarray), mesh.faces.view(np.ndarray)))
-            for label_id, mesh in _take_labels(make_mesh, order, taken)
-        ]
-        sender.send((made, None))
-    except Exception as error:  # handed to the parent, which raises it
-        sender.send(([], error))
+        while order or pending:
+            mine = order.popleft() if order else None
+            if up and up[0].done():
+                while order and len(pending) < QUEUED_PER_WORKER * others:
+                    label_id = order.popleft()
+                    pending[pool.submit(run, *prepare(label_id))] = label_id
+            if mine is not None:
+                made[mine] = run(*prepare(mine))
+                finished = [future for future in pending if future.done()]
+            else:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                made[pending.pop(future)] = future.result()
+        return made
     finally:
-        sender.close()
+        # also after an error or Ctrl-C: queued labels are dropped, running ones finish
+        starter.join()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _receive(receiver) -> list:
-    try:
-        made, error = receiver.recv()
-    except EOFError:
-        raise CordmapError(
-            "a meshing worker process ended without its results (out of memory?); "
-            "retry, or mesh with workers=1"
-        ) from None
-    finally:
-        receiver.close()
-    if error is not None:
-        raise error
-    return made
+def start_method() -> str:
+    """The start method of `map_labels`'s pool.
+
+    Returns
+    -------
+    str
+        "fork" where it exists and is safe (this process runs no other thread and has not
+        loaded torch), else "forkserver", else "spawn".
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1 and "torch" not in sys.modules:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
-def _free_cores() -> int:
-    """The usable cores less those that other processes keep busy: on Linux, the
-    machine's cores less its runnable tasks other than this one (/proc/loadavg, the
-    least of a few readings a millisecond apart), at least 1. On a machine where other
-    work fills the cores, a forked child only adds page faults and cache misses (the
-    per-label work costs 13-20 % more CPU in two processes than in one)."""
-    try:
-        readings = []
-        for _ in range(5):
-            with open("/proc/loadavg", encoding="ascii") as loadavg:
-                readings.append(int(loadavg.read().split()[3].split("/")[0]))
-            time.sleep(0.001)
-    except (OSError, ValueError, IndexError):  # not Linux
-        return _usable_cores()
-    busy = min(readings) - 1  # this process is running
-    return max(1, min(_usable_cores(), (os.cpu_count() or 1) - busy))
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _can_fork() -> bool:
-    return (
-        "fork" in multiprocessing.get_all_start_methods()
-        and not multiprocessing.current_process().daemon
-    )
+def _ignore_interrupts() -> None:
+    """Ctrl-C is this process's to handle: it stops the pool (`map_labels`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -2,11 +2,11 @@
 
 `mesh_labels` bridges the diagonal contacts of thin labels (`cordmap.mesh.thin`) and runs
 zmesh's multi-label marching cubes once over the labels' bounding box. Then, label by
-label and over the CPU cores when there is enough work (`cordmap.mesh.parallel`), it
-takes each label's surface out of that pass (thin labels may instead be meshed on their
-own upsampled grid), maps its vertices through the volume's affine, and smooths and
-simplifies it (`cordmap.mesh.refine`): the worker processes send back only the
-simplified meshes.
+label, it takes each label's surface out of that pass (thin labels may instead be meshed
+on their own upsampled grid) and, over `workers` processes when there is enough work
+(`cordmap.mesh.parallel`), maps its vertices through the volume's affine and smooths and
+simplifies it (`cordmap.mesh.refine`): the worker processes get the raw surfaces and
+send back only the simplified meshes.
 
 Coordinates: the centre of voxel (i, j, k) is at ``affine @ (i, j, k, 1)`` (NIfTI), and
 a surface lies half-way between a labelled voxel centre and an unlabelled one. This is
@@ -58,25 +58,53 @@ def mesh_labels(
 ) -> dict[int, trimesh.Trimesh]:
     """Mesh every label (or `ids`) of `labels`; vertices in world RAS+ mm, faces outward.
 
-    smoothing: Taubin iterations (0 = the raw marching-cubes staircase).
-    reduction: fraction of triangles to remove, 0 <= reduction < 1 (0 = no decimation).
-    thin_upsample: how thin labels (roots) are kept connected, see `cordmap.mesh.thin`:
-        1 bridges their diagonal contacts on the voxel grid, a factor >= 2 upsamples
-        them by it and bridges on the finer grid, 0 meshes them as they are (dust).
-    workers: processes for the per-label work; default the usable cores that other work
-        does not keep busy (1: none forked).
-    Returns {label id: trimesh.Trimesh}, ascending ids; the same meshes whatever `workers`.
+    Parameters
+    ----------
+    labels : LabelVolume
+        The label volume.
+    ids : iterable of int, optional
+        The labels to mesh; default every label present.
+    smoothing : int
+        Taubin iterations (0 = the raw marching-cubes staircase).
+    reduction : float
+        Fraction of triangles to remove, 0 <= reduction < 1 (0 = no decimation).
+    thin_upsample : int
+        How thin labels (roots) are kept connected, see `cordmap.mesh.thin`: 1 bridges
+        their diagonal contacts on the voxel grid, a factor >= 2 upsamples them by it and
+        bridges on the finer grid, 0 meshes them as they are (dust).
+    workers : int, optional
+        Processes for the per-label work, this one included (`cordmap.mesh.parallel`);
+        default the CPU cores this process may use
+        (`cordmap.mesh.parallel.default_workers`); 1 starts none.
+
+    Returns
+    -------
+    dict
+        {label id: trimesh.Trimesh}, ascending ids; the same meshes whatever `workers`.
     """
     _check_parameters(smoothing, reduction, thin_upsample)
     marched = _MarchedLabels(labels, ids, thin_upsample)
 
-    def refined(label_id: int) -> trimesh.Trimesh:
-        # marching cubes with a background border closes every mesh
-        return refine.smooth_and_simplify(
-            marched.surface(label_id), smoothing, reduction, closed=True
-        )
+    def prepare(label_id: int) -> tuple:
+        return (*marched.raw_surface(label_id), marched.affine, smoothing, reduction)
 
-    return map_labels(refined, marched.work, workers=workers)
+    made = map_labels(prepare, _refined, marched.work, workers=workers)
+    return {
+        label_id: trimesh.Trimesh(vertices, faces, process=False)
+        for label_id, (vertices, faces) in made.items()
+    }
+
+
+def _refined(
+    vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, smoothing: int, reduction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One label's smoothed and simplified mesh (world mm) from its raw surface (padded
+    voxel indices): the per-label work of `mesh_labels`, in whichever process runs it."""
+    # marching cubes with a background border closes every mesh
+    mesh = refine.smooth_and_simplify(
+        _to_world(vertices, faces, affine), smoothing, reduction, closed=True
+    )
+    return mesh.vertices.view(np.ndarray), mesh.faces.view(np.ndarray)
 
 
 def march_labels(
@@ -89,8 +117,9 @@ def march_labels(
 
 
 class _MarchedLabels:
-    """zmesh's one pass over the (bridged) labels; each label's surface is taken out of it
-    on demand, in the process that refines it.
+    """zmesh's one pass over the (bridged) labels, made when the first surface is asked
+    for (`mesh_labels` starts its worker processes first); each label's surface is taken
+    out of it on demand.
 
     work: {label id: its surface voxels (upsampled thin labels: times factor²)}, ascending
     ids: how many triangles each mesh will have, roughly.
@@ -110,8 +139,7 @@ class _MarchedLabels:
         self.upsampled = {i: points[i] for i in thin_ids} if thin_upsample > 1 else {}
         if thin_ids and not self.upsampled:
             thin.bridge_in_place(padded, {i: points[i] for i in sorted(thin_ids)}, thin_ids)
-        self.mesher = zmesh.Mesher((1, 1, 1))
-        self.mesher.mesh(padded, close=False)
+        self.mesher = None
         self.padded, self.factor = padded, thin_upsample
         self.work = {
             i: surface[i] * (thin_upsample**2 if i in self.upsampled else 1) for i in wanted
@@ -122,12 +150,18 @@ class _MarchedLabels:
 
     def surface(self, label_id: int) -> trimesh.Trimesh:
         """The label's closed marching-cubes surface, in world RAS+ mm."""
+        return _to_world(*self.raw_surface(label_id), self.affine)
+
+    def raw_surface(self, label_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """The label's closed marching-cubes surface: vertices in padded voxel indices
+        (`self.affine` maps them to world mm), faces."""
         if label_id in self.upsampled:
-            vertices, faces = self._upsampled_surface(label_id)
-        else:
-            mesh = self.mesher.get(label_id, normals=False, voxel_centered=False)
-            vertices, faces = mesh.vertices, mesh.faces
-        return _to_world(vertices, faces, self.affine)
+            return self._upsampled_surface(label_id)
+        if self.mesher is None:
+            self.mesher = zmesh.Mesher((1, 1, 1))
+            self.mesher.mesh(self.padded, close=False)
+        mesh = self.mesher.get(label_id, normals=False, voxel_centered=False)
+        return mesh.vertices, mesh.faces
 
     def _upsampled_surface(self, label_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Marching cubes of one thin label's box, upsampled and bridged (padded indices)."""
