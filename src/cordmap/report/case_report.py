@@ -129,9 +129,8 @@ def draw_figures(image, labels, plan: dict, automatic: dict | None = None) -> di
     geometry = measure_cord(labels)
     slices = None
     if plan["enlargement"]["estimated"]:  # no segment labelled: slices along its extent
-        points = geometry.centreline.point(
-            np.linspace(*plan["enlargement"]["extent_mm"], figures.AXIAL_SLICES)
-        )
+        low, high = plan["enlargement"]["extent_mm"]
+        points = geometry.centreline.point(np.linspace(low, high, figures.AXIAL_SLICES))
         k = np.clip(np.round(labels.voxel(points)[:, 2]).astype(int), 0, labels.shape[2] - 1)
         slices = [("estimated enlargement", "#404040", int(i)) for i in dict.fromkeys(k)]
     levels = (automatic or {}).get("levels")
