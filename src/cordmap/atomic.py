@@ -26,9 +26,9 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
             stale.unlink(missing_ok=True)
     # keep the target's extension so that format-sniffing writers (nibabel) still work
     suffix = ".part" + "".join(target.suffixes[-2:])
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
-    tmp = Path(tmp)
+    tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions

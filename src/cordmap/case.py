@@ -14,6 +14,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cordmap import __version__
 from cordmap.atomic import write_text
@@ -171,7 +172,7 @@ class Case:
     def summary(self) -> dict:
         """What the case holds: geometry of the image and voxel counts of the labels."""
         image = self.image()
-        out = {
+        out: dict[str, Any] = {
             "case": str(self.root),
             "subject": self.subject,
             "image": {

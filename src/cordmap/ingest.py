@@ -56,7 +56,9 @@ def read_image(
             "folder of PNG/TIFF slices"
         )
     if _has_slices(source):
-        volume = read_slice_stack(source, spacing=spacing, orientation=orientation, reverse=reverse)
+        volume: Volume = read_slice_stack(
+            source, spacing=spacing, orientation=orientation, reverse=reverse
+        )
         return volume, {"format": "slices"}
     from cordmap.io.dicom import identity_removed, read_dicom_with_info
 

@@ -11,7 +11,7 @@ A `LabelVolume` is an integer volume whose values are label ids of a `LabelSchem
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -113,7 +113,8 @@ class Volume:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size along i, j, k in mm."""
-        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+        x, y, z = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return float(x), float(y), float(z)
 
     @property
     def voxel_volume(self) -> float:
@@ -153,7 +154,7 @@ class Volume:
 class LabelVolume(Volume):
     """An integer volume of label ids defined by `schema`."""
 
-    schema: LabelSchema = field(default=None)
+    schema: LabelSchema
 
     def __post_init__(self):
         super().__post_init__()

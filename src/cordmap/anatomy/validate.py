@@ -239,7 +239,8 @@ def _extents(labels: LabelVolume) -> dict[int, _Extent]:
     column = np.zeros(ids[-1] + 1, dtype=np.intp)  # label id -> histogram column (0 = other)
     column[ids] = np.arange(1, len(ids) + 1)
     n_slices, n_columns = array.shape[2], len(ids) + 1
-    j_index, k_index = np.indices(array.shape[1:])
+    grid = np.indices(array.shape[1:])
+    j_index, k_index = grid[0], grid[1]
     counts = np.zeros(n_slices * n_columns)
     i_sums = np.zeros(n_slices * n_columns)
     j_sums = np.zeros(n_slices * n_columns)
@@ -402,10 +403,12 @@ def _discs(known: dict[int, Label], extents: dict[int, _Extent]) -> list[Finding
     }
     findings = []
     for disc in (label for label in known.values() if label.structure == "disc"):
+        if disc.level is None:
+            continue  # a protocol disc without a "U-L" level cannot be placed
         try:
             upper_name, lower_name = (levels.vertebra(v) for v in disc.level.split("-"))
         except (AttributeError, ValueError, CordmapError):
-            continue  # a protocol disc without a "U-L" level cannot be placed
+            continue  # nor one whose level is not "U-L" (or not text, in a user's protocol)
         upper, lower = vertebrae.get(upper_name), vertebrae.get(lower_name)
         if upper is None or lower is None:
             continue

@@ -24,7 +24,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from cordmap import __version__
@@ -557,7 +557,7 @@ def _series_dataset(
     return ds
 
 
-def _slice_dataset(shared: Dataset, s: int, planes, pixels: np.ndarray, sop_uid: str) -> Dataset:
+def _slice_dataset(shared: Dataset, s: int, planes, pixels: np.ndarray, sop_uid: UID) -> Dataset:
     ds = Dataset()
     ds.update(shared)
     ds.file_meta = FileMetaDataset()

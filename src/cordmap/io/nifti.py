@@ -79,6 +79,11 @@ def _load(path: Path) -> nib.Nifti1Image:
         image = nib.load(path)
     except Exception as exc:  # nibabel raises many types for corrupt headers
         raise CordmapError(f"{path} is not a readable NIfTI file ({exc}); re-export it") from None
+    if not isinstance(image, nib.Nifti1Image):  # a NIfTI-2 image is one too
+        raise CordmapError(
+            f"{path} is not a NIfTI-1/2 image (nibabel reads it as {type(image).__name__}); "
+            "re-export it"
+        )
     header = image.header
     declared = (
         int(header.get_data_offset())

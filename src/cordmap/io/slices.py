@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +100,8 @@ class SliceStack:
         spacing = tuple(float(s) for s in spacing)
         if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
             raise CordmapError(f"spacing {spacing} must be three positive mm values: X,Y,SLICE")
-        stack = cls(tuple(files), spacing, orientation, reverse, tuple(float(o) for o in origin))
+        x, y, z = (float(o) for o in origin)
+        stack = cls(tuple(files), spacing, orientation, reverse, (x, y, z))
         first = _image_size(files[0])
         for file in files[1:]:
             size = _image_size(file)
@@ -128,7 +129,7 @@ class SliceStack:
 
     def read(self) -> SliceStackVolume:
         """Read the pixels into a canonical RAS+ volume."""
-        slices = []
+        slices: list[np.ndarray] = []
         for file in self.files:
             pixels = _read_greyscale(file)
             if slices and pixels.dtype != slices[0].dtype:
@@ -160,7 +161,7 @@ class SliceStack:
 class SliceStackVolume(Volume):
     """A volume read from a slice stack; it keeps the stack so masks find their slices."""
 
-    stack: SliceStack = field(default=None)
+    stack: SliceStack
 
 
 def list_slices(source: str | Path | Iterable[str | Path]) -> list[Path]:
@@ -513,9 +514,10 @@ def _open(file: Path) -> Image.Image:
         raise CordmapError(
             f"{file} is not a readable PNG/TIFF image ({exc}); re-export it"
         ) from None
-    if getattr(image, "n_frames", 1) > 1:
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
         image.close()
-        raise CordmapError(f"{file} holds {image.n_frames} frames; export one file per slice")
+        raise CordmapError(f"{file} holds {frames} frames; export one file per slice")
     return image
 
 

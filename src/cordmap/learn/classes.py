@@ -67,7 +67,7 @@ class ClassMapping:
             )
         self.schema = schema
         self.classes = tuple(classes)
-        self._index = {}
+        self._index: dict[str, int] = {}
         self._rest_is_background = REST in self.classes[0].structures
         for index, cls in enumerate(self.classes[1:], start=1):
             for structure in cls.structures:
@@ -121,7 +121,7 @@ class ClassMapping:
 
     def output_ids(self) -> dict[int, int | None]:
         """Label id written for each class index: its level-free schema label, else None."""
-        out = {0: 0}
+        out: dict[int, int | None] = {0: 0}
         for index, cls in enumerate(self.classes[1:], start=1):
             free = [
                 label

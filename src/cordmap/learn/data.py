@@ -56,7 +56,7 @@ class Example:
 
     name: str
     image: np.ndarray | None
-    target: np.ndarray
+    target: np.ndarray | None  # None: an image to segment, without labels
     spacing: tuple[float, float, float]  # mm, of the model grid
     unlabelled: tuple[int, ...] = ()
     generation: np.ndarray | None = None
@@ -65,6 +65,7 @@ class Example:
     def class_voxels(self) -> dict[int, np.ndarray]:
         """Voxel indices of each foreground class present (computed once)."""
         if not hasattr(self, "_class_voxels"):
+            assert self.target is not None  # only training examples are drawn from
             self._class_voxels = {
                 int(c): np.argwhere(self.target == c)
                 for c in np.unique(self.target)
@@ -90,11 +91,14 @@ def normalise(array: np.ndarray, source: str = "image") -> np.ndarray:
 def model_shape(volume: Volume, config: UNetConfig) -> tuple[int, int, int]:
     """Shape of `volume` on the model grid: the fixed input shape, or at the fixed spacing."""
     if config.input_shape is not None:
-        return tuple(int(n) for n in config.input_shape)
-    return tuple(
+        x, y, z = (int(n) for n in config.input_shape)
+        return x, y, z
+    assert config.input_spacing_mm is not None  # a configuration sets exactly one
+    x, y, z = (
         max(1, round(n * s / t))
         for n, s, t in zip(volume.shape, volume.spacing, config.input_spacing_mm)
     )
+    return x, y, z
 
 
 def resample(array: np.ndarray, shape, order: int) -> np.ndarray:
@@ -115,24 +119,26 @@ def prepare(
     if labels is not None:
         image.require_same_grid(labels, what=f"labels of {name}")
     shape = model_shape(image, config)
-    spacing = tuple(n * s / m for n, s, m in zip(image.shape, image.spacing, shape))
+    sx, sy, sz = (n * s / m for n, s, m in zip(image.shape, image.spacing, shape))
     data = resample(normalise(image.array, source=name), shape, order=1)
     target = None
     if labels is not None:
         target = resample(mapping.encode(labels, source=f"labels of {name}"), shape, order=0)
-    return Example(name, data.astype(np.float32), target, spacing)
+    return Example(name, data.astype(np.float32), target, (sx, sy, sz))
 
 
 def crop_to_labels(example: Example, margin_mm: float = 16.0) -> Example:
     """The example cut to its labelled region plus a margin (validation need not sweep air)."""
-    labelled = np.argwhere(example.target > 0)
+    image, target = example.image, example.target
+    assert image is not None and target is not None  # validation examples: labelled images
+    labelled = np.argwhere(target > 0)
     if not len(labelled):
         return example
     margin = np.ceil(margin_mm / np.array(example.spacing)).astype(int)
     low = np.maximum(labelled.min(axis=0) - margin, 0)
-    high = np.minimum(labelled.max(axis=0) + margin + 1, example.image.shape)
+    high = np.minimum(labelled.max(axis=0) + margin + 1, image.shape)
     box = tuple(slice(a, b) for a, b in zip(low, high))
-    return replace(example, image=example.image[box], target=example.target[box])
+    return replace(example, image=image[box], target=target[box])
 
 
 # -- split ---------------------------------------------------------------------------------
@@ -269,6 +275,7 @@ def crop_patch(
     and brightness).
     """
     check_augmentations(extra)
+    assert example.target is not None  # training examples are labelled
     patch = np.array(patch)
     margin = np.ceil(patch * 0.25).astype(int) if augment else np.zeros(3, int)
     region = patch + 2 * margin
@@ -279,9 +286,10 @@ def crop_patch(
     else:
         centre = np.array([rng.integers(n) for n in example.target.shape])
     synthetic = example.generation is not None
-    if synthetic:
+    if example.generation is not None:
         image = _window(example.generation, centre, region, fill=0)
     else:
+        assert example.image is not None  # an example has an image or a generation map
         image = _window(example.image, centre, region, fill=float(example.image.min()))
     target = _window(example.target, centre, region, fill=0)
     if augment:
@@ -407,6 +415,7 @@ class VolumeDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         example = self.examples[index]
+        assert example.image is not None and example.target is not None  # labelled images
         return (
             torch.from_numpy(example.image[None]),
             torch.from_numpy(example.target.astype(np.int64)),

@@ -11,6 +11,7 @@ skip connection. Every input dimension must therefore be divisible by 2**depth.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,7 +63,10 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> UNetConfig:
-        return cls(**{key: tuple(v) if isinstance(v, list) else v for key, v in data.items()})
+        fields: dict[str, Any] = {
+            key: tuple(v) if isinstance(v, list) else v for key, v in data.items()
+        }
+        return cls(**fields)
 
 
 #: The published configuration (4.3 M parameters, input resized to 48 x 512 x 512 ZYX).

@@ -104,6 +104,7 @@ def recipe_data(
     for name in lumbar["train"] + lumbar["val"]:
         image, labels = read_lumbar(data / "lumbar-mri", name, schema)
         example = prepare(name, image, labels, mapping, net_config)
+        assert example.target is not None  # prepared with labels
         examples[name] = replace(
             example,
             target=lumbar_target(example.target, mapping, example.spacing),
@@ -145,17 +146,16 @@ def train_recipe(
     """Train the recipe `name` on the local `data` folder into `out_dir` (resumable)."""
     if name not in RECIPES:
         raise CordmapError(f"unknown recipe '{name}'; use one of {', '.join(RECIPES)}")
-    config = replace(
-        RECIPES[name], progress=progress, **({"epochs": epochs} if epochs is not None else {})
-    )
+    config = replace(RECIPES[name], progress=progress)
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
     mapping = config.mapping(schema)
     net_config = config.network_config(len(mapping))
-    split = {"lumbar-mri": lumbar_split(Path(data) / "lumbar-mri")}
     settings = {
         "recipe": name,
         "train": config.resumable_settings(),
         "network": net_config.to_dict(),
-        "split": split,
+        "split": {"lumbar-mri": lumbar_split(Path(data) / "lumbar-mri")},
         "fine_tuned": False,
     }
     resume = _resume_checkpoint(Path(out_dir), settings)

@@ -24,6 +24,7 @@ import warnings
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -84,7 +85,7 @@ class TrainConfig:
                 f"unknown model configuration '{self.model}'; use one of {', '.join(CONFIGS)}"
             )
         base = CONFIGS[self.model]
-        changes = {"classes": classes}
+        changes: dict[str, Any] = {"classes": classes}
         if self.patch is not None:
             changes["patch"] = tuple(self.patch)
         if self.filters is not None:
@@ -184,6 +185,8 @@ def class_weights(patches: PatchDataset, classes: int, probes: int = 64) -> list
 class SegmentationModule(pl.LightningModule):
     """The U-Net with its loss and optimiser, for Lightning."""
 
+    weights: torch.Tensor | None  # a buffer (register_buffer)
+
     def __init__(
         self,
         config: dict,
@@ -217,15 +220,18 @@ class SegmentationModule(pl.LightningModule):
         logits = sliding_window_inference(
             image, self.network.config.patch, 2, self.network, overlap=0.0
         )
+        assert isinstance(logits, torch.Tensor)  # the network returns one tensor
         loss = segmentation_loss(logits, target, unlabelled, self.weights)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
 
     def on_train_epoch_start(self):
-        self.trainer.train_dataloader.dataset.epoch = self.current_epoch
+        loader = self.trainer.train_dataloader
+        assert loader is not None  # set by the time an epoch starts
+        loader.dataset.epoch = self.current_epoch
 
     def configure_optimizers(self):
         return torch.optim.Adam(
-            [p for p in self.parameters() if p.requires_grad], lr=self.hparams.lr
+            [p for p in self.parameters() if p.requires_grad], lr=self.hparams["lr"]
         )
 
 
@@ -249,7 +255,7 @@ def train(
     unannotated = _unannotated(mapping, config.annotated)
     net_config = initial.config if initial is not None else config.network_config(len(mapping))
     if initial is not None and config.patch is not None:
-        net_config = replace(net_config, patch=tuple(config.patch))
+        net_config = replace(net_config, patch=(*config.patch,))
     by_name = {name: (image, labels) for name, image, labels in cases}
     if val_cases is None:
         split = split_cases(by_name, config.seed, config.val_fraction, config.test_fraction)
@@ -398,9 +404,10 @@ def _summary(
     examples: dict[str, Example], split, config: TrainConfig, mapping, best_loss, epochs, initial
 ) -> dict:
     train = [examples[n] for n in split["train"]]
-    counts = sum(
-        np.bincount(e.target.ravel(), minlength=UNKNOWN + 1)[: len(mapping)] for e in train
-    )
+    counts = np.zeros(len(mapping), dtype=np.intp)
+    for e in train:
+        assert e.target is not None  # training examples are labelled
+        counts += np.bincount(e.target.ravel(), minlength=UNKNOWN + 1)[: len(mapping)]
     return {
         "cases": {part: list(names) for part, names in split.items()},
         "model_grid_spacing_mm": sorted({tuple(round(s, 3) for s in e.spacing) for e in train}),

@@ -9,6 +9,7 @@ descriptions, 3D Slicer colour tables and Neuroglancer segment properties.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -58,7 +59,7 @@ class LabelSchema:
         name: str,
         version: str,
         labels: list[Label],
-        required: list[Requirement] = (),
+        required: Sequence[Requirement] = (),
         description: str = "",
     ):
         self.name = name
@@ -236,7 +237,7 @@ def _parse_label(item: dict) -> Label:
         label_id,
         str(item["name"]),
         structure,
-        tuple(int(colour[i : i + 2], 16) for i in (0, 2, 4)),
+        (int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)),
         item.get("level"),
         side,
         codes,

@@ -77,10 +77,16 @@ def overlay_colours(labels: LabelVolume) -> dict[int, tuple[float, float, float]
     schema = labels.schema
     present = set(labels.ids())
     return {
-        label.id: tuple(c / 255 for c in label.colour[:3])
+        label.id: _unit_rgb(label.colour)
         for label in schema.of_class(*OVERLAY_CLASSES)
         if label.id in present
     }
+
+
+def _unit_rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+    """A 0..255 RGB colour as matplotlib's 0..1 floats."""
+    red, green, blue = colour
+    return red / 255, green / 255, blue / 255
 
 
 def normalised(image: Volume) -> np.ndarray:
@@ -190,7 +196,7 @@ def _sagittal(gray, labels: LabelVolume, colours, segment_ids, title: str | None
         ax.text(
             y,
             z,
-            schema[label_id].level,
+            schema[label_id].level or "",
             fontsize=7,
             ha="right",
             va="center",
@@ -201,7 +207,7 @@ def _sagittal(gray, labels: LabelVolume, colours, segment_ids, title: str | None
         z = origin[2] + where[:, 1].mean() * spacing[2]
         y = origin[1] + where[:, 0].min() * spacing[1] - 4
         ax.annotate(
-            schema[label_id].level,
+            schema[label_id].level or "",
             (y + 4, z),
             (y - 8, z),
             fontsize=7,
@@ -346,7 +352,7 @@ def render_3d(
     )
     segments = [i for i in meshes if schema[i].structure == "segment"]
     handles = handles[::-1] + [
-        Patch(color=np.asarray(schema[i].colour[:3]) / 255, label=schema[i].name) for i in segments
+        Patch(color=_unit_rgb(schema[i].colour), label=schema[i].name) for i in segments
     ]
     ax.legend(
         handles=handles, loc="upper left", fontsize=7, framealpha=0.85, bbox_to_anchor=(0.78, 0.95)

@@ -144,7 +144,9 @@ def _binary_scores(
     in_b = int(confusion[:, members].sum())
     total = int(confusion.sum())
     binary = np.array([[total - in_a - in_b + both, in_b - both], [in_a - both, both]])
-    return in_a, in_b, kappa_from_confusion(binary), *overlap.dice_iou(both, in_a, in_b)
+    dice, iou = overlap.dice_iou(both, in_a, in_b)
+    assert dice is not None and iou is not None  # the members are ids that a or b holds
+    return in_a, in_b, kappa_from_confusion(binary), dice, iou
 
 
 def _structure_agreement(

@@ -44,7 +44,8 @@ def read_participants_csv(path: str | Path) -> list[dict]:
     _check_header(path, header)
     if not rows:
         raise CordmapError(f"{path} has a header but no participant rows")
-    participants, seen = [], {}
+    participants: list[dict] = []
+    seen: dict[str, int] = {}  # lower-case id -> its row
     for number, row in enumerate(rows, start=2):  # row 1 is the header
         if None in row:
             raise CordmapError(f"{path} row {number} has more cells than the header has columns")

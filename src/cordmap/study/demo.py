@@ -28,6 +28,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,12 @@ PLACEMENT_SD_MM = {"3d-planned": 2.0, "conventional": 6.0}
 CONVENTIONAL_TARGET = "T11 middle"
 SURGERY_MIN = {"3d-planned": (180.0, 30.0), "conventional": (215.0, 40.0)}
 INJURY_LEVELS = SEGMENTS[SEGMENTS.index("C5") : SEGMENTS.index("T10") + 1]
-PHANTOM_GRID = {"pixel_mm": 2.0, "fov_mm": (80.0, 80.0), "slice_thickness": 3.0, "n_slices": 48}
+PHANTOM_GRID: dict[str, Any] = {
+    "pixel_mm": 2.0,
+    "fov_mm": (80.0, 80.0),
+    "slice_thickness": 3.0,
+    "n_slices": 48,
+}
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -144,7 +145,7 @@ PARTICIPANT_FIELDS = (
 
 def validate_participant(values: dict, where: str = "participant") -> dict:
     """Check and normalise participant fields (strings from a CLI or CSV); return them typed."""
-    out = {}
+    out: dict[str, Any] = {}
     for name, kind, help_ in PARTICIPANT_FIELDS:
         raw = values.get(name)
         if raw is None or (isinstance(raw, str) and not raw.strip()):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -37,6 +38,16 @@ IMAGE_DIR, LABELS_DIR = "image", "labels"
 MESH_DIR, PROPERTIES_DIR = "mesh", "segment_properties"
 #: Data types Neuroglancer reads from raw precomputed chunks.
 NEUROGLANCER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32")
+
+
+class Mesh(Protocol):
+    """What the viewer reads of a mesh (a `trimesh.Trimesh`): vertices (world RAS+ mm), faces."""
+
+    @property
+    def vertices(self) -> np.ndarray: ...
+
+    @property
+    def faces(self) -> np.ndarray: ...
 
 
 def output_scales_mm(volume: Volume) -> np.ndarray:
@@ -86,7 +97,7 @@ def world_to_native_nm(volume: Volume, xyz_mm) -> np.ndarray:
 def write_precomputed(
     image: Volume,
     labels: LabelVolume | None,
-    meshes: Mapping[int, object] | None,
+    meshes: Mapping[int, Mesh] | None,
     out_dir: str | Path,
 ) -> Path:
     """Write the image (and labels, meshes, segment names) as precomputed under `out_dir`.
@@ -200,7 +211,7 @@ def _write_volume(
 
 
 def _write_meshes(
-    folder: Path, labels: LabelVolume, meshes: Mapping[int, object], present: list[int]
+    folder: Path, labels: LabelVolume, meshes: Mapping[int, Mesh], present: list[int]
 ) -> None:
     """Legacy Neuroglancer meshes: for every present label a manifest `<id>:0` naming its
     one binary fragment `<id>.frag` (none when it has no mesh, so nothing is missing)."""

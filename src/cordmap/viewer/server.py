@@ -61,6 +61,8 @@ class ViewerServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, (bytes, bytearray)):  # typeshed allows it; AF_INET gives str
+            host = host.decode()
         return f"http://{host}:{port}/"
 
     def start(self) -> threading.Thread:

@@ -14,6 +14,7 @@ page turns them into the absolute URLs Neuroglancer needs (`cordmap.viewer.site`
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def viewer_state(
     image: Volume,
     labels: LabelVolume | None,
     data_path: str = "data",
-    paddles: list[tuple[Placement, np.ndarray, np.ndarray]] = (),
+    paddles: Sequence[tuple[Placement, np.ndarray, np.ndarray]] = (),
 ) -> dict:
     """Neuroglancer state (JSON-ready) for a dataset written by `write_precomputed`;
     `paddles`: candidates of a plan with their strips and contacts
@@ -69,10 +70,11 @@ def viewer_state(
     present = present_ids(labels) if labels is not None else []
     centre, extent_mm = focus(image, labels, present)
     layers = [_image_layer(image, data_path)]
-    for name, classes, alpha in LABEL_LAYERS:
-        shown = [i for i in present if labels.schema[i].structure in classes]
-        if shown:
-            layers.append(_labels_layer(labels, data_path, name, shown, present, alpha))
+    if labels is not None:
+        for name, classes, alpha in LABEL_LAYERS:
+            shown = [i for i in present if labels.schema[i].structure in classes]
+            if shown:
+                layers.append(_labels_layer(labels, data_path, name, shown, present, alpha))
     selected = layers[min(1, len(layers) - 1)]["name"]
     # paddles listed first: after the image layer, Neuroglancer 2.41 at times drops the image
     # layer while it restores several annotation layers
@@ -102,7 +104,12 @@ def focus(
     The lumbosacral enlargement, framed with the levels around it; without it, all the
     labels; without labels, the image's field of view.
     """
-    schema = labels.schema if labels is not None else None
+    if labels is None or not present:
+        return (
+            image.world((np.asarray(image.shape) - 1) / 2),
+            float(max(np.asarray(image.shape) * image.spacing)),
+        )
+    schema = labels.schema
     enlargement = [
         i
         for i in present
@@ -110,13 +117,8 @@ def focus(
     ]
     if enlargement:
         mask, margin = np.isin(labels.array, enlargement), ENLARGEMENT_MARGIN
-    elif present:
-        mask, margin = labels.array != 0, LABELS_MARGIN
     else:
-        return (
-            image.world((np.asarray(image.shape) - 1) / 2),
-            float(max(np.asarray(image.shape) * image.spacing)),
-        )
+        mask, margin = labels.array != 0, LABELS_MARGIN
     ijk = np.argwhere(mask)
     corners = labels.world(np.stack([ijk.min(axis=0), ijk.max(axis=0)]))
     extent = float(np.max(np.abs(corners[1] - corners[0]))) + min(labels.spacing)
