@@ -13,8 +13,8 @@ page turns them into the absolute URLs Neuroglancer needs (`cordmap.viewer.site`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
