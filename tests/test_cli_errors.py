@@ -134,3 +134,19 @@ def test_dicom_pixel_spacing_zero_is_one_line(tmp_path):
         assert "Traceback" not in result.output
     result = runner.invoke(app, ["import", str(tmp_path / "dicom"), str(tmp_path / "case")])
     assert result.exit_code == 1 and not (tmp_path / "case").exists()
+
+
+def test_the_library_names_parameters_and_the_cli_shows_their_options(tmp_path):
+    from cordmap.cli.common import as_options
+    from cordmap.errors import CordmapError
+    from cordmap.planning.search import best_positions
+
+    with pytest.raises(CordmapError, match="^`top` must be at least 1") as caught:
+        best_positions(None, 0)
+    assert as_options(str(caught.value)).startswith("--top must be at least 1")
+    assert as_options("pass `paddles_file` or `keep_largest`, not `stage`") == (
+        "pass --paddles or --keep-largest, not `stage`"
+    )
+    result = runner.invoke(app, ["phantom", str(tmp_path / "out"), "--pixel", "0"])
+    assert result.exit_code == 1 and "pixel size (--pixel, mm) must be positive" in result.output
+    assert not (tmp_path / "out").exists()

@@ -32,7 +32,7 @@ phantom = cordmap.make_phantom(seed=0, pixel_mm=2.0)
 assert not cordmap.validate(phantom.labels).errors
 plan = cordmap.plan(phantom.labels, top=2)
 print(len(plan.candidates), round(plan.best.coverage.volume_pct))
-print(len(cordmap.mesh_labels(phantom.labels, ids=[1], workers=1)))
+print(len(cordmap.mesh_labels(phantom.labels, ids=[2], workers=1)))
 try:
     cordmap.segment(phantom.image)
 except cordmap.CordmapError as exc:

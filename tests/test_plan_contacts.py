@@ -207,7 +207,7 @@ def test_plan_ranks_by_targets_and_compares_the_rankings(fine):
         ("S3", "both", "target S3 is outside the enlargement L1..S2; choose targets among L1..S2"),
         ("L2,X9", "both", "unknown segment X9"),
         (" , ", "both", "names no segment"),
-        ("L2", "front", "--sides must be both, left or right"),
+        ("L2", "front", "`sides` must be both, left or right"),
     ],
 )
 def test_bad_targets_are_refused(fine, targets, sides, message):

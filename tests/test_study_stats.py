@@ -90,7 +90,7 @@ def test_cohort_comparison_counts_missing_values_and_needs_two_groups():
     assert [(g.name, g.n, g.missing) for g in result.groups] == [("a", 3, 1), ("b", 3, 0)]
     assert result.p_value == pytest.approx(stats.mannwhitneyu([80, 85, 90], [60, 70, 65]).pvalue)
     three = rows + rows_of({"c": [1, 2]})
-    with pytest.raises(CordmapError, match="3 groups.*--groups"):
+    with pytest.raises(CordmapError, match="3 groups.*`groups`"):
         compare_cohort(three, by="group", metrics=["coverage"])
     (chosen,) = compare_cohort(three, by="group", metrics=["coverage"], groups=("c", "b"))
     assert chosen.groups[0].name == "c"

@@ -517,7 +517,7 @@ def test_port_in_use_is_a_clear_error(case_dir):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(CordmapError, match=f"port {port} .* in use.*--port"):
+        with pytest.raises(CordmapError, match=f"port {port} .* in use.*`port`"):
             serve_case(case_dir, port)
 
 

@@ -109,5 +109,5 @@ MARKER = ".cordmap-demo"
 def _require_demo_folder(out: Path) -> None:
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise CordmapError(
-            f"{out} already holds other files; pass a new or empty folder for the demo (--out)"
+            f"{out} already holds other files; pass a new or empty folder for the demo (`out`)"
         )

@@ -348,10 +348,10 @@ def _canal_y(geometry: PhantomGeometry, z_low: float, z_high: float) -> float:
 
 
 _NAMES = {
-    "slice_thickness": "slice thickness (--slice-thickness, mm)",
-    "pixel_mm": "pixel size (--pixel, mm)",
+    "slice_thickness": "slice thickness (`slice_thickness`, mm)",
+    "pixel_mm": "pixel size (`pixel_mm`, mm)",
     "fov_mm": "field of view (mm)",
-    "n_slices": "number of slices (--slices)",
+    "n_slices": "number of slices (`n_slices`)",
 }
 
 

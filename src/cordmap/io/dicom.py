@@ -42,7 +42,7 @@ from cordmap.volume import Volume
 NO_DICOM_HINT = (
     "pass the folder of a DICOM export, a .nii/.nii.gz file or a folder of PNG/TIFF slices"
 )
-CHOOSE_HINT = "pass --series NUMBER (or a series UID, or part of its description)"
+CHOOSE_HINT = "pass `series` NUMBER (or a series UID, or part of its description)"
 UINT16_LEVELS = 65535
 MM_DECIMALS = 6  # positions and spacings are written to the nanometre
 
@@ -276,7 +276,7 @@ def select_series(infos: list[SeriesInfo], series: str | int | None, folder: Pat
         )
     uids = "; ".join(f"{info.summary()} UID {info.uid}" for info in matches)
     raise CordmapError(
-        f"'{wanted}' matches {len(matches)} series in {folder}: {uids}; pass --series UID "
+        f"'{wanted}' matches {len(matches)} series in {folder}: {uids}; pass `series` UID "
         "to choose one"
     )
 
@@ -307,12 +307,12 @@ def _require_single_volume(info: SeriesInfo, headers: list[Dataset]) -> None:
             raise CordmapError(
                 f"{info.label}: {path.name} has no {', '.join(missing)}, so it cannot be "
                 "placed in 3D (a radiograph, screenshot or secondary capture?); choose another series "
-                "with --series"
+                "with `series`"
             )
         if int(header.get("SamplesPerPixel", 1)) != 1:
             raise CordmapError(
                 f"{info.label} holds colour images ({path.name}); cordmap reads greyscale "
-                "MRI: choose another series with --series"
+                "MRI: choose another series with `series`"
             )
     if not all(
         np.allclose(
@@ -325,7 +325,7 @@ def _require_single_volume(info: SeriesInfo, headers: list[Dataset]) -> None:
             planes = f"{planes} planes at different angles"
         raise CordmapError(
             f"{info.label} mixes image orientations ({planes}; a localizer or projections?); choose another "
-            "series with --series"
+            "series with `series`"
         )
     for what, get in (("image sizes", _size), ("pixel spacings", _pixel_spacing)):
         if len({get(h) for h in headers}) > 1:

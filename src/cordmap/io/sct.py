@@ -82,7 +82,7 @@ def add_rootlets(labels: LabelVolume, rootlets: np.ndarray, source: str) -> Labe
     if not cord.any():
         raise CordmapError(
             f"rootlets {source} need the cord to tell left from right: pass the cord mask "
-            "with --labels (or the cord's spinal levels with --spinal-levels)"
+            "with `labels` (or the cord's spinal levels with `spinal_levels`)"
         )
     inside = rootlets > 0
     in_cord = _inside_cord(inside, cord)

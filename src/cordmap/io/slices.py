@@ -95,7 +95,7 @@ class SliceStack:
         if spacing is None:
             raise CordmapError(
                 f"{_describe(source)} holds 2D slices, which carry no voxel size; pass the "
-                "spacing in mm as X,Y,SLICE, e.g. --spacing 0.8,0.8,3"
+                "spacing in mm as X,Y,SLICE, e.g. `spacing` 0.8,0.8,3"
             )
         spacing = tuple(float(s) for s in spacing)
         if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:

@@ -153,7 +153,7 @@ def split_cases(
     if not names:
         raise CordmapError(
             "the training set is empty: pass case folders with labels "
-            "(or --phantoms N to generate training cases)"
+            "(or `phantoms` N to generate training cases)"
         )
     order = list(np.random.default_rng(seed).permutation(len(names)))
     n_val = max(1 if len(names) >= 2 else 0, round(val_fraction * len(names)))
@@ -210,7 +210,7 @@ def gather_cases(case_dirs=(), phantoms: int = 0, phantom_seed: int = 0):
     if not cases:
         raise CordmapError(
             "the training set is empty: pass case folders with labels "
-            "or --phantoms N to generate training cases"
+            "or `phantoms` N to generate training cases"
         )
     schemas = {(labels.schema.name, labels.schema.version) for _, _, labels in cases}
     if len(schemas) > 1:

@@ -126,7 +126,7 @@ def _class_indices(model: TrainedModel, names) -> list[int]:
     unknown = [n for n in names if n not in model.mapping.names[1:]]
     if unknown:
         raise CordmapError(
-            f"--keep-largest names classes {unknown} the model does not have; "
+            f"`keep_largest` names classes {unknown} the model does not have; "
             f"use names of {', '.join(model.mapping.names[1:])}"
         )
     return [model.mapping.names.index(n) for n in names]

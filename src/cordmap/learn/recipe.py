@@ -95,7 +95,7 @@ def recipe_data(
     ):
         if not (data / needed).is_file():
             raise CordmapError(
-                f"{data / needed} is missing: pass --data the folder holding "
+                f"{data / needed} is missing: pass `data` the folder holding "
                 "lumbar-mri/, pam50/ and pam50-small/ (see the README)"
             )
     everything = [mapping.names.index(n) for n in mapping.names[1:]]

@@ -111,22 +111,6 @@ class TrainConfig:
         }
 
 
-def parse_patch(text: str | None) -> tuple[int, int, int] | None:
-    """'48,48,48' -> (48, 48, 48): a patch size in voxels along X, Y, Z."""
-    if text is None:
-        return None
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise CordmapError(
-            f"--patch '{text}' must be three positive voxel counts X,Y,Z "
-            "(e.g. 48,48,48), each divisible by 2**depth"
-        )
-    return values
-
-
 @dataclass
 class TrainResult:
     model_path: Path
@@ -394,7 +378,7 @@ def _unannotated(mapping: ClassMapping, annotated) -> tuple[int, ...]:
     unknown = sorted(set(annotated) - set(mapping.names))
     if unknown:
         raise CordmapError(
-            f"--annotated names unknown classes {unknown}; use names of "
+            f"`annotated` names unknown classes {unknown}; use names of "
             f"{', '.join(mapping.names[1:])}"
         )
     return tuple(i for i, name in enumerate(mapping.names) if i and name not in annotated)

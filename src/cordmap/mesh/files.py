@@ -61,7 +61,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
     if unknown or not formats:
         raise CordmapError(
             f"unknown mesh format(s) {unknown or [text]}; choose from {', '.join(FORMATS)} "
-            "(comma-separated, e.g. --format glb,stl)"
+            "(comma-separated, e.g. `formats` glb,stl)"
         )
     return formats
 

@@ -108,7 +108,7 @@ def find_enlargement(
         raise CordmapError(
             f"segments {', '.join(missing)} of the enlargement {segments} are not labelled in "
             f"{source} (outside the field of view?); label them or pass e.g. "
-            f"--enlargement {present[0]}..{present[-1]}"
+            f"`enlargement` {present[0]}..{present[-1]}"
         )
     volumes = {name: geometry.structures[ids[name]] for name in names}
     extents = segment_extents(geometry, schema, names)
@@ -118,7 +118,7 @@ def find_enlargement(
         raise CordmapError(
             f"the enlargement {segments} reaches the {edge} of the image in {source}, so part "
             "of it is outside the field of view; use an image that covers it or a shorter "
-            "--enlargement range"
+            "`enlargement` range"
         )
     union = ArcVolume.concatenate(list(volumes.values()))
     return Enlargement(names, start, end, union, False, volumes, extents)

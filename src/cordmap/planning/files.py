@@ -64,7 +64,7 @@ def run_plan(
     has its own) and write plan.json. `targets` ("L2,L3,L4,S1") and `sides` (both, left,
     right) rank the placements by the target-root score too; they are stage parameters."""
     if sides is not None and targets is None:
-        raise CordmapError("--sides chooses the sides of --targets; add e.g. --targets L2,L3,L4,S1")
+        raise CordmapError("`sides` chooses the sides of `targets`; add e.g. `targets` L2,L3,L4,S1")
     search = _given(top=top, step=step, separation=separation, targets=targets, sides=sides)
     return _run(
         "plan",
@@ -142,11 +142,11 @@ def _run(
         case, labels_path = None, target
         if out is None:
             raise CordmapError(
-                f"{target} is a label file, not a case folder; pass --out "
+                f"{target} is a label file, not a case folder; pass `out` "
                 "FILE.json to say where the result goes"
             )
     if out.suffix.lower() != ".json":
-        raise CordmapError(f"--out {out} must end in .json")
+        raise CordmapError(f"`out` {out} must end in .json")
     inputs = [p for p in (labels_path, Path(paddles_file) if paddles_file else None) if p]
     parameters = {**options, **extra}
     if (

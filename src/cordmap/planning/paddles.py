@@ -108,7 +108,7 @@ def get_paddle(name: str = DEFAULT_PADDLE, extra: str | Path | None = None) -> P
         known = sorted({p.name for p in models.values()})
         raise CordmapError(
             f"unknown paddle model '{name}'; known models: {', '.join(known)}. "
-            "Add yours in a JSON file passed with --paddles (see docs/planning.md)"
+            "Add yours in a JSON file passed with `paddles_file` (see docs/planning.md)"
         ) from None
 
 

@@ -174,7 +174,7 @@ class Planner:
         """Rostral-end arc length of a placement given by one landmark of either array end."""
         if (rostral is None) == (caudal is None):
             raise CordmapError(
-                "give the landmark of exactly one end of the array (--rostral or --caudal)"
+                "give the landmark of exactly one end of the array (`rostral` or `caudal`)"
             )
         self.vertebral.require("a landmark")
         if rostral is not None:

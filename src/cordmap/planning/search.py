@@ -72,7 +72,7 @@ def search_positions(
         raise CordmapError(
             f"the {paddle.name} array ({paddle.array_length_mm:g} mm) is longer than the "
             f"{geometry.length:.1f} mm of cord in {source}; use an image showing more cord "
-            "or a shorter paddle (--paddle)"
+            "or a shorter paddle (`paddle`)"
         )
     positions = np.arange(0.0, room + 1e-9, step)
     volume, length = coverage_curve(enlargement, paddle, positions)
@@ -85,7 +85,7 @@ def best_positions(
     """Up to `top` rostral positions, best first by `by` (volume_pct or target_score), at
     least `separation` mm apart."""
     if top < 1:
-        raise CordmapError(f"--top must be at least 1, not {top}")
+        raise CordmapError(f"`top` must be at least 1, not {top}")
     allowed = np.ones(len(curve.positions), dtype=bool)
     chosen = []
     while len(chosen) < top and allowed.any():

@@ -85,11 +85,11 @@ class Targets:
         segment of the enlargement lying within the cord in view."""
         names = [part.strip().upper() for part in str(text).split(",") if part.strip()]
         if not names:
-            raise CordmapError("--targets names no segment; write e.g. --targets L2,L3,L4,S1")
+            raise CordmapError("`targets` names no segment; write e.g. `targets` L2,L3,L4,S1")
         unknown = [n for n in names if n not in SEGMENTS]
         if unknown:
             raise CordmapError(
-                f"--targets: unknown segment {', '.join(unknown)}; use segment "
+                f"`targets`: unknown segment {', '.join(unknown)}; use segment "
                 "names such as L2 or S1, separated by commas"
             )
         span = f"{enlargement.segments[0]}..{enlargement.segments[-1]}"
@@ -97,7 +97,7 @@ class Targets:
         if outside:
             raise CordmapError(
                 f"target {', '.join(outside)} is outside the enlargement {span}; choose targets "
-                f"among {span} or widen --enlargement"
+                f"among {span} or widen `enlargement`"
             )
         unseen = [
             n
@@ -108,10 +108,10 @@ class Targets:
         if unseen:
             raise CordmapError(
                 f"target {', '.join(unseen)} lies beyond the cord in view; use an "
-                "image that shows it or leave it out of --targets"
+                "image that shows it or leave it out of `targets`"
             )
         if sides not in SIDE_CHOICES:
-            raise CordmapError(f"--sides must be both, left or right, not '{sides}'")
+            raise CordmapError(f"`sides` must be both, left or right, not '{sides}'")
         ordered = tuple(n for n in enlargement.segments if n in names)
         return cls(
             ordered,

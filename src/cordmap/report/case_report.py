@@ -53,12 +53,12 @@ def write_case_report(
     labels = case.labels()  # no labels: a clear CordmapError before anything is written
     out = Path(out) if out else case.path(f"{REPORT_DIR}/{case.subject}_report.html")
     if out.suffix.lower() not in (".html", ".htm"):
-        raise CordmapError(f"--out {out} must end in .html")
+        raise CordmapError(f"`out` {out} must end in .html")
     site = Path(site) if site else None
     if site is not None and not (site / "index.html").is_file():
         raise CordmapError(
             f"{site} is not a viewer site (no index.html); write one with "
-            f"`cordmap view {case.root} --static DIR` or leave out --site"
+            f"`cordmap view {case.root} --static DIR` or leave out `site`"
         )
     plan_written = _current_plan(case)
     plan = plan_written.result

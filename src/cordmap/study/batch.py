@@ -82,7 +82,7 @@ def check_stage(stage: str, options: dict) -> None:
         path = model_path(options.get("model"))
         if not path.is_file():
             raise CordmapError(
-                f"model file {path} does not exist; pass --model a model "
+                f"model file {path} does not exist; pass `model` a model "
                 "file written by `cordmap train`, or omit it for the bundled model"
             )
 
@@ -163,7 +163,7 @@ def run_batch(
     options = dict(options or {})
     check_stage(stage, options)
     if workers < 1:
-        raise CordmapError(f"--workers {workers} must be 1 or more")
+        raise CordmapError(f"`workers` {workers} must be 1 or more")
     cases = study_cases(study)
     if scheduler:
         try:
@@ -171,7 +171,7 @@ def run_batch(
         except (OSError, TimeoutError) as exc:
             raise CordmapError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); "
-                "check the address, or leave out --scheduler for a local cluster"
+                "check the address, or leave out `scheduler` for a local cluster"
             ) from None
     else:
         network = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process

@@ -203,7 +203,7 @@ def group_values(
         if len(names) != 2:
             raise CordmapError(
                 f"'{by}' has {len(names)} groups ({', '.join(names)}); a comparison "
-                "needs two: choose them with --groups A,B"
+                "needs two: choose them with `groups` A,B"
             )
         groups = tuple(names)
     for name in groups:

@@ -45,14 +45,14 @@ class ViewerServer(ThreadingHTTPServer):
         self.site = site
         self.not_found: deque[str] = deque(maxlen=NOT_FOUND_KEPT)  # recent 404s, for diagnosis
         if port is not None and not 0 <= port <= 65535:
-            raise CordmapError(f"port {port} is not a TCP port; pass --port between 1024 and 65535")
+            raise CordmapError(f"port {port} is not a TCP port; pass `port` between 1024 and 65535")
         try:
             super().__init__((host, port or 0), _Handler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise CordmapError(
                     f"port {port} on {host} is already in use by another program; pass "
-                    "another --port, or leave --port out to use a free one"
+                    "another `port`, or leave `port` out to use a free one"
                 ) from None
             raise CordmapError(
                 f"cannot serve the viewer on {host}:{port} ({exc.strerror})"
