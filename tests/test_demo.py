@@ -18,13 +18,29 @@ from cordmap.cli import app
 from cordmap.io.nifti import read_labels
 from cordmap.planning.files import read_result
 
+MARCHED = []  # labels marched (meshed) by the demo
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    from cordmap.mesh import surfaces
+
     out = tmp_path_factory.mktemp("demo") / "run"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    marched = surfaces._MarchedLabels.__init__
+
+    def counted(self, *args, **kwargs):
+        MARCHED.append(1)
+        marched(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(surfaces._MarchedLabels, "__init__", counted)
+        result = CliRunner().invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out, result.output
+
+
+def test_the_demo_meshes_once_for_the_exports_the_viewer_and_the_report(demo):
+    assert len(MARCHED) == 1
 
 
 def test_demo_case_reproduces_the_phantom_through_dicom(demo):

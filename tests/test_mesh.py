@@ -315,7 +315,7 @@ def test_cli_mesh_workers_give_the_same_files(tmp_path, monkeypatch):
         result = _run("mesh", labels, "--out", out, "--format", "ply", "--workers", workers)
         assert result.exit_code == 0, result.output
         written[workers] = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert written[1] == written[2] and len(written[1]) == 2
+    assert written[1] == written[2] and len(written[1]) == 3  # ply, json, npz
     result = _run("mesh", labels, "--out", tmp_path / "none", "--workers", 0)
     assert result.exit_code != 0 and "workers must be" in result.output
     assert not (tmp_path / "none").exists()
@@ -335,6 +335,7 @@ def test_cli_mesh_case_writes_exports_and_records_the_stage(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [
         "sub-01_mesh.glb",
         "sub-01_mesh.json",
+        "sub-01_mesh.npz",
         "sub-01_mesh.stl",
     ]
     stage = Case.open(case_dir).manifest["stages"]["mesh"]
@@ -350,6 +351,7 @@ def test_cli_mesh_case_writes_exports_and_records_the_stage(tmp_path):
         "mesh/sub-01_mesh.glb",
         "mesh/sub-01_mesh.stl",
         "mesh/sub-01_mesh.json",
+        "mesh/sub-01_mesh.npz",
     ]
     summary = json.loads((folder / "sub-01_mesh.json").read_text())
     assert [s["name"] for s in summary["structures"]] == [SCHEMA[CORD].name, SCHEMA[ROOT].name]
@@ -385,6 +387,7 @@ def test_cli_mesh_label_file_writes_beside_it(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [
         "labels_mesh.json",
         "labels_mesh.mtl",
+        "labels_mesh.npz",
         "labels_mesh.obj",
         "labels_mesh.ply",
     ]
@@ -657,3 +660,26 @@ def test_march_labels_gives_the_unrefined_surfaces_of_mesh_labels():
         np.testing.assert_array_equal(mesh.vertices, unrefined[label_id].vertices)
         np.testing.assert_array_equal(mesh.faces, unrefined[label_id].faces)
         assert mesh.is_watertight
+
+
+def test_the_viewer_reads_the_mesh_stage_s_meshes_instead_of_meshing_again(tmp_path, monkeypatch):
+    from cordmap.ingest import import_case
+    from cordmap.mesh import files, mesh_labels, read_meshes
+    from cordmap.viewer.case_viewer import case_site
+
+    image, labels, _ = _case_inputs(tmp_path)
+    case_dir = tmp_path / "case"
+    case = import_case(image, case_dir, labels_source=labels).case
+    calls = []
+    monkeypatch.setattr(
+        files, "mesh_labels", lambda *a, **k: calls.append(1) or mesh_labels(*a, **k)
+    )
+    files.mesh_case(case_dir, smoothing=5)
+    case_site(case_dir)
+    assert len(calls) == 1  # the viewer read the mesh stage's meshes (the report: test_demo)
+    stored = read_meshes(case_dir / "mesh/sub-01_mesh.npz")
+    fresh = mesh_labels(case.labels(), smoothing=5, workers=1)
+    assert sorted(stored) == sorted(fresh)
+    for i, mesh in fresh.items():
+        assert np.array_equal(stored[i].vertices, mesh.vertices)
+        assert np.array_equal(stored[i].faces, mesh.faces)

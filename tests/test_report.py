@@ -310,7 +310,10 @@ def test_figures_of_an_estimated_enlargement(phantom_case, tmp_path):
     labels = LabelVolume(array, labels.affine, schema=schema)
     plan = Planner.prepare(labels).plan(top=1)
     assert plan.enlargement.estimated
-    pictures = draw_figures(case.image(), labels, plan)
+    from cordmap.mesh import mesh_labels
+
+    cord = [schema.find("cord").id]
+    pictures = draw_figures(case.image(), labels, plan, mesh_labels(labels, ids=cord))
     for png in pictures.values():
         assert np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float).std() > 20
     page = render_html("sub-01", plan, pictures, case.root, tmp_path / "r.html", None)

@@ -5,13 +5,21 @@ from cordmap.interrupts import import_keeping_interrupts
 import_keeping_interrupts("trimesh")  # its import swallows Ctrl-C (except BaseException)
 
 from cordmap.mesh.exports import FORMATS, export_meshes
-from cordmap.mesh.files import MeshResult, mesh_case, mesh_label_file, parse_formats
+from cordmap.mesh.files import (
+    MeshResult,
+    case_meshes,
+    mesh_case,
+    mesh_label_file,
+    parse_formats,
+    read_meshes,
+)
 from cordmap.mesh.surfaces import MeshStats, march_labels, mesh_labels, mesh_stats
 
 __all__ = [
     "FORMATS",
     "MeshResult",
     "MeshStats",
+    "case_meshes",
     "export_meshes",
     "mesh_case",
     "march_labels",
@@ -19,4 +27,5 @@ __all__ = [
     "mesh_labels",
     "mesh_stats",
     "parse_formats",
+    "read_meshes",
 ]

@@ -5,10 +5,14 @@
     <subject>_mesh.<fmt>   one file per requested format (.glb, .obj + .mtl, .ply, .stl)
     <subject>_mesh.json    per structure: id, name, volume mm³, area mm², watertight,
                            triangles, voxel volume mm³; and the parameters used
+    <subject>_mesh.npz     the meshes themselves (vertices RAS+ mm, faces) by label id,
+                           read back by `case_meshes` for the viewer and the report
 
 and records the `mesh` stage in case.json (inputs, outputs with checksums, parameters);
 re-running it with the same parameters on unchanged labels reports it up to date.
 `mesh_label_file(LABELS.nii.gz, OUT_DIR)` does the same for a plain label file.
+`case_meshes(CASE)` gives the meshes of the case's current mesh stage (meshing first, with
+the default parameters, only when there is none), so that a case is meshed once.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
+import trimesh
 
 from cordmap.atomic import atomic_dir
 from cordmap.errors import CordmapError
@@ -162,6 +169,42 @@ def mesh_label_file(
     )
 
 
+def case_meshes(case_dir: str | Path) -> dict[int, trimesh.Trimesh]:
+    """The meshes of the case's mesh stage, {label id: mesh in RAS+ mm}.
+
+    Read back from CASE/mesh/ when the stage is current (whatever parameters it ran
+    with); otherwise the case is meshed first with the default parameters (GLB export)."""
+    from cordmap.case import Case
+
+    case = Case.open(case_dir)
+    entry = case.manifest.get("stages", {}).get(STAGE)
+    sources = case.label_sources()
+    current = bool(entry and sources) and case.is_up_to_date(
+        STAGE, inputs=[case.labels_path(sources[0])], parameters=entry["parameters"]
+    )
+    if not current:
+        mesh_case(case.root)
+    return read_meshes(case.path(f"{MESH_DIR}/{case.subject}_mesh.npz"))
+
+
+def read_meshes(path: str | Path) -> dict[int, trimesh.Trimesh]:
+    """Meshes written by the mesh stage (`<stem>_mesh.npz`), {label id: mesh}."""
+    with np.load(path) as data:
+        return {
+            int(i): trimesh.Trimesh(data[f"vertices_{i}"], data[f"faces_{i}"], process=False)
+            for i in data["ids"]
+        }
+
+
+def _write_meshes(meshes: dict[int, trimesh.Trimesh], path: Path) -> None:
+    arrays: dict[str, np.ndarray] = {"ids": np.array(list(meshes), dtype=np.int64)}
+    for i, mesh in meshes.items():
+        arrays[f"vertices_{i}"] = np.asarray(mesh.vertices)
+        arrays[f"faces_{i}"] = np.asarray(mesh.faces)
+    with open(path, "wb") as file:
+        np.savez_compressed(file, **arrays)
+
+
 def _parameters(formats, smoothing, reduction, thin_upsample) -> dict:
     return {
         "formats": list(formats),
@@ -233,5 +276,6 @@ def _mesh_to_folder(
             ],
         }
         (tmp / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-        names.append(f"{stem}.json")
+        _write_meshes(meshes, tmp / f"{stem}.npz")
+        names += [f"{stem}.json", f"{stem}.npz"]
     return MeshResult(folder, [folder / name for name in names], structures, parameters)

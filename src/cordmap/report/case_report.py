@@ -64,7 +64,9 @@ def write_case_report(
     plan = plan_written.result
     image = case.image()
     automatic = automatic_steps(case)
-    images = draw_figures(image, labels, plan, automatic)
+    from cordmap.mesh import case_meshes
+
+    images = draw_figures(image, labels, plan, case_meshes(case.root), automatic)
     page = render_html(case.subject, plan, images, case.root, out, site, automatic)
     write_text(out, page)
     case.record(
@@ -121,9 +123,10 @@ def automatic_steps(case: Case) -> dict | None:
     return {"model": model.name, "card": card, "levels": found.levels, "warnings": found.warnings}
 
 
-def draw_figures(image, labels, plan: Plan, automatic: dict | None = None) -> dict[str, bytes]:
-    """The report's PNGs: sagittal, axial, 3d, coverage."""
-    from cordmap.mesh import mesh_labels
+def draw_figures(
+    image, labels, plan: Plan, meshes: dict, automatic: dict | None = None
+) -> dict[str, bytes]:
+    """The report's PNGs: sagittal, axial, 3d (from `meshes`, {label id: mesh}), coverage."""
     from cordmap.planning.geometry import candidate_strips, measure_cord
 
     schema = labels.schema
@@ -150,7 +153,7 @@ def draw_figures(image, labels, plan: Plan, automatic: dict | None = None) -> di
         for label in schema.of_class("cord", "segment", "conus", "vertebra", "disc")
         if label.id in present
     ]
-    meshes = mesh_labels(labels, ids=wanted, reduction=0.9)
+    meshes = {i: meshes[i] for i in wanted if i in meshes}
     z = geometry.centreline.point([enlargement.start, enlargement.end])[:, 2]
     render = figures.render_3d(
         meshes,
