@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar, overload
 
 from cordmap.atomic import write_text
 from cordmap.errors import CordmapError
@@ -22,10 +23,13 @@ from cordmap.protocol.schema import LabelSchema
 PLAN_FILE = "plan/plan.json"
 ASSESSMENT_FILE = "plan/assessment.json"
 
+#: What a stage writes: a Plan (plan.json) or an Assessment (assessment.json).
+R = TypeVar("R", Plan, Assessment)
+
 
 @dataclass(frozen=True)
-class Written:
-    result: Plan | Assessment  # what the JSON written holds
+class Written(Generic[R]):
+    result: R  # what the JSON written holds
     path: Path
     up_to_date: bool  # a case stage found unchanged: the recorded result was reused
 
@@ -59,7 +63,7 @@ def run_plan(
     targets: str | None = None,
     sides: str | None = None,
     protocol: str | Path | None = None,
-) -> Written:
+) -> Written[Plan]:
     """Plan a case folder or a label NIfTI (of `protocol`, default the shipped one; a case
     has its own) and write plan.json. `targets` ("L2,L3,L4,S1") and `sides` (both, left,
     right) rank the placements by the target-root score too; they are stage parameters."""
@@ -91,7 +95,7 @@ def run_assess(
     paddles_file: str | Path | None = None,
     enlargement: str | None = None,
     protocol: str | Path | None = None,
-) -> Written:
+) -> Written[Assessment]:
     """Score a placement read from X-ray landmarks and write assessment.json."""
     landmarks = _given(rostral=rostral, caudal=caudal, compare=compare)
     return _run(
@@ -108,7 +112,11 @@ def run_assess(
     )
 
 
-def read_result(path: Path, kind: type[Plan | Assessment] = Plan) -> Plan | Assessment:
+@overload
+def read_result(path: Path, kind: type[Plan] = ...) -> Plan: ...
+@overload
+def read_result(path: Path, kind: type[Assessment]) -> Assessment: ...
+def read_result(path: Path, kind: type[Plan] | type[Assessment] = Plan) -> Plan | Assessment:
     """A plan.json (or with `kind` Assessment, an assessment.json) read back."""
     return kind.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
@@ -119,7 +127,7 @@ def _given(**options) -> dict:
 
 def _run(
     stage: str,
-    kind: type[Plan | Assessment],
+    kind: type[R],
     target,
     out,
     default: str,
@@ -127,8 +135,8 @@ def _run(
     protocol,
     options: dict,
     extra: dict,
-    compute: Callable[[Planner], Plan | Assessment],
-) -> Written:
+    compute: Callable[[Planner], R],
+) -> Written[R]:
     target = Path(target)
     out = Path(out) if out else None
     if target.is_dir():
