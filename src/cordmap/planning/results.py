@@ -10,6 +10,7 @@ into the same record, up to that rounding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cordmap.planning.contacts import Contact
 from cordmap.planning.coverage import Coverage
@@ -53,7 +54,7 @@ class Placement:
     reach: dict[str, float] | None = None
 
     def to_json(self) -> dict:
-        out = {} if self.rank is None else {"rank": self.rank}
+        out: dict[str, Any] = {} if self.rank is None else {"rank": self.rank}
         out.update(
             rostral_edge=self.rostral_edge,
             caudal_edge=self.caudal_edge,
@@ -62,6 +63,7 @@ class Placement:
             contacts=[c.to_json() for c in self.contacts],
         )
         if self.target_score is not None:
+            assert self.reach is not None, "a target score comes with its reach"
             out["target_score"] = round(self.target_score, 2)
             out["reach"] = {k: round(v, 3) for k, v in self.reach.items()}
         return out
@@ -164,10 +166,17 @@ class Comparison:
                 "by_target": round(self.by_target.coverage.volume_pct, 2),
             },
             "target_score": {
-                "by_volume": round(self.by_volume.target_score, 2),
-                "by_target": round(self.by_target.target_score, 2),
+                "by_volume": round(_target_score(self.by_volume), 2),
+                "by_target": round(_target_score(self.by_target), 2),
             },
         }
+
+
+def _target_score(placement: Placement) -> float:
+    """The target score of a placement ranked with target segments (both of a
+    `Comparison` are)."""
+    assert placement.target_score is not None, "the placement was not scored by target"
+    return placement.target_score
 
 
 @dataclass(frozen=True)
@@ -221,7 +230,8 @@ class Plan(Measured):
             "curve": self.curve.to_json(),
         }
         if self.targets is not None:
-            out["targets"] = {**self.targets.to_json(), "comparison": self.comparison.to_json()}
+            comparison = Comparison(self.best, self.targets.best, self.separation_mm)
+            out["targets"] = {**self.targets.to_json(), "comparison": comparison.to_json()}
         return out
 
     @classmethod
@@ -277,7 +287,10 @@ class Assessment(Measured):
         """Distance (mm) between the rostral ends of the placement and the compared one."""
         if self.compared is None:
             return None
-        return abs(self.placement.coverage.rostral - self.compared.placement.coverage.rostral)
+        return self._distance_to(self.compared)
+
+    def _distance_to(self, compared: Compared) -> float:
+        return abs(self.placement.coverage.rostral - compared.placement.coverage.rostral)
 
     def to_json(self) -> dict:
         out = {
@@ -289,7 +302,7 @@ class Assessment(Measured):
             out["compared"] = {
                 "landmark": self.compared.landmark,
                 "placement": self.compared.placement.to_json(),
-                "distance_mm": round(self.distance_mm, 2),
+                "distance_mm": round(self._distance_to(self.compared), 2),
             }
         return out
 
