@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -160,8 +160,9 @@ def _forked(context, others: int, prepare, run, order: list[int]) -> dict:
 
 def _take_labels() -> list[tuple[int, Any]]:
     """(label id, result) for each label this process takes, until none is left."""
+    assert _inherited is not None, "set by _forked before it forks this process"
     prepare, run, order, taken = _inherited
-    made = []
+    made: list[tuple[int, Any]] = []
     while True:
         with taken.get_lock():
             index = taken.value
@@ -183,15 +184,16 @@ def _started(context, others: int, prepare, run, order: list[int]) -> dict:
     up: list[Future] = []
     starter = threading.Thread(target=lambda: up.append(pool.submit(int)), daemon=True)
     starter.start()
-    order = deque(order)
-    made = {}
+    queue = deque(order)
+    made: dict[int, Any] = {}
     pending: dict[Future, int] = {}
+    finished: Iterable[Future]
     try:
-        while order or pending:
-            mine = order.popleft() if order else None
+        while queue or pending:
+            mine = queue.popleft() if queue else None
             if up and up[0].done():
-                while order and len(pending) < QUEUED_PER_WORKER * others:
-                    label_id = order.popleft()
+                while queue and len(pending) < QUEUED_PER_WORKER * others:
+                    label_id = queue.popleft()
                     pending[pool.submit(run, *prepare(label_id))] = label_id
             if mine is not None:
                 made[mine] = run(*prepare(mine))
