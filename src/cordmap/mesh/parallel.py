@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -76,7 +76,7 @@ def default_workers() -> int:
 def map_labels(
     prepare: Callable[[int], tuple],
     run: Callable[..., Result],
-    work: dict[int, float],
+    work: Mapping[int, float],
     *,
     workers: int | None = None,
 ) -> dict[int, Result]:

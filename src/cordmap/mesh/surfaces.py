@@ -139,7 +139,7 @@ class _MarchedLabels:
         self.upsampled = {i: points[i] for i in thin_ids} if thin_upsample > 1 else {}
         if thin_ids and not self.upsampled:
             thin.bridge_in_place(padded, {i: points[i] for i in sorted(thin_ids)}, thin_ids)
-        self.mesher = None
+        self.mesher: zmesh.Mesher | None = None  # marches all labels at first need
         self.padded, self.factor = padded, thin_upsample
         self.work = {
             i: surface[i] * (thin_upsample**2 if i in self.upsampled else 1) for i in wanted
