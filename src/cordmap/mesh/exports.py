@@ -56,7 +56,9 @@ def export_meshes(
     if fmt == "obj":
         return _write_obj(meshes, labels, path)
     combined = trimesh.util.concatenate([_coloured(meshes[i], labels[i].colour) for i in meshes])
-    return [_write(path, combined.export(file_type=fmt))]
+    # concatenate is annotated as returning the base Geometry, whose export lacks the
+    # file_obj=None default of the Trimesh it returns here
+    return [_write(path, combined.export(file_type=fmt))]  # type: ignore[call-arg]
 
 
 def _glb(meshes, labels) -> bytes:
