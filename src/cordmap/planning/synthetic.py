@@ -12,7 +12,7 @@ on paper.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ def synthetic_cord(
     radius: float | Callable[[np.ndarray], np.ndarray] = 4.0,
     top_mm: float | None = None,
     curvature_mm: float | None = None,
-    vertebrae: list[tuple[str, float, float]] = (),
+    vertebrae: Sequence[tuple[str, float, float]] = (),
     schema: LabelSchema | None = None,
 ) -> LabelVolume:
     """A label volume of a tube cord split into `segments` ((name, length mm), rostral
