@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 from cordmap.errors import CordmapError
-from cordmap.planning.geometry import CordGeometry, boundary
+from cordmap.planning.geometry import ArcVolume, CordGeometry, boundary
 from cordmap.protocol.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
 
 #: Points within this distance (mm) of a vertebra's end are read as its endplate, and
@@ -55,7 +55,8 @@ class VertebralMap:
     def from_geometry(cls, geometry: CordGeometry, schema) -> VertebralMap:
         """Extents of the labelled vertebrae and discs; where a vertebra touches a labelled
         disc, their shared end is the volume-balanced `boundary` (see `geometry`)."""
-        chain = []  # (kind, name, volume) from the skull down: vertebra, disc, vertebra, ...
+        # (kind, name, volume) from the skull down: vertebra, disc, vertebra, ...
+        chain: list[tuple[str, str, ArcVolume | None]] = []
         for upper, lower in zip(VERTEBRAE, (*VERTEBRAE[1:], None)):
             chain.append(
                 ("vertebra", upper, _volume(geometry, schema, totalspineseg_vertebra(upper)))
@@ -68,7 +69,7 @@ class VertebralMap:
                         _volume(geometry, schema, totalspineseg_disc(upper, lower)),
                     )
                 )
-        found = {"vertebra": {}, "disc": {}}
+        found: dict[str, dict[str, tuple[float, float]]] = {"vertebra": {}, "disc": {}}
         for index, (kind, name, volume) in enumerate(chain):
             if volume is None:
                 continue
@@ -166,7 +167,7 @@ class VertebralMap:
         )
 
 
-def _volume(geometry: CordGeometry, schema, label_id: int):
+def _volume(geometry: CordGeometry, schema, label_id: int) -> ArcVolume | None:
     return geometry.levels.get(label_id) if label_id in schema else None
 
 
