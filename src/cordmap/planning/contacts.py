@@ -183,17 +183,21 @@ class ContactMapper:
         sac, cord, csf = self._indicators(points.reshape(-1, 3))
         shape = points.shape[:2]
         sac, cord, csf = sac.reshape(shape), cord.reshape(shape), csf.reshape(shape)
-        values, notes = [], []
+        values: list[float | None] = []
+        notes: list[str | None] = []
         for n in range(len(s)):
             dura, surface = _crossing(t, sac[n]), _crossing(t, cord[n])
+            value: float | None = None
             if surface is None:
-                values.append(None), notes.append(BESIDE_CORD)
+                note: str | None = BESIDE_CORD
             elif dura is None or sac[n, 0] >= 0.5:
-                values.append(None), notes.append(NO_DURA)
+                note = NO_DURA
             elif not (csf[n][(t <= dura) & (t >= surface)] >= 0.5).any():
-                values.append(None), notes.append(NO_CSF_HERE)
+                note = NO_CSF_HERE
             else:
-                values.append(dura - surface), notes.append(None)
+                value, note = dura - surface, None
+            values.append(value)
+            notes.append(note)
         return values, notes
 
     def _indicators(self, xyz: np.ndarray):
