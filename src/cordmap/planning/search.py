@@ -87,7 +87,7 @@ def best_positions(
     if top < 1:
         raise CordmapError(f"`top` must be at least 1, not {top}")
     allowed = np.ones(len(curve.positions), dtype=bool)
-    chosen = []
+    chosen: list[float] = []
     while len(chosen) < top and allowed.any():
         score = np.where(allowed, getattr(curve, by), -np.inf)
         best = int(np.argmax(score))
