@@ -275,7 +275,9 @@ def measure_cord(labels: LabelVolume, source: str = "the label volume") -> CordG
     )
 
 
-def _voxels_by_class(labels: LabelVolume):
+def _voxels_by_class(
+    labels: LabelVolume,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, float]]:
     """(indices, ids) of the cord voxels, and (indices, ids, thinning) of the vertebra and
     disc voxels on a grid thinned in-plane to about LEVEL_SAMPLING_MM, one voxel kept in
     `thinning` (one pass over the volume)."""
@@ -288,21 +290,20 @@ def _voxels_by_class(labels: LabelVolume):
             if label.id < len(lookup):
                 lookup[label.id] = code
     kind = lookup[values]
-    out = []
-    for code in (1, 2):
-        index = nonzero[kind == code]
-        ijk = np.column_stack(np.unravel_index(index, labels.shape))
-        if code == 2:
-            stride = np.maximum(np.floor(LEVEL_SAMPLING_MM / np.array(labels.spacing[:2])), 1)
-            keep = (ijk[:, 0] % stride[0] == 0) & (ijk[:, 1] % stride[1] == 0)
-            ijk, values = ijk[keep], flat[index[keep]]
-            step = np.array([stride[0], stride[1], 1], dtype=int)
-            keep = _without_islands(ijk // step, values)
-            out.append((ijk[keep], values[keep], float(stride.prod())))
-        else:
-            keep = _without_islands(ijk, np.zeros(len(ijk), dtype=np.uint8))
-            out.append((ijk[keep], flat[index[keep]]))
-    return out
+
+    index = nonzero[kind == 1]
+    ijk = np.column_stack(np.unravel_index(index, labels.shape))
+    keep = _without_islands(ijk, np.zeros(len(ijk), dtype=np.uint8))
+    cord = (ijk[keep], flat[index[keep]])
+
+    index = nonzero[kind == 2]
+    ijk = np.column_stack(np.unravel_index(index, labels.shape))
+    stride = np.maximum(np.floor(LEVEL_SAMPLING_MM / np.array(labels.spacing[:2])), 1)
+    keep = (ijk[:, 0] % stride[0] == 0) & (ijk[:, 1] % stride[1] == 0)
+    ijk, values = ijk[keep], flat[index[keep]]
+    step = np.array([stride[0], stride[1], 1], dtype=int)
+    keep = _without_islands(ijk // step, values)
+    return cord, (ijk[keep], values[keep], float(stride.prod()))
 
 
 def _without_islands(ijk: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -472,6 +473,7 @@ def candidate_strips(
     layout = [(row.offset_mm, x) for _, row, x in plan.paddle.layout()]
     out = []
     for candidate in plan.candidates:
+        assert candidate.rank is not None, "a plan's candidates are ranked"
         a, b = candidate.coverage.rostral, candidate.coverage.caudal
         area = float(np.interp((a + b) / 2, geometry.csa_s, geometry.csa))
         depth = np.sqrt(area / np.pi) + gap + 0.4 * (candidate.rank - 1)
