@@ -187,6 +187,7 @@ def paddle_layer(
     candidate is shown at first, the others listed and hidden."""
     outline = np.concatenate([strip[:, 0], strip[::-1, 1], strip[:1, 0]])
     rank = candidate.rank
+    assert rank is not None, "a plan's candidates are ranked"
 
     def output(point):
         return [round(float(v), 3) for v in world_to_output(image, point)]
