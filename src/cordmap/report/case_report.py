@@ -385,11 +385,11 @@ def _contacts_table(placement: Placement, table_id: str, title: str) -> str:
         "<th>dCSF mm</th></tr>"
     ]
     for c in placement.contacts:
-        dcsf = (
-            f"<td class='dcsf'>{c.dcsf_mm:.2f}</td>"
-            if c.dcsf_mm is not None
-            else f"<td class='text warn'>unavailable: {e(c.dcsf_note)}</td>"
-        )
+        if c.dcsf_mm is not None:
+            dcsf = f"<td class='dcsf'>{c.dcsf_mm:.2f}</td>"
+        else:
+            assert c.dcsf_note is not None, "an unavailable dCSF has its reason"
+            dcsf = f"<td class='text warn'>unavailable: {e(c.dcsf_note)}</td>"
         rows.append(
             f"<tr><td>{c.number}</td><td>{c.row}</td>"
             f"<td class='text'>{e(c.segment or '-')}</td><td class='text'>{e(c.side)}</td>"
@@ -422,6 +422,7 @@ def _targets(plan: Plan) -> str:
         f"<th>rostral mm</th><th>target score</th><th>volume %</th>{head}</tr>",
     ]
     for c in targets.candidates:
+        assert c.reach is not None, "a placement ranked by target has its reach"
         reach = "".join(f"<td>{c.reach[k]:.2f}</td>" for k in keys)
         rows.append(
             f"<tr><td>{c.rank}</td><td class='text'>{e(c.rostral_edge)}</td>"
@@ -430,6 +431,7 @@ def _targets(plan: Plan) -> str:
         )
     rows.append("</table>")
     diff = plan.comparison
+    assert diff is not None, "a plan with targets compares the two rankings"
     by_volume, by_target = diff.by_volume, diff.by_target
     verdict = (
         "The two rankings agree on the best placement"
