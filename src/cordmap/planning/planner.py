@@ -179,6 +179,7 @@ class Planner:
         self.vertebral.require("a landmark")
         if rostral is not None:
             return self.vertebral.locate(rostral)
+        assert caudal is not None  # exactly one of them was given
         return self.vertebral.locate(caudal) - self.paddle.array_length_mm
 
     def assess(
