@@ -30,7 +30,7 @@ from cordmap.volume import LabelVolume, Volume
 def read_image(
     source: str | Path,
     *,
-    series: str | None = None,
+    series: str | int | None = None,
     spacing: tuple[float, float, float] | None = None,
     orientation: str = "axial",
     reverse: bool = False,
