@@ -66,11 +66,11 @@ def run_demo(
     result.made.append(("case folder (BIDS names, case.json manifest)", case.root))
 
     on_step("validating the labels against the annotation protocol")
-    report = validate(case.labels())
-    if not report.ok:
-        raise CordmapError("the phantom's labels fail validation:\n" + report.as_text())
+    validation = validate(case.labels())
+    if not validation.ok:
+        raise CordmapError("the phantom's labels fail validation:\n" + validation.as_text())
     result.notes.append(
-        f"labels valid: {len(case.labels().ids())} structures, {len(report.warnings)} warnings"
+        f"labels valid: {len(case.labels().ids())} structures, {len(validation.warnings)} warnings"
     )
 
     on_step("meshing every structure (marching cubes, smoothing, simplification)")
