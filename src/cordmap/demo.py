@@ -23,7 +23,7 @@ class DemoResult:
 
 
 def run_demo(
-    out: str | Path, *, seed: int = 0, on_step: Callable[[str], None] = lambda step: None
+    out: str | Path, *, seed: int = 0, on_step: Callable[[str], object] = lambda step: None
 ) -> DemoResult:
     """Run every stage on phantom `seed` inside `out` (re-runnable: earlier demo output is
     replaced, anything else in `out` is refused)."""
