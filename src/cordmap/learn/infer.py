@@ -49,6 +49,7 @@ def predict(
     training patch); `progress`: a progress bar over the windows."""
     indices = _class_indices(model, keep_largest)
     example = prepare(name, image, None, model.mapping, model.config)
+    assert example.image is not None  # prepare gives the image on the model grid
     network = model.network.to(device).eval()
     box = body_box(example.image, example.spacing)
     window = fitted_window(
@@ -63,6 +64,7 @@ def predict(
         logits = sliding_window_inference(
             x, window, 1, network, overlap=overlap, mode="gaussian", progress=progress
         )
+        assert isinstance(logits, torch.Tensor)  # the network gives one tensor
         probabilities[(slice(None), *box)] = torch.softmax(logits, dim=1)[0].cpu().numpy()
     class_map = upsampled_classes(probabilities, image.shape)
     for index in indices:
@@ -88,7 +90,8 @@ def upsampled_classes(probabilities: np.ndarray, shape) -> np.ndarray:
 def fitted_window(window, shape, unit: int) -> tuple[int, int, int]:
     """The sliding window, no larger than the image (rounded up to a multiple of `unit`):
     a window padded far beyond the image would feed the network mostly padding."""
-    return tuple(int(min(w, -(-n // unit) * unit)) for w, n in zip(window, shape))
+    x, y, z = (int(min(w, -(-n // unit) * unit)) for w, n in zip(window, shape))
+    return x, y, z
 
 
 #: Normalised intensity above which a voxel may be body (air is about 0).
@@ -102,13 +105,15 @@ def body_box(image: np.ndarray, spacing) -> tuple[slice, slice, slice]:
     network would only find background there)."""
     inside = ndimage.uniform_filter(image, 3) > BODY_THRESHOLD
     if not inside.any():
-        return tuple(slice(0, n) for n in image.shape)
+        x, y, z = (slice(0, n) for n in image.shape)
+        return x, y, z
     box = []
     for axis, (n, s) in enumerate(zip(image.shape, spacing)):
         present = np.nonzero(inside.any(axis=tuple(a for a in range(3) if a != axis)))[0]
         margin = int(np.ceil(BODY_MARGIN_MM / s))
         box.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + margin + 1, n)))
-    return tuple(box)
+    x, y, z = box
+    return x, y, z
 
 
 def keep_largest_piece(class_map: np.ndarray, index: int) -> np.ndarray:
@@ -266,7 +271,7 @@ def plausibility_warnings(class_map: np.ndarray, names: list[str], spacing, sour
             f"no spine found in {source}: the model found no cord, CSF, "
             "vertebra or disc; check that the image shows the spine"
         )
-    warnings = []
+    warnings: list[str] = []
     if "cord" not in names:
         return warnings
     cord = class_map == names.index("cord")
