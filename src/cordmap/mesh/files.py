@@ -202,7 +202,8 @@ def _write_meshes(meshes: dict[int, trimesh.Trimesh], path: Path) -> None:
         arrays[f"vertices_{i}"] = np.asarray(mesh.vertices)
         arrays[f"faces_{i}"] = np.asarray(mesh.faces)
     with open(path, "wb") as file:
-        np.savez_compressed(file, **arrays)
+        # numpy's stub cannot tell that no key of `arrays` is its keyword allow_pickle
+        np.savez_compressed(file, **arrays)  # type: ignore[arg-type]
 
 
 def _parameters(formats, smoothing, reduction, thin_upsample) -> dict:
