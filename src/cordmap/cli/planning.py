@@ -89,6 +89,7 @@ def plan_(
         )
         _plan_table([(f"#{c.rank}", c) for c in ranked.candidates])
         diff = plan.comparison
+        assert diff is not None  # a plan with targets compares the two rankings
         console.print(
             "the two rankings agree on the best placement"
             if diff.agree
