@@ -316,7 +316,7 @@ def test_two_series_need_a_choice_by_number_description_or_uid(tmp_path):
         read_dicom(tmp_path)
     message = str(error.value)
     assert "T2 axial" in message and "T2 sagittal" in message
-    assert "pass --series NUMBER" in message
+    assert "pass `series` NUMBER" in message
     infos = list_series(tmp_path)
     assert [(i.number, i.orientation) for i in infos] == [(3, "axial"), (4, "sagittal")]
     assert read_dicom(tmp_path, series="4").array.shape == volume.shape

@@ -92,6 +92,8 @@ def test_ctrl_c_stops_mesh_at_any_moment(phantom, delay):
         [*CORDMAP, "mesh", str(case)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     time.sleep(delay)
+    if process.poll() is not None:
+        pytest.skip(f"the mesh stage ended within {delay} s, before the Ctrl-C")
     process.send_signal(signal.SIGINT)
     assert process.wait() != 0
     assert not (case / "mesh").exists() or "mesh" in (case / "case.json").read_text()

@@ -336,7 +336,7 @@ def _bad(tmp_path, synthetic, what):
         ("fraction", r"r\.nii\.gz hold the values 3\.5, outside SCT's convention"),
         ("inside", r"rootlets r\.nii\.gz have 1 voxels inside the cord"),
         ("enclosed", r"rootlets r\.nii\.gz have 1 voxels inside the cord"),
-        ("no-cord", r"rootlets rootlets\.nii\.gz need the cord .* --labels"),
+        ("no-cord", r"rootlets rootlets\.nii\.gz need the cord .* `labels`"),
         ("levels-on-csf", r"spinal levels l\.nii\.gz cover 9 voxels of CSF"),
     ],
 )
