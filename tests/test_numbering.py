@@ -125,3 +125,21 @@ def test_too_little_spine_is_refused(phantoms):
     empty = LabelVolume(np.zeros((8, 8, 8), np.uint16), labels.affine, schema=labels.schema)
     with pytest.raises(CordmapError, match="no vertebra found"):
         number_vertebrae(empty)
+
+
+def test_a_cord_that_runs_into_the_cauda_equina_is_flagged(phantoms):
+    labels = phantoms[0].labels
+    _, stripped, _ = _strip(labels)
+    assert not [w for w in number_vertebrae(stripped).warnings if "cauda equina" in w]
+    # the roots of the 80 mm below the conus (the cauda equina) taken for cord, as the
+    # bundled model does on phantoms (its cord ends about 100 mm too low)
+    array = np.asarray(stripped.array).copy()
+    schema = labels.schema
+    roots = np.argwhere(
+        np.isin(array, [r.id for r in schema.of_class("dorsal_root", "ventral_root")])
+    )
+    s = stripped.world(roots)[:, 2] - conus_tip(labels)[2]
+    array[tuple(roots[(s < 0) & (s > -80)].T)] = schema.find("cord").id
+    numbered = number_vertebrae(LabelVolume(array, stripped.affine, schema=schema))
+    warning = [w for w in numbered.warnings if "cauda equina" in w]
+    assert len(warning) == 1 and numbered.conus_level.split()[0] in ("L4", "L5", "S", "L4/L5")

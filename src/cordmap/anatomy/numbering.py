@@ -64,6 +64,9 @@ MERGED_HEIGHT = 1.6
 MIN_VERTEBRAE = 3
 #: Cord (its largest piece) spanning less than this along S gives no conus tip.
 CONUS_CORD_MM = 40.0
+#: The lowest vertebra at which the conus tip lies in adults (T12-L2 in most, L3 in few);
+#: a cord ending lower is flagged.
+CONUS_LOWEST = "L3"
 #: The disc nearest the conus tip under the conus prior.
 CONUS_DISC = "L1/L2"
 
@@ -226,6 +229,14 @@ def number_vertebrae(
     )
     if conus is not None:
         result.conus_level = _describe_point(conus, discs, names)
+        below = names[int(_levels_of(conus[None], discs)[0][0]) + 1]
+        if VERTEBRAE.index(below) > VERTEBRAE.index(CONUS_LOWEST):
+            result.warnings.append(
+                f"the cord ends at the {result.conus_level}, below the {CONUS_LOWEST} "
+                "vertebra where the conus lies in adults: the segmentation may take the "
+                "cauda equina for cord (an enlargement estimated from the conus would lie "
+                "too low); check the sagittal figure"
+            )
     return result
 
 
