@@ -81,6 +81,12 @@ def test_stages_killed_part_way_re_run_to_the_same_outputs(phantom, kill_after):
     assert not list(root.glob(f".site-{kill_after}.*"))
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C handled by default in the child, as a shell starts a command (whatever this
+    test process inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("delay", [0.5, 0.9, 1.3])
 def test_ctrl_c_stops_mesh_at_any_moment(phantom, delay):
     """Importing trimesh swallows KeyboardInterrupt: a Ctrl-C then must still stop the run."""
@@ -89,7 +95,10 @@ def test_ctrl_c_stops_mesh_at_any_moment(phantom, delay):
     if not case.exists():
         assert _run(["import", image, case, "--labels", labels]) == 0
     process = subprocess.Popen(
-        [*CORDMAP, "mesh", str(case)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*CORDMAP, "mesh", str(case)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_as_in_a_terminal,
     )
     time.sleep(delay)
     if process.poll() is not None:

@@ -617,6 +617,8 @@ def test_cli_serves_until_ctrl_c_then_stops_cleanly(case_dir):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl-C handled by default in the child, as a shell starts a command
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         line = process.stdout.readline()
