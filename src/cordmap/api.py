@@ -28,6 +28,7 @@ from cordmap.planning.results import Assessment as Assessment
 from cordmap.planning.results import Placement as Placement
 from cordmap.planning.results import Plan as Plan
 from cordmap.protocol.schema import LabelSchema as LabelSchema
+from cordmap.segmentation import segmentation_warnings
 from cordmap.volume import LabelVolume as LabelVolume
 from cordmap.volume import Volume as Volume
 
@@ -133,11 +134,7 @@ def segment(
         raise (missing_extra(exc) or exc) from exc
     trained = load_model(model_path(model), LabelSchema.load())
     result = segment_image(trained, image, anchor=anchor, device=device)
-    notes = list(result.warnings)
-    if result.levels_error:
-        notes.append(f"vertebral levels not numbered: {result.levels_error}")
-    notes += result.levels.warnings if result.levels else []
-    for note in notes:
+    for note in segmentation_warnings(result.results()):
         warnings.warn(note, SegmentationWarning, stacklevel=2)
     return result.labels
 

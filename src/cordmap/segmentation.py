@@ -23,12 +23,17 @@ class Segmentation:
     @classmethod
     def from_results(cls, path: Path, results: dict, up_to_date: bool = False) -> Segmentation:
         """From the `results` recorded in case.json by the segment stage."""
-        levels = results.get("levels")
-        warnings = list(results.get("warnings", []))
-        if results.get("levels_error"):
-            warnings.append(f"vertebral levels not numbered: {results['levels_error']}")
-        warnings += levels["warnings"] if levels else []
-        return cls(path, warnings, levels, up_to_date)
+        return cls(path, segmentation_warnings(results), results.get("levels"), up_to_date)
+
+
+def segmentation_warnings(results: dict) -> list[str]:
+    """What needs a look in a segment stage's `results`: the plausibility warnings, why
+    the levels were not numbered, then the numbering's warnings."""
+    levels = results.get("levels")
+    warnings = list(results.get("warnings", []))
+    if results.get("levels_error"):
+        warnings.append(f"vertebral levels not numbered: {results['levels_error']}")
+    return warnings + (levels["warnings"] if levels else [])
 
 
 def renumber_case(case_dir: str | Path, anchor: str | None = None) -> Segmentation:
