@@ -5,10 +5,10 @@ Usage: .venv/bin/python benchmarks/segment_speed.py [--model FILE] [--rounds 2]
 
 Images: an axial 512 x 512 x 48 phantom (0.5 mm pixels, 3 mm slices) and a real sagittal
 lumbar scan (lumbar-mri vb2-07, 1 x 1 x 3 mm). Settings:
-- baseline: the inference of the previous release (48^3 windows, overlap 0.25, no crop of
-  the air around the body);
+- baseline: the inference of the previous release (the windows through the network one
+  at a time);
 - cordmap: today's defaults (`learn.infer`: windows of WINDOW_SCALE training patches,
-  OVERLAP, the body's bounding box only).
+  OVERLAP, the body's bounding box only, WINDOW_BATCH windows at a time).
 Each is timed `--rounds` times alternately (best kept); peak memory is the growth of the
 process's resident set during one call (ru_maxrss, measured in a child process per setting).
 Also the agreement of the two label maps (share of voxels with the same class).
@@ -55,13 +55,8 @@ def run(setting: str, model_file: str, image, queue) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     if setting == "baseline":
-        window, overlap = model.config.patch, 0.25
-        crop = infer.body_box
-        infer.body_box = lambda image, spacing: tuple(slice(0, n) for n in image.shape)
-        labels = infer.predict(model, image, window=window, overlap=overlap)
-        infer.body_box = crop
-    else:
-        labels = infer.predict(model, image)
+        infer.WINDOW_BATCH = 1  # in this child process only
+    labels = infer.predict(model, image)
     seconds = time.perf_counter() - start
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20
     queue.put((seconds, peak, labels))
@@ -113,6 +108,7 @@ def main() -> None:
     settings = {
         "window_scale": infer.WINDOW_SCALE,
         "overlap": infer.OVERLAP,
+        "window_batch": infer.WINDOW_BATCH,
         "threads": torch.get_num_threads(),
     }
     write_text(args.out, json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")

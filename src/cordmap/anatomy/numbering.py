@@ -241,6 +241,35 @@ def number_vertebrae(
 
 
 # -- discs --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpineColumn:
+    """The spine's anterior column: the line through the disc centres, polynomials x(S) and
+    y(S) (RAS mm) fitted over the discs' heights `lowest`..`highest`."""
+
+    fit: tuple[np.ndarray, np.ndarray]
+    lowest: float
+    highest: float
+
+    def offsets(self, xyz: np.ndarray) -> np.ndarray:
+        """(n, 2): how far right and anterior (mm) points lie of the column at their height
+        (beyond the discs, at the nearest end: the fit is not extrapolated)."""
+        s = np.clip(np.asarray(xyz)[:, 2], self.lowest, self.highest)
+        return np.asarray(xyz)[:, :2] - np.stack([np.polyval(f, s) for f in self.fit], axis=1)
+
+
+def spine_column(labels: LabelVolume) -> SpineColumn | None:
+    """The column of the discs labelled in `labels`; None without 3 discs in line."""
+    disc_ids = [label.id for label in labels.schema.of_class("disc")]
+    mask = np.isin(np.asarray(labels.array), disc_ids)
+    if not mask.any():
+        return None
+    discs, fit = _discs(mask, labels)
+    if fit is None:
+        return None
+    heights = [float(d.centre[2]) for d in discs]
+    return SpineColumn(fit, min(heights), max(heights))
+
+
 def _discs(mask: np.ndarray, labels: LabelVolume):
     """The discs, top down, and the column they form (see `_column`)."""
     pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))

@@ -6,7 +6,8 @@ the image's own grid before the arg-max, so the output shares the image's shape 
 affine exactly. Optionally only the largest connected piece (26-connectivity) of some
 classes is kept, the rest becoming background (`keep_largest=("cord",)`: the cord is one
 piece in most scans, but not necessarily in an injured one, so this is not the default).
-`segment_image` adds the plausibility checks and the vertebral numbering
+`segment_image` adds the plausibility checks, corrects the cord's extent (stray pieces,
+the cauda equina taken for cord: `anatomy.cord_extent`) and numbers the vertebrae
 (`anatomy.numbering`); `segment_case` writes its result into a case folder (desc-unet).
 """
 
@@ -20,6 +21,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
+from cordmap.anatomy.cord_extent import tidy_cord
 from cordmap.anatomy.numbering import Numbering, number_vertebrae
 from cordmap.errors import CordmapError
 from cordmap.learn.data import prepare
@@ -30,6 +32,9 @@ from cordmap.volume import LabelVolume, Volume
 OVERLAP = 0.25
 #: Sliding windows are this many training patches wide along each axis.
 WINDOW_SCALE = 1
+#: Windows run through the network this many at a time (several times faster on CPU than
+#: one by one, with the same result: the network normalises each window on its own).
+WINDOW_BATCH = 4
 
 
 def predict(
@@ -62,7 +67,7 @@ def predict(
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(example.image[box])[None, None]).to(device)
         logits = sliding_window_inference(
-            x, window, 1, network, overlap=overlap, mode="gaussian", progress=progress
+            x, window, WINDOW_BATCH, network, overlap=overlap, mode="gaussian", progress=progress
         )
         assert isinstance(logits, torch.Tensor)  # the network gives one tensor
         probabilities[(slice(None), *box)] = torch.softmax(logits, dim=1)[0].cpu().numpy()
@@ -168,16 +173,18 @@ def segment_image(
     anchor: str | None = None,
     require_levels: bool = False,
 ) -> SegmentedImage:
-    """Segment `image` with `model`, check the result's plausibility and number its
-    vertebrae and discs (`anatomy.numbering`, from `anchor` if given). Where the levels
-    cannot be numbered the labels stay unlevelled and `levels_error` says why
-    (`require_levels`: raise instead). `name` names the image in messages."""
+    """Segment `image` with `model`, check the result's plausibility, correct the cord's
+    extent (`anatomy.cord_extent`, said in `warnings`) and number its vertebrae and discs
+    (`anatomy.numbering`, from `anchor` if given). Where the levels cannot be numbered the
+    labels stay unlevelled and `levels_error` says why (`require_levels`: raise instead). `name` names the image in messages."""
     check_segmentable(image, name)
     class_map = predict(
         model, image, name, overlap=overlap, device=device, keep_largest=tuple(keep_largest)
     )
     warnings = plausibility_warnings(class_map, model.mapping.names, image.spacing, name)
-    labels = model.mapping.decode(class_map, image.affine)
+    cord = tidy_cord(image, model.mapping.decode(class_map, image.affine))
+    labels = cord.labels
+    warnings += cord.notes()
     if not {"vertebra", "disc"} <= set(model.mapping.names):
         return SegmentedImage(labels, warnings, None, None)
     try:

@@ -1,0 +1,100 @@
+"""Where the cord is in a segmentation (anatomy.cord_extent): the cauda equina taken for
+cord is cut at the conus, whatever the contrast, an injured stretch higher up is not, and
+cord outside the canal is dropped; measured against the phantom's exact labels."""
+
+import numpy as np
+import pytest
+
+from cordmap.anatomy.cord_extent import tidy_cord
+from cordmap.anatomy.phantom import make_phantom
+from cordmap.protocol.schema import CORD_CLASSES
+from cordmap.volume import LabelVolume, Volume
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(0)
+
+
+def _ids(schema, *classes):
+    return [label.id for label in schema.of_class(*classes)]
+
+
+def _tip(labels) -> float:
+    cord = np.argwhere(np.isin(np.asarray(labels.array), _ids(labels.schema, *CORD_CLASSES)))
+    return float(labels.world(cord)[:, 2].min())
+
+
+def _with_cauda_as_cord(labels, length_mm=80.0) -> LabelVolume:
+    """The labels with a cord-wide column of the thecal sac's CSF below the conus labelled
+    cord, as a network taking the cauda equina for cord does."""
+    array = np.asarray(labels.array).copy()
+    csf_ids = _ids(labels.schema, "csf")
+    tip = _tip(labels)
+    for k in range(array.shape[2]):
+        s = labels.world(np.array([[0, 0, k]]))[0, 2]
+        if tip - length_mm < s < tip:
+            csf = np.argwhere(np.isin(array[:, :, k], csf_ids))
+            near = csf[np.hypot(*(csf - csf.mean(axis=0)).T) * labels.spacing[0] < 3.5]
+            array[near[:, 0], near[:, 1], k] = labels.schema.find("cord").id
+    return LabelVolume(array, labels.affine, schema=labels.schema)
+
+
+def test_exact_labels_are_left_as_they_are(phantom):
+    found = tidy_cord(phantom.image, phantom.labels)
+    assert found.labels is phantom.labels and found.notes() == []
+    assert found.tip_s == pytest.approx(_tip(phantom.labels))
+
+
+@pytest.mark.parametrize("contrast", ["T2-like", "T1-like"])
+def test_the_cauda_taken_for_cord_is_cut_at_the_conus(phantom, contrast):
+    labels = _with_cauda_as_cord(phantom.labels)
+    before = np.asarray(labels.array).copy()
+    image = phantom.image
+    if contrast == "T1-like":  # the cord brighter than the CSF instead of darker
+        image = Volume(-np.asarray(image.array, dtype=float), image.affine)
+    found = tidy_cord(image, labels)
+    truth = _tip(phantom.labels)
+    assert abs(found.tip_s - truth) <= 5.0
+    assert found.tip_s == pytest.approx(_tip(found.labels))
+    assert found.cauda_mm > 70.0 and "cauda equina" in found.notes()[0]
+    changed = np.asarray(found.labels.array) != before
+    assert set(np.unique(np.asarray(found.labels.array)[changed])) == set(
+        _ids(labels.schema, "csf")[:1]
+    )
+    np.testing.assert_array_equal(np.asarray(labels.array), before)  # input untouched
+
+
+def test_an_injured_stretch_with_cord_below_is_not_cut(phantom):
+    labels = phantom.labels
+    schema = labels.schema
+    array = np.asarray(labels.array)
+    image = np.asarray(phantom.image.array, dtype=float).copy()
+    cord = np.argwhere(np.isin(array, _ids(schema, *CORD_CLASSES)))
+    s = labels.world(cord)[:, 2]
+    truth = _tip(labels)
+    injured = cord[(s > truth + 40) & (s < truth + 65)]  # 25 mm as faint as the CSF
+    image[tuple(injured.T)] = np.median(image[np.isin(array, _ids(schema, "csf"))])
+    injured_image = Volume(image, phantom.image.affine)
+    assert tidy_cord(injured_image, labels).notes() == []
+    with_cauda = tidy_cord(injured_image, _with_cauda_as_cord(labels))
+    assert abs(with_cauda.tip_s - truth) <= 5.0  # cut below the conus, not at the injury
+
+
+def test_cord_outside_the_canal_is_dropped_and_cord_inside_kept(phantom):
+    labels = phantom.labels
+    schema = labels.schema
+    array = np.asarray(labels.array).copy()
+    cord_id = schema.find("cord").id
+    body = np.argwhere(np.isin(array, _ids(schema, "vertebra")))
+    front = body[np.argmax(labels.world(body)[:, 1])]  # the most anterior bone voxel
+    array[front[0] - 2 : front[0] + 3, front[1] - 2 : front[1] + 3, front[2]] = cord_id
+    found = tidy_cord(phantom.image, LabelVolume(array, labels.affine, schema=schema))
+    assert found.outside_mm3 == pytest.approx(25 * labels.voxel_volume)
+    assert "outside the spinal canal" in found.notes()[0]
+    kept = np.asarray(found.labels.array)
+    assert kept[tuple(front)] == 0
+    np.testing.assert_array_equal(
+        np.isin(kept, _ids(schema, *CORD_CLASSES)),
+        np.isin(np.asarray(labels.array), _ids(schema, *CORD_CLASSES)),
+    )
