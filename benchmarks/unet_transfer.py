@@ -43,7 +43,7 @@ HELDOUT_PHANTOM = 1000  # the seed of a phantom no training run here draws
 
 
 def import_real(work: Path) -> dict[str, Path]:
-    from cordmap.ingest import import_case
+    from cordmap.pipeline.imports import import_case
 
     cases = {}
     for name, (image, labels) in REAL.items():

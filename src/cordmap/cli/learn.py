@@ -186,7 +186,7 @@ def segment(
 ):
     """Segment a case with a U-Net (the bundled model by default) and number its vertebrae;
     writes its desc-unet labels."""
-    from cordmap.learn.infer import segment_case
+    from cordmap.pipeline.segment import segment_case
 
     result = segment_case(
         case_dir,
@@ -205,7 +205,7 @@ def levels(
     anchor: Annotated[str | None, _ANCHOR] = None,
 ):
     """Number the vertebrae and discs of a case's segmentation again (e.g. from an anchor)."""
-    from cordmap.segmentation import renumber_case
+    from cordmap.pipeline.segment import renumber_case
 
     _print_segmentation(renumber_case(case_dir, anchor))
 
@@ -240,7 +240,7 @@ def auto(
     viewer site and report, unattended."""
     from rich.progress import Progress
 
-    from cordmap.auto import run_auto
+    from cordmap.pipeline.auto import run_auto
 
     stages = ("import", "segment", "validate", "mesh", "plan", "viewer", "report")
     with Progress(console=console, transient=True) as progress:
