@@ -111,6 +111,7 @@ def train(
     """Train the 3D U-Net on annotated cases and/or phantoms, or a recipe (resumable)."""
     from cordmap.learn.data import gather_cases
     from cordmap.learn.train import train as run_training
+    from cordmap.pipeline.training import load_cases
 
     if recipe is not None:
         from cordmap.learn.recipe import train_recipe
@@ -140,7 +141,7 @@ def train(
         model=config,
         classes=classes,
     )
-    data, schema = gather_cases(cases or [], phantoms, phantom_seed)
+    data, schema = gather_cases(load_cases(cases or []), phantoms, phantom_seed)
     result = run_training(data, out, schema, settings)
     console.print(
         f"trained {result.epochs_run} epochs; best validation loss "
@@ -159,7 +160,8 @@ def evaluate(
     keep_largest: Annotated[str | None, _KEEP_LARGEST] = None,
 ):
     """Score segmentations against manual labels: IoU, Dice, HD95, mIoU, pixel accuracy."""
-    from cordmap.learn.evaluate import evaluate_case_dirs, report_table, write_report
+    from cordmap.learn.evaluate import report_table, write_report
+    from cordmap.pipeline.training import evaluate_case_dirs
 
     report = evaluate_case_dirs(cases, model, _names(keep_largest))
     console.print(report_table(report))
@@ -321,6 +323,7 @@ def finetune(
     from cordmap.learn.data import gather_cases
     from cordmap.learn.evaluate import report_table
     from cordmap.learn.finetune import finetune as run_finetune
+    from cordmap.pipeline.training import load_cases
 
     settings = _train_options(
         epochs,
@@ -338,8 +341,8 @@ def finetune(
         freeze_encoder=freeze_encoder,
         annotated=_names(annotated) or None,
     )
-    data, schema = gather_cases(cases)
-    held = gather_cases(heldout)[0] if heldout else []
+    data, schema = gather_cases(load_cases(cases))
+    held = gather_cases(load_cases(heldout))[0] if heldout else []
     result = run_finetune(model, data, out, schema, heldout=held, config=settings)
     for title, report in (("before", result.before), ("after", result.after)):
         if report is not None:

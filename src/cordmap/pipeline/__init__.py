@@ -20,6 +20,7 @@ area packages, which take and return objects, writes it and records the stage:
     report   write_case_report  image, labels, plan, meshes -> report/<subject>_report.html
              (`cordmap.report`)
 
+`training` reads case folders as learning data (`cordmap train`, `finetune`, `evaluate`).
 `stages` says which files each stage reads (`stage_inputs`) and runs one by name
 (`run_stage`, for `cordmap batch`). A stage's up-to-date output is reused, so that
 `auto.run_auto` (`cordmap auto`: import -> segment -> validate -> mesh -> plan -> viewer
