@@ -35,7 +35,10 @@ def counted(self, *args, **kwargs):
     marched.append(1)
     init(self, *args, **kwargs)
 surfaces._MarchedLabels.__init__ = counted
-from cordmap.demo import run_demo
+try:
+    from cordmap.pipeline.demo import run_demo
+except ImportError:  # a tree from before the pipeline layer
+    from cordmap.demo import run_demo
 start = time.perf_counter()
 run_demo(sys.argv[1])
 print(json.dumps({"seconds": time.perf_counter() - start, "marched": len(marched)}))

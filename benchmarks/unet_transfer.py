@@ -43,7 +43,7 @@ HELDOUT_PHANTOM = 1000  # the seed of a phantom no training run here draws
 
 
 def import_real(work: Path) -> dict[str, Path]:
-    from cordmap.ingest import import_case
+    from cordmap.pipeline.imports import import_case
 
     cases = {}
     for name, (image, labels) in REAL.items():
@@ -100,6 +100,7 @@ def main():
     from cordmap.learn.finetune import finetune
     from cordmap.learn.modelfile import load_model
     from cordmap.learn.train import TrainConfig, train
+    from cordmap.pipeline.training import load_cases
 
     console = Console()
     for part in ("cases", "finetune-run") if args.resume else ("",):
@@ -126,7 +127,7 @@ def main():
     timings["train_s"] = time.perf_counter() - start
 
     cases = import_real(args.work)
-    real = {name: gather_cases([path])[0][0] for name, path in cases.items()}
+    real = {name: gather_cases(load_cases([path]))[0][0] for name, path in cases.items()}
     model = load_model(trained.model_path, schema)
     heldout_phantom = phantom_cases(1, seed=HELDOUT_PHANTOM)
     start = time.perf_counter()

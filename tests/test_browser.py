@@ -72,7 +72,7 @@ def open_viewer(browser, url: str, size=(1000, 750)):
 @pytest.fixture(scope="module")
 def page(browser, case_dir):
     """The viewer page of the synthetic case served by `cordmap.viewer.serve_case`."""
-    from cordmap.viewer import serve_case
+    from cordmap.pipeline.view import serve_case
 
     server = serve_case(case_dir)
     server.start()
@@ -149,7 +149,7 @@ def test_static_site_works_from_a_plain_web_server(browser, anatomy, case_dir, t
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from cordmap.viewer import export_case
+    from cordmap.pipeline.view import export_case
 
     site = export_case(case_dir, tmp_path / "site")
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))

@@ -11,12 +11,12 @@ from cordmap.anatomy.phantom import make_phantom, write_phantom
 from cordmap.case import Case
 from cordmap.cli import app
 from cordmap.errors import CordmapError
-from cordmap.ingest import import_case
 from cordmap.io.nifti import write_nifti
 from cordmap.learn.bundled import bundled_model, bundled_models, model_path
-from cordmap.learn.infer import segment_case
 from cordmap.learn.modelfile import load_model
 from cordmap.learn.recipe import lumbar_split, read_lumbar
+from cordmap.pipeline.imports import import_case
+from cordmap.pipeline.segment import segment_case
 from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import Volume
 

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 from cordmap.case import Case, sha256
 from cordmap.cli import app
 from cordmap.errors import CordmapError
-from cordmap.ingest import import_case
 from cordmap.io.nifti import write_nifti
+from cordmap.pipeline.imports import import_case
 from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume, Volume
 

@@ -21,10 +21,11 @@ from cordmap.io.nifti import write_nifti
 from cordmap.learn.classes import ClassMapping
 from cordmap.learn.data import gather_cases
 from cordmap.learn.finetune import finetune
-from cordmap.learn.infer import predict, segment_case, segment_image
+from cordmap.learn.infer import predict, segment_image
 from cordmap.learn.model import UNetConfig
 from cordmap.learn.modelfile import TrainedModel, load_model
 from cordmap.learn.train import TrainConfig, train
+from cordmap.pipeline.segment import segment_case
 from cordmap.protocol.schema import DEFAULT_PROTOCOL, LabelSchema
 from cordmap.volume import LabelVolume, Volume
 
@@ -152,7 +153,7 @@ def test_inference_output_lines_up_with_an_anisotropic_oblique_image():
 
 
 def _case(tmp_path, name, case, protocol=None):
-    from cordmap.ingest import import_case
+    from cordmap.pipeline.imports import import_case
 
     _, image, labels = case
     write_nifti(image, tmp_path / f"{name}_image.nii.gz")

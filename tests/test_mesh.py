@@ -323,7 +323,7 @@ def test_cli_mesh_workers_give_the_same_files(tmp_path, monkeypatch):
 
 def test_cli_mesh_case_writes_exports_and_records_the_stage(tmp_path):
     from cordmap.case import Case
-    from cordmap.ingest import import_case
+    from cordmap.pipeline.imports import import_case
 
     image, labels, array = _case_inputs(tmp_path)
     case_dir = tmp_path / "case"
@@ -363,7 +363,7 @@ def test_cli_mesh_case_writes_exports_and_records_the_stage(tmp_path):
 
 
 def test_cli_mesh_case_rerun_is_up_to_date_until_options_change(tmp_path):
-    from cordmap.ingest import import_case
+    from cordmap.pipeline.imports import import_case
 
     image, labels, _ = _case_inputs(tmp_path)
     case_dir = tmp_path / "case"
@@ -408,7 +408,7 @@ def test_cli_mesh_bad_options_write_nothing(tmp_path, args, message):
 
 
 def test_cli_mesh_case_without_labels_is_a_clear_error(tmp_path):
-    from cordmap.ingest import import_case
+    from cordmap.pipeline.imports import import_case
 
     image, _, _ = _case_inputs(tmp_path)
     import_case(image, tmp_path / "case")
@@ -663,9 +663,10 @@ def test_march_labels_gives_the_unrefined_surfaces_of_mesh_labels():
 
 
 def test_the_viewer_reads_the_mesh_stage_s_meshes_instead_of_meshing_again(tmp_path, monkeypatch):
-    from cordmap.ingest import import_case
     from cordmap.mesh import files, mesh_labels, read_meshes
-    from cordmap.viewer.case_viewer import case_site
+    from cordmap.pipeline.imports import import_case
+    from cordmap.pipeline.mesh import mesh_case
+    from cordmap.pipeline.view import case_site
 
     image, labels, _ = _case_inputs(tmp_path)
     case_dir = tmp_path / "case"
@@ -674,7 +675,7 @@ def test_the_viewer_reads_the_mesh_stage_s_meshes_instead_of_meshing_again(tmp_p
     monkeypatch.setattr(
         files, "mesh_labels", lambda *a, **k: calls.append(1) or mesh_labels(*a, **k)
     )
-    files.mesh_case(case_dir, smoothing=5)
+    mesh_case(case_dir, smoothing=5)
     case_site(case_dir)
     assert len(calls) == 1  # the viewer read the mesh stage's meshes (the report: test_demo)
     stored = read_meshes(case_dir / "mesh/sub-01_mesh.npz")

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from cordmap.case import Case, sha256
 from cordmap.cli import app
-from cordmap.ingest import import_case
 from cordmap.io.nifti import write_nifti
+from cordmap.pipeline.imports import import_case
 from cordmap.planning.planner import Planner
 from cordmap.volume import LabelVolume, Volume
 

@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cordmap.errors import CordmapError
-from cordmap.ingest import import_case
 from cordmap.io.dicom import read_dicom, write_dicom_series
 from cordmap.io.nifti import read_nifti, write_nifti
+from cordmap.pipeline.imports import import_case
 from cordmap.volume import Volume
 
 ARRAY = np.random.default_rng(3).integers(0, 3000, (12, 10, 8)).astype(np.float32)

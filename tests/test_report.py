@@ -15,12 +15,13 @@ from cordmap.anatomy.phantom import make_phantom
 from cordmap.case import Case
 from cordmap.cli import app
 from cordmap.errors import CordmapError
-from cordmap.ingest import import_case
 from cordmap.io.nifti import read_nifti, write_nifti
-from cordmap.planning.files import PLAN_FILE, plan_file
+from cordmap.pipeline.imports import import_case
+from cordmap.pipeline.plan import run_plan
+from cordmap.pipeline.report import write_case_report
+from cordmap.pipeline.stages import PLAN_FILE
 from cordmap.planning.geometry import Centreline
 from cordmap.protocol.schema import LabelSchema
-from cordmap.report.case_report import write_case_report
 from cordmap.report.figures import OVERLAY_ALPHA, label_overlay, overlay_colours
 from cordmap.volume import LabelVolume
 
@@ -37,7 +38,7 @@ def phantom_case(tmp_path_factory):
     labels = write_nifti(phantom.labels, root / "labels.nii.gz")
     case_dir = root / "case"
     import_case(image, case_dir, labels_source=labels, subject="sub-01")
-    plan_file(case_dir, top=2, targets="L3,L4", sides="left")
+    run_plan(case_dir, top=2, targets="L3,L4", sides="left")
     (case_dir / PLAN_FILE).unlink()
     site = root / "site"
     site.mkdir()
@@ -229,7 +230,7 @@ def test_a_plan_made_with_a_paddle_file_is_not_silently_replanned(tmp_path, phan
             }
         )
     )
-    plan_file(case_dir, paddle="Mine 1x4", paddles_file=paddles)
+    run_plan(case_dir, paddle="Mine 1x4", paddles_file=paddles)
     (case_dir / PLAN_FILE).unlink()
     with pytest.raises(CordmapError, match="paddle file mine.json .* --paddles mine.json"):
         write_case_report(case_dir)

@@ -16,8 +16,9 @@ from cordmap.anatomy.validate import validate
 from cordmap.case import Case, sha256
 from cordmap.cli import app
 from cordmap.errors import CordmapError
-from cordmap.ingest import import_case, read_sct_annotations
+from cordmap.ingest import read_sct_annotations
 from cordmap.io.nifti import read_labels, read_nifti
+from cordmap.pipeline.imports import import_case
 from cordmap.protocol.levels import segment_name
 from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import Volume

@@ -10,8 +10,8 @@ from cordmap.anatomy.phantom import make_phantom
 from cordmap.case import Case
 from cordmap.cli import app
 from cordmap.errors import CordmapError
-from cordmap.ingest import import_case
 from cordmap.io.nifti import write_nifti
+from cordmap.pipeline.imports import import_case
 from cordmap.study.batch import run_batch, study_cases
 from cordmap.study.registry import Registry, init_registry, validate_participant
 

@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, inspect
 
 from cordmap.case import Case
 from cordmap.errors import CordmapError
-from cordmap.ingest import import_case
 from cordmap.io.dicom import write_dicom_series
 from cordmap.io.nifti import write_nifti
+from cordmap.pipeline.imports import import_case
 from cordmap.protocol.schema import LabelSchema
 from cordmap.study import migrations
 from cordmap.study.csvimport import COLUMNS, import_participants_csv

@@ -343,8 +343,8 @@ def test_labels_without_bone_make_one_label_layer(anatomy):
 # -- case, server, static site -------------------------------------------------------------
 def make_case(image: Volume, labels: LabelVolume | None, folder: Path) -> Path:
     """A case folder made through `cordmap import`'s function, from NIfTI files."""
-    from cordmap.ingest import import_case
     from cordmap.io.nifti import write_nifti
+    from cordmap.pipeline.imports import import_case
 
     folder.mkdir(parents=True, exist_ok=True)
     image_path = write_nifti(image, folder / "image.nii.gz")
@@ -360,7 +360,7 @@ def case_dir(anatomy, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(case_dir):
-    from cordmap.viewer import serve_case
+    from cordmap.pipeline.view import serve_case
 
     server = serve_case(case_dir)
     server.start()
@@ -388,7 +388,7 @@ def get(server, path: str, headers=None) -> tuple[int, bytes, dict]:
 
 def test_case_viewer_is_built_once_and_recorded(case_dir, server):
     from cordmap.case import Case
-    from cordmap.viewer import build_case_viewer
+    from cordmap.pipeline.view import build_case_viewer
 
     case = Case.open(case_dir)
     assert "view" in case.manifest["stages"]
@@ -511,7 +511,7 @@ def test_idle_connections_are_closed(server):
 
 
 def test_port_in_use_is_a_clear_error(case_dir):
-    from cordmap.viewer import serve_case
+    from cordmap.pipeline.view import serve_case
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -522,14 +522,14 @@ def test_port_in_use_is_a_clear_error(case_dir):
 
 
 def test_port_out_of_range_is_a_clear_error(case_dir):
-    from cordmap.viewer import serve_case
+    from cordmap.pipeline.view import serve_case
 
     with pytest.raises(CordmapError, match="70000 is not a TCP port"):
         serve_case(case_dir, 70000)
 
 
 def test_case_without_labels_is_a_clear_error(anatomy, tmp_path):
-    from cordmap.viewer import serve_case
+    from cordmap.pipeline.view import serve_case
 
     case = make_case(anatomy[0], None, tmp_path)
     with pytest.raises(CordmapError, match="has no labels"):
@@ -640,7 +640,8 @@ def test_cli_serves_until_ctrl_c_then_stops_cleanly(case_dir):
 
 
 def test_a_foreign_folder_is_never_replaced(anatomy, case_dir, tmp_path):
-    from cordmap.viewer import export_case, write_precomputed
+    from cordmap.pipeline.view import export_case
+    from cordmap.viewer import write_precomputed
 
     precious = tmp_path / "documents"
     precious.mkdir()

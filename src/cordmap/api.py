@@ -21,6 +21,7 @@ from cordmap.errors import CordmapError as CordmapError
 from cordmap.errors import missing_extra
 from cordmap.ingest import read_annotations, read_image
 from cordmap.mesh.surfaces import mesh_labels as mesh_labels
+from cordmap.pipeline.segment import segmentation_warnings
 from cordmap.planning.enlargement import DEFAULT_ENLARGEMENT
 from cordmap.planning.paddles import DEFAULT_PADDLE
 from cordmap.planning.planner import Planner as Planner
@@ -28,7 +29,6 @@ from cordmap.planning.results import Assessment as Assessment
 from cordmap.planning.results import Placement as Placement
 from cordmap.planning.results import Plan as Plan
 from cordmap.protocol.schema import LabelSchema as LabelSchema
-from cordmap.segmentation import segmentation_warnings
 from cordmap.volume import LabelVolume as LabelVolume
 from cordmap.volume import Volume as Volume
 

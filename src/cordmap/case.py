@@ -142,13 +142,20 @@ class Case:
         }
         self.save()
 
-    def is_up_to_date(self, stage: str, *, inputs=(), parameters: dict | None = None) -> bool:
+    def is_up_to_date(
+        self, stage: str, *, inputs=(), parameters: dict | None = None, outside=()
+    ) -> bool:
         """True when `stage` ran with these parameters on inputs whose contents are unchanged
-        and its outputs are still there, unmodified."""
+        and its outputs are still there, unmodified.
+
+        `outside`: the recorded names of further inputs, after `inputs`, that lay outside
+        the case (the manifest keeps their names only, see `_relative`); they are taken as
+        recorded, since a stage reading another's output from the case cannot see them."""
         entry = self.manifest.get("stages", {}).get(stage)
         if not entry or entry["parameters"] != (parameters or {}):
             return False
-        if [e["path"] for e in entry["inputs"]] != [self._relative(p) for p in inputs]:
+        names = [self._relative(p) for p in inputs] + list(outside)
+        if [e["path"] for e in entry["inputs"]] != names:
             return False
         current = [(Path(p), e) for p, e in zip(inputs, entry["inputs"])]
         current += [(self.root / e["path"], e) for e in entry["outputs"]]

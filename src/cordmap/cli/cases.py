@@ -58,7 +58,7 @@ def import_(
     ] = None,
 ):
     """Build a case folder from an MRI and (optionally) its annotations."""
-    from cordmap.ingest import import_case
+    from cordmap.pipeline.imports import import_case
 
     result = import_case(
         image,
@@ -233,7 +233,7 @@ def view(
     ] = False,
 ):
     """Show the case in 3D in Neuroglancer, served from this machine (offline)."""
-    from cordmap.viewer import export_case, serve_case
+    from cordmap.pipeline.view import export_case, serve_case
 
     if static is not None:
         folder = export_case(case_dir, static)
@@ -332,7 +332,8 @@ def mesh_command(
     """Mesh every labelled structure (world RAS+ mm) and export for 3D tools into CASE/mesh/."""
     from rich.table import Table
 
-    from cordmap.mesh import mesh_case, mesh_label_file, parse_formats
+    from cordmap.mesh import mesh_label_file, parse_formats
+    from cordmap.pipeline.mesh import mesh_case
 
     formats = parse_formats(format)
     if source.is_dir():
@@ -396,7 +397,7 @@ def demo(
     """Run the whole pipeline on the built-in lumbosacral phantom and say what it made."""
     from rich.table import Table
 
-    from cordmap.demo import run_demo
+    from cordmap.pipeline.demo import run_demo
 
     with console.status("starting") as status:
 
@@ -428,7 +429,7 @@ def report(
     ] = None,
 ):
     """Write the case report: one self-contained HTML page (slices, 3D view, coverage, candidates)."""
-    from cordmap.report.case_report import write_case_report
+    from cordmap.pipeline.report import write_case_report
 
     with console.status("planning if needed, drawing the figures"):
         result = write_case_report(case_dir, out, site=site)

@@ -111,6 +111,7 @@ def train(
     """Train the 3D U-Net on annotated cases and/or phantoms, or a recipe (resumable)."""
     from cordmap.learn.data import gather_cases
     from cordmap.learn.train import train as run_training
+    from cordmap.pipeline.training import load_cases
 
     if recipe is not None:
         from cordmap.learn.recipe import train_recipe
@@ -140,7 +141,7 @@ def train(
         model=config,
         classes=classes,
     )
-    data, schema = gather_cases(cases or [], phantoms, phantom_seed)
+    data, schema = gather_cases(load_cases(cases or []), phantoms, phantom_seed)
     result = run_training(data, out, schema, settings)
     console.print(
         f"trained {result.epochs_run} epochs; best validation loss "
@@ -159,7 +160,8 @@ def evaluate(
     keep_largest: Annotated[str | None, _KEEP_LARGEST] = None,
 ):
     """Score segmentations against manual labels: IoU, Dice, HD95, mIoU, pixel accuracy."""
-    from cordmap.learn.evaluate import evaluate_case_dirs, report_table, write_report
+    from cordmap.learn.evaluate import report_table, write_report
+    from cordmap.pipeline.training import evaluate_case_dirs
 
     report = evaluate_case_dirs(cases, model, _names(keep_largest))
     console.print(report_table(report))
@@ -186,7 +188,7 @@ def segment(
 ):
     """Segment a case with a U-Net (the bundled model by default) and number its vertebrae;
     writes its desc-unet labels."""
-    from cordmap.learn.infer import segment_case
+    from cordmap.pipeline.segment import segment_case
 
     result = segment_case(
         case_dir,
@@ -205,7 +207,7 @@ def levels(
     anchor: Annotated[str | None, _ANCHOR] = None,
 ):
     """Number the vertebrae and discs of a case's segmentation again (e.g. from an anchor)."""
-    from cordmap.segmentation import renumber_case
+    from cordmap.pipeline.segment import renumber_case
 
     _print_segmentation(renumber_case(case_dir, anchor))
 
@@ -240,7 +242,7 @@ def auto(
     viewer site and report, unattended."""
     from rich.progress import Progress
 
-    from cordmap.auto import run_auto
+    from cordmap.pipeline.auto import run_auto
 
     stages = ("import", "segment", "validate", "mesh", "plan", "viewer", "report")
     with Progress(console=console, transient=True) as progress:
@@ -321,6 +323,7 @@ def finetune(
     from cordmap.learn.data import gather_cases
     from cordmap.learn.evaluate import report_table
     from cordmap.learn.finetune import finetune as run_finetune
+    from cordmap.pipeline.training import load_cases
 
     settings = _train_options(
         epochs,
@@ -338,8 +341,8 @@ def finetune(
         freeze_encoder=freeze_encoder,
         annotated=_names(annotated) or None,
     )
-    data, schema = gather_cases(cases)
-    held = gather_cases(heldout)[0] if heldout else []
+    data, schema = gather_cases(load_cases(cases))
+    held = gather_cases(load_cases(heldout))[0] if heldout else []
     result = run_finetune(model, data, out, schema, heldout=held, config=settings)
     for title, report in (("before", result.before), ("after", result.after)):
         if report is not None:

@@ -62,7 +62,7 @@ def plan_(
     protocol: _ProtocolOpt = None,
 ):
     """Best paddle placements over the lumbosacral enlargement, in vertebral terms."""
-    from cordmap.planning.files import run_plan
+    from cordmap.pipeline.plan import run_plan
 
     written = run_plan(
         target,
@@ -122,7 +122,7 @@ def assess_(
     protocol: _ProtocolOpt = None,
 ):
     """Coverage achieved by a placement read from X-ray landmarks."""
-    from cordmap.planning.files import run_assess
+    from cordmap.pipeline.plan import run_assess
 
     written = run_assess(
         target,

@@ -1,5 +1,6 @@
-"""Training data: case folders (or phantoms) -> normalised arrays on the model's grid,
-a seeded train / validation / test split, and the published augmentation.
+"""Training data: cases (images and labels read from case folders by
+`cordmap.pipeline.training`, or phantoms) -> normalised arrays on the model's grid, a
+seeded train / validation / test split, and the published augmentation.
 
 Arrays stay in canonical RAS+ voxel order (X, Y, Z); the cord runs roughly along Z.
 Augmentation as published: rotation about the cord's vertical axis (Z) uniform in
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -167,20 +167,6 @@ def split_cases(
 
 
 # -- sources -------------------------------------------------------------------------------
-def load_cases(case_dirs) -> list[tuple[str, Volume, LabelVolume]]:
-    """(name, image, manual labels) of each case folder; the name is the folder's name.
-
-    Only manual labels train: a case's own desc-unet prediction never becomes its truth.
-    """
-    from cordmap.case import Case
-
-    out = []
-    for case_dir in case_dirs:
-        case = Case.open(case_dir)
-        out.append((Path(case_dir).name, case.image(), case.labels("manual")))
-    return out
-
-
 def phantom_cases(count: int, seed: int = 0) -> list[tuple[str, Volume, LabelVolume]]:
     """`count` varied phantom cases (seeds seed .. seed+count-1) for training.
 
@@ -204,9 +190,10 @@ def phantom_cases(count: int, seed: int = 0) -> list[tuple[str, Volume, LabelVol
     return cases
 
 
-def gather_cases(case_dirs=(), phantoms: int = 0, phantom_seed: int = 0):
-    """Cases from folders plus generated phantoms, and the one protocol they share."""
-    cases = load_cases(case_dirs) + (phantom_cases(phantoms, phantom_seed) if phantoms else [])
+def gather_cases(cases=(), phantoms: int = 0, phantom_seed: int = 0):
+    """(name, image, labels) cases (from case folders: `cordmap.pipeline.training.load_cases`)
+    plus generated phantoms, and the one protocol they share."""
+    cases = list(cases) + (phantom_cases(phantoms, phantom_seed) if phantoms else [])
     if not cases:
         raise CordmapError(
             "the training set is empty: pass case folders with labels "

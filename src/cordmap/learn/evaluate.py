@@ -48,28 +48,6 @@ def evaluate_labels(pairs, mapping: ClassMapping) -> dict:
     return _report(rows, mapping.names)
 
 
-def evaluate_case_dirs(
-    case_dirs, model_path: str | Path | None = None, keep_largest: tuple[str, ...] = ()
-) -> dict:
-    """Evaluate case folders: a model's predictions (`model_path`, `keep_largest` as in
-    `infer.predict`), else the stored desc-unet labels, against the desc-manual labels."""
-    from cordmap.case import Case
-    from cordmap.learn.modelfile import load_model
-
-    cases = [Case.open(d) for d in case_dirs]
-    if not cases:
-        raise CordmapError("no case folders to evaluate; pass one or more case folders")
-    if model_path is not None:
-        model = load_model(model_path, cases[0].schema)
-        return evaluate_model(
-            model, [(Path(c.root).name, c.image(), c.labels("manual")) for c in cases], keep_largest
-        )
-    mapping = ClassMapping(cases[0].schema)
-    return evaluate_labels(
-        [(Path(c.root).name, c.labels("manual"), c.labels("unet")) for c in cases], mapping
-    )
-
-
 def _report(rows, names: list[str]) -> dict:
     if not rows:
         raise CordmapError("no cases to evaluate")

@@ -8,13 +8,12 @@ classes is kept, the rest becoming background (`keep_largest=("cord",)`: the cor
 piece in most scans, but not necessarily in an injured one, so this is not the default).
 `segment_image` adds the plausibility checks, corrects the cord's extent (stray pieces,
 the cauda equina taken for cord: `anatomy.cord_extent`) and numbers the vertebrae
-(`anatomy.numbering`); `segment_case` writes its result into a case folder (desc-unet).
+(`anatomy.numbering`); `cordmap.pipeline.segment` writes its result into a case folder.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,8 +24,7 @@ from cordmap.anatomy.cord_extent import tidy_cord
 from cordmap.anatomy.numbering import Numbering, number_vertebrae
 from cordmap.errors import CordmapError
 from cordmap.learn.data import prepare
-from cordmap.learn.modelfile import TrainedModel, load_model
-from cordmap.segmentation import Segmentation
+from cordmap.learn.modelfile import TrainedModel
 from cordmap.volume import LabelVolume, Volume
 
 OVERLAP = 0.25
@@ -154,7 +152,8 @@ class SegmentedImage:
     levels_error: str | None
 
     def results(self) -> dict:
-        """What the segment stage records in case.json (with the model's classes)."""
+        """What the segment stage records of it (`cordmap.pipeline.segment`), besides the
+        model's classes."""
         return {
             "warnings": self.warnings,
             "levels": self.levels.to_dict() if self.levels else None,
@@ -194,61 +193,6 @@ def segment_image(
             raise
         return SegmentedImage(labels, warnings, None, str(exc))
     return SegmentedImage(numbering.labels, warnings, numbering, None)
-
-
-def segment_case(
-    case_dir: str | Path,
-    model_path: str | Path | None = None,
-    *,
-    overlap: float = OVERLAP,
-    device: str = "cpu",
-    keep_largest: tuple[str, ...] = (),
-    anchor: str | None = None,
-    require_levels: bool = False,
-) -> Segmentation:
-    """Segment a case's image with a model file (default: the bundled model) by
-    `segment_image`, write and record `..._desc-unet_dseg`."""
-    from cordmap.case import Case
-    from cordmap.io.nifti import write_nifti
-    from cordmap.learn.bundled import model_path as resolve
-
-    case = Case.open(case_dir)
-    path = resolve(model_path)
-    parameters = {
-        "model": str(path.resolve()),
-        "overlap": overlap,
-        "keep_largest": list(keep_largest),
-        "anchor": anchor,
-    }
-    out = case.labels_path("unet")
-    if case.is_up_to_date("segment", inputs=[case.image_path, path], parameters=parameters):
-        return Segmentation.from_results(out, case.manifest["stages"]["segment"]["results"], True)
-    model = load_model(path, case.schema)
-    segmented = segment_image(
-        model,
-        case.image(),
-        str(case.image_path),
-        overlap=overlap,
-        device=device,
-        keep_largest=keep_largest,
-        anchor=anchor,
-        require_levels=require_levels,
-    )
-    write_nifti(segmented.labels, out)
-    results = {
-        "bundled": model_path is None,
-        "classes": model.mapping.names,
-        "classes_not_written": model.mapping.unwritten(),
-        **segmented.results(),
-    }
-    case.record(
-        "segment",
-        inputs=[case.image_path, path],
-        outputs=[out],
-        parameters=parameters,
-        results=results,
-    )
-    return Segmentation.from_results(out, results)
 
 
 def check_segmentable(image: Volume, source) -> None:

@@ -1,18 +1,15 @@
-"""Mesh a case folder (or a label NIfTI file) and write the exports beside it.
+"""Mesh a label volume into a folder of exports.
 
-`mesh_case(CASE)` writes CASE/mesh/ (replaced whole, atomically):
+`mesh_to_folder(labels, FOLDER, STEM, ...)` writes FOLDER (replaced whole, atomically):
 
-    <subject>_mesh.<fmt>   one file per requested format (.glb, .obj + .mtl, .ply, .stl)
-    <subject>_mesh.json    per structure: id, name, volume mm³, area mm², watertight,
-                           triangles, voxel volume mm³; and the parameters used
-    <subject>_mesh.npz     the meshes themselves (vertices RAS+ mm, faces) by label id,
-                           read back by `case_meshes` for the viewer and the report
+    <stem>.<fmt>   one file per requested format (.glb, .obj + .mtl, .ply, .stl)
+    <stem>.json    per structure: id, name, volume mm³, area mm², watertight,
+                   triangles, voxel volume mm³; and the parameters used
+    <stem>.npz     the meshes themselves (vertices RAS+ mm, faces) by label id,
+                   read back by `read_meshes`
 
-and records the `mesh` stage in case.json (inputs, outputs with checksums, parameters);
-re-running it with the same parameters on unchanged labels reports it up to date.
-`mesh_label_file(LABELS.nii.gz, OUT_DIR)` does the same for a plain label file.
-`case_meshes(CASE)` gives the meshes of the case's current mesh stage (meshing first, with
-the default parameters, only when there is none), so that a case is meshed once.
+`mesh_label_file(LABELS.nii.gz, OUT_DIR)` does it for a plain label file;
+`cordmap.pipeline.mesh` for a case folder (CASE/mesh/, recorded as the mesh stage).
 """
 
 from __future__ import annotations
@@ -38,9 +35,6 @@ from cordmap.mesh.surfaces import (
 from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import LabelVolume
 
-MESH_DIR = "mesh"
-STAGE = "mesh"
-
 
 @dataclass(frozen=True)
 class MeshedStructure:
@@ -56,7 +50,7 @@ class MeshResult:
     files: list[Path]
     structures: list[MeshedStructure]
     parameters: dict
-    up_to_date: bool = False  # the case's mesh stage was current: nothing was redone
+    up_to_date: bool = False  # read back from an earlier run: nothing was redone
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -71,57 +65,6 @@ def parse_formats(text: str) -> tuple[str, ...]:
             "(comma-separated, e.g. `formats` glb,stl)"
         )
     return formats
-
-
-def mesh_case(
-    case_dir: str | Path,
-    *,
-    formats=("glb",),
-    smoothing: int = DEFAULT_SMOOTHING,
-    reduction: float = DEFAULT_REDUCTION,
-    thin_upsample: int = DEFAULT_THIN_UPSAMPLE,
-    workers: int | None = None,
-) -> MeshResult:
-    """Mesh the case's labels (manual, else U-Net) into CASE/mesh/ and record the stage.
-
-    When case.json shows the stage already ran with these parameters on unchanged labels
-    and its outputs are untouched, nothing is redone (`MeshResult.up_to_date`).
-
-    Parameters
-    ----------
-    case_dir : str or Path
-        The case folder.
-    formats : sequence of str
-        Export formats (`FORMATS`), e.g. ("glb", "stl").
-    smoothing, reduction, thin_upsample
-        As for `cordmap.mesh.mesh_labels`; recorded in case.json.
-    workers : int, optional
-        Processes for the per-label work, this one included; default the CPU cores this
-        process may use; 1 starts none. Not a parameter of the stage: the meshes are the
-        same whatever it is.
-
-    Returns
-    -------
-    MeshResult
-        The folder, the files written (or kept), each structure's statistics and the
-        parameters.
-    """
-    from cordmap.case import Case
-
-    case = Case.open(case_dir)
-    sources = case.label_sources()
-    if not sources:
-        case.labels()  # raises the case's clear error: no labels
-    source = case.labels_path(sources[0])
-    folder, stem = case.path(MESH_DIR), f"{case.subject}_mesh"
-    parameters = _parameters(formats, smoothing, reduction, thin_upsample)
-    if case.is_up_to_date(STAGE, inputs=[source], parameters=parameters):
-        return _recorded_result(folder, stem, case.manifest["stages"][STAGE], case.root)
-    result = _mesh_to_folder(
-        case.labels(sources[0]), folder, stem, formats, smoothing, reduction, thin_upsample, workers
-    )
-    case.record(STAGE, inputs=[source], outputs=result.files, parameters=result.parameters)
-    return result
 
 
 def mesh_label_file(
@@ -162,29 +105,11 @@ def mesh_label_file(
 
     labels_path = Path(labels_path)
     stem = labels_path.name.split(".nii")[0]
-    out_dir = Path(out_dir) if out_dir else labels_path.with_name(f"{stem}_{MESH_DIR}")
+    out_dir = Path(out_dir) if out_dir else labels_path.with_name(f"{stem}_mesh")
     labels = read_labels(labels_path, LabelSchema.load(protocol))
-    return _mesh_to_folder(
+    return mesh_to_folder(
         labels, out_dir, f"{stem}_mesh", formats, smoothing, reduction, thin_upsample, workers
     )
-
-
-def case_meshes(case_dir: str | Path) -> dict[int, trimesh.Trimesh]:
-    """The meshes of the case's mesh stage, {label id: mesh in RAS+ mm}.
-
-    Read back from CASE/mesh/ when the stage is current (whatever parameters it ran
-    with); otherwise the case is meshed first with the default parameters (GLB export)."""
-    from cordmap.case import Case
-
-    case = Case.open(case_dir)
-    entry = case.manifest.get("stages", {}).get(STAGE)
-    sources = case.label_sources()
-    current = bool(entry and sources) and case.is_up_to_date(
-        STAGE, inputs=[case.labels_path(sources[0])], parameters=entry["parameters"]
-    )
-    if not current:
-        mesh_case(case.root)
-    return read_meshes(case.path(f"{MESH_DIR}/{case.subject}_mesh.npz"))
 
 
 def read_meshes(path: str | Path) -> dict[int, trimesh.Trimesh]:
@@ -206,7 +131,8 @@ def _write_meshes(meshes: dict[int, trimesh.Trimesh], path: Path) -> None:
         np.savez_compressed(file, **arrays)  # type: ignore[arg-type]
 
 
-def _parameters(formats, smoothing, reduction, thin_upsample) -> dict:
+def mesh_parameters(formats, smoothing, reduction, thin_upsample) -> dict:
+    """The parameters the meshes are made with, as the summary JSON (and case.json) keep them."""
     return {
         "formats": list(formats),
         "smoothing": smoothing,
@@ -215,8 +141,9 @@ def _parameters(formats, smoothing, reduction, thin_upsample) -> dict:
     }
 
 
-def _recorded_result(folder: Path, stem: str, stage: dict, root: Path) -> MeshResult:
-    """The result of an up-to-date mesh stage, read back from its summary JSON."""
+def read_mesh_folder(folder: Path, stem: str, files: list[Path], parameters: dict) -> MeshResult:
+    """The result of an earlier `mesh_to_folder` that wrote `files`, read back from its
+    summary JSON."""
     summary = json.loads((folder / f"{stem}.json").read_text(encoding="utf-8"))
     structures = [
         MeshedStructure(
@@ -227,11 +154,10 @@ def _recorded_result(folder: Path, stem: str, stage: dict, root: Path) -> MeshRe
         )
         for s in summary["structures"]
     ]
-    files = [root / entry["path"] for entry in stage["outputs"]]
-    return MeshResult(folder, files, structures, stage["parameters"], up_to_date=True)
+    return MeshResult(folder, files, structures, parameters, up_to_date=True)
 
 
-def _mesh_to_folder(
+def mesh_to_folder(
     labels: LabelVolume,
     folder: Path,
     stem: str,
@@ -241,8 +167,10 @@ def _mesh_to_folder(
     thin_upsample,
     workers: int | None,
 ) -> MeshResult:
+    """Mesh `labels` (`cordmap.mesh.mesh_labels`) and write FOLDER (replaced whole,
+    atomically): the exports in `formats`, `<stem>.json` and `<stem>.npz`."""
     formats = tuple(formats)
-    parameters = _parameters(formats, smoothing, reduction, thin_upsample)
+    parameters = mesh_parameters(formats, smoothing, reduction, thin_upsample)
     meshes = mesh_labels(
         labels,
         smoothing=smoothing,

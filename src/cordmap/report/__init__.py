@@ -1,1 +1,2 @@
-"""HTML reports: the case report (`case_report.write_case_report`) and its figures."""
+"""HTML reports: the case report's page (`case_report.render_html`) and its figures
+(a case folder's report: `cordmap.pipeline.report`)."""

@@ -1,15 +1,12 @@
 """The case report: one self-contained HTML page a surgeon can open anywhere.
 
-`write_case_report(CASE)` plans the case first when `CASE/plan/plan.json` is missing or
-stale (`cordmap.planning.files`, with the options the plan was last made with), then writes
-`CASE/report/<subject>_report.html`: MRI slices with the labels in the schema colours, a
-3D view of the cord, vertebrae and candidate paddles from behind, the coverage curve, the
-candidates table in vertebral terms, the best placement's contacts (table and figure over
-the dorsal root entry zones), the ranking by target roots when the plan has targets, and
-how to open the live viewer. Images are embedded
-as base64 PNG, so the page has no external reference except the optional relative link to
-a static viewer site. The "report" stage is recorded in case.json. Nothing is written when
-anything fails.
+`draw_figures` and `render_html` make it from objects: MRI slices with the labels in the
+schema colours, a 3D view of the cord, vertebrae and candidate paddles from behind, the
+coverage curve, the candidates table in vertebral terms, the best placement's contacts
+(table and figure over the dorsal root entry zones), the ranking by target roots when the
+plan has targets, and how to open the live viewer. Images are embedded as base64 PNG, so
+the page has no external reference except the optional relative link to a static viewer
+site. `cordmap.pipeline.report` writes it for a case folder.
 """
 
 from __future__ import annotations
@@ -18,109 +15,15 @@ import base64
 import html
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cordmap import __version__
-from cordmap.atomic import write_text
-from cordmap.case import Case, sha256
-from cordmap.errors import CordmapError
 from cordmap.planning.measured import UNITS
 from cordmap.planning.paddles import Paddle
 from cordmap.planning.results import Placement, Plan
 from cordmap.report import figures
-
-REPORT_DIR = "report"
-STAGE = "report"
-
-
-@dataclass(frozen=True)
-class CaseReport:
-    path: Path
-    plan: Plan
-    images: dict[str, bytes]  # figure name -> PNG
-
-
-def write_case_report(
-    case_dir: str | Path, out: str | Path | None = None, site: str | Path | None = None
-) -> CaseReport:
-    """Plan when needed, draw the figures, write the HTML (default
-    CASE/report/<subject>_report.html) and record the stage. `site`: a static viewer site
-    (`cordmap view CASE --static DIR`) to link to, relative to the page."""
-    case = Case.open(case_dir)
-    labels = case.labels()  # no labels: a clear CordmapError before anything is written
-    out = Path(out) if out else case.path(f"{REPORT_DIR}/{case.subject}_report.html")
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise CordmapError(f"`out` {out} must end in .html")
-    site = Path(site) if site else None
-    if site is not None and not (site / "index.html").is_file():
-        raise CordmapError(
-            f"{site} is not a viewer site (no index.html); write one with "
-            f"`cordmap view {case.root} --static DIR` or leave out `site`"
-        )
-    plan_written = _current_plan(case)
-    plan = plan_written.result
-    image = case.image()
-    automatic = automatic_steps(case)
-    from cordmap.mesh import case_meshes
-
-    images = draw_figures(image, labels, plan, case_meshes(case.root), automatic)
-    page = render_html(case.subject, plan, images, case.root, out, site, automatic)
-    write_text(out, page)
-    case.record(
-        STAGE,
-        inputs=[case.image_path, case.labels_path(case.label_sources()[0]), plan_written.path],
-        outputs=[out],
-        parameters={"site": str(site) if site else None},
-    )
-    return CaseReport(out, plan, images)
-
-
-def _current_plan(case: Case):
-    """plan.json, re-planned with its recorded options when missing or stale. A plan made
-    with a user's paddle file (outside the case, recorded by name only) cannot be re-made
-    here: it is used while the labels it was made from are unchanged."""
-    from cordmap.planning.files import PLAN_FILE, Written, read_result, run_plan
-
-    entry = case.manifest.get("stages", {}).get("plan", {})
-    inputs = entry.get("inputs", [])
-    if len(inputs) < 2:
-        return run_plan(case.root, **entry.get("parameters", {}))
-    path = case.path(PLAN_FILE)
-    labels = case.labels_path(case.label_sources()[0])
-    if (
-        path.is_file()
-        and inputs[0]["path"] == labels.name
-        and sha256(labels) == inputs[0]["sha256"]
-        and [sha256(path)] == [e["sha256"] for e in entry.get("outputs", [])]
-    ):
-        return Written(read_result(path), path, True)
-    raise CordmapError(
-        f"the plan of {case.root} was made with the paddle file {inputs[1]['path']} and is "
-        f"missing or out of date; re-run `cordmap plan {case.root} --paddles "
-        f"{inputs[1]['path']}` first"
-    )
-
-
-def automatic_steps(case: Case) -> dict | None:
-    """What the automatic segmentation did, when the case's labels are the U-Net's: the
-    model (and the card of a bundled one), the vertebral levels and the warnings."""
-    if case.label_sources()[:1] != ["unet"]:
-        return None
-    entry = case.manifest.get("stages", {}).get("segment", {})
-    results = entry.get("results", {})
-    from cordmap.learn.bundled import MODELS_DIR, bundled_model
-
-    model = Path(entry.get("parameters", {}).get("model", "unknown model"))
-    card = None
-    if model.parent == MODELS_DIR.resolve() and (model.parent / f"{model.stem}.json").is_file():
-        card = bundled_model(model.stem).card
-    from cordmap.segmentation import Segmentation
-
-    found = Segmentation.from_results(case.labels_path("unet"), results)
-    return {"model": model.name, "card": card, "levels": found.levels, "warnings": found.warnings}
 
 
 def draw_figures(

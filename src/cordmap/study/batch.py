@@ -6,11 +6,10 @@ at the same paths). Each case runs on its own: a failure is reported for that ca
 the others go on. A stage whose record in the case's `case.json` shows unchanged inputs
 and outputs is skipped as up to date (re-run it with `force`).
 
-Stages available: `mesh` (GLB meshes of every structure, `cordmap.mesh`), `plan`
-(placement search, `cordmap.planning`), `view` (Neuroglancer dataset with meshes,
-`cordmap.viewer`), `segment` (U-Net inference with a model file or the bundled model,
-`cordmap.learn`) and `report` (the HTML case report, planning first where needed, `cordmap.report`), each with
-its default parameters.
+Stages available (`cordmap.pipeline.stages.run_stage`): `mesh` (GLB meshes of every
+structure), `plan` (placement search), `view` (Neuroglancer dataset with meshes), `segment`
+(U-Net inference with a model file or the bundled model) and `report` (the HTML case
+report, planning first where needed), each with its default parameters.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from cordmap.case import MANIFEST, Case
 from cordmap.errors import CordmapError
+from cordmap.pipeline.stages import CASE_STAGES, is_current, run_stage, stage_inputs
 
 
 @dataclass(frozen=True)
@@ -33,49 +33,10 @@ class CaseOutcome:
     seconds: float = 0.0
 
 
-def _plan(case_dir: Path, options: dict) -> None:
-    from cordmap.planning.files import plan_file
-
-    plan_file(case_dir)
-
-
-def _mesh(case_dir: Path, options: dict) -> None:
-    from cordmap.mesh.files import mesh_case
-
-    mesh_case(case_dir)
-
-
-def _view(case_dir: Path, options: dict) -> None:
-    from cordmap.viewer.case_viewer import build_case_viewer
-
-    build_case_viewer(Case.open(case_dir))
-
-
-def _report(case_dir: Path, options: dict) -> None:
-    from cordmap.report.case_report import write_case_report
-
-    write_case_report(case_dir)
-
-
-def _segment(case_dir: Path, options: dict) -> None:
-    from cordmap.learn.infer import segment_case
-
-    segment_case(case_dir, options.get("model"))
-
-
-STAGES: dict[str, Callable[[Path, dict], None]] = {
-    "mesh": _mesh,
-    "plan": _plan,
-    "view": _view,
-    "segment": _segment,
-    "report": _report,
-}
-
-
 def check_stage(stage: str, options: dict) -> None:
     """Refuse unknown stages, and a missing model file, before anything runs."""
-    if stage not in STAGES:
-        raise CordmapError(f"unknown stage '{stage}'; use one of {', '.join(STAGES)}")
+    if stage not in CASE_STAGES:
+        raise CordmapError(f"unknown stage '{stage}'; use one of {', '.join(CASE_STAGES)}")
     if stage == "segment":
         from cordmap.learn.bundled import model_path
 
@@ -87,29 +48,15 @@ def check_stage(stage: str, options: dict) -> None:
             )
 
 
-def is_current(case: Case, stage: str, options: dict) -> bool:
-    """True when case.json records `stage` with its inputs and outputs unchanged since
-    (and, for `segment`, made with the same model file)."""
-    entry = case.manifest.get("stages", {}).get(stage)
-    if entry is None:
-        return False
-    if stage == "segment":
-        from cordmap.learn.bundled import model_path
-
-        if entry["parameters"].get("model") != str(model_path(options.get("model")).resolve()):
-            return False
-    inputs = [case.root / e["path"] for e in entry["inputs"]]  # stages read the case's own files
-    return case.is_up_to_date(stage, inputs=inputs, parameters=entry["parameters"])
-
-
 def run_case(stage: str, case_dir: str, options: dict, force: bool = False) -> CaseOutcome:
     """Run `stage` on one case folder; never raises: a failure becomes the outcome."""
     start = time.perf_counter()
     try:
         case = Case.open(case_dir)
-        if not force and is_current(case, stage, options):
+        # current: recorded with the inputs it would read now, whatever its parameters
+        if not force and is_current(case, stage, stage_inputs(case, stage, options)):
             return CaseOutcome(case_dir, "up to date", seconds=time.perf_counter() - start)
-        STAGES[stage](Path(case_dir), options)
+        run_stage(case_dir, stage, options)
         return CaseOutcome(case_dir, "done", seconds=time.perf_counter() - start)
     except CordmapError as exc:
         message = str(exc)

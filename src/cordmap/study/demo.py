@@ -122,7 +122,7 @@ def _operate(
 ) -> None:
     """Phantom -> case folder -> plan -> the surgery as achieved, all registered."""
     from cordmap.anatomy.phantom import make_phantom, write_phantom
-    from cordmap.ingest import import_case
+    from cordmap.pipeline.imports import import_case
     from cordmap.planning.planner import Planner
 
     subject = f"sub-{row['id']}"

@@ -1,6 +1,6 @@
-"""The case in Neuroglancer, offline: precomputed writer, first view, local server, static site."""
+"""Neuroglancer, offline: precomputed writer, first view, local server, static site
+(a case folder's viewer: `cordmap.pipeline.view`)."""
 
-from cordmap.viewer.case_viewer import build_case_viewer, export_case, serve_case
 from cordmap.viewer.precomputed import source_transform, write_precomputed
 from cordmap.viewer.server import ViewerServer
 from cordmap.viewer.site import Site, export_static
@@ -9,10 +9,7 @@ from cordmap.viewer.state import viewer_state
 __all__ = [
     "Site",
     "ViewerServer",
-    "build_case_viewer",
-    "export_case",
     "export_static",
-    "serve_case",
     "source_transform",
     "viewer_state",
     "write_precomputed",

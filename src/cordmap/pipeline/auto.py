@@ -56,13 +56,13 @@ def run_auto(
 
 def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> AutoResult:
     from cordmap.anatomy.validate import validate
-    from cordmap.ingest import import_case
-    from cordmap.learn.infer import segment_case
-    from cordmap.mesh.files import mesh_case
-    from cordmap.planning.files import run_plan
+    from cordmap.pipeline.imports import import_case
+    from cordmap.pipeline.mesh import mesh_case
+    from cordmap.pipeline.plan import run_plan
+    from cordmap.pipeline.report import write_case_report
+    from cordmap.pipeline.segment import segment_case
+    from cordmap.pipeline.view import export_case
     from cordmap.planning.geometry import cord_ids
-    from cordmap.report.case_report import write_case_report
-    from cordmap.viewer import export_case
 
     reused = []
     on_step("import")

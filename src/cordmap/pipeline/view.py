@@ -1,11 +1,10 @@
-"""The viewer of a case folder: build CASE/viewer/ once, then serve it or export it.
+"""The view stage: build CASE/viewer/ once, then serve it or export it.
 
 CASE/viewer/ holds the precomputed dataset (image, labels, the mesh stage's meshes,
-segment names) and
-`state.json`, the first view, with the candidate paddles of CASE/plan/plan.json when the
-case has been planned (one annotation layer per candidate, the best one shown). The "view"
-stage is recorded in case.json with the image, labels (and plan) it was made from, and is
-rebuilt only when they change.
+segment names) and `state.json`, the first view, with the candidate paddles of
+CASE/plan/plan.json when the case has been planned (one annotation layer per candidate,
+the best one shown). The "view" stage is recorded in case.json with the image, labels (and
+meshes and plan) it was made from, and is rebuilt only when they change.
 """
 
 from __future__ import annotations
@@ -15,14 +14,13 @@ from pathlib import Path
 
 from cordmap.atomic import write_text
 from cordmap.case import Case
-from cordmap.mesh.files import MESH_DIR
-from cordmap.planning.files import PLAN_FILE, read_result
+from cordmap.pipeline.stages import PLAN_FILE, VIEWER_DIR, is_current, stage_inputs
+from cordmap.planning.files import read_result
 from cordmap.viewer.precomputed import check_labels, write_precomputed
 from cordmap.viewer.server import ViewerServer
 from cordmap.viewer.site import DATA_PATH, Site, export_static
 from cordmap.viewer.state import viewer_state
 
-VIEWER_DIR = "viewer"
 STATE_FILE = "state.json"
 STAGE = "view"
 #: Bump when the dataset layout or the first view changes, so that old cases rebuild.
@@ -33,28 +31,18 @@ def build_case_viewer(case: Case) -> tuple[Path, dict]:
     """Write (or reuse, when up to date) CASE/viewer/; return its folder and state."""
     folder = case.path(VIEWER_DIR)
     parameters = {"viewer_format": VIEWER_FORMAT}
-    if case.label_sources() and case.is_up_to_date(
-        STAGE, inputs=_inputs(case), parameters=parameters
-    ):
+    if case.label_sources() and is_current(case, STAGE, stage_inputs(case, STAGE), parameters):
         return folder, json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     image, labels = case.image(), case.labels()  # no labels: a clear CordmapError
     check_labels(image, labels)  # before the meshing, which takes seconds
-    from cordmap.mesh import case_meshes  # zmesh and trimesh load slowly: only when needed
+    from cordmap.pipeline.mesh import case_meshes  # zmesh and trimesh load slowly
 
     write_precomputed(image, labels, case_meshes(case.root), folder)
     plan_path = case.path(PLAN_FILE)
     state = viewer_state(image, labels, DATA_PATH, paddles=_paddles(labels, plan_path))
     write_text(folder / STATE_FILE, json.dumps(state, indent=1))
-    case.record(STAGE, inputs=_inputs(case), outputs=[folder], parameters=parameters)
+    case.record(STAGE, inputs=stage_inputs(case, STAGE), outputs=[folder], parameters=parameters)
     return folder, state
-
-
-def _inputs(case: Case) -> list[Path]:
-    """What the viewer is made of: the image, the labels, and the meshes and plan when
-    the case has them (the first label source is the one case.labels() reads)."""
-    inputs = [case.image_path] + [case.labels_path(s) for s in case.label_sources()[:1]]
-    optional = [case.path(f"{MESH_DIR}/{case.subject}_mesh.npz"), case.path(PLAN_FILE)]
-    return inputs + [path for path in optional if path.is_file()]
 
 
 def _paddles(labels, plan_path: Path) -> list:

@@ -29,11 +29,11 @@ def run_demo(
     replaced, anything else in `out` is refused)."""
     from cordmap.anatomy.phantom import make_phantom, write_phantom
     from cordmap.anatomy.validate import validate
-    from cordmap.ingest import import_case
-    from cordmap.mesh.files import mesh_case
-    from cordmap.planning.files import plan_file
-    from cordmap.report.case_report import write_case_report
-    from cordmap.viewer import export_case
+    from cordmap.pipeline.imports import import_case
+    from cordmap.pipeline.mesh import mesh_case
+    from cordmap.pipeline.plan import run_plan
+    from cordmap.pipeline.report import write_case_report
+    from cordmap.pipeline.view import export_case
 
     out = Path(out)
     _require_demo_folder(out)
@@ -82,8 +82,9 @@ def run_demo(
     )
 
     on_step("planning the paddle placement")
-    plan, plan_path = plan_file(case.root)
-    result.made.append(("placement plan (JSON)", plan_path))
+    planned = run_plan(case.root)
+    plan = planned.result
+    result.made.append(("placement plan (JSON)", planned.path))
     best = plan.best
     result.notes.append(
         f"best placement covers {best.coverage.volume_pct:.1f} % of the enlargement "
