@@ -17,6 +17,8 @@ from cordmap.learn.modelfile import load_model
 from cordmap.learn.recipe import lumbar_split, read_lumbar
 from cordmap.pipeline.imports import import_case
 from cordmap.pipeline.segment import segment_case
+from cordmap.planning.files import read_result
+from cordmap.planning.geometry import measure_cord
 from cordmap.protocol.schema import LabelSchema
 from cordmap.volume import Volume
 
@@ -145,3 +147,43 @@ def test_auto_takes_a_dicom_export_to_a_report(auto_case):
     assert (root / "case" / "viewer-site" / "index.html").is_file()
     again = invoke("auto", root / "phantom" / "dicom", root / "case", "--series", "axial")
     assert again.exit_code == 0 and "up to date: import, segment" in again.output
+
+
+def test_auto_finds_the_conus_and_levels_and_plans_near_the_exact_labels(auto_case, tmp_path):
+    """The bundled model takes phantom 0's cauda equina for cord; `auto` cuts it at the
+    conus (anatomy.cord_extent), so the levels and the estimated enlargement are right.
+    Measured: conus tip 3 mm above the truth, placement edges 3.6 mm from the exact plan."""
+    root, phantom, result = auto_case
+    assert result.exit_code == 0, result.output
+    case = Case.open(root / "case")
+    record = case.manifest["stages"]["segment"]["results"]
+    assert any("cauda equina" in w for w in record["warnings"])
+    truth = phantom.labels
+    cord = np.isin(
+        np.asarray(truth.array), [c.id for c in SCHEMA.of_class("cord", "segment", "conus")]
+    )
+    truth_tip = truth.world(np.argwhere(cord))[:, 2].min()
+    assert abs(record["levels"]["conus_tip_ras_mm"][2] - truth_tip) <= 5.0
+    automatic = np.asarray(case.labels("unet").array)
+    reference = np.asarray(truth.array)
+    for vertebra in SCHEMA.of_class("vertebra"):
+        if vertebra.level and (reference == vertebra.id).sum() > 100:
+            named, counts = np.unique(automatic[reference == vertebra.id], return_counts=True)
+            found = {
+                i: n
+                for i, n in zip(named, counts)
+                if i in SCHEMA and SCHEMA[i].structure == "vertebra"
+            }
+            assert max(found, key=found.get) == vertebra.id, vertebra.name
+    exact = tmp_path / "exact"
+    labels = tmp_path / "truth.nii.gz"
+    write_nifti(truth, labels)
+    import_case(root / "phantom" / "dicom", exact, series="axial", labels_source=labels)
+    assert invoke("plan", exact).exit_code == 0
+    edges = {}
+    for folder in (root / "case", exact):
+        plan = read_result(folder / "plan" / "plan.json")
+        line = measure_cord(Case.open(folder).labels()).centreline
+        cover = plan.best.coverage
+        edges[folder] = np.concatenate([line.point(cover.rostral), line.point(cover.caudal)])
+    assert np.abs(edges[root / "case"] - edges[exact]).max() <= 5.0

@@ -45,7 +45,10 @@ def draw_figures(
         slices = [("estimated enlargement", "#404040", int(i)) for i in dict.fromkeys(k)]
     levels = (automatic or {}).get("levels")
     title = levels["summary"] if levels else None
-    sagittal, axial = figures.slice_figures(image, labels, segment_ids, slices, title)
+    conus = None
+    if levels and levels.get("conus_tip_ras_mm"):
+        conus = (levels["conus_tip_ras_mm"], levels["conus_level"])
+    sagittal, axial = figures.slice_figures(image, labels, segment_ids, slices, title, conus)
     strips = [
         (f"paddle #{c.rank}: {c.coverage.volume_pct:.1f} %", strip)
         for c, strip, _ in candidate_strips(geometry, plan)

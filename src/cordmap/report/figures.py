@@ -126,16 +126,18 @@ def slice_figures(
     segment_ids: list[int],
     axial: list[tuple[str, str, int]] | None = None,
     title: str | None = None,
+    conus: tuple[list[float], str] | None = None,
 ) -> tuple[bytes, bytes]:
     """PNGs of the mid-sagittal slice and of axial slices through the enlargement segments
     (`segment_ids`, rostral to caudal), labels in the schema colours over the MRI. `axial`:
     (title, colour, index) of the axial slices, by default `axial_picks`; `title` of the
-    sagittal figure (how its vertebrae were numbered)."""
+    sagittal figure (how its vertebrae were numbered); `conus`: the conus tip found (RAS mm)
+    and its level, marked on the sagittal figure."""
     gray = normalised(image)
     colours = overlay_colours(labels)
     picks = axial if axial is not None else axial_picks(labels, segment_ids)
     return (
-        _sagittal(gray, labels, colours, segment_ids, title),
+        _sagittal(gray, labels, colours, segment_ids, title, conus),
         _axial(gray, labels, colours, picks),
     )
 
@@ -166,7 +168,14 @@ def _name_structures(ax, labels: LabelVolume, plane: np.ndarray, axes, ids, **st
         )
 
 
-def _sagittal(gray, labels: LabelVolume, colours, segment_ids, title: str | None = None) -> bytes:
+def _sagittal(
+    gray,
+    labels: LabelVolume,
+    colours,
+    segment_ids,
+    title: str | None = None,
+    conus: tuple[list[float], str] | None = None,
+) -> bytes:
     i = mid_sagittal_index(labels, segment_ids)
     plane = labels.array[i]  # (y, z)
     rgb = label_overlay(gray[i], plane, colours)
@@ -215,6 +224,18 @@ def _sagittal(gray, labels: LabelVolume, colours, segment_ids, title: str | None
             color=schema[label_id].hex,
             fontweight="bold",
             arrowprops=dict(arrowstyle="-", color=schema[label_id].hex, lw=0.8),
+        )
+    if conus is not None:  # where the automatic conus tip is, to check at a glance
+        (_, y, z), level = conus
+        ax.plot(y, z, marker="<", color="red", markersize=7)
+        ax.annotate(
+            f"conus tip ({level})",
+            (y, z),
+            (y - 10, z),
+            fontsize=7,
+            color="red",
+            va="center",
+            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
         )
     ax.set_xlabel("anterior  \u2190  y (mm)  \u2192  posterior")
     ax.set_ylabel("inferior  \u2190  z (mm)  \u2192  superior")
