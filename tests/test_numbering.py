@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cordmap.anatomy.numbering import conus_tip, number_vertebrae, parse_anchor
+from cordmap.anatomy.numbering import _count_gaps, _Disc, conus_tip, number_vertebrae, parse_anchor
 from cordmap.anatomy.phantom import make_phantom
 from cordmap.errors import CordmapError
 from cordmap.volume import LabelVolume
@@ -143,3 +143,21 @@ def test_a_cord_that_runs_into_the_cauda_equina_is_flagged(phantoms):
     numbered = number_vertebrae(LabelVolume(array, stripped.affine, schema=schema))
     warning = [w for w in numbered.warnings if "cauda equina" in w]
     assert len(warning) == 1 and numbered.conus_level.split()[0] in ("L4", "L5", "S", "L4/L5")
+
+
+def _discs_at(gaps_mm):
+    """Discs down a straight column, `gaps_mm` apart."""
+    heights = -np.concatenate([[0.0], np.cumsum(gaps_mm)])
+    return [_Disc(np.array([0.0, 0.0, s]), np.array([0.0, 0.0, 1.0]), 10.0) for s in heights]
+
+
+def test_a_gap_counts_missed_discs_against_the_levels_near_it():
+    # levels grow down the spine: the tall lumbosacral level (1.6 times the median gap,
+    # 1.5 times the gaps near it) is one level, not a missed disc
+    tall = _discs_at([28, 29, 30, 32, 34, 36, 38, 40, 60])
+    assert _count_gaps(tall) == [] and tall[-1].position == 9
+    # a disc missed between two lumbar levels counts
+    missed = _discs_at([28, 29, 30, 32, 70, 38, 40])
+    warnings = _count_gaps(missed)
+    assert len(warnings) == 1 and "1 disc(s) missing" in warnings[0]
+    assert [d.position for d in missed] == [0, 1, 2, 3, 4, 6, 7, 8]

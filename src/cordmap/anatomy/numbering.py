@@ -11,9 +11,9 @@ without levels. Numbering them is counting, and counting needs an anchor:
    the segmentation), pieces less than MERGE_MM apart along S taken as one disc. Each has
    a centre and a normal (its thinnest principal axis, pointing superior), and they are
    ordered from the top down.
-   The median distance between neighbouring discs is one level; a larger gap counts
-   round(gap / median) levels, so a disc the segmentation missed is counted, not skipped
-   (and flagged).
+   A gap between neighbouring discs is one level unless it is MISSED_DISC_RATIO times the
+   gaps near it or more (see `_count_gaps`): then a disc the segmentation missed is
+   counted, not skipped (and flagged).
 2. **Vertebra voxels** belong to the level between the disc planes around them: each
    voxel is placed above or below its nearest disc's plane.
 3. **The anchor**, in this order:
@@ -61,6 +61,9 @@ SPINE_MM = 60.0  # and this close, part of a vertebra (or the sacrum's alae)
 SACRUM_VOLUME = 1.5
 SACRUM_DEPTH = 2.0
 MERGED_HEIGHT = 1.6
+#: A gap between discs this many times those near it or more counts a missed disc.
+MISSED_DISC_RATIO = 1.7
+NEAR_GAPS = 2
 MIN_VERTEBRAE = 3
 #: Cord (its largest piece) spanning less than this along S gives no conus tip.
 CONUS_CORD_MM = 40.0
@@ -383,12 +386,15 @@ def _median_spacing(discs: list[_Disc]) -> float:
 
 
 def _count_gaps(discs: list[_Disc]) -> list[str]:
-    """Number the discs in level units from the top, a long gap counting missed discs."""
-    spacing = _median_spacing(discs)
+    """Number the discs in level units from the top, a long gap counting missed discs: a
+    gap of MISSED_DISC_RATIO or more of the gaps near it (the median of up to NEAR_GAPS on
+    each side; levels grow down the spine) counts one level more, and so on."""
+    gaps = [float(np.linalg.norm(a.centre - b.centre)) for a, b in zip(discs, discs[1:])]
     warnings = []
-    for upper, lower in zip(discs, discs[1:]):
-        gap = float(np.linalg.norm(upper.centre - lower.centre))
-        steps = max(1, int(round(gap / spacing)))
+    for index, (upper, lower) in enumerate(zip(discs, discs[1:])):
+        near = gaps[max(0, index - NEAR_GAPS) : index] + gaps[index + 1 : index + 1 + NEAR_GAPS]
+        spacing = float(np.median(near)) if near else gaps[index]
+        steps = max(1, int(np.floor(gaps[index] / spacing + 2 - MISSED_DISC_RATIO)))
         lower.position = upper.position + steps
         if steps > 1:
             warnings.append(
