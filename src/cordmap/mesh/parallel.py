@@ -15,9 +15,10 @@ pool can help (a fork takes ~0.01 s). That pool is started only for more work
 with its raw surface (`_started`); and the script that meshes must guard its work with
 ``if __name__ == "__main__":`` (Python re-imports it in the pool's processes).
 
-With `workers=1`, too little work, one label, or in a daemonic process (a Dask worker
-process may not start processes) every label is done here, one after the other. The
-results are the same either way: each label is done on its own by the same function.
+With `workers=1`, too little work, one label, one label holding most of the work
+(`MIN_SAVING`), or in a daemonic process (a Dask worker process may not start processes)
+every label is done here, one after the other. The results are the same either way:
+each label is done on its own by the same function.
 Ctrl-C (or an error) stops the pool: no label is taken after it, and the pool's processes
 (which ignore Ctrl-C) finish the one they hold.
 """
@@ -43,6 +44,10 @@ from cordmap.errors import CordmapError
 #: 1.5 M triangles (on 2 cores at a load average of 4 the 512 x 512 x 48 phantom,
 #: 310 000, took about 2x as long with one as without).
 MIN_WORK = {"fork": 70_000, "forkserver": 500_000, "spawn": 500_000}
+#: Other processes can at best cut the time to that of the largest label; where that
+#: saves less than this share of the work (one label dominating: PAM50's spine, 90 %),
+#: every label is done in this process (on 2 busy cores a pool made PAM50 4 % slower).
+MIN_SAVING = 0.25
 #: Labels queued per process of a forkserver pool, so that it never waits for this
 #: process to hand it the next one.
 QUEUED_PER_WORKER = 2
@@ -106,10 +111,12 @@ def map_labels(
     if int(workers) != workers or workers < 1:
         raise CordmapError(f"workers must be a whole number of processes >= 1, not {workers}")
     method = start_method()
+    total = sum(work.values())
     worth_it = (
         workers > 1
         and len(work) > 1
-        and sum(work.values()) >= MIN_WORK[method]
+        and total >= MIN_WORK[method]
+        and max(work.values()) <= (1 - MIN_SAVING) * total
         and not multiprocessing.current_process().daemon
     )
     if not worth_it:
