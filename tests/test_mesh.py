@@ -517,6 +517,21 @@ def test_the_pool_does_labels_and_the_results_keep_the_order_of_the_work(monkeyp
     assert all(label_id == echoed for label_id, (_, echoed) in made.items())
 
 
+def test_one_label_holding_most_of_the_work_is_done_without_a_pool(monkeypatch):
+    import os
+
+    from cordmap.mesh import parallel
+
+    monkeypatch.setitem(parallel.MIN_WORK, "fork", 0)
+    monkeypatch.setattr(parallel, "start_method", lambda: "fork")
+    work = {1: 80.0, **{label_id: 1.0 for label_id in range(2, 22)}}  # label 1: 80 %
+    made = parallel.map_labels(lambda label_id: (label_id,), _pid_after_a_moment, work, workers=3)
+    assert {pid for pid, _ in made.values()} == {os.getpid()}
+    work[1] = 60.0  # 75 %: the others can save a quarter of the time
+    made = parallel.map_labels(lambda label_id: (label_id,), _pid_after_a_moment, work, workers=3)
+    assert {pid for pid, _ in made.values()} - {os.getpid()}
+
+
 def _pid_after_a_moment(label_id):
     """run for map_labels: which process did the label."""
     import os
