@@ -145,6 +145,23 @@ def test_a_cord_that_runs_into_the_cauda_equina_is_flagged(phantoms):
     assert len(warning) == 1 and numbered.conus_level.split()[0] in ("L4", "L5", "S", "L4/L5")
 
 
+def test_cord_pieces_below_the_conus_are_flagged_too(phantoms):
+    # the planning takes the cord to end at its lowest voxel, whichever piece it is in
+    labels = phantoms[0].labels
+    _, stripped, _ = _strip(labels)
+    array = np.asarray(stripped.array).copy()
+    schema = labels.schema
+    roots = np.argwhere(
+        np.isin(array, [r.id for r in schema.of_class("dorsal_root", "ventral_root")])
+    )
+    s = stripped.world(roots)[:, 2] - conus_tip(labels)[2]
+    array[tuple(roots[(s < -60) & (s > -80)].T)] = schema.find("cord").id  # apart
+    numbered = number_vertebrae(LabelVolume(array, stripped.affine, schema=schema))
+    assert numbered.conus_level.split()[0] in ("L1", "L2", "L1/L2")  # the conus: unmoved
+    warning = [w for w in numbered.warnings if "cauda equina" in w]
+    assert len(warning) == 1 and "cord's end" in warning[0]
+
+
 def _discs_at(gaps_mm):
     """Discs down a straight column, `gaps_mm` apart."""
     heights = -np.concatenate([[0.0], np.cumsum(gaps_mm)])

@@ -232,13 +232,15 @@ def number_vertebrae(
     )
     if conus is not None:
         result.conus_level = _describe_point(conus, discs, names)
-        below = names[int(_levels_of(conus[None], discs)[0][0]) + 1]
+    end = _cord_end(labels, conus, column)
+    if end is not None:
+        below = names[int(_levels_of(end[None], discs)[0][0]) + 1]
         if VERTEBRAE.index(below) > VERTEBRAE.index(CONUS_LOWEST):
             result.warnings.append(
-                f"the cord ends at the {result.conus_level}, below the {CONUS_LOWEST} "
-                "vertebra where the conus lies in adults: the segmentation may take the "
-                "cauda equina for cord (an enlargement estimated from the conus would lie "
-                "too low); check the sagittal figure"
+                f"the cord ends at the {_describe_point(end, discs, names)}, below the "
+                f"{CONUS_LOWEST} vertebra where the conus lies in adults: the segmentation "
+                "may take the cauda equina for cord (an enlargement estimated from the "
+                "cord's end would lie too low); check the sagittal figure"
             )
     return result
 
@@ -546,12 +548,31 @@ def _variants(discs: list[_Disc], volumes: np.ndarray, offset: int) -> list[str]
 
 
 # -- cord ---------------------------------------------------------------------------------
+def _cord_end(labels: LabelVolume, conus: np.ndarray | None, column) -> np.ndarray | None:
+    """The lower of the conus tip and the lowest cord voxel inside the image (RAS mm; on
+    the column at that height when it is the voxel): where the planning will take the
+    cord to end. None when there is no cord or the image cuts it."""
+    cord = np.argwhere(np.isin(np.asarray(labels.array), _cord_ids(labels)))
+    if not len(cord) or cord[:, 2].min() == 0:
+        return conus
+    xyz = labels.world(cord)
+    lowest = xyz[np.argmin(xyz[:, 2])]
+    if conus is not None and conus[2] <= lowest[2]:
+        return conus
+    if column is not None:
+        lowest[:2] = [np.polyval(fit, lowest[2]) for fit in column]
+    return lowest
+
+
+def _cord_ids(labels: LabelVolume) -> list[int]:
+    return [label.id for label in labels.schema.of_class(*CORD_CLASSES)]
+
+
 def conus_tip(labels: LabelVolume) -> np.ndarray | None:
     """Caudal end (RAS mm) of the largest 26-connected piece of cord, or None when there is
     no cord, it reaches the image's lowest slice (the image cuts the cord) or it spans less
     than CONUS_CORD_MM along S (too little cord to trust its end)."""
-    ids = [label.id for label in labels.schema.of_class(*CORD_CLASSES)]
-    cord = np.isin(np.asarray(labels.array), ids)
+    cord = np.isin(np.asarray(labels.array), _cord_ids(labels))
     if not cord.any():
         return None
     pieces, _ = ndimage.label(cord, structure=np.ones((3, 3, 3)))
