@@ -162,6 +162,28 @@ def test_cord_pieces_below_the_conus_are_flagged_too(phantoms):
     assert len(warning) == 1 and "cord's end" in warning[0]
 
 
+def test_an_anchor_numbers_discs_segmented_inside_the_sacrum_as_sacrum(phantoms):
+    # on T2 the model segments the S1/S2 disc remnant inside the sacrum as a disc
+    labels = phantoms[0].labels
+    truth, stripped, ids = _strip(labels)
+    schema = labels.schema
+    array = np.asarray(stripped.array).copy()
+    l5_s1 = stripped.world(np.argwhere(truth == schema.find("disc", "L5-S").id)).mean(axis=0)
+    sacrum = np.argwhere(truth == schema.find("vertebra", "S").id)
+    xyz = stripped.world(sacrum)
+    body = np.hypot(*(xyz[:, :2] - l5_s1[:2]).T) < 15.0
+    remnant = sacrum[body & (np.abs(xyz[:, 2] - (l5_s1[2] - 25.0)) < 4.0)]  # 25 mm below
+    array[tuple(remnant.T)] = schema.find("disc").id
+    with_remnant = LabelVolume(array, stripped.affine, schema=schema)
+    numbered = number_vertebrae(with_remnant, anchor=f"L5/S1 disc@{l5_s1[2]:.0f}")
+    assert list(numbered.vertebrae)[-3:] == ["L4", "L5", "S"] and "L5/S" in numbered.discs
+    right, total = _named_right(truth, numbered, ids)
+    assert right == total and total >= 15
+    out = np.asarray(numbered.labels.array)
+    assert set(out[tuple(remnant.T)]) == {schema.find("vertebra", "S").id}
+    assert any("in the sacrum" in w for w in numbered.warnings)
+
+
 def _discs_at(gaps_mm):
     """Discs down a straight column, `gaps_mm` apart."""
     heights = -np.concatenate([[0.0], np.cumsum(gaps_mm)])

@@ -198,6 +198,16 @@ def number_vertebrae(
             by_conus = VERTEBRAE.index(CONUS_DISC.split("/")[1]) - nearest.position
             if _fits(by_conus, discs[-1].position + 1):  # else the cord found is implausible
                 offset, how = by_conus, "conus"
+    all_discs = discs
+    sacral = [d for d in discs if offset + d.position > VERTEBRAE.index("S")]
+    if sacral:  # only an anchor given can put discs below L5/S1: they lie in the sacrum
+        discs = discs[: len(discs) - len(sacral)]
+        level, _ = _levels_of(bone_xyz, discs)
+        volumes = np.bincount(level + 1, minlength=discs[-1].position + 2) * labels.voxel_volume
+        warnings.append(
+            f"{len(sacral)} disc(s) segmented below the L5/S1 disc of the anchor lie in the "
+            "sacrum (S1/S2 disc remnants, say): numbered as sacrum"
+        )
     warnings += _variants(discs, volumes, offset)
     if any("transitional" in w for w in warnings):
         uncertain = True
@@ -207,13 +217,14 @@ def number_vertebrae(
     keep = ~np.isin(array, vertebra_ids + disc_ids)
     out[keep] = array[keep]
     out[tuple(bone_ijk.T)] = np.array([totalspineseg_vertebra(n) for n in names])[level + 1]
-    disc_level = _disc_voxel_levels(disc_mask, labels, discs)
+    disc_level = _disc_voxel_levels(disc_mask, labels, all_discs)
     disc_names = {}
     for d in discs:
         upper, lower = names[d.position], names[d.position + 1]
         disc_names[f"{upper}/{lower}"] = d.centre
     disc_lookup = np.array(
         [totalspineseg_disc(names[d.position], names[d.position + 1]) for d in discs]
+        + [totalspineseg_vertebra("S")] * len(sacral)
     )
     out[disc_mask] = disc_lookup[disc_level]
     centres = {}
