@@ -1,7 +1,6 @@
 """The pipeline layer: a stage's current output is reused by the stages that read it, and
 `cordmap batch` skips exactly what the pipeline's freshness check finds current."""
 
-import json
 import shutil
 
 import numpy as np
@@ -18,26 +17,6 @@ from cordmap.pipeline.report import write_case_report
 from cordmap.pipeline.stages import PLAN_FILE, is_current, stage_inputs
 from cordmap.study.batch import run_case
 from cordmap.volume import LabelVolume
-
-PADDLES = {
-    "models": [
-        {
-            "name": "Mine 1x4",
-            "manufacturer": "test",
-            "array_length_mm": 30.0,
-            "width_mm": 6.0,
-            "sources": {},
-            "rows": [
-                {
-                    "offset_mm": 2.0,
-                    "lateral_mm": [0.0],
-                    "contact_length_mm": 3.0,
-                    "contact_width_mm": 2.0,
-                }
-            ],
-        }
-    ]
-}
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +84,10 @@ def test_batch_skips_exactly_what_the_pipeline_finds_current(imported, tmp_path)
 
 
 def test_the_report_uses_a_current_plan_made_with_a_paddle_file_and_refuses_a_stale_one(
-    imported, tmp_path
+    imported, tmp_path, one_row_paddle_file
 ):
     case_dir = shutil.copytree(imported, tmp_path / "case")
-    paddles = tmp_path / "mine.json"
-    paddles.write_text(json.dumps(PADDLES))
+    paddles = one_row_paddle_file
     run_plan(case_dir, paddle="Mine 1x4", paddles_file=paddles)
     assert write_case_report(case_dir).plan.paddle.name == "Mine 1x4"  # not re-planned
 

@@ -201,35 +201,14 @@ def test_dorsal_strip_lies_behind_a_straight_cord():
     np.testing.assert_allclose(strip[[0, -1], 0, 2], [-10.0, -56.5])
 
 
-def test_a_plan_made_with_a_paddle_file_is_not_silently_replanned(tmp_path, phantom_case):
+def test_a_plan_made_with_a_paddle_file_is_not_silently_replanned(
+    tmp_path, phantom_case, one_row_paddle_file
+):
     import shutil
 
     case_dir = shutil.copytree(phantom_case[0], tmp_path / "case")
     shutil.rmtree(case_dir / "report")
-    paddles = tmp_path / "mine.json"
-    paddles.write_text(
-        json.dumps(
-            {
-                "models": [
-                    {
-                        "name": "Mine 1x4",
-                        "manufacturer": "test",
-                        "array_length_mm": 30.0,
-                        "width_mm": 6.0,
-                        "sources": {},
-                        "rows": [
-                            {
-                                "offset_mm": 2.0,
-                                "lateral_mm": [0.0],
-                                "contact_length_mm": 3.0,
-                                "contact_width_mm": 2.0,
-                            }
-                        ],
-                    }
-                ]
-            }
-        )
-    )
+    paddles = one_row_paddle_file
     run_plan(case_dir, paddle="Mine 1x4", paddles_file=paddles)
     (case_dir / PLAN_FILE).unlink()
     with pytest.raises(CordmapError, match="paddle file mine.json .* --paddles mine.json"):
