@@ -1,6 +1,7 @@
 """Time of `cordmap auto` (import -> segment -> levels -> validate -> mesh -> plan ->
 viewer site -> report) on clinical-size images, stage by stage, against the previous
-release's inference (sliding windows through the network one at a time) in the same run.
+release's inference (sliding windows through the network one at a time, instance norm
+layers) in the same run.
 
 Usage: .venv/bin/python benchmarks/auto.py [--rounds 1]
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,11 +41,22 @@ def images(folder: Path) -> dict[str, Path]:
 
 
 def run(setting: str, image: Path, case: Path, queue) -> None:
-    from cordmap.learn import infer
+    from cordmap.learn import infer, modelfile
     from cordmap.pipeline.auto import run_auto
 
-    if setting == "baseline":
-        infer.WINDOW_BATCH = 1  # in this child process only
+    if setting == "baseline":  # in this child process only
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from segment_speed import _as_instance_norm
+
+        infer.WINDOW_BATCH = 1
+        load = modelfile.load_model
+
+        def load_previous(*args, **kwargs):
+            model = load(*args, **kwargs)
+            _as_instance_norm(model.network)
+            return model
+
+        modelfile.load_model = load_previous
     stages: dict[str, float] = {}
     clock = {"step": None, "at": time.perf_counter()}
 

@@ -6,9 +6,10 @@ Usage: .venv/bin/python benchmarks/segment_speed.py [--model FILE] [--rounds 2]
 Images: an axial 512 x 512 x 48 phantom (0.5 mm pixels, 3 mm slices) and a real sagittal
 lumbar scan (lumbar-mri vb2-07, 1 x 1 x 3 mm). Settings:
 - baseline: the inference of the previous release (the windows through the network one
-  at a time);
+  at a time, `nn.InstanceNorm3d` layers);
 - cordmap: today's defaults (`learn.infer`: windows of WINDOW_SCALE training patches,
-  OVERLAP, the body's bounding box only, WINDOW_BATCH windows at a time).
+  OVERLAP, the body's bounding box only, WINDOW_BATCH windows at a time; the instance
+  norm as a group norm of one channel per group).
 Each is timed `--rounds` times alternately (best kept); peak memory is the growth of the
 process's resident set during one call (ru_maxrss, measured in a child process per setting).
 Also the agreement of the two label maps (share of voxels with the same class).
@@ -56,10 +57,22 @@ def run(setting: str, model_file: str, image, queue) -> None:
     start = time.perf_counter()
     if setting == "baseline":
         infer.WINDOW_BATCH = 1  # in this child process only
+        _as_instance_norm(model.network)
     labels = infer.predict(model, image)
     seconds = time.perf_counter() - start
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20
     queue.put((seconds, peak, labels))
+
+
+def _as_instance_norm(network: torch.nn.Module) -> None:
+    """The previous release's layers: each one-channel-per-group GroupNorm replaced by the
+    InstanceNorm3d it computes, with the same weights."""
+    for module in network.modules():
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.GroupNorm) and child.num_groups == child.num_channels:
+                norm = torch.nn.InstanceNorm3d(child.num_channels, affine=True, eps=child.eps)
+                norm.load_state_dict(child.state_dict())
+                setattr(module, name, norm)
 
 
 def measure(setting, model_file, image):

@@ -81,12 +81,15 @@ CONFIGS = {"small": SMALL, "published": PUBLISHED}
 
 
 def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Two 3x3x3 convolutions, each followed by instance norm and ReLU."""
+    """Two 3x3x3 convolutions, each followed by instance norm and ReLU. The instance norm
+    is a group norm with one channel per group: the same normalisation and parameters
+    (weight and bias per channel, as `nn.InstanceNorm3d(affine=True)`), 2-5 times faster on
+    CPU."""
     layers = []
     for channels_in in (in_channels, out_channels):
         layers += [
             nn.Conv3d(channels_in, out_channels, 3, padding=1),
-            nn.InstanceNorm3d(out_channels, affine=True),
+            nn.GroupNorm(out_channels, out_channels),
             nn.ReLU(inplace=True),
         ]
     return nn.Sequential(*layers)
