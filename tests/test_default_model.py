@@ -13,6 +13,7 @@ from cordmap.cli import app
 from cordmap.errors import CordmapError
 from cordmap.io.nifti import write_nifti
 from cordmap.learn.bundled import bundled_model, bundled_models, model_path
+from cordmap.learn.infer import plausibility_warnings
 from cordmap.learn.modelfile import load_model
 from cordmap.learn.recipe import lumbar_split, read_lumbar
 from cordmap.pipeline.imports import import_case
@@ -187,3 +188,16 @@ def test_auto_finds_the_conus_and_levels_and_plans_near_the_exact_labels(auto_ca
         cover = plan.best.coverage
         edges[folder] = np.concatenate([line.point(cover.rostral), line.point(cover.caudal)])
     assert np.abs(edges[root / "case"] - edges[exact]).max() <= 5.0
+
+
+def test_cord_away_from_csf_and_bone_is_flagged():
+    names = ["background", "cord", "csf", "vertebra", "disc"]
+    spacing = (0.5, 0.5, 3.0)
+    class_map = np.zeros((160, 160, 20), np.uint8)
+    class_map[70:90, 70:90, :] = 2  # a CSF tube
+    class_map[78:82, 78:82, :] = 1  # the cord inside it
+    assert plausibility_warnings(class_map, names, spacing, "test") == []
+    class_map[10:14, 10:14, :10] = 1  # as much cord again, 30+ mm from any CSF or bone
+    class_map[78:82, 78:82, :10] = 2
+    warnings = plausibility_warnings(class_map, names, spacing, "test")
+    assert any("50 % of the cord lies over 6 mm from any CSF or bone" in w for w in warnings)

@@ -240,14 +240,23 @@ def plausibility_warnings(class_map: np.ndarray, names: list[str], spacing, sour
             "check the segmentation along the cord"
         )
     canal = [names.index(n) for n in ("csf", "vertebra") if n in names]
-    if canal:
-        around = np.isin(class_map, canal)
+    if canal and np.isin(class_map, canal).any():
+        # within CANAL_MM of the cord's box only: a nearer CSF or bone voxel lies inside it
+        margin = np.ceil(CANAL_MM / np.asarray(spacing)).astype(int) + 1
+        ijk = np.argwhere(cord)
+        box = tuple(
+            slice(max(int(a) - m, 0), min(int(b) + m + 1, n))
+            for a, b, m, n in zip(ijk.min(axis=0), ijk.max(axis=0), margin, cord.shape)
+        )
+        around = np.isin(class_map[box], canal)
         if around.any():
             distance = ndimage.distance_transform_edt(~around, sampling=spacing)
-            away = float((distance[cord] > CANAL_MM).mean())
-            if away > 0.2:
-                warnings.append(
-                    f"{100 * away:.0f} % of the cord lies over {CANAL_MM:.0f} mm "
-                    "from any CSF or bone: it may lie outside the spinal canal"
-                )
+            away = float((distance[cord[box]] > CANAL_MM).mean())
+        else:
+            away = 1.0
+        if away > 0.2:
+            warnings.append(
+                f"{100 * away:.0f} % of the cord lies over {CANAL_MM:.0f} mm "
+                "from any CSF or bone: it may lie outside the spinal canal"
+            )
     return warnings
