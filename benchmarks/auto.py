@@ -46,14 +46,14 @@ def run(setting: str, image: Path, case: Path, queue) -> None:
 
     if setting == "baseline":  # in this child process only
         sys.path.insert(0, str(ROOT / "benchmarks"))
-        from segment_speed import _as_instance_norm
+        from segment_speed import as_instance_norm
 
         infer.WINDOW_BATCH = 1
         load = modelfile.load_model
 
         def load_previous(*args, **kwargs):
             model = load(*args, **kwargs)
-            _as_instance_norm(model.network)
+            as_instance_norm(model.network)
             return model
 
         modelfile.load_model = load_previous

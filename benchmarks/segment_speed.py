@@ -57,14 +57,14 @@ def run(setting: str, model_file: str, image, queue) -> None:
     start = time.perf_counter()
     if setting == "baseline":
         infer.WINDOW_BATCH = 1  # in this child process only
-        _as_instance_norm(model.network)
+        as_instance_norm(model.network)
     labels = infer.predict(model, image)
     seconds = time.perf_counter() - start
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20
     queue.put((seconds, peak, labels))
 
 
-def _as_instance_norm(network: torch.nn.Module) -> None:
+def as_instance_norm(network: torch.nn.Module) -> None:
     """The previous release's layers: each one-channel-per-group GroupNorm replaced by the
     InstanceNorm3d it computes, with the same weights."""
     for module in network.modules():

@@ -21,7 +21,7 @@ from cordmap.pipeline.segment import segment_case
 from cordmap.planning.files import read_result
 from cordmap.planning.geometry import measure_cord
 from cordmap.protocol.schema import LabelSchema
-from cordmap.volume import Volume
+from cordmap.volume import LabelVolume, Volume
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LUMBAR = DATA / "lumbar-mri"
@@ -192,12 +192,14 @@ def test_auto_finds_the_conus_and_levels_and_plans_near_the_exact_labels(auto_ca
 
 def test_cord_away_from_csf_and_bone_is_flagged():
     names = ["background", "cord", "csf", "vertebra", "disc"]
-    spacing = (0.5, 0.5, 3.0)
-    class_map = np.zeros((160, 160, 20), np.uint8)
-    class_map[70:90, 70:90, :] = 2  # a CSF tube
-    class_map[78:82, 78:82, :] = 1  # the cord inside it
-    assert plausibility_warnings(class_map, names, spacing, "test") == []
-    class_map[10:14, 10:14, :10] = 1  # as much cord again, 30+ mm from any CSF or bone
-    class_map[78:82, 78:82, :10] = 2
-    warnings = plausibility_warnings(class_map, names, spacing, "test")
+    array = np.zeros((160, 160, 20), np.uint16)
+    array[70:90, 70:90, :] = SCHEMA.find("csf").id  # a CSF tube
+    array[78:82, 78:82, :] = SCHEMA.find("cord").id  # the cord inside it
+    affine = np.diag([0.5, 0.5, 3.0, 1.0])
+    labels = LabelVolume(array, affine, schema=SCHEMA)
+    assert plausibility_warnings(labels, names, "test") == []
+    array = array.copy()
+    array[10:14, 10:14, :10] = SCHEMA.find("cord").id  # as much cord again, 30+ mm away
+    array[78:82, 78:82, :10] = SCHEMA.find("csf").id
+    warnings = plausibility_warnings(LabelVolume(array, affine, schema=SCHEMA), names, "test")
     assert any("50 % of the cord lies over 6 mm from any CSF or bone" in w for w in warnings)

@@ -193,3 +193,14 @@ class LabelVolume(Volume):
 
 def _fmt(spacing) -> str:
     return " x ".join(f"{s:g}" for s in spacing)
+
+
+def piece_centres(pieces: np.ndarray, count: int) -> np.ndarray:
+    """(count, 3) centres, in voxel indices, of pieces 1..count of a labelled array (as
+    `scipy.ndimage.label` makes it): one pass over its non-zero voxels, several times
+    faster than `ndimage.center_of_mass` on a large, sparse array."""
+    ijk = np.nonzero(pieces)
+    which = pieces[ijk]
+    sizes = np.bincount(which, minlength=count + 1)[1:]
+    sums = [np.bincount(which, weights=axis, minlength=count + 1)[1:] for axis in ijk]
+    return np.stack(sums, axis=1) / sizes[:, None]

@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from cordmap.anatomy.numbering import spine_column
 from cordmap.protocol.schema import CORD_CLASSES
-from cordmap.volume import LabelVolume, Volume
+from cordmap.volume import LabelVolume, Volume, piece_centres
 
 CANAL_RIGHT_MM = 15.0
 CANAL_POSTERIOR_MM = (8.0, 45.0)
@@ -101,7 +101,7 @@ def tidy_cord(image: Volume, labels: LabelVolume) -> CordExtent:
     sizes = np.bincount(inside.ravel())
     sizes[0] = 0
     main = int(np.argmax(sizes))
-    all_s = labels.world(np.argwhere(inside > 0))[:, 2]
+    all_s = labels.world(np.argwhere(inside > 0))[:, 2]  # C order, as `cauda[inside > 0]`
     lowest = float(all_s.min())
     csf = np.isin(array, csf_ids)
     values = np.asarray(image.array, dtype=np.float64)
@@ -116,7 +116,7 @@ def tidy_cord(image: Volume, labels: LabelVolume) -> CordExtent:
     start = _cauda_start(bins, relative)
     cauda = np.zeros(array.shape, dtype=bool)
     if start is not None:  # below the conus, all of it
-        cauda[inside > 0] = labels.world(np.argwhere(inside > 0))[:, 2] < start
+        cauda[inside > 0] = all_s < start
     else:  # the faint pieces below the cord's end
         for index, box in enumerate(ndimage.find_objects(inside), start=1):
             if index == main or box is None:
@@ -142,9 +142,7 @@ def _outside_canal(pieces, count, labels) -> np.ndarray:
     column = spine_column(labels)
     if column is None:
         return np.zeros(pieces.shape, dtype=bool)
-    centres = labels.world(
-        np.array(ndimage.center_of_mass(pieces > 0, pieces, range(1, count + 1)))
-    )
+    centres = labels.world(piece_centres(pieces, count))
     right, anterior = column.offsets(centres).T
     behind = -anterior
     outside = (

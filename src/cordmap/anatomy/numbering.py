@@ -47,7 +47,7 @@ from scipy.spatial import cKDTree
 from cordmap.errors import CordmapError
 from cordmap.protocol.levels import VERTEBRAE, totalspineseg_disc, totalspineseg_vertebra, vertebra
 from cordmap.protocol.schema import CORD_CLASSES
-from cordmap.volume import LabelVolume
+from cordmap.volume import LabelVolume, piece_centres
 
 DISC_MIN_FRACTION = 0.2
 EDGE_MIN_FRACTION = 0.03  # a disc cut by the edge of the field of view
@@ -291,8 +291,7 @@ def _discs(mask: np.ndarray, labels: LabelVolume):
     pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
     if not count:
         return [], None
-    centres = ndimage.center_of_mass(mask, pieces, range(1, count + 1))
-    world = labels.world(np.array(centres))
+    world = labels.world(piece_centres(pieces, count))
     sizes = np.bincount(pieces.ravel(), minlength=count + 1)[1:]
     placed, column = _column(world, sizes)  # pieces off the column are not discs
     median = float(np.median(sizes[placed]))

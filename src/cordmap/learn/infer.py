@@ -25,6 +25,7 @@ from cordmap.anatomy.numbering import Numbering, number_vertebrae
 from cordmap.errors import CordmapError
 from cordmap.learn.data import prepare
 from cordmap.learn.modelfile import TrainedModel
+from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume, Volume
 
 OVERLAP = 0.25
@@ -172,18 +173,18 @@ def segment_image(
     anchor: str | None = None,
     require_levels: bool = False,
 ) -> SegmentedImage:
-    """Segment `image` with `model`, check the result's plausibility, correct the cord's
-    extent (`anatomy.cord_extent`, said in `warnings`) and number its vertebrae and discs
+    """Segment `image` with `model`, correct the cord's extent (`anatomy.cord_extent`, said
+    in `warnings`), check the result's plausibility and number its vertebrae and discs
     (`anatomy.numbering`, from `anchor` if given). Where the levels cannot be numbered the
-    labels stay unlevelled and `levels_error` says why (`require_levels`: raise instead). `name` names the image in messages."""
+    labels stay unlevelled and `levels_error` says why (`require_levels`: raise instead).
+    `name` names the image in messages."""
     check_segmentable(image, name)
     class_map = predict(
         model, image, name, overlap=overlap, device=device, keep_largest=tuple(keep_largest)
     )
-    warnings = plausibility_warnings(class_map, model.mapping.names, image.spacing, name)
     cord = tidy_cord(image, model.mapping.decode(class_map, image.affine))
     labels = cord.labels
-    warnings += cord.notes()
+    warnings = plausibility_warnings(labels, model.mapping.names, name) + cord.notes()
     if not {"vertebra", "disc"} <= set(model.mapping.names):
         return SegmentedImage(labels, warnings, None, None)
     try:
@@ -212,12 +213,16 @@ PIECE_MIN_MM3 = 50.0
 CANAL_MM = 6.0
 
 
-def plausibility_warnings(class_map: np.ndarray, names: list[str], spacing, source) -> list[str]:
+def plausibility_warnings(labels: LabelVolume, names: list[str], source) -> list[str]:
     """What looks wrong in a segmentation: no spine, no cord, a cord in many pieces or
-    away from the canal. A scan with neither cord nor vertebra is refused."""
-    voxel_mm3 = float(np.prod(spacing))
-    present = {n: bool((class_map == i).any()) for i, n in enumerate(names) if i}
-    if not any(present.values()):
+    away from the canal. A scan with neither cord nor vertebra is refused. `names`: the
+    model's classes (a model without a cord class is not warned of a missing cord)."""
+    array = np.asarray(labels.array)
+
+    def mask(*classes: str) -> np.ndarray:
+        return np.isin(array, [label.id for label in labels.schema.of_class(*classes)])
+
+    if not mask(*CORD_CLASSES, "csf", "vertebra", "disc").any():
         raise CordmapError(
             f"no spine found in {source}: the model found no cord, CSF, "
             "vertebra or disc; check that the image shows the spine"
@@ -225,32 +230,32 @@ def plausibility_warnings(class_map: np.ndarray, names: list[str], spacing, sour
     warnings: list[str] = []
     if "cord" not in names:
         return warnings
-    cord = class_map == names.index("cord")
+    cord = mask(*CORD_CLASSES)
     if not cord.any():
         return [
             "no spinal cord found: the scan may lie below the conus, or the cord was "
             "missed; check the sagittal figure"
         ]
     pieces, count = ndimage.label(cord, structure=np.ones((3, 3, 3)))
-    sizes = np.bincount(pieces.ravel())[1:] * voxel_mm3
+    sizes = np.bincount(pieces.ravel())[1:] * labels.voxel_volume
     large = int((sizes >= PIECE_MIN_MM3).sum())
     if large > 2:
         warnings.append(
             f"the cord is in {large} pieces (of {PIECE_MIN_MM3:.0f} mm^3 or more): "
             "check the segmentation along the cord"
         )
-    canal = [names.index(n) for n in ("csf", "vertebra") if n in names]
-    if canal and np.isin(class_map, canal).any():
+    canal = mask("csf", "vertebra")
+    if canal.any():
         # within CANAL_MM of the cord's box only: a nearer CSF or bone voxel lies inside it
-        margin = np.ceil(CANAL_MM / np.asarray(spacing)).astype(int) + 1
+        margin = np.ceil(CANAL_MM / np.asarray(labels.spacing)).astype(int) + 1
         ijk = np.argwhere(cord)
         box = tuple(
             slice(max(int(a) - m, 0), min(int(b) + m + 1, n))
             for a, b, m, n in zip(ijk.min(axis=0), ijk.max(axis=0), margin, cord.shape)
         )
-        around = np.isin(class_map[box], canal)
+        around = canal[box]
         if around.any():
-            distance = ndimage.distance_transform_edt(~around, sampling=spacing)
+            distance = ndimage.distance_transform_edt(~around, sampling=labels.spacing)
             away = float((distance[cord[box]] > CANAL_MM).mean())
         else:
             away = 1.0
