@@ -98,3 +98,47 @@ def test_cord_outside_the_canal_is_dropped_and_cord_inside_kept(phantom):
         np.isin(kept, _ids(schema, *CORD_CLASSES)),
         np.isin(np.asarray(labels.array), _ids(schema, *CORD_CLASSES)),
     )
+
+
+@pytest.mark.parametrize(
+    "sign, radius_mm, dropped", [(-1.0, 3.5, False), (1.0, 3.5, True), (-1.0, 1.2, True)]
+)
+def test_a_piece_below_the_cord_is_roots_when_of_other_contrast_or_thin(
+    phantom, sign, radius_mm, dropped
+):
+    """A piece of 'cord' in the thecal sac 30 mm below the conus, three slices long: as
+    dark and as wide as a cord (T2-like) it may be cord and stays; as much brighter than
+    the CSF as the cord is darker, or as thin as a bundle of roots, it is no cord."""
+    labels, schema = phantom.labels, phantom.labels.schema
+    array = np.asarray(labels.array).copy()
+    image = np.asarray(phantom.image.array, dtype=float).copy()
+    cord_mask = np.isin(array, _ids(schema, *CORD_CLASSES))
+    csf_mask = np.isin(array, _ids(schema, "csf"))
+    csf_level = float(np.median(image[csf_mask]))
+    difference = csf_level - float(np.median(image[cord_mask]))  # > 0: the cord is darker
+    truth = _tip(labels)
+    piece = np.zeros(array.shape, dtype=bool)
+    k = int(
+        np.argmin(
+            np.abs(
+                labels.world(np.array([[0, 0, z] for z in range(array.shape[2])]))[:, 2]
+                - (truth - 30.0)
+            )
+        )
+    )
+    for z in (k - 1, k, k + 1):
+        csf = np.argwhere(csf_mask[:, :, z])
+        near = csf[np.hypot(*(csf - csf.mean(axis=0)).T) * labels.spacing[0] < radius_mm]
+        piece[near[:, 0], near[:, 1], z] = True
+    array[piece] = schema.find("cord").id
+    image[piece] = csf_level + sign * difference
+    with_piece = LabelVolume(array, labels.affine, schema=schema)
+    found = tidy_cord(Volume(image, phantom.image.affine), with_piece)
+    kept = np.isin(np.asarray(found.labels.array), _ids(schema, *CORD_CLASSES))
+    if dropped:
+        assert not kept[piece].any() and found.tip_s == pytest.approx(truth)
+        assert found.roots_mm3 == pytest.approx(piece.sum() * labels.voxel_volume)
+        assert "roots of the cauda equina" in found.notes()[-1]
+    else:
+        assert kept[piece].all() and found.tip_s == pytest.approx(_tip(with_piece))
+        assert found.roots_mm3 == 0.0

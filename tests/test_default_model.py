@@ -49,6 +49,24 @@ def test_the_default_model_is_bundled_with_a_card():
     assert "cordmap train --recipe default" in result.output
 
 
+@pytest.mark.parametrize("given, expected", [([], None), (["--epochs", "80"], 80)])
+def test_train_recipe_takes_the_epochs_given(monkeypatch, tmp_path, given, expected):
+    """`cordmap train --recipe default --epochs 80` trains 80 epochs (a longer run, or one
+    resumed further); without --epochs the recipe's own count."""
+    import cordmap.learn.recipe as recipe
+
+    seen = {}
+
+    def fake_train(name, data, out, schema, *, epochs=None, progress=True):
+        seen.update(name=name, epochs=epochs)
+        raise CordmapError("stopped by the test")
+
+    monkeypatch.setattr(recipe, "train_recipe", fake_train)
+    result = invoke("train", "--recipe", "default", "--out", tmp_path / "run", *given)
+    assert "stopped by the test" in result.output
+    assert seen == {"name": "default", "epochs": expected}
+
+
 def lumbar_split_names_or_card(card):
     """The held-out lumbar scans: from the data when present, else as the card records."""
     if LUMBAR.is_dir():

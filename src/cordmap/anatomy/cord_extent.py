@@ -19,11 +19,17 @@ conus prior). `tidy_cord` corrects both and says what it changed:
    cauda the "cord" voxels are roots and CSF, and the difference fades. The contrast is
    measured in BIN_MM bins along S (the median of the cord voxels in the canal against
    the median of the CSF within RING_MM of them), relative to that of the cord's upper
-   third and smoothed over SMOOTH_MM (bins without cord take their neighbours' values). Going down from the lowest stretch of LIVE_MM or more that
-   is still cord-like (LIVE of the reference or more), the first run under FADED lasting
-   RUN_MM (or to the cord's end) is the cauda: every cord voxel below its start is
-   relabelled CSF, and the cord ends at the lowest voxel left. Faint stretches with cord below them (an injured,
-   myelomalacic segment) are never cut off.
+   third and smoothed over SMOOTH_MM (bins without cord take their neighbours' values).
+   Going down from the lowest stretch of LIVE_MM or more that is still cord-like (LIVE
+   of the reference or more), the first run under FADED lasting RUN_MM (or to the cord's
+   end) is the cauda: every cord voxel below its start is relabelled CSF, and the cord
+   ends at the lowest voxel left. Faint stretches with cord below them (an injured,
+   myelomalacic segment) are never cut off. Without such a run, the pieces of cord
+   wholly below the largest one are judged one by one: one whose contrast is under LIVE
+   of the reference (faint, or of the opposite sign: brighter than the CSF where the
+   cord is darker) or whose mean cross-section is under THIN of the cord's (bundles of
+   roots are thinner than the cord, even the cord below an injury) is taken for roots of
+   the cauda equina and relabelled CSF.
 """
 
 from __future__ import annotations
@@ -51,17 +57,21 @@ LIVE_MM = 10.0
 RUN_MM = 20.0
 #: A bin needs this many cord and ring voxels for its contrast to count.
 MIN_VOXELS = 3
+#: A piece below the cord thinner than this share of the cord's mean cross-section is roots.
+THIN = 0.5
 
 
 @dataclass(frozen=True)
 class CordExtent:
     """`labels` with the cord corrected (unchanged where nothing was found), where the cord
     now ends (`tip_s`, S mm; None without cord), the cord taken for the cauda equina
-    (`cauda_mm` along S) and the volume of the cord outside the canal (`outside_mm3`)."""
+    (`cauda_mm` along S), the volume of the pieces below the cord taken for roots
+    (`roots_mm3`) and the volume of the cord outside the canal (`outside_mm3`)."""
 
     labels: LabelVolume
     tip_s: float | None
     cauda_mm: float = 0.0
+    roots_mm3: float = 0.0
     outside_mm3: float = 0.0
 
     def notes(self) -> list[str]:
@@ -77,6 +87,12 @@ class CordExtent:
                 f"the cord segmented below S = {self.tip_s:.0f} mm ({self.cauda_mm:.0f} mm of "
                 "it) had lost its contrast to the CSF: taken for the cauda equina and "
                 "relabelled CSF; check the conus tip on the sagittal figure"
+            )
+        if self.roots_mm3:
+            notes.append(
+                f"{self.roots_mm3:.0f} mm^3 of cord in pieces below its end were faint, of "
+                "the opposite contrast or thinner than the cord: taken for roots of the cauda "
+                "equina and relabelled CSF; check the conus tip on the sagittal figure"
             )
         return notes
 
@@ -111,28 +127,38 @@ def tidy_cord(image: Volume, labels: LabelVolume) -> CordExtent:
     if profile is None:
         if not outside_mm3:
             return CordExtent(labels, lowest)
-        return CordExtent(LabelVolume(out, labels.affine, schema=schema), lowest, 0.0, outside_mm3)
+        return CordExtent(
+            LabelVolume(out, labels.affine, schema=schema), lowest, outside_mm3=outside_mm3
+        )
     bins, relative, reference = profile
     start = _cauda_start(bins, relative)
     cauda = np.zeros(array.shape, dtype=bool)
     if start is not None:  # below the conus, all of it
         cauda[inside > 0] = all_s < start
-    else:  # the faint pieces below the cord's end
+    roots = np.zeros(array.shape, dtype=bool)
+    if start is None:  # the pieces below the cord's end that are no cord
+        area = _mean_area(cord_s, labels)
         for index, box in enumerate(ndimage.find_objects(inside), start=1):
             if index == main or box is None:
                 continue
             ijk = np.argwhere(inside[box] == index) + [b.start for b in box]
-            if labels.world(ijk)[:, 2].max() < cord_s.min() and (
-                _piece_contrast(values, labels, ijk, csf) < LIVE * reference
+            piece_s = labels.world(ijk)[:, 2]
+            if piece_s.max() < cord_s.min() and (
+                _piece_contrast(values, labels, ijk, csf) / reference < LIVE
+                or _mean_area(piece_s, labels) < THIN * area
             ):
-                cauda[tuple(ijk.T)] = True
-    if not cauda.any() and not outside_mm3:
+                roots[tuple(ijk.T)] = True
+    if not cauda.any() and not roots.any() and not outside_mm3:
         return CordExtent(labels, lowest)
-    out[cauda] = csf_ids[0]
+    out[cauda | roots] = csf_ids[0]
     left = labels.world(np.argwhere(np.isin(out, cord_ids)))[:, 2]
     tip = float(left.min())
     return CordExtent(
-        LabelVolume(out, labels.affine, schema=schema), tip, tip - lowest, outside_mm3
+        LabelVolume(out, labels.affine, schema=schema),
+        tip,
+        tip - lowest if cauda.any() else 0.0,
+        float(roots.sum()) * labels.voxel_volume,
+        outside_mm3,
     )
 
 
@@ -209,6 +235,13 @@ def _cauda_start(bins, relative) -> float | None:
     if tip_bin is None or tip_bin < run - 1:
         return None
     return float(bins[tip_bin]) + BIN_MM
+
+
+def _mean_area(s: np.ndarray, labels: LabelVolume) -> float:
+    """Mean cross-section (mm²) of voxels at heights `s` (mm): their volume over their
+    extent along S."""
+    thickness = float(np.abs(labels.affine[2, :3]).sum())  # one voxel's extent along S
+    return len(s) * labels.voxel_volume / (float(np.ptp(s)) + thickness)
 
 
 def _box(radius: np.ndarray) -> np.ndarray:

@@ -83,7 +83,13 @@ def train(
             help="Training classes: published (7), spine (cord, CSF, vertebra, disc) or cord."
         ),
     ] = "published",
-    epochs: Annotated[int, _EPOCHS] = 30,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Maximum number of epochs, the best validation loss kept "
+            "(default 30; with --recipe, the recipe's own)."
+        ),
+    ] = None,
     patches: Annotated[int, _PATCHES] = 24,
     batch_size: Annotated[int, typer.Option(help="Patches per optimiser step.")] = 2,
     patch: Annotated[str | None, _PATCH] = None,
@@ -119,14 +125,16 @@ def train(
 
         if cases or phantoms:
             raise CordmapError("--recipe brings its own data: pass no case folders or --phantoms")
-        result = train_recipe(recipe, data, out, LabelSchema.load(), progress=progress)
+        result = train_recipe(
+            recipe, data, out, LabelSchema.load(), epochs=epochs, progress=progress
+        )
         console.print(
             f"trained {result.epochs_run} epochs; best validation loss {result.best_val_loss:.4f}"
         )
         console.print(f"written {result.model_path} and {result.loss_plot}")
         return
     settings = _train_options(
-        epochs,
+        30 if epochs is None else epochs,
         patches,
         batch_size,
         patch,
@@ -326,7 +334,7 @@ def finetune(
     from cordmap.pipeline.training import load_cases
 
     settings = _train_options(
-        epochs,
+        30 if epochs is None else epochs,
         patches,
         batch_size,
         patch,
