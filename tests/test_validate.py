@@ -293,3 +293,25 @@ def test_cli_validate_exit_codes_and_json(schema, tmp_path):
 
     result = runner.invoke(app, ["validate", str(tmp_path / "missing.nii.gz")])
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_disc_order_is_not_judged_on_structures_cut_by_the_field_of_view(schema):
+    """A sliver of T12 at the image's top edge, level with the T12/L1 disc beside it: the
+    centres of cut structures say nothing, so no disc-position error; the same labels one
+    slice away from the edge are an error."""
+    n = ids(schema)
+    array = correct_labels(schema)[:, :, :47]
+    body = np.isin(array[:, :, 44], [n["disc T12-L1"], n["vert L1"]])
+    array[:, :, 44][body] = n["vert L1"]
+    array[:, :, 45:47][body] = n["disc T12-L1"]
+    half = body & (np.arange(SHAPE[0])[:, None] >= CENTRE[0])
+    array[:, :, 45:47][half] = n["vert T12"]  # T12's centre level with the disc's
+
+    def disc_errors(a):
+        return [f for f in validate(labelled(a, schema)).errors if f.code == "disc-position"]
+
+    assert disc_errors(array) == []
+    away = np.concatenate([array, np.zeros(SHAPE[:2] + (1,), array.dtype)], axis=2)
+    assert [f.label_ids for f in disc_errors(away)] == [
+        (n["disc T12-L1"], n["vert T12"], n["vert L1"])
+    ]

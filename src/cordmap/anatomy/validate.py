@@ -15,7 +15,7 @@ summary of voxel counts and volumes. Slices are the canonical axial slice indice
 | root-inside-cord     | error    | root voxels enclosed by the cord in an axial slice          |
 | root-side            | warning  | a left root right of the canal's midline, or the reverse    |
 | vertebra-order       | error    | vertebrae not in C..T..L..sacrum order going caudally       |
-| disc-position        | error    | a disc not between the two vertebrae it separates           |
+| disc-position        | error    | a disc not between its two vertebrae, none cut by the image |
 
 With `partial=True` (labels of part of the anatomy on purpose, e.g. SCT's cord and
 rootlets) `required-missing` is not reported; every other check runs.
@@ -227,7 +227,7 @@ def _anatomy(labels: LabelVolume, extents: dict[int, _Extent], partial: bool) ->
         key=lambda label: levels.vertebra_index(label.level),
         rule="vertebrae must follow C1..L5, sacrum going caudally",
     )
-    findings += _discs(known, extents)
+    findings += _discs(labels, known, extents)
     return findings
 
 
@@ -395,7 +395,12 @@ def _order(
     return findings
 
 
-def _discs(known: dict[int, Label], extents: dict[int, _Extent]) -> list[Finding]:
+def _discs(
+    labels: LabelVolume, known: dict[int, Label], extents: dict[int, _Extent]
+) -> list[Finding]:
+    """Each levelled disc between its two vertebrae along S, unless one of the three is cut
+    by the field of view (a sliver of a vertebra at the image's edge has its centre
+    wherever the edge cuts it)."""
     vertebrae = {
         levels.vertebra(label.level): label
         for label in known.values()
@@ -415,7 +420,7 @@ def _discs(known: dict[int, Label], extents: dict[int, _Extent]) -> list[Finding
         z = extents[disc.id].centroid[2]
         z_upper = extents[upper.id].centroid[2]
         z_lower = extents[lower.id].centroid[2]
-        if not z_lower < z < z_upper:
+        if not z_lower < z < z_upper and not _cut_by_view(labels, (disc.id, upper.id, lower.id)):
             findings.append(
                 Finding(
                     "error",
@@ -428,6 +433,15 @@ def _discs(known: dict[int, Label], extents: dict[int, _Extent]) -> list[Finding
                 )
             )
     return findings
+
+
+def _cut_by_view(labels: LabelVolume, ids) -> bool:
+    """Whether any of the labels `ids` touches the first or last plane of the image along
+    the axis nearest S."""
+    axis = int(np.argmax(np.abs(labels.affine[2, :3])))
+    array = np.asarray(labels.array)
+    ends = np.take(array, [0, array.shape[axis] - 1], axis=axis)
+    return bool(np.isin(ends, ids).any())
 
 
 def _roots_inside_cord(
