@@ -5,7 +5,8 @@ Usage: .venv/bin/python benchmarks/default_model.py [--model FILE] [--data ../sh
 
 Scored (none of these trained or selected the model; see learn/recipe.py for the split):
 - lumbar-mri test split (per contrast): vertebral body Dice and disc Dice, and the share of
-  labelled bodies / discs whose level the numbering (`anatomy.numbering`) names right.
+  labelled bodies / discs whose level the numbering (`anatomy.numbering`, after the cord's
+  extent is corrected, as `cordmap segment` does) names right.
   Only bodies (or discs) are labelled there, so a prediction is scored inside the region
   the reference can judge: within the labelled levels along S, and anterior to 3 mm
   behind the labelled bodies' posterior wall (posterior elements are unlabelled);
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cordmap.anatomy.cord_extent import tidy_cord
 from cordmap.anatomy.numbering import number_vertebrae
 from cordmap.atomic import write_text
 from cordmap.errors import CordmapError
@@ -86,7 +88,8 @@ def score_lumbar(model, folder: Path, name: str, schema, window=None) -> dict:
         "dice": dice(ref, pred),
     }
     try:
-        numbered = number_vertebrae(model.mapping.decode(class_map, image.affine), source=name)
+        tidy = tidy_cord(image, model.mapping.decode(class_map, image.affine))  # as `segment`
+        numbered = number_vertebrae(tidy.labels, source=name)
     except CordmapError as exc:
         row.update(levels_error=str(exc), levels_right=0, levels_total=None)
         return row
