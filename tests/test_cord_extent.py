@@ -101,14 +101,21 @@ def test_cord_outside_the_canal_is_dropped_and_cord_inside_kept(phantom):
 
 
 @pytest.mark.parametrize(
-    "sign, radius_mm, dropped", [(-1.0, 3.5, False), (1.0, 3.5, True), (-1.0, 1.2, True)]
+    "sign, radius_mm, below_mm, dropped",
+    [
+        (-1.0, 3.5, 30.0, False),
+        (1.0, 3.5, 30.0, True),
+        (-1.0, 1.2, 30.0, True),
+        (-1.0, 1.2, 9.0, False),
+    ],
 )
 def test_a_piece_below_the_cord_is_roots_when_of_other_contrast_or_thin(
-    phantom, sign, radius_mm, dropped
+    phantom, sign, radius_mm, below_mm, dropped
 ):
-    """A piece of 'cord' in the thecal sac 30 mm below the conus, three slices long: as
-    dark and as wide as a cord (T2-like) it may be cord and stays; as much brighter than
-    the CSF as the cord is darker, or as thin as a bundle of roots, it is no cord."""
+    """A piece of 'cord' in the thecal sac below the conus, three slices long: as dark and
+    as wide as a cord (T2-like) it may be cord and stays; as much brighter than the CSF as
+    the cord is darker, or as thin as a bundle of roots, it is no cord; but a thin dark
+    piece one missed slice below the cord's end continues it (a tapering conus)."""
     labels, schema = phantom.labels, phantom.labels.schema
     array = np.asarray(labels.array).copy()
     image = np.asarray(phantom.image.array, dtype=float).copy()
@@ -122,7 +129,7 @@ def test_a_piece_below_the_cord_is_roots_when_of_other_contrast_or_thin(
         np.argmin(
             np.abs(
                 labels.world(np.array([[0, 0, z] for z in range(array.shape[2])]))[:, 2]
-                - (truth - 30.0)
+                - (truth - below_mm)
             )
         )
     )

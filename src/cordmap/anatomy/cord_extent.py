@@ -29,7 +29,9 @@ conus prior). `tidy_cord` corrects both and says what it changed:
    of the reference (faint, or of the opposite sign: brighter than the CSF where the
    cord is darker) or whose mean cross-section is under THIN of the cord's (bundles of
    roots are thinner than the cord, even the cord below an injury) is taken for roots of
-   the cauda equina and relabelled CSF.
+   the cauda equina and relabelled CSF; a cord-like piece starting within CONTINUES_MM
+   below the cord's end (as extended by such pieces) continues the cord however thin (the
+   tapering conus past a slice the segmentation missed).
 """
 
 from __future__ import annotations
@@ -57,8 +59,11 @@ LIVE_MM = 10.0
 RUN_MM = 20.0
 #: A bin needs this many cord and ring voxels for its contrast to count.
 MIN_VOXELS = 3
-#: A piece below the cord thinner than this share of the cord's mean cross-section is roots.
+#: A piece below the cord thinner than this share of the cord's mean cross-section is roots,
 THIN = 0.5
+#: unless it starts this close below the cord's end (the cord, or its conus, past a slice
+#: the segmentation missed).
+CONTINUES_MM = 10.0
 
 
 @dataclass(frozen=True)
@@ -137,16 +142,20 @@ def tidy_cord(image: Volume, labels: LabelVolume) -> CordExtent:
         cauda[inside > 0] = all_s < start
     roots = np.zeros(array.shape, dtype=bool)
     if start is None:  # the pieces below the cord's end that are no cord
-        area = _mean_area(cord_s, labels)
+        area, end = _mean_area(cord_s, labels), float(cord_s.min())
+        below = []
         for index, box in enumerate(ndimage.find_objects(inside), start=1):
             if index == main or box is None:
                 continue
             ijk = np.argwhere(inside[box] == index) + [b.start for b in box]
             piece_s = labels.world(ijk)[:, 2]
-            if piece_s.max() < cord_s.min() and (
-                _piece_contrast(values, labels, ijk, csf) / reference < LIVE
-                or _mean_area(piece_s, labels) < THIN * area
-            ):
+            if piece_s.max() < cord_s.min():
+                below.append((float(piece_s.max()), ijk, piece_s))
+        for top, ijk, piece_s in sorted(below, key=lambda piece: -piece[0]):
+            cord_like = _piece_contrast(values, labels, ijk, csf) / reference >= LIVE
+            if cord_like and top >= end - CONTINUES_MM:  # the cord past a missed slice
+                end = min(end, float(piece_s.min()))
+            elif not cord_like or _mean_area(piece_s, labels) < THIN * area:
                 roots[tuple(ijk.T)] = True
     if not cauda.any() and not roots.any() and not outside_mm3:
         return CordExtent(labels, lowest)
