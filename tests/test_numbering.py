@@ -6,6 +6,7 @@ import pytest
 from cordmap.anatomy.numbering import _count_gaps, _Disc, conus_tip, number_vertebrae, parse_anchor
 from cordmap.anatomy.phantom import make_phantom
 from cordmap.errors import CordmapError
+from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume
 
 
@@ -115,6 +116,23 @@ def test_conus_tip_is_the_cord_end_not_a_stray_voxel(phantoms):
     assert abs(tip[2] - expected) <= 3.0  # one 3 mm slice
     array[80, 80, 0:3] = labels.schema.find("cord").id  # a stray blob at the bottom
     assert conus_tip(LabelVolume(array, labels.affine, schema=labels.schema))[2] == tip[2]
+
+
+@pytest.mark.parametrize("missed_slices, follows", [(1, True), (4, False)])
+def test_conus_tip_follows_the_cord_past_a_missed_slice(phantoms, missed_slices, follows):
+    """The cord with slices missing 9 mm above its end: the conus below one missed slice
+    (3 mm) continues the cord; below four (12 mm, more than CONTINUES_MM) it is apart."""
+    labels = phantoms[0].labels
+    tip = conus_tip(labels)
+    array = np.asarray(labels.array).copy()
+    cord = np.isin(array, [label.id for label in labels.schema.of_class(*CORD_CLASSES)])
+    k_tip = int(np.argwhere(cord)[:, 2].min())
+    gap = slice(k_tip + 3, k_tip + 3 + missed_slices)
+    array[:, :, gap][cord[:, :, gap]] = 0
+    found = conus_tip(LabelVolume(array, labels.affine, schema=labels.schema))
+    assert (found[2] == tip[2]) == follows
+    if not follows:
+        assert found[2] == pytest.approx(tip[2] + 3.0 * (3 + missed_slices))
 
 
 def test_too_little_spine_is_refused(phantoms):

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from cordmap.anatomy.numbering import spine_column
+from cordmap.anatomy.numbering import CONTINUES_MM, spine_column
 from cordmap.protocol.schema import CORD_CLASSES
 from cordmap.volume import LabelVolume, Volume, piece_centres
 
@@ -61,9 +61,8 @@ RUN_MM = 20.0
 MIN_VOXELS = 3
 #: A piece below the cord thinner than this share of the cord's mean cross-section is roots,
 THIN = 0.5
-#: unless it starts this close below the cord's end (the cord, or its conus, past a slice
-#: the segmentation missed).
-CONTINUES_MM = 10.0
+#: unless it starts within CONTINUES_MM below the cord's end (the cord, or its conus, past a
+#: slice the segmentation missed; the numbering's conus tip follows it so too).
 
 
 @dataclass(frozen=True)

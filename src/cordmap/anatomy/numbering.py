@@ -67,6 +67,8 @@ NEAR_GAPS = 2
 MIN_VERTEBRAE = 3
 #: Cord (its largest piece) spanning less than this along S gives no conus tip.
 CONUS_CORD_MM = 40.0
+#: A piece of cord starting this close below the cord's end continues it (a missed slice).
+CONTINUES_MM = 10.0
 #: The lowest vertebra at which the conus tip lies in adults (T12-L2 in most, L3 in few);
 #: a cord ending lower is flagged.
 CONUS_LOWEST = "L3"
@@ -579,16 +581,29 @@ def _cord_ids(labels: LabelVolume) -> list[int]:
 
 
 def conus_tip(labels: LabelVolume) -> np.ndarray | None:
-    """Caudal end (RAS mm) of the largest 26-connected piece of cord, or None when there is
-    no cord, it reaches the image's lowest slice (the image cuts the cord) or it spans less
-    than CONUS_CORD_MM along S (too little cord to trust its end)."""
+    """Caudal end (RAS mm) of the largest 26-connected piece of cord, followed down through
+    the pieces that start within CONTINUES_MM below its end (the cord past a slice the
+    segmentation missed); None when there is no cord, it reaches the image's lowest slice
+    (the image cuts the cord) or it spans less than CONUS_CORD_MM along S (too little cord
+    to trust its end)."""
     cord = np.isin(np.asarray(labels.array), _cord_ids(labels))
     if not cord.any():
         return None
     pieces, _ = ndimage.label(cord, structure=np.ones((3, 3, 3)))
     sizes = np.bincount(pieces.ravel())
     sizes[0] = 0
-    ijk = np.argwhere(pieces == np.argmax(sizes))
+    chain = [int(np.argmax(sizes))]
+    spans = {}
+    for index, box in enumerate(ndimage.find_objects(pieces), start=1):
+        s = labels.world(np.argwhere(pieces[box] == index) + [b.start for b in box])[:, 2]
+        spans[index] = (float(s.min()), float(s.max()))
+    end = spans[chain[0]][0]
+    for index in sorted(spans, key=lambda i: -spans[i][1]):
+        low, top = spans[index]
+        if index != chain[0] and end - CONTINUES_MM <= top < end:
+            chain.append(index)
+            end = min(end, low)
+    ijk = np.argwhere(np.isin(pieces, chain))
     xyz = labels.world(ijk)
     lowest = np.argmin(xyz[:, 2])
     if ijk[lowest, 2] == 0 or np.ptp(xyz[:, 2]) < CONUS_CORD_MM:
