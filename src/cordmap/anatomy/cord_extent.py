@@ -60,9 +60,9 @@ RUN_MM = 20.0
 #: A bin needs this many cord and ring voxels for its contrast to count.
 MIN_VOXELS = 3
 #: A piece below the cord thinner than this share of the cord's mean cross-section is roots,
+#: unless it starts within CONTINUES_MM (`numbering`, whose conus tip follows the cord the
+#: same way) below the cord's end: the cord, or its conus, past a slice the segmentation missed.
 THIN = 0.5
-#: unless it starts within CONTINUES_MM below the cord's end (the cord, or its conus, past a
-#: slice the segmentation missed; the numbering's conus tip follows it so too).
 
 
 @dataclass(frozen=True)

@@ -334,7 +334,7 @@ def finetune(
     from cordmap.pipeline.training import load_cases
 
     settings = _train_options(
-        30 if epochs is None else epochs,
+        epochs,
         patches,
         batch_size,
         patch,
