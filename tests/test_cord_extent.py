@@ -81,6 +81,31 @@ def test_an_injured_stretch_with_cord_below_is_not_cut(phantom):
     assert abs(with_cauda.tip_s - truth) <= 5.0  # cut below the conus, not at the injury
 
 
+def test_thin_roots_as_dark_as_the_cord_do_not_pass_for_cord_below_an_injury(phantom):
+    """The cauda taken for cord: 40 mm as bright as the CSF below the conus, then 40 mm of a
+    thin bundle of roots as dark as the cord (roots keep some contrast). Cord-like contrast
+    below a faded stretch would mean an injured cord, but roots are thinner than the cord:
+    the cut stays at the conus."""
+    labels = _with_cauda_as_cord(phantom.labels, 80.0)
+    schema = labels.schema
+    array = np.asarray(labels.array).copy()
+    image = np.asarray(phantom.image.array, dtype=float).copy()
+    truth = _tip(phantom.labels)
+    dark = np.median(image[np.isin(np.asarray(phantom.labels.array), _ids(schema, *CORD_CLASSES))])
+    cord_id, csf_id = schema.find("cord").id, _ids(schema, "csf")[0]
+    for k in range(array.shape[2]):
+        if not truth - 80.0 < labels.world(np.array([[0, 0, k]]))[0, 2] < truth - 40.0:
+            continue
+        column = np.argwhere(array[:, :, k] == cord_id)
+        thin = np.hypot(*(column - column.mean(axis=0)).T) * labels.spacing[0] < 1.5
+        array[column[~thin, 0], column[~thin, 1], k] = csf_id
+        image[column[thin, 0], column[thin, 1], k] = dark
+    found = tidy_cord(
+        Volume(image, labels.affine), LabelVolume(array, labels.affine, schema=schema)
+    )
+    assert abs(found.tip_s - truth) <= 5.0 and found.cauda_mm > 70.0
+
+
 def test_cord_outside_the_canal_is_dropped_and_cord_inside_kept(phantom):
     labels = phantom.labels
     schema = labels.schema

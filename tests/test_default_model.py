@@ -136,7 +136,7 @@ def test_images_the_model_cannot_segment_are_refused(tmp_path):
     ball = ((x - 32) ** 2 + (y - 32) ** 2 + (z - 32) ** 2 < 25**2) * 800.0
     write_nifti(Volume(ball.astype(np.float32), np.eye(4)), tmp_path / "ball.nii.gz")
     result = invoke("auto", tmp_path / "ball.nii.gz", tmp_path / "ball")
-    assert result.exit_code == 1 and "error:" in result.output
+    assert result.exit_code == 1 and "no spine found" in result.output
     assert not (tmp_path / "ball").exists()  # no partial case
 
 
@@ -206,6 +206,27 @@ def test_auto_finds_the_conus_and_levels_and_plans_near_the_exact_labels(auto_ca
         cover = plan.best.coverage
         edges[folder] = np.concatenate([line.point(cover.rostral), line.point(cover.caudal)])
     assert np.abs(edges[root / "case"] - edges[exact]).max() <= 5.0
+
+
+def test_auto_on_a_scan_that_stops_below_the_enlargement_reports_without_a_plan(tmp_path):
+    """Phantom 0 cut 30 mm above its conus tip: too little cord to plan from. `auto` still
+    segments, numbers and reports, and says why there is no plan."""
+    phantom = make_phantom(0)
+    truth = phantom.labels
+    cord = np.isin(truth.array, [c.id for c in SCHEMA.of_class("cord", "segment", "conus")])
+    tip = np.nonzero(cord)[2].min()  # voxel axis 2 runs superior
+    top = tip + int(round(30 / truth.spacing[2]))
+    image = Volume(phantom.image.array[:, :, :top], phantom.image.affine)
+    write_nifti(image, tmp_path / "low.nii.gz")
+    result = invoke("auto", tmp_path / "low.nii.gz", tmp_path / "case")
+    assert result.exit_code == 0, result.output
+    assert "no plan:" in result.output and "best placement" not in result.output
+    case = Case.open(tmp_path / "case")
+    assert {"segment", "mesh", "report"} <= set(case.manifest["stages"])
+    assert not (tmp_path / "case" / "plan" / "plan.json").exists()
+    page = (tmp_path / "case" / "report" / f"{case.subject}_report.html").read_text()
+    assert "id='no-plan'" in page and "id='levels'" in page
+    assert (tmp_path / "case" / "viewer-site" / "index.html").is_file()
 
 
 def test_cord_away_from_csf_and_bone_is_flagged():

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from cordmap.anatomy.numbering import _count_gaps, _Disc, conus_tip, number_vertebrae, parse_anchor
+from cordmap.anatomy.numbering import (
+    _column,
+    _count_gaps,
+    _Disc,
+    conus_tip,
+    number_vertebrae,
+    parse_anchor,
+)
 from cordmap.anatomy.phantom import make_phantom
 from cordmap.errors import CordmapError
 from cordmap.protocol.schema import CORD_CLASSES
@@ -218,3 +225,24 @@ def test_a_gap_counts_missed_discs_against_the_levels_near_it():
     warnings = _count_gaps(missed)
     assert len(warnings) == 1 and "1 disc(s) missing" in warnings[0]
     assert [d.position for d in missed] == [0, 1, 2, 3, 4, 6, 7, 8]
+
+
+def test_a_small_piece_beside_the_column_does_not_steer_it_off_the_lumbosacral_disc():
+    """Disc pieces as the bundled model found them on a held-out phantom cut above its conus
+    (RAS mm, voxels): the lordosis puts L5/S1 22 mm behind L4/L5, beyond the column's
+    reach from the median of the discs near it, so the column grows to it along the line
+    of the discs above. A facet joint taken for disc, a tenth of a disc's size, lies at its
+    height within reach of that median: it must not be the line's guide."""
+    discs = [
+        ([0.6, 53.6, -105.1], 1208),  # T12/L1, cut by the top of the image
+        ([1.0, 71.8, -134.4], 5814),
+        ([0.9, 82.6, -172.1], 8093),
+        ([0.5, 81.2, -218.5], 10394),
+        ([0.6, 63.1, -259.6], 9879),  # L4/L5
+        ([0.3, 41.1, -291.5], 8524),  # L5/S1
+    ]
+    facet = ([16.0, 74.5, -290.5], 901)
+    world = np.array([centre for centre, _ in [*discs, facet]])
+    sizes = np.array([size for _, size in [*discs, facet]])
+    column, fit = _column(world, sizes)
+    assert set(range(len(discs))) <= set(column) and fit is not None

@@ -23,7 +23,7 @@ from cordmap.pipeline.stages import PLAN_FILE
 from cordmap.planning.geometry import Centreline
 from cordmap.protocol.schema import LabelSchema
 from cordmap.report.figures import OVERLAY_ALPHA, label_overlay, overlay_colours
-from cordmap.volume import LabelVolume
+from cordmap.volume import LabelVolume, Volume
 
 WIDE = {"COLUMNS": "200"}
 
@@ -310,3 +310,36 @@ def test_the_viewer_command_is_shell_quoted():
     text = _viewer(root, root / "report" / "r.html", None)
     assert html.escape(f"cordmap view {shlex.quote(str(root))}") in text
     assert "cordmap view /tmp/my case;" not in text
+
+
+def test_a_case_the_planner_refuses_gets_a_report_without_a_plan(tmp_path, phantom_case):
+    """The image stops inside the enlargement (its top at the L2 segment): the report says
+    why there is no plan and still shows the labels; a plan.json left from other labels is
+    removed, as it no longer holds for the case."""
+    case = Case.open(phantom_case[0])
+    image, labels = case.image(), case.labels()
+    l2 = labels.array == labels.schema.find("segment", "L2").id
+    top = int(np.median(np.nonzero(l2)[2]))
+    affine = labels.affine  # voxel axis 2 runs superior: keep the slices below `top`
+    write_nifti(Volume(image.array[:, :, :top], affine), tmp_path / "image.nii.gz")
+    write_nifti(
+        LabelVolume(labels.array[:, :, :top], affine, schema=labels.schema),
+        tmp_path / "labels.nii.gz",
+    )
+    case_dir = tmp_path / "case"
+    import_case(tmp_path / "image.nii.gz", case_dir, labels_source=tmp_path / "labels.nii.gz")
+    (case_dir / PLAN_FILE).parent.mkdir(parents=True)
+    (case_dir / PLAN_FILE).write_bytes((phantom_case[0] / PLAN_FILE).read_bytes())
+    result = CliRunner().invoke(app, ["report", str(case_dir)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "no plan:" in result.output and "not labelled" in result.output
+    page = (case_dir / "report" / "sub-01_report.html").read_text(encoding="utf-8")
+    assert "id='no-plan'" in page and "segments L1" in page
+    assert "id='candidates'" not in page and "best placement" not in page
+    pictures = images(page)
+    assert len(pictures) == 3  # 3D view, sagittal and axial slices
+    for picture in pictures:
+        assert np.asarray(picture.convert("RGB"), dtype=float).std() > 20
+    assert not (case_dir / PLAN_FILE).exists()
+    stage = Case.open(case_dir).manifest["stages"]["report"]
+    assert PLAN_FILE not in [e["path"] for e in stage["inputs"]]

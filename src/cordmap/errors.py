@@ -10,6 +10,11 @@ class CordmapError(Exception):
     """An input, a parameter or a state that cordmap cannot work with."""
 
 
+class NotInView(CordmapError):
+    """The image does not show what a result needs (the enlargement, enough cord): the
+    case itself is sound, and the stages that do not need it still run."""
+
+
 #: Modules of the optional extras (pyproject.toml) -> the extra that installs them.
 EXTRAS = {
     "torch": "learn",

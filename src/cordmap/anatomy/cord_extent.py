@@ -19,10 +19,11 @@ conus prior). `tidy_cord` corrects both and says what it changed:
    cauda the "cord" voxels are roots and CSF, and the difference fades. The contrast is
    measured in BIN_MM bins along S (the median of the cord voxels in the canal against
    the median of the CSF within RING_MM of them), relative to that of the cord's upper
-   third and smoothed over SMOOTH_MM (bins without cord take their neighbours' values).
+   third (its top REFERENCE_MM at most) and smoothed over SMOOTH_MM (bins without cord take their neighbours' values).
    Going down from the lowest stretch of LIVE_MM or more that is still cord-like (LIVE
-   of the reference or more), the first run under FADED lasting RUN_MM (or to the cord's
-   end) is the cauda: every cord voxel below its start is relabelled CSF, and the cord
+   of the reference or more, and a cross-section THIN of the upper third's or more: roots
+   below the conus can keep some contrast, not the cord's bulk), the first run under
+   FADED lasting RUN_MM (or to the cord's end) is the cauda: every cord voxel below its start is relabelled CSF, and the cord
    ends at the lowest voxel left. Faint stretches with cord below them (an injured,
    myelomalacic segment) are never cut off. Without such a run, the pieces of cord
    wholly below the largest one are judged one by one: one whose contrast is under LIVE
@@ -50,6 +51,9 @@ CANAL_POSTERIOR_MM = (8.0, 45.0)
 BIN_MM = 2.0
 RING_MM = 3.0
 SMOOTH_MM = 6.0
+#: The cord's contrast and cross-section are judged against its upper third, at most its
+#: top REFERENCE_MM: a scan starting just above the conus shows little cord above the cauda.
+REFERENCE_MM = 30.0
 #: Relative contrast under which the cord has faded into CSF,
 FADED = 0.1
 #: and over which, for LIVE_MM at least, it is cord.
@@ -134,8 +138,8 @@ def tidy_cord(image: Volume, labels: LabelVolume) -> CordExtent:
         return CordExtent(
             LabelVolume(out, labels.affine, schema=schema), lowest, outside_mm3=outside_mm3
         )
-    bins, relative, reference = profile
-    start = _cauda_start(bins, relative)
+    bins, relative, reference, thickness = profile
+    start = _cauda_start(bins, relative, thickness)
     cauda = np.zeros(array.shape, dtype=bool)
     if start is not None:  # below the conus, all of it
         cauda[inside > 0] = all_s < start
@@ -208,30 +212,41 @@ def _piece_contrast(values, labels, ijk, csf) -> float:
 
 
 def _profile(values, labels, cord_ijk, cord_s, csf):
-    """(bins, relative contrast per bin, reference contrast) along the cord, or None
-    where it cannot be measured (no CSF beside the cord, no contrast in its upper third)."""
+    """(bins, relative contrast per bin, reference contrast, relative cross-section per
+    bin) along the cord, or None where it cannot be measured (no CSF beside the cord, no
+    contrast in its upper third). Both are relative to the cord's upper third (at most
+    REFERENCE_MM)."""
     ring_ijk = _ring(labels, cord_ijk, csf)
     if not len(ring_ijk):
         return None
     ring_s = labels.world(ring_ijk)[:, 2]
     bins = np.arange(float(cord_s.min()), float(cord_s.max()) + BIN_MM, BIN_MM)
     contrast = _contrast(bins, cord_s, values[tuple(cord_ijk.T)], ring_s, values[tuple(ring_ijk.T)])
-    top = bins >= bins[-1] - (bins[-1] - bins[0]) / 3
+    top = bins >= bins[-1] - min((bins[-1] - bins[0]) / 3, REFERENCE_MM)
     if np.isfinite(contrast).sum() < 2 or not np.isfinite(contrast[top]).any():
         return None
     reference = float(np.nanmedian(contrast[top]))
     if not reference:
         return None
-    return bins, _smooth(contrast / reference, SMOOTH_MM / BIN_MM), reference
+    volume = (
+        np.bincount(np.floor((cord_s - bins[0]) / BIN_MM).astype(int), minlength=len(bins))
+        * labels.voxel_volume
+    )
+    # over SMOOTH_MM and at least two slices, so that bins between slices do not count as gaps
+    window = max(SMOOTH_MM, 2 * _thickness(labels)) / BIN_MM
+    area = ndimage.uniform_filter1d(volume / BIN_MM, int(round(window)), mode="nearest")
+    thickness = area / float(np.median(area[top]))
+    return bins, _smooth(contrast / reference, SMOOTH_MM / BIN_MM), reference, thickness
 
 
-def _cauda_start(bins, relative) -> float | None:
+def _cauda_start(bins, relative, thickness) -> float | None:
     """S (mm) where the cauda equina begins below the cord, or None: going down from the
-    lowest stretch that still looks like cord, the first bin of a faded run reaching
-    RUN_MM or the cord's end."""
-    live = np.nonzero(
-        ndimage.binary_opening(relative >= LIVE, structure=np.ones(int(LIVE_MM / BIN_MM)))
-    )[0]
+    lowest stretch that still looks like cord (contrast and cross-section), the first bin
+    of a faded run reaching RUN_MM or the cord's end."""
+    cord_like = (relative >= LIVE) & (thickness >= THIN)
+    live = np.nonzero(ndimage.binary_opening(cord_like, structure=np.ones(int(LIVE_MM / BIN_MM))))[
+        0
+    ]
     if not len(live):
         return None
     run = int(np.ceil(RUN_MM / BIN_MM))
@@ -248,8 +263,12 @@ def _cauda_start(bins, relative) -> float | None:
 def _mean_area(s: np.ndarray, labels: LabelVolume) -> float:
     """Mean cross-section (mm²) of voxels at heights `s` (mm): their volume over their
     extent along S."""
-    thickness = float(np.abs(labels.affine[2, :3]).sum())  # one voxel's extent along S
-    return len(s) * labels.voxel_volume / (float(np.ptp(s)) + thickness)
+    return len(s) * labels.voxel_volume / (float(np.ptp(s)) + _thickness(labels))
+
+
+def _thickness(labels: LabelVolume) -> float:
+    """One voxel's extent along S (mm): the slice thickness of an axial scan."""
+    return float(np.abs(labels.affine[2, :3]).sum())
 
 
 def _box(radius: np.ndarray) -> np.ndarray:

@@ -334,7 +334,9 @@ def _column(world: np.ndarray, sizes: np.ndarray):
     bowel), however many. Then the column grows piece by piece, nearest along S first,
     where the spine curves away from that median (the lumbosacral angle): a piece of
     DISC_MIN_FRACTION of the column's median piece or more joins when it lies within
-    COLUMN_MM of the line through the two column pieces nearest it along S. The fit is a
+    COLUMN_MM of the line through the two column pieces nearest it along S (of those of
+    that size: a small false positive let in beside the column, a facet joint say, must
+    not steer it away from the lumbosacral disc). The fit is a
     polynomial x(S), y(S) through the column (cubic from 7 pieces, quadratic from 5), None
     with fewer than 3."""
     column = []
@@ -345,14 +347,16 @@ def _column(world: np.ndarray, sizes: np.ndarray):
             column.append(index)
     large = DISC_MIN_FRACTION * np.median(sizes[column]) if column else np.inf
     rest = [i for i in range(len(world)) if i not in column and sizes[i] >= large]
-    while rest and len(column) >= 2:  # where the spine curves away from the median
-        gaps = [np.abs(world[column, 2] - world[i, 2]).min() for i in rest]
+    guides = [i for i in column if sizes[i] >= large]  # not a small false positive let in
+    while rest and len(guides) >= 2:  # where the spine curves away from the median
+        gaps = [np.abs(world[guides, 2] - world[i, 2]).min() for i in rest]
         index = rest.pop(int(np.argmin(gaps)))
-        a, b = sorted(column, key=lambda j: abs(world[j, 2] - world[index, 2]))[:2]
+        a, b = sorted(guides, key=lambda j: abs(world[j, 2] - world[index, 2]))[:2]
         t = (world[index, 2] - world[a, 2]) / ((world[b, 2] - world[a, 2]) or 1.0)
         expected = world[a, :2] + t * (world[b, :2] - world[a, :2])
         if np.hypot(*(world[index, :2] - expected)) < COLUMN_MM:
             column.append(index)
+            guides.append(index)
     if len(column) < 3:
         return column or list(range(len(world))), None
     degree = 3 if len(column) >= 7 else 2 if len(column) >= 5 else 1

@@ -433,5 +433,8 @@ def report(
 
     with console.status("planning if needed, drawing the figures"):
         result = write_case_report(case_dir, out, site=site)
-    print_best(result.plan)
+    if result.plan is not None:
+        print_best(result.plan)
+    else:
+        console.print(f"[yellow]no plan:[/yellow] {result.no_plan}", soft_wrap=True)
     console.print(f"report written to {result.path}", highlight=False, soft_wrap=True)

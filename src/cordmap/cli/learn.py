@@ -274,7 +274,10 @@ def auto(
     console.print(f"{levels['summary']}: {', '.join(levels['vertebrae'])}")
     if levels["conus_level"]:
         console.print(f"conus tip at {levels['conus_level']}")
-    print_best(result.plan, f" ({result.plan.enlargement.span})")
+    if result.plan is not None:
+        print_best(result.plan, f" ({result.plan.enlargement.span})")
+    else:
+        console.print(f"[yellow]no plan:[/yellow] {result.no_plan}", soft_wrap=True)
     if result.up_to_date:
         console.print(f"up to date: {', '.join(result.up_to_date)}")
     console.print(f"written {result.report} and {result.site}")

@@ -182,7 +182,9 @@ def segment_image(
     class_map = predict(
         model, image, name, overlap=overlap, device=device, keep_largest=tuple(keep_largest)
     )
-    cord = tidy_cord(image, model.mapping.decode(class_map, image.affine))
+    found = model.mapping.decode(class_map, image.affine)
+    check_spine_found(image, found, name)
+    cord = tidy_cord(image, found)
     labels = cord.labels
     warnings = plausibility_warnings(labels, model.mapping.names, name) + cord.notes()
     if not {"vertebra", "disc"} <= set(model.mapping.names):
@@ -207,6 +209,42 @@ def check_segmentable(image: Volume, source) -> None:
         )
 
 
+#: Cord and CSF whose median intensities both lie within this share of the image's range
+#: (1st to 99th percentile) of its darkest 1 % lie in the air around the body: no spine
+#: (on the real lumbar scans the cord's lies 5 % or more above it, the CSF's 22 %).
+BACKGROUND_LEVEL = 0.03
+#: A class needs this many voxels for its median intensity to count.
+SEEN_VOXELS = 50
+
+
+def check_spine_found(image: Volume, labels: LabelVolume, source) -> None:
+    """Refuse a segmentation that shows no spine: no cord, CSF, vertebra or disc found, or
+    the cord and CSF found in the air around the body (what a network may make of an image
+    without a spine)."""
+    array = np.asarray(labels.array)
+
+    def ids(*classes: str) -> list[int]:
+        return [label.id for label in labels.schema.of_class(*classes)]
+
+    if not np.isin(array, ids(*CORD_CLASSES, "csf", "vertebra", "disc")).any():
+        raise CordmapError(
+            f"no spine found in {source}: the model found no cord, CSF, "
+            "vertebra or disc; check that the image shows the spine"
+        )
+    values = np.asarray(image.array, dtype=np.float64)
+    low, high = np.percentile(values, [1, 99])
+    levels = []
+    for classes in (CORD_CLASSES, ("csf",)):
+        where = np.isin(array, ids(*classes))
+        if where.sum() >= SEEN_VOXELS:
+            levels.append((float(np.median(values[where])) - low) / (high - low or 1.0))
+    if levels and max(levels) < BACKGROUND_LEVEL:
+        raise CordmapError(
+            f"no spine found in {source}: the cord and CSF the model found are as dark as "
+            "the air around the body; check that the image shows the spine"
+        )
+
+
 #: Cord pieces smaller than this (mm^3) are not counted as pieces.
 PIECE_MIN_MM3 = 50.0
 #: Largest distance (mm) from a cord voxel to the CSF or bone around it.
@@ -214,19 +252,14 @@ CANAL_MM = 6.0
 
 
 def plausibility_warnings(labels: LabelVolume, names: list[str], source) -> list[str]:
-    """What looks wrong in a segmentation: no spine, no cord, a cord in many pieces or
-    away from the canal. A scan with neither cord nor vertebra is refused. `names`: the
-    model's classes (a model without a cord class is not warned of a missing cord)."""
+    """What looks wrong in a segmentation (`check_spine_found` passed): no cord, a cord in
+    many pieces or away from the canal. `names`: the model's classes (a model without a
+    cord class is not warned of a missing cord)."""
     array = np.asarray(labels.array)
 
     def mask(*classes: str) -> np.ndarray:
         return np.isin(array, [label.id for label in labels.schema.of_class(*classes)])
 
-    if not mask(*CORD_CLASSES, "csf", "vertebra", "disc").any():
-        raise CordmapError(
-            f"no spine found in {source}: the model found no cord, CSF, "
-            "vertebra or disc; check that the image shows the spine"
-        )
     warnings: list[str] = []
     if "cord" not in names:
         return warnings

@@ -4,6 +4,8 @@ import -> segment with the bundled model (vertebrae and discs numbered, `anatomy
 -> validate -> mesh -> plan -> viewer site -> report. Every stage is recorded in case.json
 as when run alone, and a stage whose inputs and parameters are unchanged is reused, so
 re-running is quick. A case folder created by a failed run is removed: no partial case.
+A scan that shows too little to plan from (the enlargement above the image, say) is no
+failure: the other stages run, and the report and the result say why there is no plan.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ class AutoResult:
     case: Path
     report: Path
     site: Path
-    plan: Plan
+    plan: Plan | None
     levels: dict
     warnings: list[str] = field(default_factory=list)
     up_to_date: list[str] = field(default_factory=list)  # stages reused as they were
+    no_plan: str | None = None  # why the planner refused the scan, when it did
 
 
 def run_auto(
@@ -58,7 +61,7 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     from cordmap.anatomy.validate import validate
     from cordmap.pipeline.imports import import_case
     from cordmap.pipeline.mesh import mesh_case
-    from cordmap.pipeline.plan import run_plan
+    from cordmap.pipeline.plan import plan_or_refusal
     from cordmap.pipeline.report import write_case_report
     from cordmap.pipeline.segment import segment_case
     from cordmap.pipeline.view import export_case
@@ -95,13 +98,20 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     if mesh_case(case_dir, formats=("glb", "stl")).up_to_date:
         reused.append("mesh")
     on_step("plan")
-    planned = run_plan(case_dir)
-    if planned.up_to_date:
+    planned, _ = plan_or_refusal(imported.case)
+    if planned is not None and planned.up_to_date:
         reused.append("plan")
     on_step("viewer")
     site = export_case(case_dir, case_dir / VIEWER_SITE)
     on_step("report")
     written = write_case_report(case_dir, site=site)
     return AutoResult(
-        case_dir, written.path, site, planned.result, segmentation.levels, warnings, reused
+        case_dir,
+        written.path,
+        site,
+        written.plan,
+        segmentation.levels,
+        warnings,
+        reused,
+        written.no_plan,
     )

@@ -4,7 +4,8 @@ With a case folder the result goes to `CASE/plan/plan.json` (or `assessment.json
 stage is recorded in case.json; re-running it with unchanged labels, paddle file and
 parameters reuses the recorded result. With a label file, `out` names the JSON to write
 (`cordmap.planning.files`). Inputs are never modified and a failure writes nothing.
-`current_plan(CASE)` is the plan the later stages (viewer, report) read.
+`current_plan(CASE)` is the plan the later stages (viewer, report) read;
+`plan_or_refusal(CASE)` the same, or why there can be none.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cordmap.case import Case
-from cordmap.errors import CordmapError
+from cordmap.errors import CordmapError, NotInView
 from cordmap.pipeline.stages import (
     ASSESSMENT_FILE,
     PLAN_FILE,
@@ -101,6 +102,17 @@ def current_plan(case: Case) -> Written[Plan]:
         f"missing or out of date; re-run `cordmap plan {case.root} --paddles "
         f"{outside[0]}` first"
     )
+
+
+def plan_or_refusal(case: Case) -> tuple[Written[Plan] | None, str | None]:
+    """The case's current plan (`current_plan`), or None and why the planner refused the
+    case when its image does not show enough (`NotInView`). A plan.json left from labels
+    since replaced is then stale: it is removed, so that the viewer shows no paddles."""
+    try:
+        return current_plan(case), None
+    except NotInView as refusal:
+        case.path(PLAN_FILE).unlink(missing_ok=True)
+        return None, str(refusal)
 
 
 def _run(

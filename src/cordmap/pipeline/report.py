@@ -1,10 +1,12 @@
 """The report stage: the case report, `CASE/report/<subject>_report.html`.
 
-`write_case_report(CASE)` takes the case's current plan (`current_plan`: planned first
+`write_case_report(CASE)` takes the case's current plan (`plan_or_refusal`: planned first
 when `CASE/plan/plan.json` is missing or stale, with the options the plan was last made
 with) and the mesh stage's meshes (`case_meshes`), draws the figures and writes the page
-(`cordmap.report.case_report`). The "report" stage is recorded in case.json. Nothing is
-written when anything fails.
+(`cordmap.report.case_report`). When the planner refuses the case (the enlargement out of
+view, say), the page shows the labels and says why there is no plan: the segmentation,
+levels and conus still help the clinician. The "report" stage is recorded in case.json.
+Nothing is written when anything fails.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from cordmap.atomic import write_text
 from cordmap.case import Case
 from cordmap.errors import CordmapError
-from cordmap.pipeline.plan import current_plan
+from cordmap.pipeline.plan import plan_or_refusal
 from cordmap.pipeline.segment import Segmentation
 from cordmap.pipeline.stages import REPORT_DIR, recorded, stage_inputs
 from cordmap.planning.results import Plan
@@ -27,8 +29,9 @@ STAGE = "report"
 @dataclass(frozen=True)
 class CaseReport:
     path: Path
-    plan: Plan
+    plan: Plan | None
     images: dict[str, bytes]  # figure name -> PNG
+    no_plan: str | None = None  # why the planner refused the case, when it did
 
 
 def write_case_report(
@@ -36,7 +39,8 @@ def write_case_report(
 ) -> CaseReport:
     """Plan when needed, draw the figures, write the HTML (default
     CASE/report/<subject>_report.html) and record the stage. `site`: a static viewer site
-    (`cordmap view CASE --static DIR`) to link to, relative to the page."""
+    (`cordmap view CASE --static DIR`) to link to, relative to the page. A case the
+    planner refuses gets a report without a plan, saying why (`CaseReport.no_plan`)."""
     case = Case.open(case_dir)
     labels = case.labels()  # no labels: a clear CordmapError before anything is written
     out = Path(out) if out else case.path(f"{REPORT_DIR}/{case.subject}_report.html")
@@ -48,13 +52,15 @@ def write_case_report(
             f"{site} is not a viewer site (no index.html); write one with "
             f"`cordmap view {case.root} --static DIR` or leave out `site`"
         )
-    plan = current_plan(case).result
+    planned, no_plan = plan_or_refusal(case)
+    plan = planned.result if planned else None
     image = case.image()
     automatic = automatic_steps(case)
     from cordmap.pipeline.mesh import case_meshes  # zmesh and trimesh load slowly
 
     images = draw_figures(image, labels, plan, case_meshes(case.root), automatic)
-    page = render_html(case.subject, plan, images, case.root, out, site, automatic)
+    source = case.labels_path(case.label_sources()[0]).name
+    page = render_html(case.subject, plan, images, case.root, out, site, automatic, source, no_plan)
     write_text(out, page)
     case.record(
         STAGE,
@@ -62,7 +68,7 @@ def write_case_report(
         outputs=[out],
         parameters={"site": str(site) if site else None},
     )
-    return CaseReport(out, plan, images)
+    return CaseReport(out, plan, images, no_plan)
 
 
 def automatic_steps(case: Case) -> dict | None:

@@ -59,7 +59,8 @@ def stage_inputs(case: Case, stage: str, options: dict | None = None) -> list[Pa
         optional = [mesh_file(case), case.path(PLAN_FILE)]
         return [case.image_path, *labels, *(path for path in optional if path.is_file())]
     if stage == "report":
-        return [case.image_path, *labels, case.path(PLAN_FILE)]
+        plan = case.path(PLAN_FILE)
+        return [case.image_path, *labels, *([plan] if plan.is_file() else [])]
     raise CordmapError(f"unknown stage '{stage}'; use one of {', '.join(CASE_STAGES)}")
 
 

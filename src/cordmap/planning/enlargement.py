@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from cordmap.errors import CordmapError
+from cordmap.errors import CordmapError, NotInView
 from cordmap.planning.geometry import ArcVolume, CordGeometry, boundary
 from cordmap.protocol.levels import SEGMENTS, pam50_segment
 
@@ -105,7 +105,7 @@ def find_enlargement(
         return _estimated(geometry, names, source)
     missing = [name for name in names if name not in present]
     if missing:
-        raise CordmapError(
+        raise NotInView(
             f"segments {', '.join(missing)} of the enlargement {segments} are not labelled in "
             f"{source} (outside the field of view?); label them or pass e.g. "
             f"`enlargement` {present[0]}..{present[-1]}"
@@ -115,7 +115,7 @@ def find_enlargement(
     start, end = extents[names[0]][0], extents[names[-1]][1]
     edge = _touching_edge(geometry, start, end)
     if edge:
-        raise CordmapError(
+        raise NotInView(
             f"the enlargement {segments} reaches the {edge} of the image in {source}, so part "
             "of it is outside the field of view; use an image that covers it or a shorter "
             "`enlargement` range"
@@ -166,7 +166,7 @@ def csa_peak(geometry: CordGeometry) -> float:
 def _estimated(geometry: CordGeometry, names: tuple[str, ...], source: str) -> Enlargement:
     tip = geometry.conus_tip
     if tip is None:
-        raise CordmapError(
+        raise NotInView(
             f"{source} has no cord segments labelled and the cord runs off the bottom of the "
             "image, so the enlargement cannot be estimated (it needs the conus); label the "
             "segments or use an image that includes the conus"
@@ -181,7 +181,7 @@ def _estimated(geometry: CordGeometry, names: tuple[str, ...], source: str) -> E
         )
     start, end = extents[names[0]][0], extents[names[-1]][1]
     if start < geometry.cord.start and geometry.cut_rostral:
-        raise CordmapError(
+        raise NotInView(
             f"the estimated enlargement starts {geometry.cord.start - start:.0f} mm above the "
             f"top of the image in {source}; use an image that covers it or label the segments"
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cordmap.errors import CordmapError
+from cordmap.errors import CordmapError, NotInView
 from cordmap.planning.coverage import coverage_curve
 from cordmap.planning.enlargement import Enlargement
 from cordmap.planning.geometry import CordGeometry
@@ -69,7 +69,7 @@ def search_positions(
         raise CordmapError(f"the search step must be positive, not {step} mm")
     room = geometry.length - paddle.array_length_mm
     if room < 0:
-        raise CordmapError(
+        raise NotInView(
             f"the {paddle.name} array ({paddle.array_length_mm:g} mm) is longer than the "
             f"{geometry.length:.1f} mm of cord in {source}; use an image showing more cord "
             "or a shorter paddle (`paddle`)"

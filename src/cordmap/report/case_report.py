@@ -25,34 +25,41 @@ from cordmap.planning.paddles import Paddle
 from cordmap.planning.results import Placement, Plan
 from cordmap.report import figures
 
+#: Without a plan, the axial slices and the 3D view follow the cord's last CORD_TAIL_MM:
+#: its conus, and what the image shows of the enlargement above it.
+CORD_TAIL_MM = 60.0
+
 
 def draw_figures(
-    image, labels, plan: Plan, meshes: dict, automatic: dict | None = None
+    image, labels, plan: Plan | None, meshes: dict, automatic: dict | None = None
 ) -> dict[str, bytes]:
-    """The report's PNGs: sagittal, axial, 3d (from `meshes`, {label id: mesh}), coverage."""
+    """The report's PNGs: sagittal, axial, 3d (from `meshes`, {label id: mesh}), and with a
+    plan coverage and contacts. Without one the axial slices and the 3D view follow the
+    cord's last CORD_TAIL_MM."""
     from cordmap.planning.geometry import candidate_strips, measure_cord
 
     schema = labels.schema
-    segment_ids = [schema.find("segment", n).id for n in plan.enlargement.segments]
     geometry = measure_cord(labels)
-    slices = None
-    enlargement = plan.enlargement
-    if enlargement.estimated:  # no segment labelled: slices along its extent
-        points = geometry.centreline.point(
-            np.linspace(enlargement.start, enlargement.end, figures.AXIAL_SLICES)
-        )
-        k = np.clip(np.round(labels.voxel(points)[:, 2]).astype(int), 0, labels.shape[2] - 1)
-        slices = [("estimated enlargement", "#404040", int(i)) for i in dict.fromkeys(k)]
+    slices, segment_ids, strips = None, [], []
+    if plan is not None:
+        segment_ids = [schema.find("segment", n).id for n in plan.enlargement.segments]
+        start, end = plan.enlargement.start, plan.enlargement.end
+        if plan.enlargement.estimated:  # no segment labelled: slices along its extent
+            slices = _slices_along(labels, geometry, start, end, "estimated enlargement")
+        strips = [
+            (f"paddle #{c.rank}: {c.coverage.volume_pct:.1f} %", strip)
+            for c, strip, _ in candidate_strips(geometry, plan)
+        ]
+    else:
+        end = geometry.length
+        start = max(geometry.cord.start, end - CORD_TAIL_MM)
+        slices = _slices_along(labels, geometry, start, end, "cord")
     levels = (automatic or {}).get("levels")
     title = levels["summary"] if levels else None
     conus = None
     if levels and levels.get("conus_tip_ras_mm"):
         conus = (levels["conus_tip_ras_mm"], levels["conus_level"])
     sagittal, axial = figures.slice_figures(image, labels, segment_ids, slices, title, conus)
-    strips = [
-        (f"paddle #{c.rank}: {c.coverage.volume_pct:.1f} %", strip)
-        for c, strip, _ in candidate_strips(geometry, plan)
-    ]
     present = set(labels.ids())
     wanted = [
         label.id
@@ -60,20 +67,25 @@ def draw_figures(
         if label.id in present
     ]
     meshes = {i: meshes[i] for i in wanted if i in meshes}
-    z = geometry.centreline.point([enlargement.start, enlargement.end])[:, 2]
+    z = geometry.centreline.point([start, end])[:, 2]
     render = figures.render_3d(
         meshes,
         labels,
         strips,
         (z.min() - figures.RENDER_MARGIN_MM, z.max() + figures.RENDER_MARGIN_MM),
     )
-    return {
-        "sagittal": sagittal,
-        "axial": axial,
-        "3d": render,
-        "coverage": figures.coverage_figure(plan),
-        "contacts": figures.contact_figure(plan, contact_placements(plan)),
-    }
+    out = {"sagittal": sagittal, "axial": axial, "3d": render}
+    if plan is not None:
+        out["coverage"] = figures.coverage_figure(plan)
+        out["contacts"] = figures.contact_figure(plan, contact_placements(plan))
+    return out
+
+
+def _slices_along(labels, geometry, start: float, end: float, title: str) -> list:
+    """(title, colour, axial index) of AXIAL_SLICES slices between arc lengths start, end."""
+    points = geometry.centreline.point(np.linspace(start, end, figures.AXIAL_SLICES))
+    k = np.clip(np.round(labels.voxel(points)[:, 2]).astype(int), 0, labels.shape[2] - 1)
+    return [(title, "#404040", int(i)) for i in dict.fromkeys(k)]
 
 
 def contact_placements(plan: Plan) -> list[tuple[str, Placement]]:
@@ -109,31 +121,57 @@ def _img(png: bytes, alt: str) -> str:
 
 def render_html(
     subject: str,
-    plan: Plan,
+    plan: Plan | None,
     images: dict[str, bytes],
     case_root: Path,
     out: Path,
     site: Path | None,
     automatic: dict | None = None,
+    labels_name: str | None = None,
+    no_plan: str | None = None,
 ) -> str:
-    """The report page (a string)."""
+    """The report page (a string). Without a `plan`, `no_plan` says why: the page shows the
+    labels, the automatic steps and the viewer."""
     e = html.escape
-    paddle = plan.paddle
-    estimated = (
-        "<span class='warn'>estimated from the conus tip and the PAM50 template "
-        "(segments not labelled): label the segments to confirm</span>"
-        if plan.enlargement.estimated
-        else "labelled segments"
-    )
+    labels_name = labels_name or (Path(plan.labels).name if plan else "")
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>cordmap report {e(subject)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Paddle placement report: {e(subject)}</h1>",
-        f"<p class='muted'>cordmap {e(__version__)} &middot; labels {e(Path(plan.labels).name)} "
+        f"<p class='muted'>cordmap {e(__version__)} &middot; labels {e(labels_name)} "
         f"&middot; {e(UNITS)}</p>",
         "<h2>Summary</h2>",
-        _summary(plan, estimated, automatic),
+        _summary(plan, automatic) if plan else _no_plan(no_plan or "", automatic),
         _automatic(automatic),
+        _plan_sections(plan, images) if plan else "",
+        "<h2>3D view</h2>",
+        f"<figure>{_img(images['3d'], 'posterior 3D view')}<figcaption class='muted'>Seen "
+        "from behind the patient (patient's right on the right, superior up)."
+        + (
+            f" Each candidate is drawn {plan.paddle.width_mm:g} mm wide over the dorsal "
+            "midline between its rostral and caudal edges."
+            if plan
+            else ""
+        )
+        + "</figcaption></figure>",
+        "<h2>MRI with labels</h2>",
+        "<div class='row'>",
+        f"<figure>{_img(images['sagittal'], 'mid-sagittal slice')}</figure>",
+        f"<figure>{_img(images['axial'], 'axial slices')}<figcaption class='muted'>Axial "
+        "slices shown radiologically: anterior up, the patient's right on the left."
+        "</figcaption></figure>",
+        "</div>",
+        "<h2>Live 3D viewer</h2>",
+        _viewer(case_root, out, site),
+        _paddle(plan.paddle) if plan else "",
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _plan_sections(plan: Plan, images: dict[str, bytes]) -> str:
+    """The candidates, contacts and coverage sections of a planned case."""
+    parts = [
         "<h2>Candidate placements</h2>",
         _candidates_table(plan),
         _segments_table(plan),
@@ -156,41 +194,44 @@ def render_html(
         "class='muted'>Share of the enlargement under the array as its rostral end moves "
         "caudally along the cord; vertebral bodies at the level of the cord shaded.</figcaption>"
         "</figure>",
-        "<h2>3D view</h2>",
-        f"<figure>{_img(images['3d'], 'posterior 3D view')}<figcaption class='muted'>Seen "
-        "from behind the patient (patient's right on the right, superior up). Each candidate "
-        f"is drawn {paddle.width_mm:g} mm wide over the dorsal midline between its rostral "
-        "and caudal edges.</figcaption></figure>",
-        "<h2>MRI with labels</h2>",
-        "<div class='row'>",
-        f"<figure>{_img(images['sagittal'], 'mid-sagittal slice')}</figure>",
-        f"<figure>{_img(images['axial'], 'axial slices')}<figcaption class='muted'>Axial "
-        "slices shown radiologically: anterior up, the patient's right on the left."
-        "</figcaption></figure>",
-        "</div>",
-        "<h2>Live 3D viewer</h2>",
-        _viewer(case_root, out, site),
-        _paddle(paddle),
-        "</body></html>",
     ]
-    return "\n".join(parts) + "\n"
+    return "\n".join(parts)
 
 
-def _summary(plan: Plan, estimated: str, automatic: dict | None = None) -> str:
-    e = html.escape
-    enlargement, paddle, cord, best = plan.enlargement, plan.paddle, plan.cord, plan.best
+def _level_row(automatic: dict | None) -> str:
+    """The summary's row of the automatic levels and conus tip, when there are any."""
     levels = (automatic or {}).get("levels")
-    level_row = ""
-    if levels:
-        style = "warn" if levels["uncertain"] else "text"
-        conus = f"; conus tip at {levels['conus_level']}" if levels["conus_level"] else ""
-        level_row = (
-            f"<tr><th class='text'>levels</th><td class='{style}' id='levels'>"
-            f"{e(levels['summary'])}{e(conus)}</td></tr>"
-        )
+    if not levels:
+        return ""
+    style = "warn" if levels["uncertain"] else "text"
+    conus = f"; conus tip at {levels['conus_level']}" if levels["conus_level"] else ""
+    return (
+        f"<tr><th class='text'>levels</th><td class='{style}' id='levels'>"
+        f"{html.escape(levels['summary'])}{html.escape(conus)}</td></tr>"
+    )
+
+
+def _no_plan(reason: str, automatic: dict | None) -> str:
     return (
         "<table>"
-        + level_row
+        + _level_row(automatic)
+        + "<tr><th class='text'>plan</th><td class='text warn' id='no-plan'><b>no plan</b>: "
+        f"{html.escape(reason)}</td></tr></table>"
+    )
+
+
+def _summary(plan: Plan, automatic: dict | None = None) -> str:
+    e = html.escape
+    enlargement, paddle, cord, best = plan.enlargement, plan.paddle, plan.cord, plan.best
+    estimated = (
+        "<span class='warn'>estimated from the conus tip and the PAM50 template "
+        "(segments not labelled): label the segments to confirm</span>"
+        if enlargement.estimated
+        else "labelled segments"
+    )
+    return (
+        "<table>"
+        + _level_row(automatic)
         + f"<tr><th class='text'>enlargement</th><td class='text'>{e(enlargement.span)} "
         f"({estimated}): {enlargement.length:.1f} mm long, "
         f"{enlargement.volume_mm3:.0f} mm³</td></tr>"

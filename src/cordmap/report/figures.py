@@ -292,7 +292,7 @@ def _axial(gray, labels: LabelVolume, colours, picks) -> bytes:
             color="black",
             bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7),
         )
-    figure.suptitle("Axial slices through the lumbosacral enlargement", fontsize=10)
+    figure.suptitle("Axial slices along the cord", fontsize=10)
     figure.tight_layout()
     return png_bytes(figure)
 
