@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from levels_phantom import named_right
 
 from cordmap.anatomy.cord_extent import tidy_cord
 from cordmap.anatomy.numbering import number_vertebrae
@@ -57,17 +58,9 @@ def score(model, seed: int, above_mm: float) -> dict:
         numbered = number_vertebrae(extent.labels, source=f"phantom {seed}")
     except CordmapError as exc:
         return {**row, "refused": str(exc)}
-    out = np.asarray(numbered.labels.array)
     whole = np.bincount(np.asarray(phantom.labels.array).ravel())
-    right = total = 0
     levelled = [label.id for label in schema.of_class("vertebra", "disc") if label.level]
-    for label_id in np.unique(truth[np.isin(truth, levelled)]):
-        voxels = out[truth == label_id]
-        if len(voxels) < 0.25 * whole[label_id]:
-            continue
-        values, counts = np.unique(voxels, return_counts=True)
-        total += 1
-        right += int(values[np.argmax(counts)] == label_id)
+    right, total = named_right(truth, np.asarray(numbered.labels.array), whole, levelled)
     return {
         **row,
         "anchor": numbered.anchor,

@@ -28,6 +28,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SACRUM = 50
 
 
+def named_right(truth, out, whole, levelled) -> tuple[int, int]:
+    """(right, total) over the `levelled` ids in the cropped `truth` with at least a quarter
+    of their `whole` voxel count in view: whether most of their voxels are named so in
+    `out`."""
+    right = total = 0
+    for label_id in np.unique(truth[np.isin(truth, levelled)]):
+        voxels = out[truth == label_id]
+        if len(voxels) < 0.25 * whole[label_id]:
+            continue
+        values, counts = np.unique(voxels, return_counts=True)
+        total += 1
+        right += int(values[np.argmax(counts)] == label_id)
+    return right, total
+
+
 def crop_and_number(labels: LabelVolume, lo: int, hi: int) -> dict:
     truth = np.asarray(labels.array)[:, :, lo:hi]
     affine = labels.affine.copy()
@@ -43,16 +58,8 @@ def crop_and_number(labels: LabelVolume, lo: int, hi: int) -> dict:
         numbered = number_vertebrae(LabelVolume(stripped, affine, schema=schema))
     except CordmapError as exc:
         return {**row, "refused": str(exc)}
-    out = np.asarray(numbered.labels.array)
     whole = np.bincount(np.asarray(labels.array).ravel())
-    right = total = 0
-    for label_id in np.unique(truth[np.isin(truth, levelled)]):
-        voxels = out[truth == label_id]
-        if len(voxels) < 0.25 * whole[label_id]:
-            continue
-        values, counts = np.unique(voxels, return_counts=True)
-        total += 1
-        right += int(values[np.argmax(counts)] == label_id)
+    right, total = named_right(truth, np.asarray(numbered.labels.array), whole, levelled)
     return {
         **row,
         "anchor": numbered.anchor,
