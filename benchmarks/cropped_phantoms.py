@@ -21,13 +21,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from levels_phantom import named_right
+from levels_phantom import numbered_row
 
 from cordmap.anatomy.cord_extent import tidy_cord
-from cordmap.anatomy.numbering import number_vertebrae
 from cordmap.anatomy.phantom import make_phantom
 from cordmap.atomic import write_text
-from cordmap.errors import CordmapError
 from cordmap.learn.bundled import model_path
 from cordmap.learn.infer import predict
 from cordmap.learn.modelfile import load_model
@@ -54,20 +52,8 @@ def score(model, seed: int, above_mm: float) -> dict:
         "above_mm": above_mm,
         "tip_error_mm": None if extent.tip_s is None else round(extent.tip_s - true_tip, 1),
     }
-    try:
-        numbered = number_vertebrae(extent.labels, source=f"phantom {seed}")
-    except CordmapError as exc:
-        return {**row, "refused": str(exc)}
     whole = np.bincount(np.asarray(phantom.labels.array).ravel())
-    levelled = [label.id for label in schema.of_class("vertebra", "disc") if label.level]
-    right, total = named_right(truth, np.asarray(numbered.labels.array), whole, levelled)
-    return {
-        **row,
-        "anchor": numbered.anchor,
-        "uncertain": numbered.uncertain,
-        "right": right,
-        "total": total,
-    }
+    return numbered_row(row, extent.labels, truth, whole)
 
 
 def main() -> None:

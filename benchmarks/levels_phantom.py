@@ -28,10 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SACRUM = 50
 
 
-def named_right(truth, out, whole, levelled) -> tuple[int, int]:
-    """(right, total) over the `levelled` ids in the cropped `truth` with at least a quarter
-    of their `whole` voxel count in view: whether most of their voxels are named so in
-    `out`."""
+def numbered_row(row: dict, labels: LabelVolume, truth: np.ndarray, whole: np.ndarray) -> dict:
+    """`row` with how `labels` were numbered and how many levelled structures of the
+    cropped `truth` with at least a quarter of their `whole` voxel count in view are named
+    right (most of their voxels), or why the numbering refused them."""
+    try:
+        numbered = number_vertebrae(labels)
+    except CordmapError as exc:
+        return {**row, "refused": str(exc)}
+    out = np.asarray(numbered.labels.array)
+    levelled = [label.id for label in labels.schema.of_class("vertebra", "disc") if label.level]
     right = total = 0
     for label_id in np.unique(truth[np.isin(truth, levelled)]):
         voxels = out[truth == label_id]
@@ -40,26 +46,6 @@ def named_right(truth, out, whole, levelled) -> tuple[int, int]:
         values, counts = np.unique(voxels, return_counts=True)
         total += 1
         right += int(values[np.argmax(counts)] == label_id)
-    return right, total
-
-
-def crop_and_number(labels: LabelVolume, lo: int, hi: int) -> dict:
-    truth = np.asarray(labels.array)[:, :, lo:hi]
-    affine = labels.affine.copy()
-    affine[:3, 3] += affine[:3, 2] * lo
-    schema = labels.schema
-    levelled = [label.id for label in schema.of_class("vertebra", "disc")]
-    stripped = truth.copy()
-    stripped[np.isin(truth, [label.id for label in schema.of_class("vertebra")])] = 3
-    stripped[np.isin(truth, [label.id for label in schema.of_class("disc")])] = 4
-    whole_sacrum = (truth == SACRUM).sum() == (np.asarray(labels.array) == SACRUM).sum() > 0
-    row = {"slices": [lo, hi], "whole_sacrum": bool(whole_sacrum)}
-    try:
-        numbered = number_vertebrae(LabelVolume(stripped, affine, schema=schema))
-    except CordmapError as exc:
-        return {**row, "refused": str(exc)}
-    whole = np.bincount(np.asarray(labels.array).ravel())
-    right, total = named_right(truth, np.asarray(numbered.labels.array), whole, levelled)
     return {
         **row,
         "anchor": numbered.anchor,
@@ -67,6 +53,20 @@ def crop_and_number(labels: LabelVolume, lo: int, hi: int) -> dict:
         "right": right,
         "total": total,
     }
+
+
+def crop_and_number(labels: LabelVolume, lo: int, hi: int) -> dict:
+    truth = np.asarray(labels.array)[:, :, lo:hi]
+    affine = labels.affine.copy()
+    affine[:3, 3] += affine[:3, 2] * lo
+    schema = labels.schema
+    stripped = truth.copy()
+    stripped[np.isin(truth, [label.id for label in schema.of_class("vertebra")])] = 3
+    stripped[np.isin(truth, [label.id for label in schema.of_class("disc")])] = 4
+    whole_sacrum = (truth == SACRUM).sum() == (np.asarray(labels.array) == SACRUM).sum() > 0
+    row = {"slices": [lo, hi], "whole_sacrum": bool(whole_sacrum)}
+    whole = np.bincount(np.asarray(labels.array).ravel())
+    return numbered_row(row, LabelVolume(stripped, affine, schema=schema), truth, whole)
 
 
 def main() -> None:
