@@ -368,7 +368,7 @@ def render_3d(
     )
     ax.set_title(
         "Posterior view (superior up, patient's right on the right):\n"
-        "cord segments, vertebrae and candidate paddles",
+        + ("cord segments, vertebrae and candidate paddles" if paddles else "cord and vertebrae"),
         fontsize=10,
     )
     segments = [i for i in meshes if schema[i].structure == "segment"]
