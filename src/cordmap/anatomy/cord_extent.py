@@ -19,12 +19,13 @@ conus prior). `tidy_cord` corrects both and says what it changed:
    cauda the "cord" voxels are roots and CSF, and the difference fades. The contrast is
    measured in BIN_MM bins along S (the median of the cord voxels in the canal against
    the median of the CSF within RING_MM of them), relative to that of the cord's upper
-   third (its top REFERENCE_MM at most) and smoothed over SMOOTH_MM (bins without cord take their neighbours' values).
-   Going down from the lowest stretch of LIVE_MM or more that is still cord-like (LIVE
-   of the reference or more, and a cross-section THIN of the upper third's or more: roots
-   below the conus can keep some contrast, not the cord's bulk), the first run under
-   FADED lasting RUN_MM (or to the cord's end) is the cauda: every cord voxel below its start is relabelled CSF, and the cord
-   ends at the lowest voxel left. Faint stretches with cord below them (an injured,
+   third (its top REFERENCE_MM at most) and smoothed over SMOOTH_MM (bins without cord
+   take their neighbours' values). Going down from the lowest stretch of LIVE_MM or more
+   that is still cord-like (LIVE of the reference or more, and a cross-section THIN of
+   the upper third's or more: roots below the conus can keep some contrast, not the
+   cord's bulk), the first run under FADED lasting RUN_MM (or to the cord's end) is the
+   cauda: every cord voxel below its start is relabelled CSF, and the cord ends at the
+   lowest voxel left. Faint stretches with cord below them (an injured,
    myelomalacic segment) are never cut off. Without such a run, the pieces of cord
    wholly below the largest one are judged one by one: one whose contrast is under LIVE
    of the reference (faint, or of the opposite sign: brighter than the CSF where the
@@ -244,9 +245,8 @@ def _cauda_start(bins, relative, thickness) -> float | None:
     lowest stretch that still looks like cord (contrast and cross-section), the first bin
     of a faded run reaching RUN_MM or the cord's end."""
     cord_like = (relative >= LIVE) & (thickness >= THIN)
-    live = np.nonzero(ndimage.binary_opening(cord_like, structure=np.ones(int(LIVE_MM / BIN_MM))))[
-        0
-    ]
+    stretch = np.ones(int(LIVE_MM / BIN_MM))
+    live = np.nonzero(ndimage.binary_opening(cord_like, structure=stretch))[0]
     if not len(live):
         return None
     run = int(np.ceil(RUN_MM / BIN_MM))

@@ -127,13 +127,12 @@ def render_html(
     out: Path,
     site: Path | None,
     automatic: dict | None = None,
-    labels_name: str | None = None,
+    labels_name: str = "",
     no_plan: str | None = None,
 ) -> str:
-    """The report page (a string). Without a `plan`, `no_plan` says why: the page shows the
-    labels, the automatic steps and the viewer."""
+    """The report page (a string), naming the label file `labels_name`. Without a `plan`,
+    `no_plan` says why: the page shows the labels, the automatic steps and the viewer."""
     e = html.escape
-    labels_name = labels_name or (Path(plan.labels).name if plan else "")
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>cordmap report {e(subject)}</title><style>{STYLE}</style></head><body>",
