@@ -94,3 +94,23 @@ def test_the_report_uses_a_current_plan_made_with_a_paddle_file_and_refuses_a_st
     _changed_labels(Case.open(case_dir))
     with pytest.raises(CordmapError, match="paddle file mine.json .* --paddles mine.json"):
         write_case_report(case_dir)
+
+
+def test_the_viewer_shows_the_plan_s_paddles_until_the_labels_change(imported, tmp_path):
+    from cordmap.pipeline.view import build_case_viewer, stale_plan_note
+
+    case_dir = shutil.copytree(imported, tmp_path / "case")
+    planned = run_plan(case_dir, top=2)
+    _, state = build_case_viewer(Case.open(case_dir))
+    annotations = [layer for layer in state["layers"] if layer["type"] == "annotation"]
+    assert len(annotations) == len(planned.result.candidates) == 2
+    assert stale_plan_note(case_dir) is None
+
+    _changed_labels(Case.open(case_dir))  # e.g. segmented again: the plan is stale
+    _, state = build_case_viewer(Case.open(case_dir))
+    assert not [layer for layer in state["layers"] if layer["type"] == "annotation"]
+    assert (case_dir / PLAN_FILE).is_file()  # left for the user, not shown
+    assert "cordmap plan" in stale_plan_note(case_dir)
+    run_plan(case_dir, top=2)  # planned again: shown again
+    _, state = build_case_viewer(Case.open(case_dir))
+    assert len([layer for layer in state["layers"] if layer["type"] == "annotation"]) == 2

@@ -233,8 +233,10 @@ def view(
     ] = False,
 ):
     """Show the case in 3D in Neuroglancer, served from this machine (offline)."""
-    from cordmap.pipeline.view import export_case, serve_case
+    from cordmap.pipeline.view import export_case, serve_case, stale_plan_note
 
+    if note := stale_plan_note(case_dir):
+        console.print(f"note: {note}")
     if static is not None:
         folder = export_case(case_dir, static)
         console.print(

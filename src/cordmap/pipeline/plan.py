@@ -17,8 +17,10 @@ from cordmap.errors import CordmapError, NotInView
 from cordmap.pipeline.stages import (
     ASSESSMENT_FILE,
     PLAN_FILE,
+    current_plan_file,
     is_current,
     labels_file,
+    plan_paddles,
     recorded,
     stage_inputs,
 )
@@ -91,11 +93,11 @@ def current_plan(case: Case) -> Written[Plan]:
     be re-made here: it is used while the labels it was made from, and plan.json itself,
     are unchanged."""
     entry = recorded(case, "plan") or {}
-    outside = [e["path"] for e in entry.get("inputs", [])[1:]]
+    outside = plan_paddles(entry)
     if not outside:
         return run_plan(case.root, **entry.get("parameters", {}))
-    path = case.path(PLAN_FILE)
-    if path.is_file() and is_current(case, "plan", stage_inputs(case, "plan"), outside=outside):
+    path = current_plan_file(case)
+    if path is not None:
         return Written(read_result(path), path, True)
     raise CordmapError(
         f"the plan of {case.root} was made with the paddle file {outside[0]} and is "

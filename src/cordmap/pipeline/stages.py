@@ -56,12 +56,36 @@ def stage_inputs(case: Case, stage: str, options: dict | None = None) -> list[Pa
         paddles = options.get("paddles_file")
         return labels + ([Path(paddles)] if stage != "mesh" and paddles else [])
     if stage == "view":
-        optional = [mesh_file(case), case.path(PLAN_FILE)]
-        return [case.image_path, *labels, *(path for path in optional if path.is_file())]
+        mesh, plan = mesh_file(case), current_plan_file(case)
+        return [
+            case.image_path,
+            *labels,
+            *([mesh] if mesh.is_file() else []),
+            *filter(None, [plan]),
+        ]
     if stage == "report":
         plan = case.path(PLAN_FILE)
         return [case.image_path, *labels, *([plan] if plan.is_file() else [])]
     raise CordmapError(f"unknown stage '{stage}'; use one of {', '.join(CASE_STAGES)}")
+
+
+def current_plan_file(case: Case) -> Path | None:
+    """CASE/plan/plan.json when it was planned from the labels the case has now (None when
+    missing, or stale: made from labels since replaced, as by a new segmentation)."""
+    path, entry = case.path(PLAN_FILE), recorded(case, "plan")
+    if entry is None or not path.is_file():
+        return None
+    return (
+        path
+        if is_current(case, "plan", stage_inputs(case, "plan"), outside=plan_paddles(entry))
+        else None
+    )
+
+
+def plan_paddles(entry: dict) -> list[str]:
+    """The paddle file a recorded plan read from outside the case (its name; none: the
+    shipped catalogue)."""
+    return [e["path"] for e in entry.get("inputs", [])[1:]]
 
 
 def recorded(case: Case, stage: str) -> dict | None:

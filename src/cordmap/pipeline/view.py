@@ -2,8 +2,9 @@
 
 CASE/viewer/ holds the precomputed dataset (image, labels, the mesh stage's meshes,
 segment names) and `state.json`, the first view, with the candidate paddles of
-CASE/plan/plan.json when the case has been planned (one annotation layer per candidate,
-the best one shown). The "view" stage is recorded in case.json with the image, labels (and
+CASE/plan/plan.json when the case has been planned from its current labels (one annotation
+layer per candidate, the best one shown; a plan made from labels since replaced is left
+out, and `stale_plan_note` says so). The "view" stage is recorded in case.json with the image, labels (and
 meshes and plan) it was made from, and is rebuilt only when they change.
 """
 
@@ -14,7 +15,13 @@ from pathlib import Path
 
 from cordmap.atomic import write_text
 from cordmap.case import Case
-from cordmap.pipeline.stages import PLAN_FILE, VIEWER_DIR, is_current, stage_inputs
+from cordmap.pipeline.stages import (
+    PLAN_FILE,
+    VIEWER_DIR,
+    current_plan_file,
+    is_current,
+    stage_inputs,
+)
 from cordmap.planning.files import read_result
 from cordmap.viewer.precomputed import check_labels, write_precomputed
 from cordmap.viewer.server import ViewerServer
@@ -38,16 +45,17 @@ def build_case_viewer(case: Case) -> tuple[Path, dict]:
     from cordmap.pipeline.mesh import case_meshes  # zmesh and trimesh load slowly
 
     write_precomputed(image, labels, case_meshes(case.root), folder)
-    plan_path = case.path(PLAN_FILE)
-    state = viewer_state(image, labels, DATA_PATH, paddles=_paddles(labels, plan_path))
+    state = viewer_state(
+        image, labels, DATA_PATH, paddles=_paddles(labels, current_plan_file(case))
+    )
     write_text(folder / STATE_FILE, json.dumps(state, indent=1))
     case.record(STAGE, inputs=stage_inputs(case, STAGE), outputs=[folder], parameters=parameters)
     return folder, state
 
 
-def _paddles(labels, plan_path: Path) -> list:
-    """The candidate paddles of the case's plan.json with their strips, or none."""
-    if not plan_path.is_file():
+def _paddles(labels, plan_path: Path | None) -> list:
+    """The candidate paddles of the case's current plan.json with their strips, or none."""
+    if plan_path is None:
         return []
     from cordmap.planning.geometry import candidate_strips, measure_cord
 
@@ -69,3 +77,14 @@ def serve_case(case_dir: str | Path, port: int | None = None) -> ViewerServer:
 def export_case(case_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the case's viewer as a self-contained static folder (client + data + index)."""
     return export_static(case_site(case_dir), out_dir)
+
+
+def stale_plan_note(case_dir: str | Path) -> str | None:
+    """Why the viewer shows no paddles although the case has a plan.json, or None."""
+    case = Case.open(case_dir)
+    if not case.path(PLAN_FILE).is_file() or current_plan_file(case) is not None:
+        return None
+    return (
+        f"{case.path(PLAN_FILE)} was made from labels since replaced: its paddles are not "
+        f"shown; re-run `cordmap plan {case.root}` to plan on the current labels"
+    )
