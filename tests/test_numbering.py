@@ -55,6 +55,9 @@ def test_whole_phantom_is_numbered_from_the_sacrum(phantoms, seed):
     truth, stripped, ids = _strip(phantoms[seed].labels)
     numbered = number_vertebrae(stripped)
     assert numbered.anchor == "sacrum" and not numbered.uncertain
+    assert numbered.anchor_disc == "L5/S"  # shown on the report's sagittal figure
+    record = numbered.to_dict()
+    assert record["anchor_disc_ras_mm"] == pytest.approx(numbered.discs["L5/S"], abs=0.05)
     assert list(numbered.vertebrae) == [
         "T9",
         "T10",
@@ -81,6 +84,7 @@ def test_a_field_of_view_above_the_sacrum_is_uncertain(phantoms):
     truth, stripped, ids = _strip(labels, lo=int(sacrum.max()) + 12)
     numbered = number_vertebrae(stripped)
     assert numbered.anchor == "conus" and numbered.uncertain
+    assert numbered.anchor_disc == "L1/L2"
     assert "confirm on X-ray" in numbered.describe()
 
 
@@ -95,6 +99,7 @@ def test_a_user_anchor_renumbers_and_a_contradiction_is_refused(phantoms):
     )
     numbered = number_vertebrae(stripped, anchor=lowest)
     assert numbered.anchor == "user" and not numbered.uncertain
+    assert numbered.anchor_disc is None and numbered.to_dict()["anchor_disc_ras_mm"] is None
     right, total = _named_right(truth, numbered, ids)
     assert right == total
     whole = _strip(labels)[1]
@@ -207,6 +212,39 @@ def test_an_anchor_numbers_discs_segmented_inside_the_sacrum_as_sacrum(phantoms)
     out = np.asarray(numbered.labels.array)
     assert set(out[tuple(remnant.T)]) == {schema.find("vertebra", "S").id}
     assert any("in the sacrum" in w for w in numbered.warnings)
+
+
+def test_without_the_sacrum_recognised_the_warning_names_the_anchor_that_fixes_a_remnant(
+    phantoms,
+):
+    """As on real T2 scans: a disc-like remnant segmented inside the sacrum, little of the
+    sacrum below it segmented as bone, no cord. The lowest disc is taken for L5/S1 (one
+    level off, uncertain); the warning's anchor numbers it right."""
+    labels = phantoms[0].labels
+    truth, stripped, ids = _strip(labels)
+    schema = labels.schema
+    array = np.asarray(stripped.array).copy()
+    array[np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)])] = 0
+    l5_s1 = stripped.world(np.argwhere(truth == schema.find("disc", "L5-S").id)).mean(axis=0)
+    sacrum = np.argwhere(truth == schema.find("vertebra", "S").id)
+    xyz = stripped.world(sacrum)
+    body = np.hypot(*(xyz[:, :2] - l5_s1[:2]).T) < 15.0
+    remnant = body & (np.abs(xyz[:, 2] - (l5_s1[2] - 25.0)) < 4.0)
+    array[tuple(sacrum[remnant].T)] = schema.find("disc").id
+    array[tuple(sacrum[xyz[:, 2] < l5_s1[2] - 29.0].T)] = 0  # the bone below: not found
+    with_remnant = LabelVolume(array, stripped.affine, schema=schema)
+
+    numbered = number_vertebrae(with_remnant)
+    assert numbered.anchor == "assumed" and numbered.uncertain
+    assert numbered.discs[numbered.anchor_disc][2] < l5_s1[2] - 15  # the remnant, marked
+    right, total = _named_right(truth, numbered, ids)
+    assert right == 0 and total >= 15  # every level one off
+    (warning,) = [w for w in numbered.warnings if "no sacrum was recognised" in w]
+    suggested = warning.split('--anchor "')[1].rstrip('"')
+    assert parse_anchor(suggested)[2] == pytest.approx(l5_s1[2], abs=5.0)
+    fixed = number_vertebrae(with_remnant, anchor=suggested)
+    right, total = _named_right(truth, fixed, ids)
+    assert right == total >= 15
 
 
 def _discs_at(gaps_mm):

@@ -343,3 +343,22 @@ def test_a_case_the_planner_refuses_gets_a_report_without_a_plan(tmp_path, phant
     assert not (case_dir / PLAN_FILE).exists()
     stage = Case.open(case_dir).manifest["stages"]["report"]
     assert PLAN_FILE not in [e["path"] for e in stage["inputs"]]
+
+
+def test_the_sagittal_figure_marks_the_disc_the_count_started_from(phantom_case):
+    """The automatic count's starting disc (here the phantom's L5/S1) is marked in navy at
+    its centre, so a clinician sees at a glance whether it is the last mobile disc."""
+    from cordmap.report.figures import slice_figures
+
+    case = Case.open(phantom_case[0])
+    image, labels = case.image(), case.labels()
+    disc = labels.schema.find("disc", "L5-S").id
+    centre = labels.world(np.argwhere(np.asarray(labels.array) == disc).mean(axis=0)[None])[0]
+    plain, _ = slice_figures(image, labels, [], [])
+    marked, _ = slice_figures(image, labels, [], [], anchor_disc=(list(centre), "L5/S"))
+    before = np.asarray(Image.open(io.BytesIO(plain)).convert("RGB"), dtype=int)
+    after = np.asarray(Image.open(io.BytesIO(marked)).convert("RGB"), dtype=int)
+    assert before.shape == after.shape
+    navy = (after[..., 2] > 100) & (after[..., 0] < 40) & (after[..., 1] < 40)
+    changed = np.abs(after - before).sum(axis=2) > 60
+    assert (navy & changed).sum() > 20  # the marker and its leader line

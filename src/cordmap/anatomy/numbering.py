@@ -94,6 +94,7 @@ class Numbering:
     conus_tip: np.ndarray | None = None  # RAS mm
     conus_level: str | None = None  # e.g. "L1 lower third"
     warnings: list[str] = field(default_factory=list)
+    anchor_disc: str | None = None  # the disc an automatic count started from, e.g. "L5/S"
 
     def describe(self) -> str:
         how = {
@@ -117,6 +118,10 @@ class Numbering:
             else [round(float(v), 1) for v in self.conus_tip],
             "conus_level": self.conus_level,
             "warnings": list(self.warnings),
+            "anchor_disc": self.anchor_disc,
+            "anchor_disc_ras_mm": None
+            if self.anchor_disc is None
+            else [round(float(v), 1) for v in self.discs[self.anchor_disc]],
         }
 
 
@@ -190,16 +195,26 @@ def number_vertebrae(
                 f"the anchor '{anchor}' contradicts the sacrum found below the lowest disc "
                 "(which makes that disc L5/S1); check the anchor, or the sagittal figure"
             )
-        how, uncertain = "user", False
+        how, uncertain, start = "user", False, None
     elif sacrum:
         offset, how, uncertain = VERTEBRAE.index("S") - discs[-1].position, "sacrum", False
+        start = discs[-1]
     else:
         offset, how, uncertain = VERTEBRAE.index("S") - discs[-1].position, "assumed", True
+        start = discs[-1]
         if conus is not None:
             nearest = min(discs, key=lambda d: abs(_signed(conus, d)))
             by_conus = VERTEBRAE.index(CONUS_DISC.split("/")[1]) - nearest.position
             if _fits(by_conus, discs[-1].position + 1):  # else the cord found is implausible
-                offset, how = by_conus, "conus"
+                offset, how, start = by_conus, "conus", nearest
+    if how == "assumed":
+        warnings.append(
+            f"no sacrum was recognised below the lowest disc (S = {discs[-1].centre[2]:.0f} "
+            "mm), so it was taken for L5/S1; a segmentation can take the S1/S2 junction "
+            "inside the sacrum for a disc (on T2 scans above all), which names every level "
+            "one too high: if that disc lies inside the sacrum on the sagittal figure, number "
+            f'again with --anchor "L5/S1 disc@{discs[-2].centre[2]:.0f}"'
+        )
     all_discs = discs
     sacral = [d for d in discs if offset + d.position > VERTEBRAE.index("S")]
     if sacral:  # only an anchor given can put discs below L5/S1: they lie in the sacrum
@@ -242,6 +257,9 @@ def number_vertebrae(
         disc_names,
         conus,
         warnings=warnings,
+        anchor_disc=None
+        if start is None
+        else f"{names[start.position]}/{names[start.position + 1]}",
     )
     if conus is not None:
         result.conus_level = _describe_point(conus, discs, names)

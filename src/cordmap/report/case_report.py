@@ -56,10 +56,14 @@ def draw_figures(
         slices = _slices_along(labels, geometry, start, end, "cord")
     levels = (automatic or {}).get("levels")
     title = levels["summary"] if levels else None
-    conus = None
+    conus = anchor_disc = None
     if levels and levels.get("conus_tip_ras_mm"):
         conus = (levels["conus_tip_ras_mm"], levels["conus_level"])
-    sagittal, axial = figures.slice_figures(image, labels, segment_ids, slices, title, conus)
+    if levels and levels.get("anchor_disc_ras_mm"):
+        anchor_disc = (levels["anchor_disc_ras_mm"], levels["anchor_disc"])
+    sagittal, axial = figures.slice_figures(
+        image, labels, segment_ids, slices, title, conus, anchor_disc
+    )
     present = set(labels.ids())
     wanted = [
         label.id

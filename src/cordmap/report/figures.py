@@ -127,17 +127,19 @@ def slice_figures(
     axial: list[tuple[str, str, int]] | None = None,
     title: str | None = None,
     conus: tuple[list[float], str] | None = None,
+    anchor_disc: tuple[list[float], str] | None = None,
 ) -> tuple[bytes, bytes]:
     """PNGs of the mid-sagittal slice and of axial slices through the enlargement segments
     (`segment_ids`, rostral to caudal), labels in the schema colours over the MRI. `axial`:
     (title, colour, index) of the axial slices, by default `axial_picks`; `title` of the
     sagittal figure (how its vertebrae were numbered); `conus`: the conus tip found (RAS mm)
-    and its level, marked on the sagittal figure."""
+    and its level, and `anchor_disc`: the disc an automatic count started from (RAS mm) and
+    its name, marked on the sagittal figure."""
     gray = normalised(image)
     colours = overlay_colours(labels)
     picks = axial if axial is not None else axial_picks(labels, segment_ids)
     return (
-        _sagittal(gray, labels, colours, segment_ids, title, conus),
+        _sagittal(gray, labels, colours, segment_ids, title, conus, anchor_disc),
         _axial(gray, labels, colours, picks),
     )
 
@@ -175,6 +177,7 @@ def _sagittal(
     segment_ids,
     title: str | None = None,
     conus: tuple[list[float], str] | None = None,
+    anchor_disc: tuple[list[float], str] | None = None,
 ) -> bytes:
     i = mid_sagittal_index(labels, segment_ids)
     plane = labels.array[i]  # (y, z)
@@ -235,6 +238,19 @@ def _sagittal(
             fontsize=7,
             color="red",
             va="center",
+            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
+        )
+    if anchor_disc is not None:  # where the count started, to check at a glance
+        (_, y, z), name = anchor_disc
+        ax.plot(y, z, marker="o", color="navy", markersize=4)
+        ax.annotate(
+            f"{name} disc: count starts here",
+            (y, z),
+            (y - 8, z + 14),
+            fontsize=7,
+            color="navy",
+            va="center",
+            arrowprops=dict(arrowstyle="-", color="navy", lw=0.8),
             bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
         )
     ax.set_xlabel("anterior  \u2190  y (mm)  \u2192  posterior")
