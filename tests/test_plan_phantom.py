@@ -88,6 +88,48 @@ def test_estimated_enlargement_without_segment_labels(phantom):
     assert best - 3.0 <= achieved <= best + 1e-9
 
 
+def test_no_enlargement_is_estimated_from_a_cord_ending_below_l3(phantom):
+    """The cauda equina taken for cord down to L4 (as the model does on some real T1 scans):
+    an enlargement estimated from that end would put the paddle over the sacrum, so the
+    planner refuses (NoPlan, which `auto` and `report` turn into a report without a plan)."""
+    from cordmap.errors import NoPlan
+
+    phantom, _ = phantom
+    labels = phantom.labels
+    schema = labels.schema
+    array = labels.array.copy()
+    array[(array >= 116) & (array <= 130) | (array == 60)] = 1  # segments: plain cord
+    csf = array == schema.find("csf").id
+    tip = int(np.argwhere(array == 1)[:, 2].min())
+    l4 = int(np.argwhere(array == schema.find("vertebra", "L4").id)[:, 2].mean())
+    for k in range(l4, tip):  # a 2 mm-wide "cord" down the middle of the thecal sac
+        where = np.argwhere(csf[..., k])
+        if len(where):
+            offset = (where - where.mean(axis=0)) * np.asarray(labels.spacing[:2])
+            near = np.hypot(*offset.T)
+            array[tuple(where[near < 2.0].T) + (k,)] = 1
+    with pytest.raises(NoPlan, match="ends below the L3 vertebra"):
+        Planner.prepare(LabelVolume(array, labels.affine, schema=schema))
+
+
+def test_no_enlargement_is_estimated_over_a_cord_the_segmentation_lost(phantom):
+    """As the bundled model on a real T1 scan (vb3-27): a little cord at the top of the image
+    and its conus, none between. The estimate would lie over the gap, and its coverages
+    would be of nothing (they were NaN %): the planner refuses."""
+    from cordmap.errors import NoPlan
+
+    phantom, planner = phantom
+    labels = phantom.labels
+    array = labels.array.copy()
+    array[(array >= 116) & (array <= 130) | (array == 60)] = 1  # segments: plain cord
+    cord = np.argwhere(array == 1)
+    top, tip = cord[:, 2].max(), cord[:, 2].min()
+    gap = cord[(cord[:, 2] < top - 5) & (cord[:, 2] > tip + 3)]  # 3 mm slices: keep 9 mm
+    array[tuple(gap.T)] = labels.schema.find("csf").id
+    with pytest.raises(NoPlan, match="missing over most of the estimated enlargement"):
+        Planner.prepare(LabelVolume(array, labels.affine, schema=labels.schema))
+
+
 def test_sagittal_acquisition_gives_the_same_plan(phantom):
     """The same anatomy acquired as 3 mm sagittal slices: boundaries match the truth more
     closely still (0.8 mm along the cord), and the plan agrees with the axial one."""

@@ -10,9 +10,13 @@ class CordmapError(Exception):
     """An input, a parameter or a state that cordmap cannot work with."""
 
 
-class NotInView(CordmapError):
-    """The image does not show what a result needs (the enlargement, enough cord): the
-    case itself is sound, and the stages that do not need it still run."""
+class NoPlan(CordmapError):
+    """A sound case from which no plan can, or should, be made: the stages that do not need
+    a plan still run (`cordmap auto`, `cordmap report`)."""
+
+
+class NotInView(NoPlan):
+    """The image does not show what a result needs (the enlargement, enough cord)."""
 
 
 #: Modules of the optional extras (pyproject.toml) -> the extra that installs them.

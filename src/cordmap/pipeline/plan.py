@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cordmap.case import Case
-from cordmap.errors import CordmapError, NotInView
+from cordmap.errors import CordmapError, NoPlan
 from cordmap.pipeline.stages import (
     ASSESSMENT_FILE,
     PLAN_FILE,
@@ -108,11 +108,12 @@ def current_plan(case: Case) -> Written[Plan]:
 
 def plan_or_refusal(case: Case) -> tuple[Written[Plan] | None, str | None]:
     """The case's current plan (`current_plan`), or None and why the planner refused the
-    case when its image does not show enough (`NotInView`). A plan.json left from labels
+    case (`NoPlan`: its image does not show enough, or its cord's end is implausible for
+    an estimate). A plan.json left from labels
     since replaced is then stale: it is removed, so that the viewer shows no paddles."""
     try:
         return current_plan(case), None
-    except NotInView as refusal:
+    except NoPlan as refusal:
         case.path(PLAN_FILE).unlink(missing_ok=True)
         return None, str(refusal)
 

@@ -5,7 +5,9 @@ studies used L1..S1), its extent along the cord taken from the labels.
 
 Estimated (no segment of the range is labelled; marked `estimated`): each segment is
 placed at its PAM50 distance above the conus tip (the caudal end of the cord, which must lie
-inside the image): L1 starts 90.5 mm above the tip, S2 ends 16.0 mm above it
+inside the image, and, where the vertebrae are levelled, not below the CONUS_LOWEST (L3)
+vertebra: a cord ending lower is the cauda equina taken for cord far more often than a
+low-lying conus, and no plan is made from it): L1 starts 90.5 mm above the tip, S2 ends 16.0 mm above it
 (`PAM50_ROSTRAL_END_ABOVE_TIP_MM`, measured on the template and re-measured by the tests).
 The cross-sectional-area (CSA) profile checks the estimate: the CSA peak of the caudal
 100 mm of the cord (smoothed over 2 mm) is reported with whether it falls inside the
@@ -21,11 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from cordmap.errors import CordmapError, NotInView
+from cordmap.anatomy.numbering import CONUS_LOWEST
+from cordmap.errors import CordmapError, NoPlan, NotInView
 from cordmap.planning.geometry import ArcVolume, CordGeometry, boundary
 from cordmap.protocol.levels import SEGMENTS, pam50_segment
 
 DEFAULT_ENLARGEMENT = "L1..S2"
+#: An estimated enlargement must hold this share of the cord volume that the cord's mean
+#: cross-section gives over its length at least (the enlargement is the cord's thickest
+#: part: less means the segmentation lost the cord there, and coverages would be of a gap).
+MIN_CORD_SHARE = 0.5
 
 #: Distance (mm, along the cord) from each segment's rostral end to the conus tip in the
 #: PAM50 template (see `load_pam50_labels`).
@@ -102,7 +109,7 @@ def find_enlargement(
     ids = {name: schema.find("segment", name).id for name in names}
     present = [name for name in names if ids[name] in geometry.structures]
     if not present:
-        return _estimated(geometry, names, source)
+        return _estimated(geometry, schema, names, source)
     missing = [name for name in names if name not in present]
     if missing:
         raise NotInView(
@@ -163,13 +170,21 @@ def csa_peak(geometry: CordGeometry) -> float:
     return float(geometry.csa_s[caudal][np.argmax(csa[caudal])])
 
 
-def _estimated(geometry: CordGeometry, names: tuple[str, ...], source: str) -> Enlargement:
+def _estimated(geometry: CordGeometry, schema, names: tuple[str, ...], source: str) -> Enlargement:
     tip = geometry.conus_tip
     if tip is None:
         raise NotInView(
             f"{source} has no cord segments labelled and the cord runs off the bottom of the "
             "image, so the enlargement cannot be estimated (it needs the conus); label the "
             "segments or use an image that includes the conus"
+        )
+    lowest = schema.find("vertebra", CONUS_LOWEST).id
+    if lowest in geometry.extents and tip > geometry.extents[lowest][1]:
+        raise NoPlan(
+            f"the cord in {source} ends below the {CONUS_LOWEST} vertebra, lower than the "
+            "conus lies in adults (T12-L2 in most): the cauda equina has likely been taken "
+            "for cord, and an enlargement estimated from that end would put the paddle too "
+            "low; check the conus on the sagittal figure, and label the cord segments to plan"
         )
     extents = {}
     for name in names:
@@ -184,5 +199,14 @@ def _estimated(geometry: CordGeometry, names: tuple[str, ...], source: str) -> E
         raise NotInView(
             f"the estimated enlargement starts {geometry.cord.start - start:.0f} mm above the "
             f"top of the image in {source}; use an image that covers it or label the segments"
+        )
+    found = float(geometry.cord.between(start, end))
+    expected = geometry.cord.total / geometry.length * (end - start)
+    if found < MIN_CORD_SHARE * expected:
+        raise NoPlan(
+            f"the cord in {source} is missing over most of the estimated enlargement ("
+            f"{found:.0f} mm^3 where its mean cross-section would give {expected:.0f}): the "
+            "segmentation lost the cord there; check the sagittal figure, and label the cord "
+            "(or its segments) to plan"
         )
     return Enlargement(names, start, end, geometry.cord, True, {}, extents, csa_peak(geometry))
