@@ -62,3 +62,20 @@ def test_pam50_constants_of_the_estimated_enlargement(pam50):
         label = schema.find("segment", name).id
         rostral_end = geometry.extents[label][0]
         assert tip - rostral_end == pytest.approx(distance, abs=0.05), name
+
+
+def test_the_conus_tip_lies_within_a_third_of_a_vertebra_of_the_cord_s_end(data_dir):
+    """Issue 11's bar on PAM50 (labels only: no image to segment): the numbering's conus tip
+    (`numbering.conus_tip`) against the template cord's lowest point, within a third of
+    the L1 level's height (measured: 0 mm against 10.8)."""
+    from cordmap.anatomy.numbering import conus_tip
+    from cordmap.protocol.schema import CORD_CLASSES
+
+    labels = load_pam50_labels(data_dir / "pam50")
+    array = np.asarray(labels.array)
+    cord = np.isin(array, [label.id for label in labels.schema.of_class(*CORD_CLASSES)])
+    truth = labels.world(np.argwhere(cord))[:, 2].min()
+    l1 = labels.world(np.argwhere(array == labels.schema.find("vertebra", "L1").id))[:, 2]
+    tip = conus_tip(labels)
+    assert tip is not None and abs(tip[2] - truth) <= np.ptp(l1) / 3
+    assert l1.min() <= tip[2] <= l1.max()  # in the L1 level, where PAM50's cord ends
