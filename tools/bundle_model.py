@@ -64,7 +64,7 @@ def main() -> None:
         "dice": round(results["cord_heldout"][0]["dice"], 3),
         "hd95_mm": results["cord_heldout"][0]["hd95_mm"],
     }
-    heldout["phantom (varied contrast)"] = {
+    heldout["phantoms, mean (varied contrast)"] = {
         k: round(v or 0.0, 3) for k, v in results["phantom_heldout"]["dice"].items()
     }
     card = {
