@@ -585,7 +585,8 @@ def _variants(discs: list[_Disc], volumes: np.ndarray, offset: int) -> list[str]
 def _cord_end(labels: LabelVolume, conus: np.ndarray | None, column) -> np.ndarray | None:
     """The lower of the conus tip and the lowest cord voxel inside the image (RAS mm; on
     the column at that height when it is the voxel): where the planning will take the
-    cord to end. None when there is no cord or the image cuts it."""
+    cord to end, unless it is a small piece far below the cord, which the planner's
+    centreline leaves off. None when there is no cord or the image cuts it."""
     cord = np.argwhere(np.isin(np.asarray(labels.array), _cord_ids(labels)))
     if not len(cord) or cord[:, 2].min() == 0:
         return conus
