@@ -108,9 +108,9 @@ def current_plan(case: Case) -> Written[Plan]:
 
 def plan_or_refusal(case: Case) -> tuple[Written[Plan] | None, str | None]:
     """The case's current plan (`current_plan`), or None and why the planner refused the
-    case (`NoPlan`: its image does not show enough, or its cord's end is implausible for
-    an estimate). A plan.json left from labels
-    since replaced is then stale: it is removed, so that the viewer shows no paddles."""
+    case (`NoPlan`: its image does not show enough, or its cord does not support an
+    estimate). A plan.json left from labels since replaced is then stale: it is removed,
+    so that the viewer shows no paddles."""
     try:
         return current_plan(case), None
     except NoPlan as refusal:

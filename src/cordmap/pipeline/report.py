@@ -20,6 +20,7 @@ from cordmap.errors import CordmapError
 from cordmap.pipeline.plan import plan_or_refusal
 from cordmap.pipeline.segment import Segmentation
 from cordmap.pipeline.stages import REPORT_DIR, recorded, stage_inputs
+from cordmap.planning.files import Written
 from cordmap.planning.results import Plan
 from cordmap.report.case_report import draw_figures, render_html
 
@@ -35,12 +36,18 @@ class CaseReport:
 
 
 def write_case_report(
-    case_dir: str | Path, out: str | Path | None = None, site: str | Path | None = None
+    case_dir: str | Path,
+    out: str | Path | None = None,
+    site: str | Path | None = None,
+    *,
+    planned: tuple[Written[Plan] | None, str | None] | None = None,
 ) -> CaseReport:
     """Plan when needed, draw the figures, write the HTML (default
     CASE/report/<subject>_report.html) and record the stage. `site`: a static viewer site
     (`cordmap view CASE --static DIR`) to link to, relative to the page. A case the
-    planner refuses gets a report without a plan, saying why (`CaseReport.no_plan`)."""
+    planner refuses gets a report without a plan, saying why (`CaseReport.no_plan`).
+    `planned`: what `plan_or_refusal(CASE)` just returned, when the caller has it (`cordmap
+    auto`), so that a refused case is not planned twice."""
     case = Case.open(case_dir)
     labels = case.labels()  # no labels: a clear CordmapError before anything is written
     out = Path(out) if out else case.path(f"{REPORT_DIR}/{case.subject}_report.html")
@@ -52,8 +59,8 @@ def write_case_report(
             f"{site} is not a viewer site (no index.html); write one with "
             f"`cordmap view {case.root} --static DIR` or leave out `site`"
         )
-    planned, no_plan = plan_or_refusal(case)
-    plan = planned.result if planned else None
+    written, no_plan = planned or plan_or_refusal(case)
+    plan = written.result if written else None
     image = case.image()
     automatic = automatic_steps(case)
     from cordmap.pipeline.mesh import case_meshes  # zmesh and trimesh load slowly

@@ -61,7 +61,7 @@ def stage_inputs(case: Case, stage: str, options: dict | None = None) -> list[Pa
             case.image_path,
             *labels,
             *([mesh] if mesh.is_file() else []),
-            *filter(None, [plan]),
+            *([plan] if plan else []),
         ]
     if stage == "report":
         plan = case.path(PLAN_FILE)

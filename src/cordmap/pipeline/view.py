@@ -4,8 +4,8 @@ CASE/viewer/ holds the precomputed dataset (image, labels, the mesh stage's mesh
 segment names) and `state.json`, the first view, with the candidate paddles of
 CASE/plan/plan.json when the case has been planned from its current labels (one annotation
 layer per candidate, the best one shown; a plan made from labels since replaced is left
-out, and `stale_plan_note` says so). The "view" stage is recorded in case.json with the image, labels (and
-meshes and plan) it was made from, and is rebuilt only when they change.
+out, and `stale_plan_note` says so). The "view" stage is recorded in case.json with the
+image, labels (and meshes and plan) it was made from, and is rebuilt only when they change.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ Estimated (no segment of the range is labelled; marked `estimated`): each segmen
 placed at its PAM50 distance above the conus tip (the caudal end of the cord, which must lie
 inside the image, and, where the vertebrae are levelled, not below the CONUS_LOWEST (L3)
 vertebra: a cord ending lower is the cauda equina taken for cord far more often than a
-low-lying conus, and no plan is made from it): L1 starts 90.5 mm above the tip, S2 ends 16.0 mm above it
+low-lying conus, and no plan is made from it; and the cord must fill MIN_CORD_SHARE of
+it): L1 starts 90.5 mm above the tip, S2 ends 16.0 mm above it
 (`PAM50_ROSTRAL_END_ABOVE_TIP_MM`, measured on the template and re-measured by the tests).
 The cross-sectional-area (CSA) profile checks the estimate: the CSA peak of the caudal
 100 mm of the cord (smoothed over 2 mm) is reported with whether it falls inside the
