@@ -247,6 +247,48 @@ def test_without_the_sacrum_recognised_the_warning_names_the_anchor_that_fixes_a
     assert right == total >= 15
 
 
+def test_a_conus_above_t12_takes_the_lowest_disc_for_a_sacral_remnant(phantoms):
+    """As on real T2 scans: the remnant segmented as a disc, the sacrum below it not
+    found, and the cord ending in the middle of T12 (where adult coni end, high). Counted
+    from the remnant as L5/S1, the tip would lie in T11, where no adult conus ends: the
+    remnant is taken for sacrum and every level is named right. Without the remnant, the
+    same tip changes nothing."""
+    labels = phantoms[0].labels
+    truth, stripped, ids = _strip(labels)
+    schema = labels.schema
+    array = np.asarray(stripped.array).copy()
+    t12 = stripped.world(np.argwhere(truth == schema.find("vertebra", "T12").id))[:, 2]
+    cord = np.argwhere(np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)]))
+    array[tuple(cord[stripped.world(cord)[:, 2] < np.mean(t12)].T)] = 0  # conus: mid T12
+    l5_s1 = stripped.world(np.argwhere(truth == schema.find("disc", "L5-S").id)).mean(axis=0)
+    sacrum = np.argwhere(truth == schema.find("vertebra", "S").id)
+    xyz = stripped.world(sacrum)
+    array[tuple(sacrum[xyz[:, 2] < l5_s1[2] - 29.0].T)] = 0  # the bone below: not found
+    without = LabelVolume(array.copy(), stripped.affine, schema=schema)
+    remnant = (np.hypot(*(xyz[:, :2] - l5_s1[:2]).T) < 15.0) & (
+        np.abs(xyz[:, 2] - (l5_s1[2] - 25.0)) < 4.0
+    )
+    array[tuple(sacrum[remnant].T)] = schema.find("disc").id
+    with_remnant = LabelVolume(array, stripped.affine, schema=schema)
+
+    numbered = number_vertebrae(with_remnant)
+    assert numbered.anchor == "conus" and numbered.uncertain
+    assert numbered.anchor_disc == "L5/S" and numbered.conus_level == "T12 middle third"
+    right, total = _named_right(truth, numbered, ids)
+    assert right == total >= 15
+    (warning,) = [w for w in numbered.warnings if "above the T12 vertebra" in w]
+    assert "T11" in warning
+    assert any("in the sacrum" in w for w in numbered.warnings)
+    assert parse_anchor(warning.split('--anchor "')[1].rstrip('"'))[2] == pytest.approx(
+        l5_s1[2] - 25.0, abs=5.0
+    )  # the way back, should the cord found end above the conus
+
+    plain = number_vertebrae(without)
+    assert plain.anchor == "sacrum" and plain.conus_level == "T12 middle third"
+    right, total = _named_right(truth, plain, ids)
+    assert right == total >= 15
+
+
 def _discs_at(gaps_mm):
     """Discs down a straight column, `gaps_mm` apart."""
     heights = -np.concatenate([[0.0], np.cumsum(gaps_mm)])

@@ -24,7 +24,11 @@ without levels. Numbering them is counting, and counting needs an anchor:
      below the disc): the lowest disc is L5/S1;
    - otherwise the conus prior: the disc nearest the conus tip is L1/L2 (the tip lies at
      the L1-L2 level in most adults), reported as *uncertain*; not when the cord found
-     spans under CONUS_CORD_MM or the count would run past C1 or the sacrum;
+     spans under CONUS_CORD_MM or the count would run past C1 or the sacrum. Where it
+     would run past the sacrum and the tip, counted from the lowest disc as L5/S1, lies
+     above the CONUS_HIGHEST vertebra (where no adult conus ends), the lowest disc is
+     taken for a disc-like S1/S2 junction inside the sacrum (the commonest fault of a
+     segmentation on T2) and the disc above it for L5/S1, *uncertain*, with a warning;
    - otherwise the lowest disc is assumed to be L5/S1, *uncertain*.
 4. **Variants** are flagged: a gap counted as missing discs; a level taller than
    MERGED_HEIGHT median levels (vertebrae merged in the segmentation); an L5/S1 disc under
@@ -74,6 +78,10 @@ CONTINUES_MM = 10.0
 CONUS_LOWEST = "L3"
 #: The disc nearest the conus tip under the conus prior.
 CONUS_DISC = "L1/L2"
+#: The highest vertebra at which the conus tip lies in adults (Saifuddin et al., Spine
+#: 1998, 504 adults: from the middle third of T12 to the upper third of L3; none above
+#: T12 in 1,000 patients of a later study): a tip above it means the count is off.
+CONUS_HIGHEST = "T12"
 
 _ANCHOR = re.compile(
     r"^\s*([CTL]\d{1,2}|S1?|sacrum)(?:\s*[/-]\s*([CTL]\d{1,2}|S1?|sacrum))?"
@@ -207,6 +215,18 @@ def number_vertebrae(
             by_conus = VERTEBRAE.index(CONUS_DISC.split("/")[1]) - nearest.position
             if _fits(by_conus, discs[-1].position + 1):  # else the cord found is implausible
                 offset, how, start = by_conus, "conus", nearest
+            elif len(discs) >= MIN_VERTEBRAE and _above_adult_conus(conus, discs, offset):
+                tip = _describe_point(conus, discs, _names(offset, discs[-1].position + 1, source))
+                start = discs[-2]
+                offset, how = VERTEBRAE.index("S") - start.position, "conus"
+                warnings.append(
+                    f"were the lowest disc (S = {discs[-1].centre[2]:.0f} mm) L5/S1, the conus "
+                    f"tip would lie at the {tip}, above the {CONUS_HIGHEST} vertebra where it "
+                    "ends in adults: that disc was taken for a disc-like S1/S2 junction inside "
+                    "the sacrum, and the disc above it for L5/S1; if the cord found ends above "
+                    "the conus (an injury, a cord the segmentation lost), number again with "
+                    f'--anchor "L5/S1 disc@{discs[-1].centre[2]:.0f}"'
+                )
     if how == "assumed":
         warnings.append(
             f"no sacrum was recognised below the lowest disc (S = {discs[-1].centre[2]:.0f} "
@@ -217,7 +237,7 @@ def number_vertebrae(
         )
     all_discs = discs
     sacral = [d for d in discs if offset + d.position > VERTEBRAE.index("S")]
-    if sacral:  # only an anchor given can put discs below L5/S1: they lie in the sacrum
+    if sacral:  # an anchor given, or a conus above T12, puts discs below L5/S1: in the sacrum
         discs = discs[: len(discs) - len(sacral)]
         level, _ = _levels_of(bone_xyz, discs)
         volumes = np.bincount(level + 1, minlength=discs[-1].position + 2) * labels.voxel_volume
@@ -534,6 +554,13 @@ def _user_offset(anchor: str, discs: list[_Disc], bone_xyz: np.ndarray, level: n
                 f"anchor '{anchor}': no vertebra lies near S = {at:g} mm; check the position"
             )
     return VERTEBRAE.index(upper) - chosen
+
+
+def _above_adult_conus(conus: np.ndarray, discs: list[_Disc], offset: int) -> bool:
+    """Whether the conus tip, numbered from `offset`, lies above the CONUS_HIGHEST
+    vertebra (above the plane of the disc on top of it)."""
+    level = int(_levels_of(conus[None], discs)[0][0])
+    return offset + level < VERTEBRAE.index(CONUS_HIGHEST)
 
 
 def _fits(offset: int, count: int) -> bool:
