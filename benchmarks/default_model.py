@@ -10,7 +10,10 @@ Scored (none of these trained or selected the model; see learn/recipe.py for the
   Only bodies (or discs) are labelled there, so a prediction is scored inside the region
   the reference can judge: within the labelled levels along S, and anterior to 3 mm
   behind the labelled bodies' posterior wall (posterior elements are unlabelled);
-- sct-t2 (a real cervical T2 subject): cord Dice;
+- sct-t2 (a real cervical T2 subject): cord Dice, as acquired and with its intensities
+  passed through fixed curves (CONTRAST_CURVES) that give it other contrasts: a proxy,
+  until real held-out T1, T2* and MT cord images are at hand, for how the cord of
+  another contrast fares (the T1-like curve makes the CSF dark and the cord bright);
 - the HELDOUT_PHANTOMS phantoms of seeds HELDOUT_PHANTOM up (varied contrast, exact
   labels): Dice of every class, per phantom and the mean;
 - pam50-small is a training image: its cord Dice is reported, labelled as such.
@@ -31,7 +34,7 @@ from cordmap.anatomy.numbering import number_vertebrae
 from cordmap.atomic import write_text
 from cordmap.errors import CordmapError
 from cordmap.learn.bundled import model_path
-from cordmap.learn.data import phantom_cases
+from cordmap.learn.data import normalise, phantom_cases
 from cordmap.learn.infer import predict
 from cordmap.learn.metrics import evaluate_arrays
 from cordmap.learn.modelfile import load_model
@@ -44,9 +47,16 @@ from cordmap.learn.recipe import (
     read_lumbar,
 )
 from cordmap.protocol.schema import LabelSchema
+from cordmap.volume import Volume
 
 ROOT = Path(__file__).resolve().parents[1]
 BEHIND_MM = 3.0
+#: Curves (knots, levels over the normalised intensities) giving sct-t2 other contrasts.
+#: On it air lies under 0.1, the cord near 0.27 and the CSF at 0.7-1.0.
+CONTRAST_CURVES = {
+    "T1-like (CSF dark, cord bright)": ([0, 0.1, 0.3, 0.6, 1], [0, 0.3, 0.6, 0.15, 0.1]),
+    "low contrast (square root)": (np.linspace(0, 1, 21), np.sqrt(np.linspace(0, 1, 21))),
+}
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -174,16 +184,14 @@ def main() -> None:
     lumbar = [
         score_lumbar(model, folder, name, schema, window) for name in lumbar_split(folder)["test"]
     ]
-    cords = [
-        score_cord(
-            model,
-            "sct-t2",
-            *read_cord_image(
-                args.data / "sct-t2/t2.nii.gz", args.data / "sct-t2/t2_seg-manual.nii.gz", schema
-            ),
-            window,
-        )
-    ]
+    sct = read_cord_image(
+        args.data / "sct-t2/t2.nii.gz", args.data / "sct-t2/t2_seg-manual.nii.gz", schema
+    )
+    cords = [score_cord(model, "sct-t2", *sct, window)]
+    for curve, (knots, levels) in CONTRAST_CURVES.items():
+        remapped = np.interp(normalise(np.asarray(sct[0].array)), knots, levels)
+        image = Volume(remapped.astype(np.float32), sct[0].affine)
+        cords.append(score_cord(model, f"sct-t2 {curve}", image, sct[1], window))
     training = [
         score_cord(
             model,
