@@ -64,6 +64,8 @@ def main() -> None:
         "dice": round(results["cord_heldout"][0]["dice"], 3),
         "hd95_mm": results["cord_heldout"][0]["hd95_mm"],
     }
+    for row in results["cord_heldout"][1:]:  # the same image through fixed contrast curves
+        heldout[f"cord {row['case']} (proxy)"] = {"dice": round(row["dice"], 3)}
     heldout["phantoms, mean (varied contrast)"] = {
         k: round(v or 0.0, 3) for k, v in results["phantom_heldout"]["dice"].items()
     }
