@@ -1,4 +1,5 @@
 import os
+import signal
 import stat
 
 import pytest
@@ -37,3 +38,21 @@ def test_failure_leaves_old_target_and_no_temporaries(tmp_path):
             (tmp / "info").write_text("half")
             raise RuntimeError("crash")
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+
+
+def test_a_ctrl_c_between_putting_a_folder_in_place_and_recording_it_waits_for_the_record(
+    tmp_path,
+):
+    """The Ctrl-C arrives once the folder is in place, before the record is written: the
+    record is still written whole, and the Ctrl-C stops the run after it."""
+    recorded, before = [], signal.getsignal(signal.SIGINT)
+
+    def record():
+        os.kill(os.getpid(), signal.SIGINT)
+        recorded.append((tmp_path / "out" / "a.txt").read_text())
+
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(tmp_path / "out", then=record) as tmp:
+            (tmp / "a.txt").write_text("done")
+    assert recorded == ["done"]
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C handled as before

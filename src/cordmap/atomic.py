@@ -11,9 +11,11 @@ import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from cordmap.interrupts import interrupts_held
 
 
 @contextmanager
@@ -38,8 +40,11 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder to fill; on success it replaces the folder `target`."""
+def atomic_dir(target: str | os.PathLike, then: Callable[[], None] | None = None) -> Iterator[Path]:
+    """Yield a temporary folder to fill; on success it replaces the folder `target`.
+
+    `then` runs once the folder is in place, with Ctrl-C held from the rename to its end,
+    so that a run is never cut between putting an output in place and recording it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_dirs(target)
@@ -47,14 +52,17 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual permissions
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        with interrupts_held():
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+            if then is not None:
+                then()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -166,9 +167,12 @@ def mesh_to_folder(
     reduction,
     thin_upsample,
     workers: int | None,
+    then: Callable[[list[Path]], None] | None = None,
 ) -> MeshResult:
     """Mesh `labels` (`cordmap.mesh.mesh_labels`) and write FOLDER (replaced whole,
-    atomically): the exports in `formats`, `<stem>.json` and `<stem>.npz`."""
+    atomically): the exports in `formats`, `<stem>.json` and `<stem>.npz`. `then` gets the
+    files written once they are in place, before a Ctrl-C can stop the run (to record
+    them: `cordmap.atomic.atomic_dir`)."""
     formats = tuple(formats)
     parameters = mesh_parameters(formats, smoothing, reduction, thin_upsample)
     meshes = mesh_labels(
@@ -185,7 +189,8 @@ def mesh_to_folder(
         )
         for label_id, stats in mesh_stats(meshes).items()
     ]
-    with atomic_dir(folder) as tmp:
+    files: list[Path] = []
+    with atomic_dir(folder, None if then is None else lambda: then(files)) as tmp:
         names = []
         for fmt in formats:
             names += [p.name for p in export_meshes(meshes, labels.schema, tmp / f"{stem}.{fmt}")]
@@ -207,4 +212,5 @@ def mesh_to_folder(
         (tmp / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         _write_meshes(meshes, tmp / f"{stem}.npz")
         names += [f"{stem}.json", f"{stem}.npz"]
-    return MeshResult(folder, [folder / name for name in names], structures, parameters)
+        files += [folder / name for name in names]
+    return MeshResult(folder, files, structures, parameters)

@@ -70,11 +70,17 @@ def mesh_case(
     if is_current(case, STAGE, read, parameters):
         files = [case.root / e["path"] for e in case.manifest["stages"][STAGE]["outputs"]]
         return read_mesh_folder(folder, stem, files, parameters)
-    result = mesh_to_folder(
-        case.labels(), folder, stem, formats, smoothing, reduction, thin_upsample, workers
+    return mesh_to_folder(
+        case.labels(),
+        folder,
+        stem,
+        formats,
+        smoothing,
+        reduction,
+        thin_upsample,
+        workers,
+        then=lambda files: case.record(STAGE, inputs=read, outputs=files, parameters=parameters),
     )
-    case.record(STAGE, inputs=read, outputs=result.files, parameters=result.parameters)
-    return result
 
 
 def case_meshes(case_dir: str | Path) -> dict[int, trimesh.Trimesh]:
