@@ -11,12 +11,14 @@ from cordmap.errors import CordmapError
 from cordmap.learn.classes import CORD_CLASSES, ClassMapping
 from cordmap.learn.data import (
     NOISE_SIGMA,
+    REMAP_KNOTS,
     SCALE_RANGE,
     Example,
     PatchDataset,
     crop_patch,
     normalise,
     prepare,
+    random_remap,
     resample,
     rotate,
     rotation,
@@ -332,6 +334,40 @@ def test_extra_augmentations_keep_labels_aligned():
     assert np.array_equal(plain[1], varied[1]) and not np.allclose(plain[0], varied[0])
     with pytest.raises(CordmapError, match="unknown augmentations"):
         crop_patch(example, (16, 16, 16), np.random.default_rng(3), 1.0, True, ("blur",))
+
+
+def test_remap_swaps_the_order_of_tissue_brightness_and_keeps_air_dark():
+    """A T2-like image (air 0, cord 0.3, CSF 0.9): random curves make the CSF darker than
+    the cord on some patches and brighter on others; air stays under 0.1; the same
+    intensity maps to the same value (a curve, not noise)."""
+    image = np.repeat(np.array([0.0, 0.3, 0.9], np.float32), 4)
+    orders, airs = set(), []
+    for seed in range(40):
+        out = random_remap(image, np.random.default_rng(seed))
+        air, cord, csf = out[0], out[4], out[8]
+        assert np.array_equal(out[:4], np.full(4, air)) and np.array_equal(out[8:], np.full(4, csf))
+        orders.add(bool(csf > cord))
+        airs.append(air)
+    assert orders == {True, False}
+    assert max(airs) < 0.1
+    assert REMAP_KNOTS >= 4  # the curve can rise and fall between the tissues
+
+
+def test_remap_changes_real_images_only():
+    """`remap` acts on a share of a real image's patches (the rod, 1 on 0, comes out at
+    another level), not on all, and leaves the labels aligned."""
+    example = _rod((40, 40, 30), (20, 19))
+    levels = []
+    for seed in range(12):
+        image, labels = crop_patch(
+            example, (16,) * 3, np.random.default_rng(seed), 1.0, True, ("remap",)
+        )
+        inside = ndimage.binary_erosion(labels > 0, iterations=1)
+        outside = ~_dilate(labels)
+        assert image[inside].mean() != pytest.approx(image[outside].mean(), abs=0.02)
+        levels.append(image[inside].mean())
+    remapped = [abs(level - 1.0) > 0.15 for level in levels]
+    assert 0 < sum(remapped) < len(levels)
 
 
 def test_scale_augmentation_resizes_content_with_its_labels():

@@ -58,7 +58,7 @@ _ACCEL = typer.Option(help="Lightning accelerator: auto, cpu, gpu.")
 _DEVICES = typer.Option(help="Lightning devices: auto, 1, 2, ...")
 _STRATEGY = typer.Option(help="Lightning strategy: auto, ddp, ...")
 _EXTRA = typer.Option(
-    help="Extra augmentations, comma-separated: intensity, bias, elastic, scale, tilt."
+    help="Extra augmentations, comma-separated: intensity, bias, elastic, scale, tilt, remap."
 )
 _KEEP_LARGEST = typer.Option(help="Classes to keep only the largest connected piece of, e.g. cord.")
 _BALANCE = typer.Option(

@@ -8,8 +8,10 @@ Augmentation as published: rotation about the cord's vertical axis (Z) uniform i
 voxels rotate correctly), labels by nearest neighbour; then Gaussian noise N(0, 0.05)
 on the normalised intensities. Optional extras (`EXTRA_AUGMENTATIONS`): intensity
 (gamma, contrast, brightness), a smooth bias field, elastic deformation, an isotropic
-scale (anatomy of other sizes: the cervical cord is wider than the lumbar one) and a
-larger tilt about the left-right axis (±π/12: lordosis, oblique sagittal slabs).
+scale (anatomy of other sizes: the cervical cord is wider than the lumbar one), a
+larger tilt about the left-right axis (±π/12: lordosis, oblique sagittal slabs) and a
+random intensity curve for real images (`remap`: tissues change their order of brightness,
+so a real T2 image teaches the cord of a T1-like one).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ UNKNOWN = 255
 #: Intensity percentiles mapped to 0 and 1 by `normalise`.
 NORMALISATION = {"method": "percentile", "low": 0.5, "high": 99.5}
 #: Optional augmentations beyond the published ones (`TrainConfig.extra_augmentation`).
-EXTRA_AUGMENTATIONS = ("intensity", "bias", "elastic", "scale", "tilt")
+EXTRA_AUGMENTATIONS = ("intensity", "bias", "elastic", "scale", "tilt", "remap")
 #: Range of the isotropic scale augmentation (content enlarged by up to 40 %).
 SCALE_RANGE = (0.9, 1.4)
 #: Range of the gamma of the intensity augmentation (log-uniform).
@@ -42,6 +44,9 @@ LEFT_RIGHT_RANGE = math.pi / 45
 #: Rotation about the left-right axis with the "tilt" extra (lordosis, sagittal obliquity).
 TILT_RANGE = math.pi / 12
 NOISE_SIGMA = 0.05
+#: The "remap" extra: the share of real patches remapped, and the knots of the curve.
+REMAP_CHANCE = 0.5
+REMAP_KNOTS = 6
 
 
 @dataclass
@@ -258,8 +263,9 @@ def crop_patch(
     the rotated patch holds no padding from the rotation. `extra` adds any of
     EXTRA_AUGMENTATIONS: elastic deformation (with the rotation, labels nearest
     neighbour), an isotropic scale in SCALE_RANGE (with the rotation), a smooth
-    multiplicative bias field and an intensity change (gamma in GAMMA_RANGE, then contrast
-    and brightness).
+    multiplicative bias field, an intensity change (gamma in GAMMA_RANGE, then contrast
+    and brightness) and, for a real image, a random intensity curve (`random_remap`, on
+    REMAP_CHANCE of the patches).
     """
     check_augmentations(extra)
     assert example.target is not None  # training examples are labelled
@@ -291,6 +297,8 @@ def crop_patch(
     image, target = image[inner], target[inner]
     if synthetic:
         image = synthesise(image, rng, example.spacing)
+    elif augment and "remap" in extra and rng.random() < REMAP_CHANCE:
+        image = random_remap(image, rng)
     if augment:
         if "bias" in extra:
             image = image * bias_field(image.shape, rng)
@@ -300,6 +308,18 @@ def crop_patch(
             image = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
         image = image + rng.normal(0.0, NOISE_SIGMA, image.shape).astype(np.float32)
     return image.astype(np.float32), target
+
+
+def random_remap(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Normalised intensities passed through a random curve: piecewise linear over [0, 1]
+    through REMAP_KNOTS levels drawn uniformly, the lowest kept under 0.1 (air stays dark).
+    The curve need not rise, so tissues swap their order of brightness as in the
+    synthetic images (on a T2 image: the CSF dark and the cord bright, as on T1), while the
+    real image's texture, noise and partial volumes stay."""
+    levels = rng.uniform(0.0, 1.0, REMAP_KNOTS)
+    levels[0] = rng.uniform(0.0, 0.1)
+    knots = np.linspace(0.0, 1.0, REMAP_KNOTS)
+    return np.interp(np.clip(image, 0.0, 1.0), knots, levels).astype(np.float32)
 
 
 def check_augmentations(extra) -> None:
