@@ -184,14 +184,14 @@ def main() -> None:
     lumbar = [
         score_lumbar(model, folder, name, schema, window) for name in lumbar_split(folder)["test"]
     ]
-    sct = read_cord_image(
+    sct_image, sct_cord = read_cord_image(
         args.data / "sct-t2/t2.nii.gz", args.data / "sct-t2/t2_seg-manual.nii.gz", schema
     )
-    cords = [score_cord(model, "sct-t2", *sct, window)]
+    cords = [score_cord(model, "sct-t2", sct_image, sct_cord, window)]
+    normalised = normalise(np.asarray(sct_image.array))
     for curve, (knots, levels) in CONTRAST_CURVES.items():
-        remapped = np.interp(normalise(np.asarray(sct[0].array)), knots, levels)
-        image = Volume(remapped.astype(np.float32), sct[0].affine)
-        cords.append(score_cord(model, f"sct-t2 {curve}", image, sct[1], window))
+        image = Volume(np.interp(normalised, knots, levels).astype(np.float32), sct_image.affine)
+        cords.append(score_cord(model, f"sct-t2 {curve}", image, sct_cord, window))
     training = [
         score_cord(
             model,

@@ -319,7 +319,7 @@ def random_remap(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     levels = rng.uniform(0.0, 1.0, REMAP_KNOTS)
     levels[0] = rng.uniform(0.0, 0.1)
     knots = np.linspace(0.0, 1.0, REMAP_KNOTS)
-    return np.interp(np.clip(image, 0.0, 1.0), knots, levels).astype(np.float32)
+    return np.interp(image, knots, levels).astype(np.float32)  # beyond [0, 1]: the end levels
 
 
 def check_augmentations(extra) -> None:

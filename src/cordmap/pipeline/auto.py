@@ -98,13 +98,13 @@ def _run(image, case_dir: Path, series, subject, anchor, model, on_step) -> Auto
     if mesh_case(case_dir, formats=("glb", "stl")).up_to_date:
         reused.append("mesh")
     on_step("plan")
-    planned = plan_or_refusal(imported.case)
-    if planned[0] is not None and planned[0].up_to_date:
+    planned, refusal = plan_or_refusal(imported.case)
+    if planned is not None and planned.up_to_date:
         reused.append("plan")
     on_step("viewer")
     site = export_case(case_dir, case_dir / VIEWER_SITE)
     on_step("report")
-    written = write_case_report(case_dir, site=site, planned=planned)
+    written = write_case_report(case_dir, site=site, planned=(planned, refusal))
     return AutoResult(
         case_dir,
         written.path,
