@@ -106,3 +106,46 @@ def test_ctrl_c_stops_mesh_at_any_moment(phantom, delay):
     process.send_signal(signal.SIGINT)
     assert process.wait() != 0
     assert not (case / "mesh").exists() or "mesh" in (case / "case.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "stage, writer",
+    [
+        ("plan", "cordmap.pipeline.plan.write_result"),
+        ("report", "cordmap.pipeline.report.write_text"),
+        ("view", "cordmap.pipeline.view.write_text"),  # the state, once the dataset is in place
+    ],
+)
+def test_a_ctrl_c_just_after_a_stage_writes_its_output_waits_for_the_record(
+    phantom, monkeypatch, stage, writer
+):
+    """The Ctrl-C arrives once the output is written, before case.json records it: the
+    record is still made, then the Ctrl-C stops the run, so no output is left unrecorded
+    (the invariant the Ctrl-C test of the mesh stage checks)."""
+    from cordmap.case import Case, sha256
+    from cordmap.pipeline.imports import import_case
+    from cordmap.pipeline.plan import run_plan
+    from cordmap.pipeline.report import write_case_report
+    from cordmap.pipeline.view import build_case_viewer
+
+    root, image, labels = phantom
+    case = root / f"held-{stage}"
+    import_case(image, case, labels_source=labels)
+    if stage != "plan":
+        run_plan(case)
+    module, name = writer.rsplit(".", 1)
+    original = getattr(__import__(module, fromlist=[name]), name)
+
+    def write_then_ctrl_c(*args, **kwargs):
+        written = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return written
+
+    monkeypatch.setattr(writer, write_then_ctrl_c)
+    run = {"plan": run_plan, "report": write_case_report, "view": build_case_viewer}[stage]
+    with pytest.raises(KeyboardInterrupt):
+        run(case if stage != "view" else Case.open(case))
+    entry = Case.open(case).manifest["stages"][stage]
+    assert entry["outputs"]
+    for output in entry["outputs"]:
+        assert sha256(case / output["path"]) == output["sha256"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cordmap.case import Case
 from cordmap.errors import CordmapError, NoPlan
+from cordmap.interrupts import interrupts_held
 from cordmap.pipeline.stages import (
     ASSESSMENT_FILE,
     PLAN_FILE,
@@ -137,6 +138,7 @@ def _run(
     if out.is_file() and is_current(case, stage, read, job.parameters):
         return Written(read_result(out, job.kind), out, True)
     result = job.run(case.labels(), paddles_file, str(labels_file(case)))
-    write_result(result, out)
-    case.record(stage, inputs=read, outputs=[out], parameters=job.parameters)
+    with interrupts_held():  # a Ctrl-C does not leave plan.json unrecorded
+        write_result(result, out)
+        case.record(stage, inputs=read, outputs=[out], parameters=job.parameters)
     return Written(result, out, False)

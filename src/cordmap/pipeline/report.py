@@ -17,6 +17,7 @@ from pathlib import Path
 from cordmap.atomic import write_text
 from cordmap.case import Case
 from cordmap.errors import CordmapError
+from cordmap.interrupts import interrupts_held
 from cordmap.pipeline.plan import plan_or_refusal
 from cordmap.pipeline.segment import Segmentation
 from cordmap.pipeline.stages import REPORT_DIR, recorded, stage_inputs
@@ -68,13 +69,14 @@ def write_case_report(
     images = draw_figures(image, labels, plan, case_meshes(case.root), automatic)
     source = case.labels_path(case.label_sources()[0]).name
     page = render_html(case.subject, plan, images, case.root, out, site, automatic, source, no_plan)
-    write_text(out, page)
-    case.record(
-        STAGE,
-        inputs=stage_inputs(case, STAGE),
-        outputs=[out],
-        parameters={"site": str(site) if site else None},
-    )
+    with interrupts_held():  # a Ctrl-C does not leave the page unrecorded
+        write_text(out, page)
+        case.record(
+            STAGE,
+            inputs=stage_inputs(case, STAGE),
+            outputs=[out],
+            parameters={"site": str(site) if site else None},
+        )
     return CaseReport(out, plan, images, no_plan)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from cordmap.anatomy.numbering import number_vertebrae
 from cordmap.case import Case
 from cordmap.errors import CordmapError
+from cordmap.interrupts import interrupts_held
 from cordmap.io.nifti import write_nifti
 from cordmap.pipeline.stages import is_current, recorded, stage_inputs
 
@@ -84,14 +85,15 @@ def segment_case(
         anchor=anchor,
         require_levels=require_levels,
     )
-    write_nifti(segmented.labels, out)
     results = {
         "bundled": model_path is None,
         "classes": model.mapping.names,
         "classes_not_written": model.mapping.unwritten(),
         **segmented.results(),
     }
-    case.record(STAGE, inputs=read, outputs=[out], parameters=parameters, results=results)
+    with interrupts_held():  # a Ctrl-C does not leave the labels unrecorded
+        write_nifti(segmented.labels, out)
+        case.record(STAGE, inputs=read, outputs=[out], parameters=parameters, results=results)
     return Segmentation.from_results(out, results)
 
 
@@ -107,13 +109,14 @@ def renumber_case(case_dir: str | Path, anchor: str | None = None) -> Segmentati
             f"`cordmap segment {case.root}` first"
         )
     numbering = number_vertebrae(case.labels("unet"), anchor, source=str(path))
-    write_nifti(numbering.labels, path)
     results = {**entry.get("results", {}), "levels": numbering.to_dict(), "levels_error": None}
-    case.record(
-        STAGE,
-        inputs=[case.image_path, Path(entry["parameters"]["model"])],
-        outputs=[path],
-        parameters={**entry["parameters"], "anchor": anchor},
-        results=results,
-    )
+    with interrupts_held():  # a Ctrl-C does not leave the labels unrecorded
+        write_nifti(numbering.labels, path)
+        case.record(
+            STAGE,
+            inputs=[case.image_path, Path(entry["parameters"]["model"])],
+            outputs=[path],
+            parameters={**entry["parameters"], "anchor": anchor},
+            results=results,
+        )
     return Segmentation.from_results(path, results)

@@ -44,12 +44,17 @@ def build_case_viewer(case: Case) -> tuple[Path, dict]:
     check_labels(image, labels)  # before the meshing, which takes seconds
     from cordmap.pipeline.mesh import case_meshes  # zmesh and trimesh load slowly
 
-    write_precomputed(image, labels, case_meshes(case.root), folder)
     state = viewer_state(
         image, labels, DATA_PATH, paddles=_paddles(labels, current_plan_file(case))
     )
-    write_text(folder / STATE_FILE, json.dumps(state, indent=1))
-    case.record(STAGE, inputs=stage_inputs(case, STAGE), outputs=[folder], parameters=parameters)
+
+    def record() -> None:  # with Ctrl-C held from the dataset put in place
+        write_text(folder / STATE_FILE, json.dumps(state, indent=1))
+        case.record(
+            STAGE, inputs=stage_inputs(case, STAGE), outputs=[folder], parameters=parameters
+        )
+
+    write_precomputed(image, labels, case_meshes(case.root), folder, then=record)
     return folder, state
 
 

@@ -20,7 +20,7 @@ so image, labels and meshes line up exactly. Nanometres appear only in this pack
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -99,20 +99,22 @@ def write_precomputed(
     labels: LabelVolume | None,
     meshes: Mapping[int, Mesh] | None,
     out_dir: str | Path,
+    then: Callable[[], None] | None = None,
 ) -> Path:
     """Write the image (and labels, meshes, segment names) as precomputed under `out_dir`.
 
     `labels` and `meshes` may be None. `meshes` maps label ids to meshes with `.vertices`
     (world RAS+ mm, on voxel centres) and `.faces`, e.g. from `cordmap.mesh.mesh_labels`.
     The folder is replaced atomically (an error leaves no partial dataset), and only if it
-    is new, empty or an earlier dataset.
+    is new, empty or an earlier dataset; `then` runs once it is in place, with Ctrl-C held
+    (`cordmap.atomic.atomic_dir`: the caller's record of it).
     """
     out_dir = Path(out_dir)
     require_replaceable(out_dir, f"{IMAGE_DIR}/info", "a precomputed viewer dataset")
     present = check_labels(image, labels) if labels is not None else []
     if meshes and labels is None:
         raise CordmapError("meshes need their label volume: pass labels to write_precomputed")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, then) as tmp:
         _write_volume(tmp / IMAGE_DIR, _image_array(image), image, "image")
         if labels is not None:
             extra = {"segment_properties": PROPERTIES_DIR} | ({"mesh": MESH_DIR} if meshes else {})
