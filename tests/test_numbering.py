@@ -214,14 +214,25 @@ def test_an_anchor_numbers_discs_segmented_inside_the_sacrum_as_sacrum(phantoms)
     assert any("in the sacrum" in w for w in numbered.warnings)
 
 
+def _below(truth, stripped, slices: int = 10):
+    """The image reaching `slices` slices further down, where nothing is segmented (the
+    phantom's image ends with its sacrum, 25 mm below L5/S1)."""
+    affine = stripped.affine.copy()
+    affine[:3, 3] -= affine[:3, 2] * slices
+    pad = ((0, 0), (0, 0), (slices, 0))
+    array = np.pad(np.asarray(stripped.array), pad)
+    return np.pad(truth, pad), LabelVolume(array, affine, schema=stripped.schema)
+
+
 def test_without_the_sacrum_recognised_the_warning_names_the_anchor_that_fixes_a_remnant(
     phantoms,
 ):
     """As on real T2 scans: a disc-like remnant segmented inside the sacrum, little of the
-    sacrum below it segmented as bone, no cord. The lowest disc is taken for L5/S1 (one
-    level off, uncertain); the warning's anchor numbers it right."""
+    sacrum below it segmented as bone, no cord, the image going on below. The lowest disc
+    is taken for L5/S1 (one level off, uncertain); the warning's anchor numbers it right."""
     labels = phantoms[0].labels
     truth, stripped, ids = _strip(labels)
+    truth, stripped = _below(truth, stripped)
     schema = labels.schema
     array = np.asarray(stripped.array).copy()
     array[np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)])] = 0
@@ -247,6 +258,50 @@ def test_without_the_sacrum_recognised_the_warning_names_the_anchor_that_fixes_a
     assert right == total >= 15
 
 
+def test_a_disc_cut_by_the_lower_edge_of_the_image_is_taken_for_a_sacral_remnant(phantoms):
+    """As on real lumbar scans cut just below the lumbosacral junction: the S1/S2
+    remnant segmented as a disc at the very edge of the image, no sacrum and no cord
+    found. The disc cut by the edge is taken for the remnant: every level right,
+    uncertain, and a warning giving back the anchor for an image that ends inside the
+    L5/S1 disc. An image that does end inside its L5/S1 disc is then one level off, and
+    that anchor numbers it right."""
+    labels = phantoms[0].labels
+    truth, stripped, ids = _strip(labels)
+    schema = labels.schema
+    array = np.asarray(stripped.array).copy()
+    array[np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)])] = 0
+    l5_s1 = stripped.world(np.argwhere(truth == schema.find("disc", "L5-S").id)).mean(axis=0)
+    sacrum = np.argwhere(truth == schema.find("vertebra", "S").id)
+    xyz = stripped.world(sacrum)
+    edge = xyz[:, 2] < xyz[:, 2].min() + 4.0  # the lowest slices of the image
+    array[tuple(sacrum[edge & (np.hypot(*(xyz[:, :2] - l5_s1[:2]).T) < 15.0)].T)] = schema.find(
+        "disc"
+    ).id
+    array[tuple(sacrum[~edge & (xyz[:, 2] < l5_s1[2] - 15.0)].T)] = 0  # the bone: not found
+    numbered = number_vertebrae(LabelVolume(array, stripped.affine, schema=schema))
+    assert numbered.anchor == "assumed" and numbered.uncertain
+    assert numbered.anchor_disc == "L5/S"
+    right, total = _named_right(truth, numbered, ids)
+    assert right == total >= 15
+    (warning,) = [w for w in numbered.warnings if "cut by the lower edge" in w]
+    assert parse_anchor(warning.split('--anchor "')[1].rstrip('"'))[2] < l5_s1[2] - 20.0
+
+    # an image ending inside its L5/S1 disc
+    inside = int(np.rint(stripped.voxel(l5_s1)[2]))
+    truth, stripped, ids = _strip(labels, lo=inside)
+    array = np.asarray(stripped.array).copy()
+    array[np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)])] = 0
+    cut = LabelVolume(array, stripped.affine, schema=schema)
+    numbered = number_vertebrae(cut)
+    assert numbered.anchor == "assumed" and numbered.uncertain
+    lumbar = [i for i in ids if i != schema.find("vertebra", "S").id]  # a sliver of S1 left
+    assert _named_right(truth, numbered, lumbar)[0] == 0  # every level one off, flagged
+    (warning,) = [w for w in numbered.warnings if "cut by the lower edge" in w]
+    fixed = number_vertebrae(cut, anchor=warning.split('--anchor "')[1].rstrip('"'))
+    right, total = _named_right(truth, fixed, ids)
+    assert right == total >= 12
+
+
 def test_a_conus_above_t12_takes_the_lowest_disc_for_a_sacral_remnant(phantoms):
     """As on real T2 scans: the remnant segmented as a disc, the sacrum below it not
     found, and the cord ending in the middle of T12 (where adult coni end, high). Counted
@@ -255,6 +310,7 @@ def test_a_conus_above_t12_takes_the_lowest_disc_for_a_sacral_remnant(phantoms):
     same tip changes nothing."""
     labels = phantoms[0].labels
     truth, stripped, ids = _strip(labels)
+    truth, stripped = _below(truth, stripped)
     schema = labels.schema
     array = np.asarray(stripped.array).copy()
     t12 = stripped.world(np.argwhere(truth == schema.find("vertebra", "T12").id))[:, 2]

@@ -29,7 +29,10 @@ without levels. Numbering them is counting, and counting needs an anchor:
      above the CONUS_HIGHEST vertebra (where no adult conus ends), the lowest disc is
      taken for a disc-like S1/S2 junction inside the sacrum (the commonest fault of a
      segmentation on T2) and the disc above it for L5/S1, *uncertain*, with a warning;
-   - otherwise the lowest disc is assumed to be L5/S1, *uncertain*.
+   - otherwise the lowest disc is assumed to be L5/S1, *uncertain*; unless it is cut by
+     the lower edge of the image (centred within EDGE_CUT_MM of it), where a lumbar scan
+     shows the sacrum: then it is taken for a disc-like S1/S2 junction and the disc above
+     it for L5/S1, with a warning.
 4. **Variants** are flagged: a gap counted as missing discs; a level taller than
    MERGED_HEIGHT median levels (vertebrae merged in the segmentation); an L5/S1 disc under
    half the height of L4/L5 (a lumbosacral transitional vertebra is suspected: 4 or 6
@@ -55,6 +58,9 @@ from cordmap.volume import LabelVolume, piece_centres
 
 DISC_MIN_FRACTION = 0.2
 EDGE_MIN_FRACTION = 0.03  # a disc cut by the edge of the field of view
+#: A disc centred this close to the inferior edge of the image is cut by it (half a
+#: lumbar disc's height: its lower half lies out of view).
+EDGE_CUT_MM = 5.0
 MERGE_MM = 8.0  # disc pieces closer than this along S are one disc, split by the segmentation
 DISC_GAP_MM = 12.0  # discs lie at least this far apart along S (cervical levels ~15 mm)
 SPLIT_PROMINENCE = 0.3  # a piece with two peaks this prominent along S is two discs
@@ -109,7 +115,7 @@ class Numbering:
             "user": "from the anchor given",
             "sacrum": "automatic from the sacrum",
             "conus": "from the conus position prior",
-            "assumed": "lowest disc assumed L5/S1",
+            "assumed": "lowest disc in full view assumed L5/S1",
         }
         text = f"levels: {how[self.anchor]}"
         return text + ("; uncertain: confirm on X-ray" if self.uncertain else "")
@@ -139,6 +145,7 @@ class _Disc:
     normal: np.ndarray  # superior-pointing unit vector
     height: float  # extent along the normal (mm)
     position: int = 0  # level units from the top disc (gaps counted)
+    cut_below: bool = False  # cut by the inferior edge of the field of view
 
 
 def number_vertebrae(
@@ -227,7 +234,20 @@ def number_vertebrae(
                     "the conus (an injury, a cord the segmentation lost), number again with "
                     f'--anchor "L5/S1 disc@{discs[-1].centre[2]:.0f}"'
                 )
-    if how == "assumed":
+    if how == "assumed" and discs[-1].cut_below and len(discs) >= MIN_VERTEBRAE:
+        # a disc cut by the lower edge of the image, where a lumbar scan shows the sacrum,
+        # is taken for a disc-like S1/S2 junction: the assumed L5/S1 is the disc above it
+        start = discs[-2]
+        offset = VERTEBRAE.index("S") - start.position
+        warnings.append(
+            f"no sacrum was recognised, and the lowest disc found (S = "
+            f"{discs[-1].centre[2]:.0f} mm) is cut by the lower edge of the image, where a "
+            "lumbar scan shows the sacrum: it was taken for a disc-like S1/S2 junction inside "
+            f"the sacrum, and the disc above it (S = {start.centre[2]:.0f} mm) for L5/S1; if "
+            "the image ends inside the L5/S1 disc, number again with "
+            f'--anchor "L5/S1 disc@{discs[-1].centre[2]:.0f}"'
+        )
+    elif how == "assumed":
         warnings.append(
             f"no sacrum was recognised below the lowest disc (S = {discs[-1].centre[2]:.0f} "
             "mm), so it was taken for L5/S1; a segmentation can take the S1/S2 junction "
@@ -237,7 +257,7 @@ def number_vertebrae(
         )
     all_discs = discs
     sacral = [d for d in discs if offset + d.position > VERTEBRAE.index("S")]
-    if sacral:  # an anchor given, or a conus above T12, puts discs below L5/S1: in the sacrum
+    if sacral:  # an anchor, a conus above T12 or a disc cut by the edge: discs in the sacrum
         discs = discs[: len(discs) - len(sacral)]
         level, _ = _levels_of(bone_xyz, discs)
         volumes = np.bincount(level + 1, minlength=discs[-1].position + 2) * labels.voxel_volume
@@ -358,9 +378,19 @@ def _discs(mask: np.ndarray, labels: LabelVolume):
         normal = axes[-1] if len(xyz) >= 3 else np.array([0.0, 0.0, 1.0])
         normal = normal if normal[2] >= 0 else -normal
         height = float(np.ptp((xyz - centre) @ normal)) + float(min(labels.spacing))
-        discs.append(_Disc(centre, normal, height))
+        cut = _above_lower_edge(centre, labels) < EDGE_CUT_MM
+        discs.append(_Disc(centre, normal, height, cut_below=cut))
     discs.sort(key=lambda d: -d.centre[2])
     return discs, column
+
+
+def _above_lower_edge(xyz: np.ndarray, labels: LabelVolume) -> float:
+    """How far (mm) a point lies above the inferior slice of the image (along the array
+    axis nearest S)."""
+    axis = int(np.argmax(np.abs(labels.affine[2, :3])))
+    index = float(labels.voxel(xyz)[axis])
+    above = index if labels.affine[2, axis] > 0 else labels.shape[axis] - 1 - index
+    return above * float(labels.spacing[axis])
 
 
 def _column(world: np.ndarray, sizes: np.ndarray):
