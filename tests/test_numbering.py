@@ -192,6 +192,39 @@ def test_cord_pieces_below_the_conus_are_flagged_too(phantoms):
     assert len(warning) == 1 and "cord's end" in warning[0]
 
 
+def test_a_cord_that_begins_far_below_the_top_of_the_spine_does_not_anchor_the_count(
+    phantoms,
+):
+    """As a model that loses the cord and takes the cauda equina for cord does on real
+    lumbar scans: the only "cord" is the roots from the conus 80 mm down, the sacrum is
+    not recognised. Its end would anchor the conus prior 2-3 levels off; since it begins
+    some 150 mm below the highest disc in view it is no conus to count from: the lowest
+    disc is assumed L5/S1 (right here), with a warning saying why."""
+    labels = phantoms[0].labels
+    truth, stripped, ids = _strip(labels)
+    schema = labels.schema
+    array = np.asarray(stripped.array).copy()
+    array[np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)])] = 0
+    roots = np.argwhere(
+        np.isin(array, [r.id for r in schema.of_class("dorsal_root", "ventral_root")])
+    )
+    s = stripped.world(roots)[:, 2] - conus_tip(labels)[2]
+    array[tuple(roots[(s < 0) & (s > -80)].T)] = schema.find("cord").id
+    l5_s1 = stripped.world(np.argwhere(truth == schema.find("disc", "L5-S").id)).mean(axis=0)
+    sacrum = np.argwhere(truth == schema.find("vertebra", "S").id)
+    array[tuple(sacrum[stripped.world(sacrum)[:, 2] < l5_s1[2] - 8.0].T)] = 0  # not found
+    cauda = LabelVolume(array, stripped.affine, schema=schema)
+
+    numbered = number_vertebrae(cauda)
+    assert numbered.conus_level.split()[0] in ("L4", "L5", "L4/L5")  # the cauda's end
+    assert numbered.anchor == "assumed" and numbered.uncertain
+    above_sacrum = [i for i in ids if i != schema.find("vertebra", "S").id]  # removed
+    right, total = _named_right(truth, numbered, above_sacrum)
+    assert right == total >= 15
+    (warning,) = [w for w in numbered.warnings if "below the highest disc in view" in w]
+    assert "not counted from it" in warning
+
+
 def test_an_anchor_numbers_discs_segmented_inside_the_sacrum_as_sacrum(phantoms):
     # on T2 the model segments the S1/S2 disc remnant inside the sacrum as a disc
     labels = phantoms[0].labels

@@ -24,7 +24,9 @@ without levels. Numbering them is counting, and counting needs an anchor:
      below the disc): the lowest disc is L5/S1;
    - otherwise the conus prior: the disc nearest the conus tip is L1/L2 (the tip lies at
      the L1-L2 level in most adults), reported as *uncertain*; not when the cord found
-     spans under CONUS_CORD_MM or the count would run past C1 or the sacrum. Where it
+     spans under CONUS_CORD_MM, begins more than CONUS_CORD_TOP_MM below the highest disc
+     in view (a lost cord, or the cauda equina taken for cord) or the count would run past
+     C1 or the sacrum. Where it
      would run past the sacrum and the tip, counted from the lowest disc as L5/S1, lies
      above the CONUS_HIGHEST vertebra (where no adult conus ends), the lowest disc is
      taken for a disc-like S1/S2 junction inside the sacrum (the commonest fault of a
@@ -82,6 +84,10 @@ CONTINUES_MM = 10.0
 #: The lowest vertebra at which the conus tip lies in adults (T12-L2 in most, L3 in few);
 #: a cord ending lower is flagged.
 CONUS_LOWEST = "L3"
+#: The cord ending at the conus tip reaches up to this close to the highest disc in view,
+#: or its end does not anchor the count: a cord that begins far down the spine is what is
+#: left of a cord the segmentation lost, or the cauda equina taken for cord.
+CONUS_CORD_TOP_MM = 25.0
 #: The disc nearest the conus tip under the conus prior.
 CONUS_DISC = "L1/L2"
 #: The highest vertebra at which the conus tip lies in adults (Saifuddin et al., Spine
@@ -193,7 +199,8 @@ def number_vertebrae(
     level, _ = _levels_of(bone_xyz, discs)
     volumes = np.bincount(level + 1, minlength=discs[-1].position + 2) * labels.voxel_volume
     spacing = _median_spacing(discs)
-    conus = conus_tip(labels)
+    to_conus = _cord_to_conus(labels)
+    conus = None if to_conus is None else to_conus[0]
 
     off = np.zeros(len(bone_xyz)) if column is None else _off_column(bone_xyz, column)
     near = off < SPINE_MM  # bodies, arches and the sacral alae; not what lies far off
@@ -217,7 +224,14 @@ def number_vertebrae(
     else:
         offset, how, uncertain = VERTEBRAE.index("S") - discs[-1].position, "assumed", True
         start = discs[-1]
-        if conus is not None:
+        if to_conus is not None and discs[0].centre[2] - to_conus[1] > CONUS_CORD_TOP_MM:
+            warnings.append(
+                f"the cord ending at S = {to_conus[0][2]:.0f} mm begins "
+                f"{discs[0].centre[2] - to_conus[1]:.0f} mm below the highest disc in view "
+                "(the segmentation lost the cord above it): its end may be the cauda equina "
+                "taken for cord rather than the conus, so the levels were not counted from it"
+            )
+        elif conus is not None:
             nearest = min(discs, key=lambda d: abs(_signed(conus, d)))
             by_conus = VERTEBRAE.index(CONUS_DISC.split("/")[1]) - nearest.position
             if _fits(by_conus, discs[-1].position + 1):  # else the cord found is implausible
@@ -666,6 +680,12 @@ def conus_tip(labels: LabelVolume) -> np.ndarray | None:
     segmentation missed); None when there is no cord, it reaches the image's lowest slice
     (the image cuts the cord) or it spans less than CONUS_CORD_MM along S (too little cord
     to trust its end)."""
+    found = _cord_to_conus(labels)
+    return None if found is None else found[0]
+
+
+def _cord_to_conus(labels: LabelVolume) -> tuple[np.ndarray, float] | None:
+    """The conus tip (`conus_tip`) and the top (S, mm) of the cord that ends there."""
     cord = np.isin(np.asarray(labels.array), _cord_ids(labels))
     if not cord.any():
         return None
@@ -692,7 +712,7 @@ def conus_tip(labels: LabelVolume) -> np.ndarray | None:
     tip_zone = xyz[xyz[:, 2] <= xyz[lowest, 2] + 2.0]
     centre = tip_zone.mean(axis=0)
     centre[2] = xyz[lowest, 2]
-    return centre
+    return centre, float(xyz[:, 2].max())
 
 
 def _describe_point(xyz: np.ndarray, discs: list[_Disc], names: list[str]) -> str:
