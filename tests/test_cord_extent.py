@@ -174,3 +174,33 @@ def test_a_piece_below_the_cord_is_roots_when_of_other_contrast_or_thin(
     else:
         assert kept[piece].all() and found.tip_s == pytest.approx(_tip(with_piece))
         assert found.roots_mm3 == 0.0
+
+
+@pytest.mark.parametrize("short_mm", [0.0, 21.0])
+def test_a_conus_the_segmentation_stopped_short_of_is_reported(phantom, short_mm):
+    """The cord's last `short_mm` labelled CSF (as the bundled model does on real T2
+    scans): the image's cord-like core runs on about that far below the tip, and the
+    note says so; with the exact cord it ends at the tip and nothing is said. (The
+    phantom draws the cauda equina as thick bundles as dark as the cord, which would
+    carry the core on to the sacrum, the limit the note names: here they are given the
+    CSF's intensity, as thin roots have on a real T2 scan.)"""
+    from cordmap.anatomy.cord_extent import CORE_NOTE_MM, core_below_tip, core_note
+    from cordmap.anatomy.numbering import conus_tip
+
+    labels = phantom.labels
+    schema = labels.schema
+    image = np.asarray(phantom.image.array).copy()
+    roots = np.isin(np.asarray(labels.array), _ids(schema, "dorsal_root", "ventral_root"))
+    image[roots] = np.median(image[np.isin(np.asarray(labels.array), _ids(schema, "csf"))])
+    array = np.asarray(labels.array).copy()
+    cord = np.argwhere(np.isin(array, _ids(labels.schema, *CORD_CLASSES)))
+    low = labels.world(cord)[:, 2] < _tip(labels) + short_mm - 1.0
+    array[tuple(cord[low].T)] = labels.schema.find("csf").id
+    short = LabelVolume(array, labels.affine, schema=labels.schema)
+    tip = conus_tip(short)
+    core = core_below_tip(Volume(image, phantom.image.affine), short, tip)
+    assert core is not None and core == pytest.approx(short_mm, abs=4.0)
+    (note,) = core_note(core, tip) or [None]
+    assert (note is not None) == (short_mm >= CORE_NOTE_MM)
+    if note:
+        assert f"running on {core:.0f} mm below" in note

@@ -34,6 +34,14 @@ conus prior). `tidy_cord` corrects both and says what it changed:
    the cauda equina and relabelled CSF; a cord-like piece starting within CONTINUES_MM
    below the cord's end (as extended by such pieces) continues the cord however thin (the
    tapering conus past a slice the segmentation missed).
+3. **A conus cut short** is checked, not relabelled (`core_below_tip`): a segmentation
+   can also stop above the conus, labelling its tapering end CSF (the bundled model does
+   on real T2 lumbar scans). Below the tip, on the sagittal slab through it, the canal
+   (cord and CSF) is scanned slice by slice for voxels on the cord's side of the midpoint
+   between the cord's and the CSF's median intensity over the REFERENCE_MM above the tip
+   (the cord's core); the core ends where under CORE_MM2 of it remain for CORE_GAP_MM.
+   A core running CORE_NOTE_MM or more below the tip is reported: the conus may lie that
+   much lower (or roots as dark as the cord follow it).
 """
 
 from __future__ import annotations
@@ -64,6 +72,14 @@ LIVE_MM = 10.0
 RUN_MM = 20.0
 #: A bin needs this many cord and ring voxels for its contrast to count.
 MIN_VOXELS = 3
+#: The cord's core below its tip: the half-width (mm, left-right) of the slab searched, the
+#: in-slice area (mm^2) under which no core is left, how long (mm) that must last, and how
+#: far (mm) the search goes; a core running CORE_NOTE_MM or more below the tip is reported.
+CORE_SLAB_MM = 4.0
+CORE_MM2 = 5.0
+CORE_GAP_MM = 3.0
+CORE_SEARCH_MM = 60.0
+CORE_NOTE_MM = 10.0
 #: A piece below the cord thinner than this share of the cord's mean cross-section is roots,
 #: unless it starts within CONTINUES_MM (`numbering`, whose conus tip follows the cord the
 #: same way) below the cord's end: the cord, or its conus, past a slice the segmentation missed.
@@ -173,6 +189,55 @@ def tidy_cord(image: Volume, labels: LabelVolume) -> CordExtent:
         float(roots.sum()) * labels.voxel_volume,
         outside_mm3,
     )
+
+
+def core_below_tip(image: Volume, labels: LabelVolume, tip: np.ndarray) -> float | None:
+    """How far (mm) the cord's core runs on below the conus `tip` (RAS mm) in the image
+    (see the module notes, 3); None when it does not end within CORE_SEARCH_MM (too little
+    contrast to tell) or the image gives no cord and CSF to compare. Axis 2 is S."""
+    schema = labels.schema
+    array = np.asarray(labels.array)
+    cord = np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)])
+    csf = np.isin(array, [label.id for label in schema.of_class("csf")])
+    spacing = np.asarray(labels.spacing, dtype=float)
+    i, _, k = np.rint(labels.voxel(tip)).astype(int)
+    half = int(round(CORE_SLAB_MM / spacing[0]))
+    slab = slice(max(i - half, 0), i + half + 1)
+    values = ndimage.gaussian_filter(np.asarray(image.array, dtype=np.float64)[slab], 0.7 / spacing)
+    cord, csf = cord[slab], csf[slab]
+    above = slice(k, k + int(round(REFERENCE_MM / spacing[2])) + 1)
+    if not cord[:, :, above].any() or not csf[:, :, above].any():
+        return None
+    cord_median = float(np.median(values[:, :, above][cord[:, :, above]]))
+    csf_median = float(np.median(values[:, :, above][csf[:, :, above]]))
+    midpoint, sign = (cord_median + csf_median) / 2, np.sign(csf_median - cord_median)
+    canal = ndimage.binary_dilation(cord | csf)
+    voxel_mm2 = spacing[0] * spacing[1]
+    last = gap = 0.0
+    for depth in range(1, int(CORE_SEARCH_MM / spacing[2]) + 1):
+        if k - depth < 0:
+            return None  # the image ends first
+        inside = values[:, :, k - depth][canal[:, :, k - depth]]
+        area = float(np.sum(sign * (midpoint - inside) > 0)) * voxel_mm2
+        if area >= CORE_MM2:
+            last, gap = depth * spacing[2], 0.0
+        else:
+            gap += spacing[2]
+            if gap >= CORE_GAP_MM:
+                return last
+    return None
+
+
+def core_note(core_mm: float | None, tip: np.ndarray) -> list[str]:
+    """The warning a core running on below the tip gets, if it runs far enough."""
+    if core_mm is None or core_mm < CORE_NOTE_MM:
+        return []
+    return [
+        f"the image shows the cord's core running on {core_mm:.0f} mm below the segmented "
+        f"conus tip (S = {tip[2]:.0f} mm), labelled CSF: the conus may end that much lower "
+        "(or roots as dark as the cord follow it), and an enlargement estimated from the "
+        "tip would lie too high; check the conus on the sagittal figure"
+    ]
 
 
 def _outside_canal(pieces, count, labels) -> np.ndarray:

@@ -7,7 +7,8 @@ affine exactly. Optionally only the largest connected piece (26-connectivity) of
 classes is kept, the rest becoming background (`keep_largest=("cord",)`: the cord is one
 piece in most scans, but not necessarily in an injured one, so this is not the default).
 `segment_image` adds the plausibility checks, corrects the cord's extent (stray pieces,
-the cauda equina taken for cord: `anatomy.cord_extent`) and numbers the vertebrae
+the cauda equina taken for cord: `anatomy.cord_extent`, which also checks for a conus the
+segmentation stopped short of) and numbers the vertebrae
 (`anatomy.numbering`); `cordmap.pipeline.segment` writes its result into a case folder.
 """
 
@@ -20,8 +21,8 @@ import torch
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
-from cordmap.anatomy.cord_extent import tidy_cord
-from cordmap.anatomy.numbering import Numbering, number_vertebrae
+from cordmap.anatomy.cord_extent import core_below_tip, core_note, tidy_cord
+from cordmap.anatomy.numbering import Numbering, conus_tip, number_vertebrae
 from cordmap.errors import CordmapError
 from cordmap.learn.data import prepare
 from cordmap.learn.modelfile import TrainedModel
@@ -187,6 +188,9 @@ def segment_image(
     cord = tidy_cord(image, found)
     labels = cord.labels
     warnings = plausibility_warnings(labels, model.mapping.names, name) + cord.notes()
+    tip = conus_tip(labels)
+    if tip is not None:  # a conus the segmentation stopped short of
+        warnings += core_note(core_below_tip(image, labels, tip), tip)
     if not {"vertebra", "disc"} <= set(model.mapping.names):
         return SegmentedImage(labels, warnings, None, None)
     try:
