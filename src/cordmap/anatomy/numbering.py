@@ -244,8 +244,9 @@ def number_vertebrae(
                     f"were the lowest disc (S = {discs[-1].centre[2]:.0f} mm) L5/S1, the conus "
                     f"tip would lie at the {tip}, above the {CONUS_HIGHEST} vertebra where it "
                     "ends in adults: that disc was taken for a disc-like S1/S2 junction inside "
-                    "the sacrum, and the disc above it for L5/S1; if the cord found ends above "
-                    "the conus (an injury, a cord the segmentation lost), number again with "
+                    "the sacrum, and the disc above it for L5/S1; if the sagittal figure shows "
+                    "that disc between L5 and the sacrum (the cord found then ends well above "
+                    "its conus: an injury, a cord the segmentation lost), number again with "
                     f'--anchor "L5/S1 disc@{discs[-1].centre[2]:.0f}"'
                 )
     if how == "assumed" and discs[-1].cut_below and len(discs) >= MIN_VERTEBRAE:
