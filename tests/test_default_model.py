@@ -128,6 +128,10 @@ def test_held_out_real_t2_scan_vertebrae_found_and_named(tmp_path):
         values, counts = np.unique(out[(ref == label_id) & (out > 0)], return_counts=True)
         named[int(label_id)] = int(values[np.argmax(counts)])
     assert len(named) == 7 and all(out_id == ref_id for ref_id, out_id in named.items())
+    # the model ends this real T2 cord short of its conus, and the case says so
+    results = Case.open(tmp_path / "case").manifest["stages"]["segment"]["results"]
+    assert results["conus_core_mm"] >= 10
+    assert any("core running on" in w for w in segmented.warnings)
 
 
 def test_images_the_model_cannot_segment_are_refused(tmp_path):

@@ -145,13 +145,16 @@ def _class_indices(model: TrainedModel, names) -> list[int]:
 @dataclass(frozen=True)
 class SegmentedImage:
     """A segmentation in memory: `labels` on the image's grid (vertebrae and discs levelled
-    where they could be numbered), what looks implausible in it (`warnings`), and the
-    numbering (`levels`) or why there is none (`levels_error`)."""
+    where they could be numbered), what looks implausible in it (`warnings`), the
+    numbering (`levels`) or why there is none (`levels_error`), and how far (mm) the image
+    shows the cord's core running on below the conus tip (`conus_core_mm`,
+    `anatomy.cord_extent.core_below_tip`)."""
 
     labels: LabelVolume
     warnings: list[str]
     levels: Numbering | None
     levels_error: str | None
+    conus_core_mm: float | None = None
 
     def results(self) -> dict:
         """What the segment stage records of it (`cordmap.pipeline.segment`), besides the
@@ -160,6 +163,7 @@ class SegmentedImage:
             "warnings": self.warnings,
             "levels": self.levels.to_dict() if self.levels else None,
             "levels_error": self.levels_error,
+            "conus_core_mm": self.conus_core_mm,
         }
 
 
@@ -189,17 +193,18 @@ def segment_image(
     labels = cord.labels
     warnings = plausibility_warnings(labels, model.mapping.names, name) + cord.notes()
     tip = conus_tip(labels)
+    core = None if tip is None else core_below_tip(image, labels, tip)
     if tip is not None:  # a conus the segmentation stopped short of
-        warnings += core_note(core_below_tip(image, labels, tip), tip)
+        warnings += core_note(core, tip)
     if not {"vertebra", "disc"} <= set(model.mapping.names):
-        return SegmentedImage(labels, warnings, None, None)
+        return SegmentedImage(labels, warnings, None, None, core)
     try:
         numbering = number_vertebrae(labels, anchor, source=name)
     except CordmapError as exc:
         if require_levels:
             raise
-        return SegmentedImage(labels, warnings, None, str(exc))
-    return SegmentedImage(numbering.labels, warnings, numbering, None)
+        return SegmentedImage(labels, warnings, None, str(exc), core)
+    return SegmentedImage(numbering.labels, warnings, numbering, None, core)
 
 
 def check_segmentable(image: Volume, source) -> None:

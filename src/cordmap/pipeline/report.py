@@ -82,7 +82,8 @@ def write_case_report(
 
 def automatic_steps(case: Case) -> dict | None:
     """What the automatic segmentation did, when the case's labels are the U-Net's: the
-    model (and the card of a bundled one), the vertebral levels and the warnings."""
+    model (and the card of a bundled one), the vertebral levels, the warnings and how far
+    the image shows the cord's core below the conus tip."""
     if case.label_sources()[:1] != ["unet"]:
         return None
     entry = recorded(case, "segment") or {}
@@ -94,4 +95,10 @@ def automatic_steps(case: Case) -> dict | None:
     if model.parent == MODELS_DIR.resolve() and (model.parent / f"{model.stem}.json").is_file():
         card = bundled_model(model.stem).card
     found = Segmentation.from_results(case.labels_path("unet"), results)
-    return {"model": model.name, "card": card, "levels": found.levels, "warnings": found.warnings}
+    return {
+        "model": model.name,
+        "card": card,
+        "levels": found.levels,
+        "warnings": found.warnings,
+        "conus_core_mm": results.get("conus_core_mm"),
+    }

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cordmap import __version__
+from cordmap.anatomy.cord_extent import CORE_NOTE_MM
 from cordmap.planning.measured import UNITS
 from cordmap.planning.paddles import Paddle
 from cordmap.planning.results import Placement, Plan
@@ -56,13 +57,17 @@ def draw_figures(
         slices = _slices_along(labels, geometry, start, end, "cord")
     levels = (automatic or {}).get("levels")
     title = levels["summary"] if levels else None
-    conus = anchor_disc = None
+    conus = anchor_disc = core_end = None
     if levels and levels.get("conus_tip_ras_mm"):
         conus = (levels["conus_tip_ras_mm"], levels["conus_level"])
+        core = (automatic or {}).get("conus_core_mm")
+        if core is not None and core >= CORE_NOTE_MM:  # where the image puts the conus
+            x, y, z = levels["conus_tip_ras_mm"]
+            core_end = [x, y, z - core]
     if levels and levels.get("anchor_disc_ras_mm"):
         anchor_disc = (levels["anchor_disc_ras_mm"], levels["anchor_disc"])
     sagittal, axial = figures.slice_figures(
-        image, labels, segment_ids, slices, title, conus, anchor_disc
+        image, labels, segment_ids, slices, title, conus, anchor_disc, core_end
     )
     present = set(labels.ids())
     wanted = [

@@ -128,18 +128,20 @@ def slice_figures(
     title: str | None = None,
     conus: tuple[list[float], str] | None = None,
     anchor_disc: tuple[list[float], str] | None = None,
+    core_end: list[float] | None = None,
 ) -> tuple[bytes, bytes]:
     """PNGs of the mid-sagittal slice and of axial slices through the enlargement segments
     (`segment_ids`, rostral to caudal), labels in the schema colours over the MRI. `axial`:
     (title, colour, index) of the axial slices, by default `axial_picks`; `title` of the
     sagittal figure (how its vertebrae were numbered); `conus`: the conus tip found (RAS mm)
-    and its level, and `anchor_disc`: the disc an automatic count started from (RAS mm) and
-    its name, marked on the sagittal figure."""
+    and its level, `anchor_disc`: the disc an automatic count started from (RAS mm) and
+    its name, and `core_end`: where the image shows the cord's core ending below that tip
+    (RAS mm), marked on the sagittal figure."""
     gray = normalised(image)
     colours = overlay_colours(labels)
     picks = axial if axial is not None else axial_picks(labels, segment_ids)
     return (
-        _sagittal(gray, labels, colours, segment_ids, title, conus, anchor_disc),
+        _sagittal(gray, labels, colours, segment_ids, title, conus, anchor_disc, core_end),
         _axial(gray, labels, colours, picks),
     )
 
@@ -178,6 +180,7 @@ def _sagittal(
     title: str | None = None,
     conus: tuple[list[float], str] | None = None,
     anchor_disc: tuple[list[float], str] | None = None,
+    core_end: list[float] | None = None,
 ) -> bytes:
     i = mid_sagittal_index(labels, segment_ids)
     plane = labels.array[i]  # (y, z)
@@ -237,6 +240,18 @@ def _sagittal(
             (y - 10, z),
             fontsize=7,
             color="red",
+            va="center",
+            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
+        )
+    if core_end is not None:  # where the image puts the conus, below the segmented tip
+        _, y, z = core_end
+        ax.plot(y, z, marker="<", color="darkorange", markersize=7)
+        ax.annotate(
+            "cord's core in the image ends",
+            (y, z),
+            (y - 10, z),
+            fontsize=7,
+            color="darkorange",
             va="center",
             bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
         )
