@@ -247,6 +247,17 @@ def test_an_anchor_numbers_discs_segmented_inside_the_sacrum_as_sacrum(phantoms)
     assert any("in the sacrum" in w for w in numbered.warnings)
 
 
+def _no_cord(labels, stripped, truth):
+    """The stripped labels' array without cord, the true L5/S1 disc's centre, and the
+    sacrum's voxels with their RAS positions."""
+    schema = labels.schema
+    array = np.asarray(stripped.array).copy()
+    array[np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)])] = 0
+    l5_s1 = stripped.world(np.argwhere(truth == schema.find("disc", "L5-S").id)).mean(axis=0)
+    sacrum = np.argwhere(truth == schema.find("vertebra", "S").id)
+    return array, l5_s1, sacrum, stripped.world(sacrum)
+
+
 def _below(truth, stripped, slices: int = 10):
     """The image reaching `slices` slices further down, where nothing is segmented (the
     phantom's image ends with its sacrum, 25 mm below L5/S1)."""
@@ -267,11 +278,7 @@ def test_without_the_sacrum_recognised_the_warning_names_the_anchor_that_fixes_a
     truth, stripped, ids = _strip(labels)
     truth, stripped = _below(truth, stripped)
     schema = labels.schema
-    array = np.asarray(stripped.array).copy()
-    array[np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)])] = 0
-    l5_s1 = stripped.world(np.argwhere(truth == schema.find("disc", "L5-S").id)).mean(axis=0)
-    sacrum = np.argwhere(truth == schema.find("vertebra", "S").id)
-    xyz = stripped.world(sacrum)
+    array, l5_s1, sacrum, xyz = _no_cord(labels, stripped, truth)
     body = np.hypot(*(xyz[:, :2] - l5_s1[:2]).T) < 15.0
     remnant = body & (np.abs(xyz[:, 2] - (l5_s1[2] - 25.0)) < 4.0)
     array[tuple(sacrum[remnant].T)] = schema.find("disc").id
@@ -301,11 +308,7 @@ def test_a_disc_cut_by_the_lower_edge_of_the_image_is_taken_for_a_sacral_remnant
     labels = phantoms[0].labels
     truth, stripped, ids = _strip(labels)
     schema = labels.schema
-    array = np.asarray(stripped.array).copy()
-    array[np.isin(array, [label.id for label in schema.of_class(*CORD_CLASSES)])] = 0
-    l5_s1 = stripped.world(np.argwhere(truth == schema.find("disc", "L5-S").id)).mean(axis=0)
-    sacrum = np.argwhere(truth == schema.find("vertebra", "S").id)
-    xyz = stripped.world(sacrum)
+    array, l5_s1, sacrum, xyz = _no_cord(labels, stripped, truth)
     edge = xyz[:, 2] < xyz[:, 2].min() + 4.0  # the lowest slices of the image
     array[tuple(sacrum[edge & (np.hypot(*(xyz[:, :2] - l5_s1[:2]).T) < 15.0)].T)] = schema.find(
         "disc"

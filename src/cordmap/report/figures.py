@@ -146,6 +146,20 @@ def slice_figures(
     )
 
 
+def _mark(ax, y: float, z: float, text: str, colour: str) -> None:
+    """A point of the sagittal figure marked with an arrowhead and named beside it."""
+    ax.plot(y, z, marker="<", color=colour, markersize=7)
+    ax.annotate(
+        text,
+        (y, z),
+        (y - 10, z),
+        fontsize=7,
+        color=colour,
+        va="center",
+        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
+    )
+
+
 def _extent(labels: LabelVolume, axes: tuple[int, int]) -> list[float]:
     """imshow extent (mm, voxel edges) of a slice spanning voxel axes `axes`."""
     spacing = np.asarray(labels.spacing)
@@ -233,28 +247,10 @@ def _sagittal(
         )
     if conus is not None:  # where the automatic conus tip is, to check at a glance
         (_, y, z), level = conus
-        ax.plot(y, z, marker="<", color="red", markersize=7)
-        ax.annotate(
-            f"conus tip ({level})",
-            (y, z),
-            (y - 10, z),
-            fontsize=7,
-            color="red",
-            va="center",
-            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
-        )
+        _mark(ax, y, z, f"conus tip ({level})", "red")
     if core_end is not None:  # where the image puts the conus, below the segmented tip
         _, y, z = core_end
-        ax.plot(y, z, marker="<", color="darkorange", markersize=7)
-        ax.annotate(
-            "cord's core in the image ends",
-            (y, z),
-            (y - 10, z),
-            fontsize=7,
-            color="darkorange",
-            va="center",
-            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
-        )
+        _mark(ax, y, z, "cord's core in the image ends", "darkorange")
     if anchor_disc is not None:  # where the count started, to check at a glance
         (_, y, z), name = anchor_disc
         ax.plot(y, z, marker="o", color="navy", markersize=4)
