@@ -192,19 +192,20 @@ def segment_image(
     cord = tidy_cord(image, found)
     labels = cord.labels
     warnings = plausibility_warnings(labels, model.mapping.names, name) + cord.notes()
-    tip = conus_tip(labels)
+    numbering, levels_error = None, None
+    if {"vertebra", "disc"} <= set(model.mapping.names):
+        try:
+            numbering = number_vertebrae(labels, anchor, source=name)
+        except CordmapError as exc:
+            if require_levels:
+                raise
+            levels_error = str(exc)
+    tip = numbering.conus_tip if numbering else conus_tip(labels)  # found once
     core = None if tip is None else core_below_tip(image, labels, tip)
     if tip is not None:  # a conus the segmentation stopped short of
         warnings += core_note(core, tip)
-    if not {"vertebra", "disc"} <= set(model.mapping.names):
-        return SegmentedImage(labels, warnings, None, None, core)
-    try:
-        numbering = number_vertebrae(labels, anchor, source=name)
-    except CordmapError as exc:
-        if require_levels:
-            raise
-        return SegmentedImage(labels, warnings, None, str(exc), core)
-    return SegmentedImage(numbering.labels, warnings, numbering, None, core)
+    out = numbering.labels if numbering else labels
+    return SegmentedImage(out, warnings, numbering, levels_error, core)
 
 
 def check_segmentable(image: Volume, source) -> None:
